@@ -1,0 +1,59 @@
+# Every target is a README command; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+ENV    ?=
+# ENV=ci selects env.ci.yaml (the CI sample); empty selects env.yaml (the full year).
+ENV_FILE := $(if $(ENV),env.$(ENV).yaml,env.yaml)
+
+export PLOOMBER_STATS_ENABLED := false
+export PLOOMBER_VERSION_CHECK_DISABLED := true
+export UV_COMPILE_BYTECODE := 1
+export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter
+export MPLBACKEND := Agg
+
+.PHONY: help setup build test test-fast lint lab plot lock clean clean-products
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/.ready: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements.lock)"
+	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+setup: $(BIN)/.ready ## create .venv from the lock (idempotent)
+
+build: setup ## run the pipeline (ENV=ci for the CI sample) and write reports/
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build
+
+test: setup ## run every test: code, data, model, notebooks (nbval), full pipeline
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: setup ## unit, data and model tests only (no full builds)
+	$(BIN)/python -m pytest -m "not pipeline" -n 2
+
+lint: setup ## ruff on src, tests and notebooks; fail on notebooks carrying outputs
+	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff format --check src tests notebooks
+
+lab: setup ## open JupyterLab (the .py notebooks open as notebooks, parameters injected)
+	$(BIN)/jupyter lab
+
+plot: setup ## draw the pipeline graph to reports/pipeline.html
+	$(BIN)/ploomber plot --output reports/pipeline.html
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
+
+clean-products: ## delete build products and reports (the raw snapshot store is kept)
+	rm -rf products reports/*.html reports/*.json reports/monitoring reports/notebooks
+
+clean: clean-products ## also delete the virtual environment
+	rm -rf $(VENV)

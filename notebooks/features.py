@@ -1,0 +1,26 @@
+# %% [markdown]
+# # Features
+# Join the raw tables, build features with no leakage, and split by time: a training window,
+# a held-out window, then one batch per later period for monitoring.
+
+# %% tags=["parameters"]
+upstream = ["ingest", "validate"]
+product = None
+data = {"target": "late"}
+
+# %%
+from nbmlops import features, ingest, storage
+from nbmlops.settings import DataSettings
+
+settings = DataSettings.from_params(**data)
+manifest = storage.read_json(upstream["ingest"]["manifest"])
+dataset, spec = features.build_dataset(ingest.load_snapshot(manifest), manifest, settings)
+split = features.time_split(dataset, spec, settings, manifest["source"])
+spec.counts
+
+# %%
+storage.write_parquet(product["train"], split.train)
+storage.write_parquet(product["holdout"], split.holdout)
+storage.write_parquet(product["batches"], split.batches)
+storage.write_json(product["spec"], spec.to_dict())
+split.summary(spec.target)

@@ -1,0 +1,31 @@
+# %% [markdown]
+# # Monitor
+# Score each later batch with the chosen model and compare it with the held-out window:
+# data drift, prediction drift and, where labels exist, performance.
+
+# %% tags=["parameters"]
+upstream = ["features", "evaluate"]
+product = None
+drift_share = 0.5
+min_roc_auc = 0.6
+
+# %%
+import pandas as pd
+
+from nbmlops import evaluation, monitoring, storage
+from nbmlops.features import FeatureSpec
+
+spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
+summary = evaluation.monitor_batches(
+    best=storage.read_json(upstream["evaluate"]["best"]),
+    reference=pd.read_parquet(upstream["features"]["holdout"]),
+    batches=pd.read_parquet(upstream["features"]["batches"]),
+    spec=spec,
+    product=product,
+    drift_share=drift_share,
+    min_roc_auc=min_roc_auc,
+)
+summary
+
+# %%
+monitoring.plot_over_batches(summary)

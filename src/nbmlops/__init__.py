@@ -1,0 +1,3 @@
+"""nbmlops: the package behind the notebooks. Notebooks hold parameters and calls; logic lives here."""
+
+__version__ = "0.1.0"

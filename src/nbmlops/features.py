@@ -1,0 +1,247 @@
+"""Features: join the raw tables, engineer features, and split by time into windows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, Problem
+from .settings import DataSettings
+from .sources import NYCFLIGHTS13
+
+TIME = "_time"
+PERIOD = "_period"
+BATCH = "_batch"
+CONTROL = "_control"
+
+FLIGHT_NUMERIC = [
+    "sched_dep_hour", "sched_arr_hour", "distance", "temp", "dewp", "humid", "wind_speed",
+    "wind_gust", "precip", "pressure", "visib", "plane_age", "seats", "engines",
+]  # fmt: skip
+FLIGHT_CATEGORICAL = ["carrier", "origin", "dest", "day_of_week"]
+
+
+@dataclass
+class FeatureSpec:
+    """Which columns the models see, and what happened to the rows on the way."""
+
+    target: str
+    numeric: list[str]
+    categorical: list[str]
+    counts: dict[str, int] = field(default_factory=dict)
+    dropped_columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.numeric + self.categorical
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSpec:
+        return cls(**data)
+
+
+def build_dataset(
+    tables: dict[str, pd.DataFrame], manifest: dict, s: DataSettings
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """The labelled dataset (features, 0/1 target, `_time`) for the manifest's kind of source."""
+    if manifest["kind"] == NYCFLIGHTS13:
+        return flights_dataset(tables, s)
+    return table_dataset(tables["data"], manifest["tables"]["data"]["file"], s)
+
+
+def flights_dataset(tables: dict[str, pd.DataFrame], s: DataSettings):
+    """Scheduled flights with origin weather at the scheduled hour and plane facts.
+
+    Nothing known only after departure is a feature. Flights with no arrival delay
+    (cancelled or diverted) are counted and excluded, or labelled late if
+    `cancelled_as_late` is set.
+    """
+    flights = tables["flights"]
+    weather = tables["weather"].drop_duplicates(["origin", "time_hour"])
+    planes = tables["planes"].rename(columns={"year": "plane_year"})
+    df = flights.merge(
+        weather.drop(columns=["year", "month", "day", "hour"]), on=["origin", "time_hour"], how="left"
+    ).merge(planes[["tailnum", "plane_year", "seats", "engines"]], on="tailnum", how="left")
+    df[TIME] = pd.to_datetime(
+        dict(year=df.year, month=df.month, day=df.day, hour=df.hour, minute=df.minute)
+    )
+    df["sched_dep_hour"] = df["hour"]
+    df["sched_arr_hour"] = df["sched_arr_time"] // 100
+    df["day_of_week"] = df[TIME].dt.day_name().str[:3]
+    df["plane_age"] = df[TIME].dt.year - df["plane_year"]
+    cancelled = df["dep_time"].isna()
+    diverted = df["dep_time"].notna() & df["arr_delay"].isna()
+    counts = {
+        "flights": len(df),
+        "cancelled": int(cancelled.sum()),
+        "diverted": int(diverted.sum()),
+        "without_weather": int(df["temp"].isna().sum()),
+        "without_plane": int(df["plane_year"].isna().sum()),
+    }
+    unlabelled = cancelled | diverted
+    if s.cancelled_as_late:
+        df[s.target] = ((df["arr_delay"] >= 15) | unlabelled).astype("int8")
+        counts["labelled_late_because_cancelled_or_diverted"] = int(unlabelled.sum())
+    else:
+        df = df[~unlabelled].copy()
+        df[s.target] = (df["arr_delay"] >= 15).astype("int8")
+        counts["excluded_cancelled_or_diverted"] = int(unlabelled.sum())
+    spec = FeatureSpec(s.target, list(FLIGHT_NUMERIC), list(FLIGHT_CATEGORICAL), counts)
+    return _finish(df[spec.columns + [s.target, TIME]], spec, s)
+
+
+def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
+    """Any flat table: every column but target, time and `drop_columns` is a feature."""
+    if s.target not in df.columns:
+        raise DataError(Problem(file, s.target, "target column is missing", "set `target`"))
+    df = df.copy()
+    labels = df[s.target]
+    if labels.isna().any():
+        raise DataError(
+            Problem(file, s.target, f"{int(labels.isna().sum())} rows have no target value")
+        )
+    df[s.target] = encode_target(labels, s.positive_label, file, s.target)
+    if s.time_column:
+        if s.time_column not in df.columns:
+            raise DataError(Problem(file, s.time_column, "time column is missing", "set `time_column`"))
+        parsed = pd.to_datetime(df[s.time_column], errors="coerce")
+        bad = df[s.time_column][parsed.isna()]
+        if len(bad):
+            raise DataError(
+                Problem(file, s.time_column, f"{len(bad)} values are not dates, e.g. {bad.iloc[0]!r}")
+            )
+        df[TIME] = parsed
+    else:
+        df[TIME] = pd.NaT
+    numeric, categorical, dropped = [], [], {}
+    skip = {s.target, s.time_column, TIME, *s.drop_columns}
+    for col in df.columns:
+        if col in skip:
+            continue
+        values = df[col]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            numeric.append(col)
+        elif values.nunique() <= s.max_categories:
+            categorical.append(col)
+        else:
+            dropped[col] = f"{values.nunique()} distinct values (more than max_categories)"
+    if not numeric and not categorical:
+        raise DataError(Problem(file, None, "no feature columns left after target and time"))
+    spec = FeatureSpec(s.target, numeric, categorical, {"rows": len(df)}, dropped)
+    return _finish(df[spec.columns + [s.target, TIME]], spec, s)
+
+
+def encode_target(labels: pd.Series, positive_label, file: str, column: str) -> pd.Series:
+    """0/1 target: the positive label (or the larger of two labels) becomes 1."""
+    values = labels.unique().tolist()
+    if positive_label is None:
+        if len(values) != 2:
+            raise DataError(
+                Problem(file, column, f"target has {len(values)} labels, need 2",
+                        "set `positive_label` or fix the data")
+            )
+        positive_label = sorted(values, key=str)[-1]
+    return (labels.astype(str) == str(positive_label)).astype("int8")
+
+
+def _finish(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings):
+    for col in spec.categorical:
+        df[col] = df[col].astype("string").astype(object).where(df[col].notna(), None)
+    for col in spec.numeric:
+        df[col] = df[col].astype("float64")
+    if s.sample_frac < 1:
+        df = df.sample(frac=s.sample_frac, random_state=s.seed)
+    if df[TIME].notna().all():
+        df = df.sort_values(TIME, kind="stable")
+    spec.counts["rows"] = len(df)
+    spec.counts["positive"] = int(df[spec.target].sum())
+    return df.reset_index(drop=True), spec
+
+
+def assign_periods(df: pd.DataFrame, s: DataSettings) -> pd.Series:
+    """Period label of each row: calendar periods of `_time`, or equal chunks in row order."""
+    if df[TIME].notna().all():
+        return df[TIME].dt.to_period(s.period).astype(str)
+    chunk = np.arange(len(df)) * s.row_periods // max(len(df), 1)
+    return pd.Series([f"part-{i + 1:02d}" for i in chunk], index=df.index)
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    batches: pd.DataFrame
+
+    def summary(self, target: str) -> pd.DataFrame:
+        """Rows and positive rate per window and batch."""
+        rows = [
+            {"window": "train", "periods": _span(self.train), "rows": len(self.train),
+             "positive_rate": self.train[target].mean()},
+            {"window": "holdout", "periods": _span(self.holdout), "rows": len(self.holdout),
+             "positive_rate": self.holdout[target].mean()},
+        ]  # fmt: skip
+        for name, batch in self.batches.groupby(BATCH, sort=False):
+            rows.append(
+                {"window": f"batch {name}", "periods": _span(batch), "rows": len(batch),
+                 "positive_rate": batch[target].mean()}
+            )  # fmt: skip
+        return pd.DataFrame(rows)
+
+
+def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) -> Split:
+    """Train on the first periods, hold out the next, and make one batch of every later period."""
+    df = df.copy()
+    df[PERIOD] = assign_periods(df, s)
+    periods = list(dict.fromkeys(df[PERIOD]))
+    needed = s.reference_periods + 1
+    if len(periods) < needed:
+        raise DataError(
+            Problem(file, s.time_column, f"data spans {len(periods)} periods; the split needs "
+                    f"{needed} ({s.reference_periods} reference + at least 1 batch)",
+                    "lower `reference_periods` or choose a shorter `period`")
+        )  # fmt: skip
+    train_p = periods[: s.reference_periods - s.holdout_periods]
+    hold_p = periods[s.reference_periods - s.holdout_periods : s.reference_periods]
+    train = df[df[PERIOD].isin(train_p)]
+    holdout = df[df[PERIOD].isin(hold_p)]
+    for name, window in (("train", train), ("holdout", holdout)):
+        if len(window) < s.min_rows_per_window or window[spec.target].nunique() < 2:
+            raise DataError(
+                Problem(file, spec.target, f"the {name} window has {len(window)} rows and "
+                        f"{window[spec.target].nunique()} classes; need {s.min_rows_per_window} "
+                        "rows and both classes", "use more data or fewer reference periods")
+            )  # fmt: skip
+    batches = df[~df[PERIOD].isin(train_p + hold_p)].copy()
+    batches[BATCH] = batches[PERIOD]
+    batches[CONTROL] = ""
+    if s.control_batches:
+        batches = pd.concat([batches, control_batches(holdout, spec, s.seed)], ignore_index=True)
+    return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), batches)
+
+
+def control_batches(holdout: pd.DataFrame, spec: FeatureSpec, seed: int) -> pd.DataFrame:
+    """Two batches that check the monitoring itself.
+
+    `control-same` is half of the reference window, so no drift should be found;
+    `control-shifted` is the other half with every numeric feature moved by one standard
+    deviation, so drift must be found.
+    """
+    same = holdout.sample(frac=0.5, random_state=seed)
+    shifted = holdout.drop(same.index).copy()
+    for col in spec.numeric:
+        shifted[col] = shifted[col] + holdout[col].std()
+    same = same.assign(**{BATCH: "control-same", CONTROL: "same"})
+    shifted = shifted.assign(**{BATCH: "control-shifted", CONTROL: "shifted"})
+    return pd.concat([same, shifted])
+
+
+def _span(df: pd.DataFrame) -> str:
+    periods = list(dict.fromkeys(df[PERIOD])) if PERIOD in df else []
+    if not periods:
+        return ""
+    return periods[0] if len(periods) == 1 else f"{periods[0]} … {periods[-1]}"

@@ -1,0 +1,90 @@
+"""Self-contained HTML pages: inline CSS, inline PNG plots, every value escaped, no CDN."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+
+import pandas as pd
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;
+background:#f6f7f9;line-height:1.45}
+main{max-width:1100px;margin:0 auto;padding:1rem}
+header{background:#1d2330;color:#fff;padding:.8rem 1rem}header a{color:#cfe0ff}
+h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.15rem;margin-top:1.6rem}
+table{border-collapse:collapse;margin:.5rem 0;background:#fff;font-size:.88rem;display:block;
+overflow-x:auto;max-width:100%}
+th,td{border:1px solid #dde1e7;padding:.3rem .55rem;text-align:left;white-space:nowrap}
+th{background:#eef1f5}
+.pass{color:#11772f;font-weight:600}.fail{color:#b3261e;font-weight:600}
+.warn{color:#8a5a00;font-weight:600}
+.cards{display:flex;flex-wrap:wrap;gap:.6rem}
+.card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:.6rem .8rem;min-width:150px}
+.card b{display:block;font-size:1.25rem}
+img{max-width:100%;height:auto;background:#fff;border:1px solid #dde1e7}
+code{background:#eef1f5;padding:0 .25rem;border-radius:3px}
+"""
+
+
+def page(title: str, body: str, home: str | None = "index.html") -> str:
+    """A whole HTML document; `body` is trusted markup built with the helpers below."""
+    nav = f'<a href="{escape(home)}">&larr; all reports</a>' if home else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"<body><header>{nav}<h1>{escape(title)}</h1></header><main>{body}</main></body></html>\n"
+    )
+
+
+def table(df: pd.DataFrame, classes: dict[str, str] | None = None) -> str:
+    """An escaped HTML table; `classes` maps a cell's text to a CSS class (e.g. 'fail')."""
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for record in df.itertuples(index=False):
+        cells = []
+        for value in record:
+            text = _fmt(value)
+            css = (classes or {}).get(text)
+            attr = f' class="{css}"' if css else ""
+            cells.append(f"<td{attr}>{escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def link(href: str, text: str) -> str:
+    return f'<a href="{escape(href)}">{escape(text)}</a>'
+
+
+def para(text: str) -> str:
+    return f"<p>{escape(text)}</p>"
+
+
+def heading(text: str) -> str:
+    return f"<h2>{escape(text)}</h2>"
+
+
+def cards(items: dict[str, object]) -> str:
+    inner = "".join(
+        f'<div class="card">{escape(str(k))}<b>{escape(_fmt(v))}</b></div>' for k, v in items.items()
+    )
+    return f'<div class="cards">{inner}</div>'
+
+
+def figure(fig) -> str:
+    """A matplotlib figure as an inline PNG <img>; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.4g}"
+    return "" if value is None else str(value)

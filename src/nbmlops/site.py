@@ -1,0 +1,92 @@
+"""reports/index.html: a run summary and a link to every report the build wrote."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from . import html, storage
+
+
+def _products(upstream) -> dict[str, Mapping]:
+    """Task name to its products, with grid groups (e.g. `train-*`) flattened."""
+    flat = {}
+    for name in upstream:
+        value = upstream[name]
+        if hasattr(value, "to_json_serializable"):  # one task's MetaProduct
+            flat[name] = value.to_json_serializable()
+        else:  # a grid group: task name -> MetaProduct
+            flat.update({k: v.to_json_serializable() for k, v in value.items()})
+    return flat
+
+
+def notebooks_to_html(notebooks: dict[str, str], folder: str | Path) -> dict[str, Path]:
+    """Executed notebooks as self-contained HTML pages (no CDN scripts), one per task."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="")
+    staging = storage.staging_dir(folder)
+    pages = {}
+    for task, path in notebooks.items():
+        body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
+        (staging / f"{task}.html").write_text(body, encoding="utf-8")
+        pages[task] = Path(folder) / f"{task}.html"
+    storage.replace_dir(staging, Path(folder))
+    return pages
+
+
+def build_index(product, upstream) -> None:
+    """Ploomber task: executed notebooks as HTML, then the reports index linking everything."""
+    products = _products(upstream)
+    root = Path(str(product["index"])).parent
+    notebook_pages = notebooks_to_html(
+        {name: str(p["nb"]) for name, p in products.items() if "nb" in p}, str(product["notebooks"])
+    )
+
+    def rel(path) -> str:
+        return os.path.relpath(str(path), root)
+
+    manifest = storage.read_json(products["ingest"]["manifest"])
+    spec = storage.read_json(products["features"]["spec"])
+    best = storage.read_json(products["evaluate"]["best"])
+    metrics = storage.read_json(products["evaluate"]["metrics"])
+    tests = storage.read_json(products["monitor"]["tests"])
+    batches = [b for b in tests["batches"] if not b["control"]]
+    body = [
+        html.cards({
+            "source": manifest["source"],
+            "snapshot": manifest["sha256"][:12],
+            "rows modelled": spec["counts"]["rows"],
+            "best model": best["model"],
+            f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
+            "batches failing": f"{sum(b['status'] == 'fail' for b in batches)} / {len(batches)}",
+        }),
+        html.heading("Reports"),
+        "<ul>",
+        f"<li>{html.link(rel(products['validate']['quality']), 'Data quality (contract checks)')}</li>",
+        f"<li>{html.link(rel(products['evaluate']['performance']), 'Model performance on the held-out window (evidently)')}</li>",
+        f"<li>{html.link(rel(products['monitor']['summary']), 'Monitoring summary: drift and performance over batches')}</li>",
+        f"<li>{html.link(rel(products['evaluate']['metrics']), 'metrics.json')} · "
+        f"{html.link(rel(products['monitor']['tests']), 'monitoring tests.json')}</li>",
+        "</ul>",
+        html.heading("Candidates on the held-out window"),
+        html.table(pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")[
+            ["model", "roc_auc", "pr_auc", "f1", "precision", "recall", "brier"]]),
+        html.heading("Monitoring batches"),
+        html.table(pd.DataFrame(tests["batches"])[
+            ["batch", "control", "rows", "drift_share", "prediction_drift", "status"]],
+            {"pass": "pass", "fail": "fail"}),
+        "<ul>" + "".join(
+            f"<li>{html.link(rel(Path(products['monitor']['summary']).parent / b['report']), b['batch'])}</li>"
+            for b in tests["batches"]) + "</ul>",
+        html.heading("Executed notebooks"),
+        "<ul>" + "".join(
+            f"<li>{html.link(rel(page), name)}</li>" for name, page in notebook_pages.items())
+        + "</ul>",
+        html.para(f"Data: {spec['counts']}"),
+    ]  # fmt: skip
+    storage.write_text(str(product["index"]), html.page("Pipeline reports", "".join(body), home=None))
