@@ -150,6 +150,7 @@ def encode_target(labels: pd.Series, positive_label, file: str, column: str) -> 
 
 
 def _finish(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings):
+    df = df.copy()
     for col in spec.categorical:
         df[col] = df[col].astype("string").astype(object).where(df[col].notna(), None)
     for col in spec.numeric:

@@ -1,0 +1,124 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbmlops import features
+from nbmlops.errors import DataError
+from nbmlops.features import BATCH, CONTROL, PERIOD, TIME, FeatureSpec
+from nbmlops.settings import DataSettings
+from tests.helpers import breast_cancer_csv, flights_tables
+
+LEAKY = {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"}
+
+
+@pytest.fixture(scope="module")
+def flights():
+    tables = flights_tables(6000)
+    df, spec = features.flights_dataset(tables, DataSettings(target="late"))
+    return tables, df, spec
+
+
+def test_flights_dataset_has_no_leakage_and_joins_weather_and_planes(flights):
+    tables, df, spec = flights
+    assert not LEAKY & set(spec.columns)
+    assert {"temp", "visib", "plane_age", "seats", "carrier", "dest"} <= set(spec.columns)
+    assert df["temp"].notna().mean() > 0.95
+    assert df["plane_age"].dropna().between(0, 60).all()
+    assert set(df["late"].unique()) == {0, 1}
+
+
+def test_flights_cancelled_are_counted_and_excluded(flights):
+    tables, df, spec = flights
+    raw = tables["flights"]
+    unlabelled = int(raw["arr_delay"].isna().sum())
+    assert spec.counts["cancelled"] == int(raw["dep_time"].isna().sum())
+    assert spec.counts["cancelled"] + spec.counts["diverted"] == unlabelled
+    assert spec.counts["excluded_cancelled_or_diverted"] == unlabelled
+    assert len(df) == len(raw) - unlabelled
+    expected = (raw["arr_delay"].dropna() >= 15).mean()
+    assert df["late"].mean() == pytest.approx(expected)
+
+
+def test_flights_cancelled_can_count_as_late():
+    tables = flights_tables(6000)
+    df, spec = features.flights_dataset(tables, DataSettings(target="late", cancelled_as_late=True))
+    assert len(df) == 6000
+    assert spec.counts["labelled_late_because_cancelled_or_diverted"] > 0
+
+
+def test_table_dataset_infers_feature_types_and_encodes_labels(tmp_path):
+    df = pd.read_csv(breast_cancer_csv(tmp_path / "bc.csv"))
+    s = DataSettings(target="diagnosis", positive_label="malignant", time_column="visit_date")
+    data, spec = features.table_dataset(df, "bc.csv", s)
+    assert "clinic" in spec.categorical and "mean_radius" in spec.numeric
+    assert "visit_date" not in spec.columns and "diagnosis" not in spec.columns
+    assert data["diagnosis"].sum() == (df["diagnosis"] == "malignant").sum()
+    assert data[TIME].is_monotonic_increasing
+
+
+def test_table_dataset_drops_id_like_text_columns():
+    df = pd.DataFrame({"id": [f"u{i}" for i in range(300)], "x": range(300), "y": [0, 1] * 150})
+    _, spec = features.table_dataset(df, "f.csv", DataSettings(target="y", max_categories=50))
+    assert "id" in spec.dropped_columns and spec.columns == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "settings", "message"),
+    [
+        (pd.DataFrame({"x": [1, 2]}), DataSettings(target="y"), "'y': target column is missing"),
+        (pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]}), DataSettings(target="y"),
+         "target has 3 labels"),
+        (pd.DataFrame({"x": [1, 2], "y": [0, 1], "t": ["2020-01-01", "soon"]}),
+         DataSettings(target="y", time_column="t"), "'t': 1 values are not dates, e.g. 'soon'"),
+    ],
+)  # fmt: skip
+def test_table_dataset_errors_name_column_and_problem(frame, settings, message):
+    with pytest.raises(DataError, match=message):
+        features.table_dataset(frame, "user.csv", settings)
+
+
+def _frame(n=1200, months=8):
+    rng = np.random.default_rng(1)
+    t = pd.date_range("2020-01-01", periods=n, freq=f"{months * 30 * 24 // n}h")
+    return pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["a", "b"], n),
+                         "y": rng.integers(0, 2, n), TIME: t})  # fmt: skip
+
+
+def test_time_split_by_calendar_month():
+    df = _frame()
+    spec = FeatureSpec("y", ["x"], ["c"])
+    s = DataSettings(target="y", reference_periods=3, holdout_periods=1)
+    split = features.time_split(df, spec, s, "f.csv")
+    assert split.train[PERIOD].unique().tolist() == ["2020-01", "2020-02"]
+    assert split.holdout[PERIOD].unique().tolist() == ["2020-03"]
+    assert split.batches[BATCH].iloc[0] == "2020-04"
+    assert len(split.train) + len(split.holdout) + len(split.batches) == len(df)
+    assert split.train[TIME].max() < split.holdout[TIME].min() < split.batches[TIME].min()
+    summary = split.summary("y")
+    assert summary["rows"].sum() == len(df)
+
+
+def test_time_split_without_time_uses_row_chunks():
+    df = _frame().assign(**{TIME: pd.NaT})
+    s = DataSettings(target="y", row_periods=6, reference_periods=3)
+    split = features.time_split(df, FeatureSpec("y", ["x"], ["c"]), s, "f.csv")
+    assert split.batches[BATCH].unique().tolist() == ["part-04", "part-05", "part-06"]
+
+
+def test_too_few_periods_is_a_clear_error():
+    df = _frame(n=300, months=2)
+    s = DataSettings(target="y", reference_periods=4)
+    with pytest.raises(DataError, match="data spans 2 periods; the split needs 5"):
+        features.time_split(df, FeatureSpec("y", ["x"], ["c"]), s, "f.csv")
+
+
+def test_control_batches_same_and_shifted():
+    df = _frame()
+    spec = FeatureSpec("y", ["x"], ["c"])
+    s = DataSettings(target="y", reference_periods=3, control_batches=True)
+    split = features.time_split(df, spec, s, "f.csv")
+    same = split.batches[split.batches[CONTROL] == "same"]
+    shifted = split.batches[split.batches[CONTROL] == "shifted"]
+    assert len(same) + len(shifted) == len(split.holdout)
+    gap = shifted["x"].mean() - split.holdout["x"].mean()
+    assert gap == pytest.approx(split.holdout["x"].std(), rel=0.35)

