@@ -19,13 +19,19 @@ spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
 train = pd.read_parquet(upstream["features"]["train"])
 pipeline = models.build_candidate(model, spec, seed, **hyperparams.get(model, {}))
 pipeline, seconds = models.fit(pipeline, train, spec)
-train_metrics = models.classification_metrics(train[spec.target], models.predict_proba(pipeline, train, spec))
+train_metrics = models.classification_metrics(
+    train[spec.target], models.predict_proba(pipeline, train, spec)
+)
 
 # %%
 storage.write_pickle(product["model"], pipeline)
 storage.write_json(
     product["metrics"],
-    {"model": model, "hyperparams": hyperparams.get(model, {}), "fit_seconds": seconds,
-     "train": train_metrics},
-)  # fmt: skip
+    {
+        "model": model,
+        "hyperparams": hyperparams.get(model, {}),
+        "fit_seconds": seconds,
+        "train": train_metrics,
+    },
+)
 pd.Series(train_metrics, name=f"{model} (training window)")

@@ -21,6 +21,10 @@ result = dc.validate_snapshot(
 result.raise_if_failed()
 
 # %%
-storage.write_text(product["quality"], html.page("Data quality", dc.quality_page_body(result, manifest)))
-storage.write_json(product["checks"], {"ok": result.ok, "warnings": [str(w) for w in result.warnings]})
+storage.write_text(
+    product["quality"], html.page("Data quality", dc.quality_page_body(result, manifest))
+)
+storage.write_json(
+    product["checks"], {"ok": result.ok, "warnings": [str(w) for w in result.warnings]}
+)
 result.summary()

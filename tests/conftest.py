@@ -22,15 +22,21 @@ def copy_project(dest: Path) -> Path:
     for name in PROJECT_FILES:
         src = PROJECT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("*.ipynb", "__pycache__"))
+            shutil.copytree(
+                src, dest / name, ignore=shutil.ignore_patterns("*.ipynb", "__pycache__")
+            )
         else:
             shutil.copy2(src, dest / name)
     return dest
 
 
 def run_env() -> dict[str, str]:
-    return {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "MPLBACKEND": "Agg",
-            "PLOOMBER_VERSION_CHECK_DISABLED": "true"}  # fmt: skip
+    return {
+        **os.environ,
+        "PLOOMBER_STATS_ENABLED": "false",
+        "MPLBACKEND": "Agg",
+        "PLOOMBER_VERSION_CHECK_DISABLED": "true",
+    }
 
 
 def ploomber_build(project: Path, *args: str, env_file: str = "env.ci.yaml"):
@@ -38,8 +44,12 @@ def ploomber_build(project: Path, *args: str, env_file: str = "env.ci.yaml"):
     env = run_env() | {"PLOOMBER_ENV_FILENAME": env_file}
     return subprocess.run(
         [str(BIN / "ploomber"), "build", *args],
-        cwd=project, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @dataclass

@@ -23,7 +23,9 @@ def breast_cancer_csv(path: Path, months: int = 6) -> Path:
     start = pd.Timestamp("2024-01-01")
     df["visit_date"] = [
         (start + pd.DateOffset(months=int(m)) + pd.Timedelta(days=int(d))).date().isoformat()
-        for m, d in zip(np.arange(len(df)) * months // len(df), rng.integers(0, 27, len(df)))
+        for m, d in zip(
+            np.arange(len(df)) * months // len(df), rng.integers(0, 27, len(df)), strict=True
+        )
     ]
     df["clinic"] = rng.choice(["north", "south", "east"], len(df))
     df.to_csv(path, index=False)

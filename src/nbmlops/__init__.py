@@ -1,3 +1,6 @@
-"""nbmlops: the package behind the notebooks. Notebooks hold parameters and calls; logic lives here."""
+"""nbmlops: the package behind the notebooks.
+
+Notebooks hold parameters and calls; the logic lives here.
+"""
 
 __version__ = "0.1.0"

@@ -88,7 +88,9 @@ def check_table(df: pd.DataFrame, file: str, spec: dict | None) -> CheckResult:
     result = CheckResult()
     min_rows = spec.get("min_rows", 1)
     if len(df) < min_rows:
-        result.errors.append(Problem(file, None, f"has {len(df)} rows; the contract needs {min_rows}"))
+        result.errors.append(
+            Problem(file, None, f"has {len(df)} rows; the contract needs {min_rows}")
+        )
     dupes = df.columns[df.columns.duplicated()].unique().tolist()
     for name in dupes:
         result.errors.append(Problem(file, str(name), "column name appears more than once"))
@@ -150,11 +152,12 @@ def check_column(series: pd.Series, file: str, name: str, spec: dict | None) -> 
         if infinite.any():
             error(f"{int(infinite.sum())} infinite values", "replace them or leave the cell empty")
         finite = values[~infinite]
-        low, high = spec.get("min"), spec.get("max")
-        if low is not None and (finite < low).any():
-            error(f"{int((finite < low).sum())} values below {low}, e.g. {_examples(finite[finite < low])}")
-        if high is not None and (finite > high).any():
-            error(f"{int((finite > high).sum())} values above {high}, e.g. {_examples(finite[finite > high])}")
+        low, high = spec.get("min", -np.inf), spec.get("max", np.inf)
+        for bound, outside, word in ((low, finite < low, "below"), (high, finite > high, "above")):
+            if outside.any():
+                error(
+                    f"{int(outside.sum())} values {word} {bound}, e.g. {_examples(finite[outside])}"
+                )
 
     allowed = spec.get("allowed")
     if allowed is not None:
@@ -193,18 +196,30 @@ def check_target(df: pd.DataFrame, file: str, target: str, positive_label=None) 
     labels = df[target].dropna().unique().tolist()
     if len(labels) < 2:
         result.errors.append(
-            Problem(file, target, f"target has one class only ({_examples(pd.Series(labels))})",
-                    "a classifier needs examples of both outcomes")
+            Problem(
+                file,
+                target,
+                f"target has one class only ({_examples(pd.Series(labels))})",
+                "a classifier needs examples of both outcomes",
+            )
         )
     elif positive_label is None and len(labels) > 2:
         result.errors.append(
-            Problem(file, target, f"target has {len(labels)} labels, e.g. {_examples(pd.Series(labels))}",
-                    "set `positive_label` to the label that means a positive outcome")
+            Problem(
+                file,
+                target,
+                f"target has {len(labels)} labels, e.g. {_examples(pd.Series(labels))}",
+                "set `positive_label` to the label that means a positive outcome",
+            )
         )
     elif positive_label is not None and str(positive_label) not in map(str, labels):
         result.errors.append(
-            Problem(file, target, f"positive_label {positive_label!r} does not occur",
-                    f"labels found: {_examples(pd.Series(labels))}")
+            Problem(
+                file,
+                target,
+                f"positive_label {positive_label!r} does not occur",
+                f"labels found: {_examples(pd.Series(labels))}",
+            )
         )
     return result
 
@@ -231,7 +246,10 @@ def quality_page_body(result: CheckResult, manifest: dict):
             [{"severity": "error", "problem": str(p)} for p in result.errors]
             + [{"severity": "warning", "problem": str(p)} for p in result.warnings]
         )
-        parts += [html.heading("Problems"), html.table(problems, {"error": "fail", "warning": "warn"})]
+        parts += [
+            html.heading("Problems"),
+            html.table(problems, {"error": "fail", "warning": "warn"}),
+        ]
     parts += [html.heading("Columns"), html.table(result.summary(), {"ok": "pass"})]
     return "".join(parts)
 
@@ -253,7 +271,11 @@ def _stat(values: pd.Series, how: str):
 
 
 def validate_snapshot(
-    manifest: dict, tables: dict[str, pd.DataFrame], contract: dict, target: str, positive_label=None
+    manifest: dict,
+    tables: dict[str, pd.DataFrame],
+    contract: dict,
+    target: str,
+    positive_label=None,
 ) -> CheckResult:
     """Every table of a snapshot against the contract; a file source's target is checked too."""
     from .sources import NYCFLIGHTS13
@@ -269,6 +291,9 @@ def validate_snapshot(
         origin = manifest["tables"][name]["origin"]
         result.merge(check_table(df, origin, contract["tables"].get(name)))
     if manifest["kind"] != NYCFLIGHTS13:
-        result.merge(check_target(tables["data"], manifest["tables"]["data"]["origin"], target,
-                                  positive_label))  # fmt: skip
+        result.merge(
+            check_target(
+                tables["data"], manifest["tables"]["data"]["origin"], target, positive_label
+            )
+        )
     return result

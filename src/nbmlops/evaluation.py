@@ -27,7 +27,7 @@ def evaluate_candidates(
 ) -> Evaluation:
     """Score every trained candidate on the held-out window and rank them."""
     probas, scores, paths = {}, {}, {}
-    for task, products in trained.items():
+    for products in trained.values():
         name = storage.read_json(products["metrics"])["model"]
         pipeline = storage.read_pickle(products["model"])
         probas[name] = models.predict_proba(pipeline, holdout, spec)
@@ -48,8 +48,11 @@ def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec
         auc = result.table.set_index("model").loc[name, "roc_auc"]
         axes[0].plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})", lw=2 if name == result.best else 1)
     axes[0].plot([0, 1], [0, 1], ":", color="grey")
-    axes[0].set(title="ROC on the held-out window", xlabel="false positive rate",
-                ylabel="true positive rate")  # fmt: skip
+    axes[0].set(
+        title="ROC on the held-out window",
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+    )
     axes[0].legend(fontsize=8)
     shown = ["roc_auc", "pr_auc", "f1", "precision", "recall"]
     result.table.set_index("model")[shown].plot.bar(ax=axes[1], rot=0)
@@ -66,15 +69,22 @@ def write_results(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec, 
     best_metrics = result.table.set_index("model").loc[result.best].to_dict()
     storage.write_json(
         product["best"],
-        {"model": result.best, "path": result.model_paths[result.best],
-         "primary_metric": result.primary_metric, "threshold": models.THRESHOLD,
-         "holdout": best_metrics},
-    )  # fmt: skip
+        {
+            "model": result.best,
+            "path": result.model_paths[result.best],
+            "primary_metric": result.primary_metric,
+            "threshold": models.THRESHOLD,
+            "holdout": best_metrics,
+        },
+    )
     storage.write_json(
         product["metrics"],
-        {"best": result.best, "primary_metric": result.primary_metric,
-         "candidates": result.table.set_index("model").to_dict(orient="index")},
-    )  # fmt: skip
+        {
+            "best": result.best,
+            "primary_metric": result.primary_metric,
+            "candidates": result.table.set_index("model").to_dict(orient="index"),
+        },
+    )
 
 
 def monitor_batches(
@@ -88,7 +98,9 @@ def monitor_batches(
 ) -> pd.DataFrame:
     """One evidently report per batch, a tests JSON and a summary page; returns the summary."""
     pipeline = storage.read_pickle(best["path"])
-    ref_scored = models.scored_frame(reference, spec, models.predict_proba(pipeline, reference, spec))
+    ref_scored = models.scored_frame(
+        reference, spec, models.predict_proba(pipeline, reference, spec)
+    )
     target_dir = Path(product["batches"])
     staging = storage.staging_dir(target_dir)
     groups = list(batches.groupby(BATCH, sort=False))
@@ -98,24 +110,34 @@ def monitor_batches(
         proba = models.predict_proba(pipeline, batch, spec)
         scored = models.scored_frame(batch, spec, proba)
         report = f"batch-{name}.html"
-        row = {"batch": str(name), "control": str(batch[CONTROL].iloc[0]), "rows": len(batch),
-               "report": f"{target_dir.name}/{report}"}  # fmt: skip
+        row = {
+            "batch": str(name),
+            "control": str(batch[CONTROL].iloc[0]),
+            "rows": len(batch),
+            "report": f"{target_dir.name}/{report}",
+        }
         row |= monitoring.batch_report(ref_scored, scored, spec, staging / report, drift_share)
         if monitoring.has_labels(batch, spec):
             row |= models.classification_metrics(batch[spec.target], proba)
         passed, reasons = monitoring.gate(row, min_roc_auc)
         row |= {"status": "pass" if passed else "fail", "reasons": reasons}
         rows.append(row)
-        print(f"[{i}/{len(groups)}] batch {name}: {len(batch)} rows, drift share "
-              f"{row['drift_share']:.2f}, {row['status']} ({time.perf_counter() - start:.1f}s)",
-              flush=True)  # fmt: skip
+        print(
+            f"[{i}/{len(groups)}] batch {name}: {len(batch)} rows, drift share "
+            f"{row['drift_share']:.2f}, {row['status']} ({time.perf_counter() - start:.1f}s)",
+            flush=True,
+        )
     storage.replace_dir(staging, target_dir)
     summary = monitoring.summary_frame(rows)
     storage.write_json(
         product["tests"],
-        {"model": best["model"], "drift_share_threshold": drift_share,
-         "min_roc_auc": min_roc_auc, "batches": rows},
-    )  # fmt: skip
+        {
+            "model": best["model"],
+            "drift_share_threshold": drift_share,
+            "min_roc_auc": min_roc_auc,
+            "batches": rows,
+        },
+    )
     storage.write_text(product["summary"], monitoring_page(summary, rows, best))
     return summary
 
@@ -124,15 +146,24 @@ def monitoring_page(summary: pd.DataFrame, rows: list[dict], best: dict) -> str:
     """The monitoring summary: counts, plots over batches, and a table linking every report."""
     real = summary[summary["control"] == ""]
     body = [
-        html.cards({"model": best["model"], "batches": len(real),
-                    "failing": int((real["status"] == "fail").sum()),
-                    "max drift share": float(real["drift_share"].max()) if len(real) else 0.0}),
+        html.cards(
+            {
+                "model": best["model"],
+                "batches": len(real),
+                "failing": int((real["status"] == "fail").sum()),
+                "max drift share": float(real["drift_share"].max()) if len(real) else 0.0,
+            }
+        ),
         html.figure(monitoring.plot_over_batches(summary)),
         html.heading("Batches"),
         html.table(summary, {"pass": "pass", "fail": "fail", "True": "fail"}),
         html.heading("Evidently reports"),
-        "<ul>" + "".join(f"<li>{html.link(r['report'], r['batch'])}"
-                         f"{' (control: ' + r['control'] + ')' if r['control'] else ''}</li>"
-                         for r in rows) + "</ul>",
-    ]  # fmt: skip
+        "<ul>"
+        + "".join(
+            f"<li>{html.link(r['report'], r['batch'])}"
+            f"{' (control: ' + r['control'] + ')' if r['control'] else ''}</li>"
+            for r in rows
+        )
+        + "</ul>",
+    ]
     return html.page("Monitoring summary", "".join(body), home="../index.html")

@@ -17,9 +17,21 @@ BATCH = "_batch"
 CONTROL = "_control"
 
 FLIGHT_NUMERIC = [
-    "sched_dep_hour", "sched_arr_hour", "distance", "temp", "dewp", "humid", "wind_speed",
-    "wind_gust", "precip", "pressure", "visib", "plane_age", "seats", "engines",
-]  # fmt: skip
+    "sched_dep_hour",
+    "sched_arr_hour",
+    "distance",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+    "plane_age",
+    "seats",
+    "engines",
+]
 FLIGHT_CATEGORICAL = ["carrier", "origin", "dest", "day_of_week"]
 
 
@@ -65,7 +77,9 @@ def flights_dataset(tables: dict[str, pd.DataFrame], s: DataSettings):
     weather = tables["weather"].drop_duplicates(["origin", "time_hour"])
     planes = tables["planes"].rename(columns={"year": "plane_year"})
     df = flights.merge(
-        weather.drop(columns=["year", "month", "day", "hour"]), on=["origin", "time_hour"], how="left"
+        weather.drop(columns=["year", "month", "day", "hour"]),
+        on=["origin", "time_hour"],
+        how="left",
     ).merge(planes[["tailnum", "plane_year", "seats", "engines"]], on="tailnum", how="left")
     df[TIME] = pd.to_datetime(
         dict(year=df.year, month=df.month, day=df.day, hour=df.hour, minute=df.minute)
@@ -108,12 +122,16 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
     df[s.target] = encode_target(labels, s.positive_label, file, s.target)
     if s.time_column:
         if s.time_column not in df.columns:
-            raise DataError(Problem(file, s.time_column, "time column is missing", "set `time_column`"))
+            raise DataError(
+                Problem(file, s.time_column, "time column is missing", "set `time_column`")
+            )
         parsed = pd.to_datetime(df[s.time_column], errors="coerce")
         bad = df[s.time_column][parsed.isna()]
         if len(bad):
             raise DataError(
-                Problem(file, s.time_column, f"{len(bad)} values are not dates, e.g. {bad.iloc[0]!r}")
+                Problem(
+                    file, s.time_column, f"{len(bad)} values are not dates, e.g. {bad.iloc[0]!r}"
+                )
             )
         df[TIME] = parsed
     else:
@@ -142,8 +160,12 @@ def encode_target(labels: pd.Series, positive_label, file: str, column: str) -> 
     if positive_label is None:
         if len(values) != 2:
             raise DataError(
-                Problem(file, column, f"target has {len(values)} labels, need 2",
-                        "set `positive_label` or fix the data")
+                Problem(
+                    file,
+                    column,
+                    f"target has {len(values)} labels, need 2",
+                    "set `positive_label` or fix the data",
+                )
             )
         positive_label = sorted(values, key=str)[-1]
     return (labels.astype(str) == str(positive_label)).astype("int8")
@@ -181,16 +203,28 @@ class Split:
     def summary(self, target: str) -> pd.DataFrame:
         """Rows and positive rate per window and batch."""
         rows = [
-            {"window": "train", "periods": _span(self.train), "rows": len(self.train),
-             "positive_rate": self.train[target].mean()},
-            {"window": "holdout", "periods": _span(self.holdout), "rows": len(self.holdout),
-             "positive_rate": self.holdout[target].mean()},
-        ]  # fmt: skip
+            {
+                "window": "train",
+                "periods": _span(self.train),
+                "rows": len(self.train),
+                "positive_rate": self.train[target].mean(),
+            },
+            {
+                "window": "holdout",
+                "periods": _span(self.holdout),
+                "rows": len(self.holdout),
+                "positive_rate": self.holdout[target].mean(),
+            },
+        ]
         for name, batch in self.batches.groupby(BATCH, sort=False):
             rows.append(
-                {"window": f"batch {name}", "periods": _span(batch), "rows": len(batch),
-                 "positive_rate": batch[target].mean()}
-            )  # fmt: skip
+                {
+                    "window": f"batch {name}",
+                    "periods": _span(batch),
+                    "rows": len(batch),
+                    "positive_rate": batch[target].mean(),
+                }
+            )
         return pd.DataFrame(rows)
 
 
@@ -202,10 +236,14 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
     needed = s.reference_periods + 1
     if len(periods) < needed:
         raise DataError(
-            Problem(file, s.time_column, f"data spans {len(periods)} periods; the split needs "
-                    f"{needed} ({s.reference_periods} reference + at least 1 batch)",
-                    "lower `reference_periods` or choose a shorter `period`")
-        )  # fmt: skip
+            Problem(
+                file,
+                s.time_column,
+                f"data spans {len(periods)} periods; the split needs "
+                f"{needed} ({s.reference_periods} reference + at least 1 batch)",
+                "lower `reference_periods` or choose a shorter `period`",
+            )
+        )
     train_p = periods[: s.reference_periods - s.holdout_periods]
     hold_p = periods[s.reference_periods - s.holdout_periods : s.reference_periods]
     train = df[df[PERIOD].isin(train_p)]
@@ -213,10 +251,15 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
     for name, window in (("train", train), ("holdout", holdout)):
         if len(window) < s.min_rows_per_window or window[spec.target].nunique() < 2:
             raise DataError(
-                Problem(file, spec.target, f"the {name} window has {len(window)} rows and "
-                        f"{window[spec.target].nunique()} classes; need {s.min_rows_per_window} "
-                        "rows and both classes", "use more data or fewer reference periods")
-            )  # fmt: skip
+                Problem(
+                    file,
+                    spec.target,
+                    f"the {name} window has {len(window)} rows and "
+                    f"{window[spec.target].nunique()} classes; need {s.min_rows_per_window} "
+                    "rows and both classes",
+                    "use more data or fewer reference periods",
+                )
+            )
     batches = df[~df[PERIOD].isin(train_p + hold_p)].copy()
     batches[BATCH] = batches[PERIOD]
     batches[CONTROL] = ""

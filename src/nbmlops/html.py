@@ -21,7 +21,8 @@ th{background:#eef1f5}
 .pass{color:#11772f;font-weight:600}.fail{color:#b3261e;font-weight:600}
 .warn{color:#8a5a00;font-weight:600}
 .cards{display:flex;flex-wrap:wrap;gap:.6rem}
-.card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:.6rem .8rem;min-width:150px}
+.card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:.6rem .8rem;
+min-width:150px}
 .card b{display:block;font-size:1.25rem}
 img{max-width:100%;height:auto;background:#fff;border:1px solid #dde1e7}
 code{background:#eef1f5;padding:0 .25rem;border-radius:3px}
@@ -32,7 +33,7 @@ def page(title: str, body: str, home: str | None = "index.html") -> str:
     """A whole HTML document; `body` is trusted markup built with the helpers below."""
     nav = f'<a href="{escape(home)}">&larr; all reports</a>' if home else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><header>{nav}<h1>{escape(title)}</h1></header><main>{body}</main></body></html>\n"
@@ -58,6 +59,11 @@ def link(href: str, text: str) -> str:
     return f'<a href="{escape(href)}">{escape(text)}</a>'
 
 
+def link_list(items: list[tuple[str, str]]) -> str:
+    """A bulleted list of (href, text) links."""
+    return "<ul>" + "".join(f"<li>{link(href, text)}</li>" for href, text in items) + "</ul>"
+
+
 def para(text: str) -> str:
     return f"<p>{escape(text)}</p>"
 
@@ -68,7 +74,8 @@ def heading(text: str) -> str:
 
 def cards(items: dict[str, object]) -> str:
     inner = "".join(
-        f'<div class="card">{escape(str(k))}<b>{escape(_fmt(v))}</b></div>' for k, v in items.items()
+        f'<div class="card">{escape(str(k))}<b>{escape(_fmt(v))}</b></div>'
+        for k, v in items.items()
     )
     return f'<div class="cards">{inner}</div>'
 

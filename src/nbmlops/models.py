@@ -27,12 +27,20 @@ THRESHOLD = 0.5
 def _one_hot(spec: FeatureSpec) -> ColumnTransformer:
     return ColumnTransformer(
         [
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), spec.numeric),
-            ("cat", make_pipeline(
-                SimpleImputer(strategy="constant", fill_value="missing"),
-                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
-            ), spec.categorical),
-        ]  # fmt: skip
+            (
+                "num",
+                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                spec.numeric,
+            ),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"),
+                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
+                ),
+                spec.categorical,
+            ),
+        ]
     )
 
 
@@ -108,7 +116,9 @@ def classification_metrics(y_true, proba, threshold: float = THRESHOLD) -> dict[
     two_classes = len(np.unique(y_true)) == 2
     return {
         "roc_auc": float(skm.roc_auc_score(y_true, proba)) if two_classes else float("nan"),
-        "pr_auc": float(skm.average_precision_score(y_true, proba)) if two_classes else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y_true, proba))
+        if two_classes
+        else float("nan"),
         "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
         "precision": float(skm.precision_score(y_true, pred, zero_division=0)),
         "recall": float(skm.recall_score(y_true, pred, zero_division=0)),

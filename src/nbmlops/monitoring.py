@@ -74,7 +74,10 @@ def batch_report(
     from evidently.presets import ClassificationPreset, DataDriftPreset
 
     labelled = has_labels(current, spec) and has_labels(reference, spec)
-    parts = [DataDriftPreset(columns=spec.columns, drift_share=drift_share), ValueDrift(column=PROBA)]
+    parts = [
+        DataDriftPreset(columns=spec.columns, drift_share=drift_share),
+        ValueDrift(column=PROBA),
+    ]
     if labelled:
         parts.append(ClassificationPreset())
     snapshot = Report(parts, include_tests=True).run(
@@ -134,8 +137,19 @@ def gate(row: dict, min_roc_auc: float) -> tuple[bool, list[str]]:
 
 def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """One row per batch, in batch order, for tables and plots."""
-    keep = ["batch", "control", "rows", "positive_rate", "drift_share", "prediction_drift",
-            "prediction_drift_score", "roc_auc", "f1", "tests_failed", "status"]  # fmt: skip
+    keep = [
+        "batch",
+        "control",
+        "rows",
+        "positive_rate",
+        "drift_share",
+        "prediction_drift",
+        "prediction_drift_score",
+        "roc_auc",
+        "f1",
+        "tests_failed",
+        "status",
+    ]
     df = pd.DataFrame(list(rows))
     return df[[c for c in keep if c in df.columns]]
 
@@ -148,8 +162,9 @@ def plot_over_batches(summary: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     x = range(len(real))
     axes[0].bar(x, real["drift_share"], color="#5677fc", label="share of drifted features")
-    axes[0].plot(x, real["prediction_drift_score"], "o-", color="#d9480f",
-                 label="prediction drift score")  # fmt: skip
+    axes[0].plot(
+        x, real["prediction_drift_score"], "o-", color="#d9480f", label="prediction drift score"
+    )
     axes[0].set_title("Drift by batch")
     for column, style in (("roc_auc", "o-"), ("f1", "s-"), ("positive_rate", "^--")):
         if column in real:

@@ -56,37 +56,43 @@ def build_index(product, upstream) -> None:
     metrics = storage.read_json(products["evaluate"]["metrics"])
     tests = storage.read_json(products["monitor"]["tests"])
     batches = [b for b in tests["batches"] if not b["control"]]
+    failing = sum(b["status"] == "fail" for b in batches)
+    candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
+    batch_table = pd.DataFrame(tests["batches"])
+    monitoring_dir = Path(products["monitor"]["summary"]).parent
     body = [
-        html.cards({
-            "source": manifest["source"],
-            "snapshot": manifest["sha256"][:12],
-            "rows modelled": spec["counts"]["rows"],
-            "best model": best["model"],
-            f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
-            "batches failing": f"{sum(b['status'] == 'fail' for b in batches)} / {len(batches)}",
-        }),
+        html.cards(
+            {
+                "source": manifest["source"],
+                "snapshot": manifest["sha256"][:12],
+                "rows modelled": spec["counts"]["rows"],
+                "best model": best["model"],
+                f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
+                "batches failing": f"{failing} / {len(batches)}",
+            }
+        ),
         html.heading("Reports"),
-        "<ul>",
-        f"<li>{html.link(rel(products['validate']['quality']), 'Data quality (contract checks)')}</li>",
-        f"<li>{html.link(rel(products['evaluate']['performance']), 'Model performance on the held-out window (evidently)')}</li>",
-        f"<li>{html.link(rel(products['monitor']['summary']), 'Monitoring summary: drift and performance over batches')}</li>",
-        f"<li>{html.link(rel(products['evaluate']['metrics']), 'metrics.json')} · "
-        f"{html.link(rel(products['monitor']['tests']), 'monitoring tests.json')}</li>",
-        "</ul>",
+        html.link_list(
+            [
+                (rel(products["validate"]["quality"]), "Data quality (contract checks)"),
+                (rel(products["evaluate"]["performance"]), "Best model on the held-out window"),
+                (rel(products["monitor"]["summary"]), "Monitoring: drift and performance by batch"),
+                (rel(products["evaluate"]["metrics"]), "metrics.json"),
+                (rel(products["monitor"]["tests"]), "monitoring tests.json"),
+            ]
+        ),
         html.heading("Candidates on the held-out window"),
-        html.table(pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")[
-            ["model", "roc_auc", "pr_auc", "f1", "precision", "recall", "brier"]]),
+        html.table(candidates[["model", "roc_auc", "pr_auc", "f1", "recall", "brier"]]),
         html.heading("Monitoring batches"),
-        html.table(pd.DataFrame(tests["batches"])[
-            ["batch", "control", "rows", "drift_share", "prediction_drift", "status"]],
-            {"pass": "pass", "fail": "fail"}),
-        "<ul>" + "".join(
-            f"<li>{html.link(rel(Path(products['monitor']['summary']).parent / b['report']), b['batch'])}</li>"
-            for b in tests["batches"]) + "</ul>",
+        html.table(
+            batch_table[["batch", "control", "rows", "drift_share", "prediction_drift", "status"]],
+            {"pass": "pass", "fail": "fail"},
+        ),
+        html.link_list([(rel(monitoring_dir / b["report"]), b["batch"]) for b in tests["batches"]]),
         html.heading("Executed notebooks"),
-        "<ul>" + "".join(
-            f"<li>{html.link(rel(page), name)}</li>" for name, page in notebook_pages.items())
-        + "</ul>",
+        html.link_list([(rel(page), name) for name, page in notebook_pages.items()]),
         html.para(f"Data: {spec['counts']}"),
-    ]  # fmt: skip
-    storage.write_text(str(product["index"]), html.page("Pipeline reports", "".join(body), home=None))
+    ]
+    storage.write_text(
+        str(product["index"]), html.page("Pipeline reports", "".join(body), home=None)
+    )

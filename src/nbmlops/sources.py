@@ -64,7 +64,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     fmt = table_format(path)
     if not path.is_file():
-        raise DataError(Problem(str(path), None, "file not found", "check `source` in the env file"))
+        raise DataError(
+            Problem(str(path), None, "file not found", "check `source` in the env file")
+        )
     if path.stat().st_size == 0:
         raise DataError(Problem(str(path), None, "file is empty"))
     try:

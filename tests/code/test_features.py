@@ -66,12 +66,18 @@ def test_table_dataset_drops_id_like_text_columns():
     ("frame", "settings", "message"),
     [
         (pd.DataFrame({"x": [1, 2]}), DataSettings(target="y"), "'y': target column is missing"),
-        (pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]}), DataSettings(target="y"),
-         "target has 3 labels"),
-        (pd.DataFrame({"x": [1, 2], "y": [0, 1], "t": ["2020-01-01", "soon"]}),
-         DataSettings(target="y", time_column="t"), "'t': 1 values are not dates, e.g. 'soon'"),
+        (
+            pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]}),
+            DataSettings(target="y"),
+            "target has 3 labels",
+        ),
+        (
+            pd.DataFrame({"x": [1, 2], "y": [0, 1], "t": ["2020-01-01", "soon"]}),
+            DataSettings(target="y", time_column="t"),
+            "'t': 1 values are not dates, e.g. 'soon'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_table_dataset_errors_name_column_and_problem(frame, settings, message):
     with pytest.raises(DataError, match=message):
         features.table_dataset(frame, "user.csv", settings)
@@ -80,8 +86,14 @@ def test_table_dataset_errors_name_column_and_problem(frame, settings, message):
 def _frame(n=1200, months=8):
     rng = np.random.default_rng(1)
     t = pd.date_range("2020-01-01", periods=n, freq=f"{months * 30 * 24 // n}h")
-    return pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["a", "b"], n),
-                         "y": rng.integers(0, 2, n), TIME: t})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "c": rng.choice(["a", "b"], n),
+            "y": rng.integers(0, 2, n),
+            TIME: t,
+        }
+    )
 
 
 def test_time_split_by_calendar_month():

@@ -12,10 +12,14 @@ SPEC = FeatureSpec("y", ["x1", "x2"], ["c"])
 
 def _scored(n, shift=0.0, seed=0):
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "x1": rng.normal(shift, 1, n), "x2": rng.normal(0, 1, n),
-        "c": rng.choice(["a", "b"], n), "y": rng.integers(0, 2, n),
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "x1": rng.normal(shift, 1, n),
+            "x2": rng.normal(0, 1, n),
+            "c": rng.choice(["a", "b"], n),
+            "y": rng.integers(0, 2, n),
+        }
+    )
     proba = 1 / (1 + np.exp(-(df["x1"] + rng.normal(0, 1, n))))
     return models.scored_frame(df, SPEC, proba.to_numpy())
 
@@ -33,7 +37,9 @@ def test_batch_from_reference_shows_no_drift(tmp_path, reference):
 
 
 def test_shifted_batch_shows_feature_and_prediction_drift(tmp_path, reference):
-    row = monitoring.batch_report(reference, _scored(2000, 1.0, seed=3), SPEC, tmp_path / "r.html", 0.3)
+    row = monitoring.batch_report(
+        reference, _scored(2000, 1.0, seed=3), SPEC, tmp_path / "r.html", 0.3
+    )
     assert row["drifted_features"] == ["x1"]
     assert row["drift_share"] == pytest.approx(1 / 3)
     assert row["dataset_drift"] and row["prediction_drift"]

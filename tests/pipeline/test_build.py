@@ -47,8 +47,11 @@ def test_every_report_exists_and_every_link_resolves(ci_build):
 
 
 def test_reports_open_offline(ci_build):
-    for page in [ci_build.reports / "index.html", ci_build.reports / "data_quality.html",
-                 ci_build.reports / "monitoring" / "index.html"]:  # fmt: skip
+    for page in [
+        ci_build.reports / "index.html",
+        ci_build.reports / "data_quality.html",
+        ci_build.reports / "monitoring" / "index.html",
+    ]:
         text = page.read_text(encoding="utf-8")
         assert not re.search(r"""(src|href)=["']https?://""", text), page
 
@@ -91,8 +94,10 @@ def test_delay_rate_moves_across_months(ci_build):
 
 
 def test_missing_data_file_fails_clearly_and_keeps_products(ci_build):
-    before = {p: p.read_bytes() for p in [ci_build.products / "data" / "manifest.json",
-                                           ci_build.reports / "index.html"]}  # fmt: skip
+    before = {
+        p: p.read_bytes()
+        for p in [ci_build.products / "data" / "manifest.json", ci_build.reports / "index.html"]
+    }
     done = ploomber_build(ci_build.project, "--env--source", "no-such-file.csv")
     out = done.stdout + done.stderr
     assert done.returncode != 0
@@ -120,7 +125,8 @@ def test_bring_your_own_csv(tmp_path):
     project = copy_project(tmp_path / "project")
     breast_cancer_csv(project / "patients.csv")
     (project / "env.patients.yaml").write_text(
-        (project / "env.ci.yaml").read_text()
+        (project / "env.ci.yaml")
+        .read_text()
         .replace("source: nycflights13", "source: patients.csv")
         .replace('contract: "{{here}}/contracts/nycflights13.yaml"', "contract: null")
         .replace("target: late", "target: diagnosis")
@@ -128,14 +134,19 @@ def test_bring_your_own_csv(tmp_path):
         .replace("time_column: null", "time_column: visit_date")
         .replace("reference_periods: 4", "reference_periods: 3")
         .replace("sample_frac: 0.1", "sample_frac: 1.0")
-    )  # fmt: skip
+    )
     done = ploomber_build(project, env_file="env.patients.yaml")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     metrics = storage.read_json(project / "reports" / "metrics.json")
     assert metrics["candidates"][metrics["best"]]["roc_auc"] > 0.9
     tests = storage.read_json(project / "reports" / "monitoring" / "tests.json")
     assert [b["batch"] for b in tests["batches"]] == [
-        "2024-04", "2024-05", "2024-06", "control-same", "control-shifted"]  # fmt: skip
+        "2024-04",
+        "2024-05",
+        "2024-06",
+        "control-same",
+        "control-shifted",
+    ]
     spec = storage.read_json(project / "products" / "data" / "features.json")
     assert "clinic" in spec["categorical"] and "visit_date" not in spec["numeric"]
 

@@ -1,0 +1,99 @@
+"""The project's own contract: one lock, thin notebooks, lint-clean code, Jupyter settings."""
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+
+
+def test_environment_yml_installs_the_same_lock_on_the_same_python():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    assert "python=3.11" in deps
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    assert pip == ["-r requirements.lock"]
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires.startswith(">=3.11")
+
+
+def test_lock_pins_every_dependency_with_hashes():
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", lock, re.M)
+    names = {n.lower().replace("_", "-") for n, _ in pins}
+    assert len(pins) > 100
+    assert lock.count("--hash=sha256:") >= len(pins)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+    for requirement in declared:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement)[0].lower().replace("_", "-")
+        assert name in names, f"{name} is declared but not in requirements.lock"
+    versions = dict((n.lower(), v) for n, v in pins)
+    assert int(versions["pandas"].split(".")[0]) < 3
+    assert tuple(map(int, versions["networkx"].split(".")[:2])) < (3, 6)
+    assert int(versions["notebook"].split(".")[0]) < 7
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_thin(path):
+    text = path.read_text()
+    assert '# %% tags=["parameters"]' in text
+    tree = ast.parse(text)
+    defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    assert not defs, f"{path.name} defines {[d.name for d in defs]}; move them to src/"
+    cells = text.count("# %%")
+    assert cells <= 8
+
+
+def test_pipeline_names_only_existing_notebooks_and_functions():
+    spec = yaml.safe_load((ROOT / "pipeline.yaml").read_text())
+    for task in spec["tasks"]:
+        source = task["source"]
+        if source.endswith(".py"):
+            assert (ROOT / source).is_file()
+        else:
+            module, func = source.rsplit(".", 1)
+            assert hasattr(__import__(module, fromlist=[func]), func)
+
+
+def test_env_files_have_the_same_keys():
+    full = yaml.safe_load((ROOT / "env.yaml").read_text())
+    ci = yaml.safe_load((ROOT / "env.ci.yaml").read_text())
+    assert full.keys() == ci.keys() and full["data"].keys() == ci["data"].keys()
+    assert ci["data"]["sample_frac"] < full["data"]["sample_frac"] == 1.0
+
+
+def test_jupyter_uses_jupytext_contents_manager():
+    config = (ROOT / ".jupyter" / "jupyter_server_config.py").read_text()
+    assert 'contents_manager_class = "jupytext.TextFileContentsManager"' in config
+
+
+def test_no_notebook_outputs_or_ipynb_committed():
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not [f for f in tracked if f.endswith(".ipynb")]
+
+
+def test_ruff_lint_and_format_are_clean():
+    ruff = [sys.executable, "-m", "ruff"]
+    paths = ["src", "tests", "notebooks"]
+    check = subprocess.run([*ruff, "check", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", *paths], cwd=ROOT, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make build" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
