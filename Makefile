@@ -44,7 +44,7 @@ lint: setup ## ruff on src, tests and notebooks; fail on notebooks carrying outp
 	$(BIN)/ruff format --check src tests notebooks
 
 lab: setup ## open JupyterLab (the .py notebooks open as notebooks, parameters injected)
-	$(BIN)/jupyter lab
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 plot: setup ## draw the pipeline graph to reports/pipeline.html
 	$(BIN)/ploomber plot --output reports/pipeline.html

@@ -3,4 +3,3 @@
 # extension, which injects each notebook's parameters when it opens.
 c = get_config()  # noqa: F821
 c.ServerApp.contents_manager_class = "jupytext.TextFileContentsManager"
-c.ServerApp.jpserver_extensions = {"ploomber": True}

@@ -1,0 +1,76 @@
+"""JupyterLab as `make lab` starts it: the .py notebooks open as notebooks, parameters injected."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, PROJECT, run_env
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
+TOKEN = "test-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str) -> tuple[int, dict]:
+    url = f"http://127.0.0.1:{port}{path}{'&' if '?' in path else '?'}token={TOKEN}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def lab(ci_build):
+    port = _free_port()
+    env = run_env() | {"JUPYTER_CONFIG_DIR": str(PROJECT / ".jupyter")}
+    server = subprocess.Popen(
+        [str(BIN / "jupyter"), "lab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={TOKEN}",
+         f"--ServerApp.root_dir={ci_build.project}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                _get(port, "/api/status")
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not answer within 60 s")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_file_browser_lists_notebooks(lab):
+    status, listing = _get(lab, "/api/contents/notebooks")
+    assert status == 200
+    names = {item["name"]: item["type"] for item in listing["content"]}
+    assert names["train.py"] == "notebook" and names["monitor.py"] == "notebook"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT / "notebooks").glob("*.py")))
+def test_notebook_opens_with_parameters_injected(lab, ci_build, name):
+    status, model = _get(lab, f"/api/contents/notebooks/{name}?type=notebook&content=1")
+    assert status == 200 and model["type"] == "notebook"
+    cells = model["content"]["cells"]
+    tags = [c["metadata"].get("tags", []) for c in cells]
+    position = next(i for i, t in enumerate(tags) if "injected-parameters" in t)
+    assert "parameters" in tags[position - 1]
+    injected = cells[position]["source"]
+    assert f'"{ci_build.project}' in injected and "product = {" in injected
+    assert os.sep + "products" + os.sep in injected or "/products/" in injected
+    assert Path(ci_build.project, "notebooks", name).read_text().count("injected-parameters") == 0
