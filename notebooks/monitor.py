@@ -28,4 +28,4 @@ summary = evaluation.monitor_batches(
 summary
 
 # %%
-monitoring.plot_over_batches(summary)
+monitoring.plot_over_batches(summary, drift_share)

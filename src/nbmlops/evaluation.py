@@ -138,11 +138,13 @@ def monitor_batches(
             "batches": rows,
         },
     )
-    storage.write_text(product["summary"], monitoring_page(summary, rows, best))
+    storage.write_text(product["summary"], monitoring_page(summary, rows, best, drift_share))
     return summary
 
 
-def monitoring_page(summary: pd.DataFrame, rows: list[dict], best: dict) -> str:
+def monitoring_page(
+    summary: pd.DataFrame, rows: list[dict], best: dict, drift_threshold: float
+) -> str:
     """The monitoring summary: counts, plots over batches, and a table linking every report."""
     real = summary[summary["control"] == ""]
     body = [
@@ -154,16 +156,17 @@ def monitoring_page(summary: pd.DataFrame, rows: list[dict], best: dict) -> str:
                 "max drift share": float(real["drift_share"].max()) if len(real) else 0.0,
             }
         ),
-        html.figure(monitoring.plot_over_batches(summary)),
-        html.heading("Batches"),
-        html.table(summary, {"pass": "pass", "fail": "fail", "True": "fail"}),
-        html.heading("Evidently reports"),
-        "<ul>"
-        + "".join(
-            f"<li>{html.link(r['report'], r['batch'])}"
-            f"{' (control: ' + r['control'] + ')' if r['control'] else ''}</li>"
-            for r in rows
-        )
-        + "</ul>",
+        html.figure(monitoring.plot_over_batches(summary, drift_threshold)),
+        html.heading("Batches (each links to its evidently report)"),
+        html.table(
+            summary.assign(reasons=["; ".join(r["reasons"]) for r in rows]),
+            {"pass": "pass", "fail": "fail", "True": "fail"},
+            links={"batch": [r["report"] for r in rows]},
+        ),
+        html.para(
+            "Reference: the held-out window. Control batches check the monitoring itself: "
+            "'same' is drawn from the reference and should pass, 'shifted' has every numeric "
+            "feature moved by one standard deviation and must fail."
+        ),
     ]
     return html.page("Monitoring summary", "".join(body), home="../index.html")

@@ -14,8 +14,8 @@ background:#f6f7f9;line-height:1.45}
 main{max-width:1100px;margin:0 auto;padding:1rem}
 header{background:#1d2330;color:#fff;padding:.8rem 1rem}header a{color:#cfe0ff}
 h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.15rem;margin-top:1.6rem}
-table{border-collapse:collapse;margin:.5rem 0;background:#fff;font-size:.88rem;display:block;
-overflow-x:auto;max-width:100%}
+.tbl{overflow-x:auto;max-width:100%;margin:.5rem 0}
+table{border-collapse:collapse;background:#fff;font-size:.88rem}
 th,td{border:1px solid #dde1e7;padding:.3rem .55rem;text-align:left;white-space:nowrap}
 th{background:#eef1f5}
 .pass{color:#11772f;font-weight:600}.fail{color:#b3261e;font-weight:600}
@@ -40,19 +40,31 @@ def page(title: str, body: str, home: str | None = "index.html") -> str:
     )
 
 
-def table(df: pd.DataFrame, classes: dict[str, str] | None = None) -> str:
-    """An escaped HTML table; `classes` maps a cell's text to a CSS class (e.g. 'fail')."""
+def table(
+    df: pd.DataFrame,
+    classes: dict[str, str] | None = None,
+    links: dict[str, list[str]] | None = None,
+) -> str:
+    """An escaped HTML table.
+
+    `classes` maps a cell's text to a CSS class (e.g. 'fail'); `links` maps a column to one
+    href per row, turning that column's cells into links.
+    """
     head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
     rows = []
-    for record in df.itertuples(index=False):
+    for i, record in enumerate(df.itertuples(index=False)):
         cells = []
-        for value in record:
+        for column, value in zip(df.columns, record, strict=True):
             text = _fmt(value)
             css = (classes or {}).get(text)
             attr = f' class="{css}"' if css else ""
-            cells.append(f"<td{attr}>{escape(text)}</td>")
+            inner = link(links[column][i], text) if column in (links or {}) else escape(text)
+            cells.append(f"<td{attr}>{inner}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (
+        f'<div class="tbl"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def link(href: str, text: str) -> str:

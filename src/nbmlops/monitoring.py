@@ -154,7 +154,7 @@ def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
     return df[[c for c in keep if c in df.columns]]
 
 
-def plot_over_batches(summary: pd.DataFrame):
+def plot_over_batches(summary: pd.DataFrame, drift_threshold: float | None = None):
     """Drift share, prediction drift and performance over batches (control batches apart)."""
     import matplotlib.pyplot as plt
 
@@ -165,6 +165,8 @@ def plot_over_batches(summary: pd.DataFrame):
     axes[0].plot(
         x, real["prediction_drift_score"], "o-", color="#d9480f", label="prediction drift score"
     )
+    if drift_threshold is not None:
+        axes[0].axhline(drift_threshold, ls="--", color="grey", label="dataset drift threshold")
     axes[0].set_title("Drift by batch")
     for column, style in (("roc_auc", "o-"), ("f1", "s-"), ("positive_rate", "^--")):
         if column in real:

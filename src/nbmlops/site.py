@@ -87,11 +87,12 @@ def build_index(product, upstream) -> None:
         html.table(
             batch_table[["batch", "control", "rows", "drift_share", "prediction_drift", "status"]],
             {"pass": "pass", "fail": "fail"},
+            links={"batch": [rel(monitoring_dir / b["report"]) for b in tests["batches"]]},
         ),
-        html.link_list([(rel(monitoring_dir / b["report"]), b["batch"]) for b in tests["batches"]]),
         html.heading("Executed notebooks"),
         html.link_list([(rel(page), name) for name, page in notebook_pages.items()]),
-        html.para(f"Data: {spec['counts']}"),
+        html.heading("Rows on the way to the model"),
+        html.table(pd.DataFrame(list(spec["counts"].items()), columns=["count", "rows"])),
     ]
     storage.write_text(
         str(product["index"]), html.page("Pipeline reports", "".join(body), home=None)

@@ -121,6 +121,7 @@ def test_editing_one_notebook_reruns_it_and_downstream_only(ci_build):
     assert ran == {"evaluate", "monitor", "index"}
 
 
+@pytest.mark.xdist_group("byo")
 def test_bring_your_own_csv(tmp_path):
     project = copy_project(tmp_path / "project")
     breast_cancer_csv(project / "patients.csv")
