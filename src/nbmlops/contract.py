@@ -17,6 +17,7 @@ numbers, no duplicate column names.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +142,9 @@ def check_column(series: pd.Series, file: str, name: str, spec: dict | None) -> 
             if fractional.any():
                 error(f"expected whole numbers, e.g. {_examples(values.dropna()[fractional])}")
     elif kind == "datetime":
-        values = pd.to_datetime(series, errors="coerce", utc=True)
+        with warnings.catch_warnings():  # mixed formats fall back to dateutil, which is fine
+            warnings.simplefilter("ignore", UserWarning)
+            values = pd.to_datetime(series, errors="coerce", utc=True)
         bad = series[values.isna() & series.notna()]
         if len(bad):
             error(f"cannot parse {len(bad)} values as dates, e.g. {_examples(bad)}")
