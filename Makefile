@@ -16,7 +16,8 @@ export UV_COMPILE_BYTECODE := 1
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter
 export MPLBACKEND := Agg
 
-.PHONY: help setup build test test-fast lint lab plot lock clean clean-products
+.PHONY: help setup build test test-fast lint lab plot lock clean clean-products \
+	models promote rollback mlflow-ui
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +49,23 @@ lab: setup ## open JupyterLab (the .py notebooks open as notebooks, parameters i
 
 plot: setup ## draw the pipeline graph to reports/pipeline.html
 	$(BIN)/ploomber plot --output reports/pipeline.html
+
+models: setup ## list the registered versions, champion and challenger
+	$(BIN)/nbmlops-models --env $(ENV_FILE) list
+
+promote: setup ## make the challenger (or VERSION=N) champion, rewrite the baseline, rescore
+	$(BIN)/nbmlops-models --env $(ENV_FILE) promote $(VERSION) $(if $(FORCE),--force)
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber task score --force
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build
+
+rollback: setup ## make the previous champion champion again, rewrite the baseline, rescore
+	$(BIN)/nbmlops-models --env $(ENV_FILE) rollback
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber task score --force
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build
+
+mlflow-ui: setup ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(UV) pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock

@@ -1,27 +1,45 @@
 # %% [markdown]
 # # Evaluate
-# Compare the candidates on the held-out window, pick the best, and write its evidently
-# classification report.
+# Compare the candidates on the held-out window, pick the best, check the promotion gates
+# against the committed baseline, log every candidate to MLflow and register the best as
+# the new `challenger`. A gate failure stops the build here; the champion is never touched.
 
 # %% tags=["parameters"]
-upstream = ["features", "train-*"]
+upstream = ["ingest", "features", "train-*"]
 product = None
-primary_metric = "roc_auc"
+mlflow = {}
+gates_file = "model/gates.yaml"
+baseline_file = "model/baseline.json"
+project = "."
+lock_file = "requirements.lock"
 
 # %%
 import pandas as pd
 
-from nbmlops import evaluation, storage
+from nbmlops import evaluation, gates, registry, storage
 from nbmlops.features import FeatureSpec
 
 spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
 holdout = pd.read_parquet(upstream["features"]["holdout"])
-result = evaluation.evaluate_candidates(upstream["train-*"], holdout, spec, primary_metric)
+gate_spec = gates.load_gates(gates_file)
+result = evaluation.evaluate_candidates(
+    upstream["train-*"], holdout, spec, gate_spec["primary_metric"]
+)
 result.table
 
 # %%
 evaluation.plot_candidates(result, holdout, spec)
 
 # %%
-evaluation.write_results(result, holdout, spec, product)
-print(f"best: {result.best} ({primary_metric} {result.table.iloc[0][primary_metric]:.4f})")
+gate = gates.check(result.best_metrics, gates.load_baseline(baseline_file), gate_spec)
+print(f"best: {result.best}; gates {'pass' if gate.passed else 'FAIL'}; promotable: {gate.promotable}")
+gate.table
+
+# %%
+manifest = storage.read_json(upstream["ingest"]["manifest"])
+context = registry.environment_tags(project, lock_file) | evaluation.data_tags(manifest, spec)
+best = evaluation.track_and_register(
+    result, upstream["train-*"], holdout, spec, gate, registry.Store.from_params(**mlflow),
+    context, product,
+)  # fmt: skip
+best

@@ -22,5 +22,6 @@ spec.counts
 storage.write_parquet(product["train"], split.train)
 storage.write_parquet(product["holdout"], split.holdout)
 storage.write_parquet(product["batches"], split.batches)
+spec.windows = split.windows()
 storage.write_json(product["spec"], spec.to_dict())
 split.summary(spec.target)

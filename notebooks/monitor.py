@@ -1,10 +1,10 @@
 # %% [markdown]
 # # Monitor
-# Score each later batch with the chosen model and compare it with the held-out window:
-# data drift, prediction drift and, where labels exist, performance.
+# Compare each later batch with the held-out window: data drift, prediction drift and, where
+# labels exist, performance of the served model, with the shadow challenger beside it.
 
 # %% tags=["parameters"]
-upstream = ["features", "evaluate"]
+upstream = ["features", "score"]
 product = None
 drift_share = 0.5
 min_roc_auc = 0.6
@@ -17,8 +17,8 @@ from nbmlops.features import FeatureSpec
 
 spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
 summary = evaluation.monitor_batches(
-    best=storage.read_json(upstream["evaluate"]["best"]),
-    reference=pd.read_parquet(upstream["features"]["holdout"]),
+    scores=pd.read_parquet(upstream["score"]["scores"]),
+    holdout=pd.read_parquet(upstream["features"]["holdout"]),
     batches=pd.read_parquet(upstream["features"]["batches"]),
     spec=spec,
     product=product,

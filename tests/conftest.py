@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["pipeline.yaml", "env.yaml", "env.ci.yaml", "notebooks", "contracts"]
+PROJECT_FILES = [
+    "pipeline.yaml", "env.yaml", "env.ci.yaml", "notebooks", "contracts", "model", "requirements.lock",
+]
 BIN = Path(sys.executable).parent
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import html, models, monitoring, storage
+from . import gates, html, models, monitoring, registry, shadow, storage
 from .features import BATCH, CONTROL, FeatureSpec
 
 
@@ -20,6 +22,10 @@ class Evaluation:
     primary_metric: str
     model_paths: dict[str, str]
     probas: dict[str, np.ndarray]
+
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        return self.table.set_index("model").loc[self.best].to_dict()
 
 
 def evaluate_candidates(
@@ -62,44 +68,91 @@ def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec
     return fig
 
 
-def write_results(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec, product) -> None:
-    """best.json, the evidently performance report of the best model, and metrics.json."""
+def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
+    """What data a model saw, as run and version tags."""
+    return {
+        "data_source": manifest["source"],
+        "data_sha256": manifest["sha256"],
+        "raw_rows": sum(t["rows"] for t in manifest["tables"].values()),
+        "modelled_rows": spec.counts.get("rows"),
+        "train_window": spec.windows.get("train", ""),
+        "holdout_window": spec.windows.get("holdout", ""),
+        "features": ",".join(spec.columns),
+    }
+
+
+def track_and_register(
+    result: Evaluation,
+    trained: dict[str, dict],
+    holdout: pd.DataFrame,
+    spec: FeatureSpec,
+    gate: gates.GateResult,
+    store: registry.Store,
+    context: dict,
+    product,
+) -> dict:
+    """Log every candidate to MLflow, then, if the gates pass, register the best as challenger.
+
+    The evidently report is written aside first and moved into place only after registration,
+    so a build stopped by a gate leaves the previous products, champion and baseline as they were.
+    """
     scored = models.scored_frame(holdout, spec, result.probas[result.best])
-    monitoring.performance_report(scored, spec, product["performance"])
-    best_metrics = result.table.set_index("model").loc[result.best].to_dict()
-    storage.write_json(
-        product["best"],
-        {
-            "model": result.best,
-            "path": result.model_paths[result.best],
-            "primary_metric": result.primary_metric,
-            "threshold": models.THRESHOLD,
-            "holdout": best_metrics,
-        },
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "performance.html"
+        monitoring.performance_report(scored, spec, report)
+        runs = registry.log_candidates(store, result, trained, context, registry.build_id())
+        best_run = runs[result.best]
+        registry.log_report(store, best_run["run_id"], report)
+        gate.raise_if_failed()
+        version = registry.register_challenger(
+            store, best_run, {**context, "candidate": result.best}
+        )
+        with storage.atomic_path(product["performance"]) as target:
+            shutil.copyfile(report, target)
+    best = {
+        "model": result.best,
+        "version": version,
+        "registered_model": store.model_name,
+        "run_id": best_run["run_id"],
+        "sha256": best_run["sha256"],
+        "primary_metric": result.primary_metric,
+        "threshold": models.THRESHOLD,
+        "holdout": result.best_metrics,
+    }
+    storage.write_json(product["best"], best)
     storage.write_json(
         product["metrics"],
         {
             "best": result.best,
+            "version": version,
             "primary_metric": result.primary_metric,
             "candidates": result.table.set_index("model").to_dict(orient="index"),
+            "runs": {name: run["run_id"] for name, run in runs.items()},
+            "gate": gate.table.to_dict(orient="records"),
+            "promotable": gate.promotable,
         },
     )
+    return best
 
 
 def monitor_batches(
-    best: dict,
-    reference: pd.DataFrame,
+    scores: pd.DataFrame,
+    holdout: pd.DataFrame,
     batches: pd.DataFrame,
     spec: FeatureSpec,
     product,
     drift_share: float,
     min_roc_auc: float,
 ) -> pd.DataFrame:
-    """One evidently report per batch, a tests JSON and a summary page; returns the summary."""
-    pipeline = storage.read_pickle(best["path"])
-    ref_scored = models.scored_frame(
-        reference, spec, models.predict_proba(pipeline, reference, spec)
+    """One evidently report per batch, a tests JSON and a summary page; returns the summary.
+
+    The served model's scores (champion, or its fallback) are what is monitored; the shadow
+    challenger's disagreement and metrics sit beside them.
+    """
+    served = scores.groupby(BATCH, sort=False)
+    shadow_rows = shadow.summarize(scores, spec).set_index("batch").to_dict(orient="index")
+    reference = models.scored_frame(
+        holdout, spec, served.get_group(shadow.REFERENCE)["served_proba"].to_numpy()
     )
     target_dir = Path(product["batches"])
     staging = storage.staging_dir(target_dir)
@@ -107,7 +160,7 @@ def monitor_batches(
     rows = []
     for i, (name, batch) in enumerate(groups, 1):
         start = time.perf_counter()
-        proba = models.predict_proba(pipeline, batch, spec)
+        proba = served.get_group(name)["served_proba"].to_numpy()
         scored = models.scored_frame(batch, spec, proba)
         report = f"batch-{name}.html"
         row = {
@@ -116,44 +169,40 @@ def monitor_batches(
             "rows": len(batch),
             "report": f"{target_dir.name}/{report}",
         }
-        row |= monitoring.batch_report(ref_scored, scored, spec, staging / report, drift_share)
+        row |= monitoring.batch_report(reference, scored, spec, staging / report, drift_share)
         if monitoring.has_labels(batch, spec):
             row |= models.classification_metrics(batch[spec.target], proba)
+        row |= {k: v for k, v in shadow_rows[name].items() if k != "rows"}
         passed, reasons = monitoring.gate(row, min_roc_auc)
         row |= {"status": "pass" if passed else "fail", "reasons": reasons}
         rows.append(row)
         print(
             f"[{i}/{len(groups)}] batch {name}: {len(batch)} rows, drift share "
-            f"{row['drift_share']:.2f}, {row['status']} ({time.perf_counter() - start:.1f}s)",
+            f"{row['drift_share']:.2f}, disagreement {row['disagreement']:.3f}, {row['status']} "
+            f"({time.perf_counter() - start:.1f}s)",
             flush=True,
         )
     storage.replace_dir(staging, target_dir)
     summary = monitoring.summary_frame(rows)
     storage.write_json(
         product["tests"],
-        {
-            "model": best["model"],
-            "drift_share_threshold": drift_share,
-            "min_roc_auc": min_roc_auc,
-            "batches": rows,
-        },
+        {"drift_share_threshold": drift_share, "min_roc_auc": min_roc_auc, "batches": rows},
     )
-    storage.write_text(product["summary"], monitoring_page(summary, rows, best, drift_share))
+    storage.write_text(product["summary"], monitoring_page(summary, rows, drift_share))
     return summary
 
 
-def monitoring_page(
-    summary: pd.DataFrame, rows: list[dict], best: dict, drift_threshold: float
-) -> str:
+def monitoring_page(summary: pd.DataFrame, rows: list[dict], drift_threshold: float) -> str:
     """The monitoring summary: counts, plots over batches, and a table linking every report."""
     real = summary[summary["control"] == ""]
     body = [
         html.cards(
             {
-                "model": best["model"],
+                "served by": ", ".join(sorted(set(real["served_by"]))),
                 "batches": len(real),
                 "failing": int((real["status"] == "fail").sum()),
                 "max drift share": float(real["drift_share"].max()) if len(real) else 0.0,
+                "mean disagreement": float(real["disagreement"].mean()) if len(real) else 0.0,
             }
         ),
         html.figure(monitoring.plot_over_batches(summary, drift_threshold)),
@@ -164,7 +213,8 @@ def monitoring_page(
             links={"batch": [r["report"] for r in rows]},
         ),
         html.para(
-            "Reference: the held-out window. Control batches check the monitoring itself: "
+            "The served model is the champion (or its fallback); the challenger scores the same "
+            "rows in shadow. Reference: the held-out window. Control batches check the monitoring itself: "
             "'same' is drawn from the reference and should pass, 'shifted' has every numeric "
             "feature moved by one standard deviation and must fail."
         ),

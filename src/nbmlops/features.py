@@ -44,6 +44,7 @@ class FeatureSpec:
     categorical: list[str]
     counts: dict[str, int] = field(default_factory=dict)
     dropped_columns: dict[str, str] = field(default_factory=dict)
+    windows: dict[str, object] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -199,6 +200,14 @@ class Split:
     train: pd.DataFrame
     holdout: pd.DataFrame
     batches: pd.DataFrame
+
+    def windows(self) -> dict[str, object]:
+        """The periods of each window, for run tags and model cards."""
+        return {
+            "train": _span(self.train),
+            "holdout": _span(self.holdout),
+            "batches": list(dict.fromkeys(self.batches[BATCH])),
+        }
 
     def summary(self, target: str) -> pd.DataFrame:
         """Rows and positive rate per window and batch."""

@@ -139,6 +139,7 @@ def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """One row per batch, in batch order, for tables and plots."""
     keep = [
         "batch",
+        "served_by",
         "control",
         "rows",
         "positive_rate",
@@ -146,6 +147,8 @@ def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
         "prediction_drift",
         "prediction_drift_score",
         "roc_auc",
+        "challenger_roc_auc",
+        "disagreement",
         "f1",
         "tests_failed",
         "status",
@@ -168,10 +171,12 @@ def plot_over_batches(summary: pd.DataFrame, drift_threshold: float | None = Non
     if drift_threshold is not None:
         axes[0].axhline(drift_threshold, ls="--", color="grey", label="dataset drift threshold")
     axes[0].set_title("Drift by batch")
-    for column, style in (("roc_auc", "o-"), ("f1", "s-"), ("positive_rate", "^--")):
+    curves = (("roc_auc", "o-"), ("challenger_roc_auc", "o:"), ("f1", "s-"),
+              ("positive_rate", "^--"), ("disagreement", "x-."))  # fmt: skip
+    for column, style in curves:
         if column in real:
             axes[1].plot(x, real[column], style, label=column)
-    axes[1].set_title("Performance and base rate by batch")
+    axes[1].set_title("Served model, shadow challenger and base rate by batch")
     for ax in axes:
         ax.set_xticks(list(x), real["batch"], rotation=45, ha="right")
         ax.grid(alpha=0.3)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import html, storage
+from . import cards, html, registry, storage
 
 
 def _products(upstream) -> dict[str, Mapping]:
@@ -39,9 +39,12 @@ def notebooks_to_html(notebooks: dict[str, str], folder: str | Path) -> dict[str
     return pages
 
 
-def build_index(product, upstream) -> None:
-    """Ploomber task: executed notebooks as HTML, then the reports index linking everything."""
+def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file: str) -> None:
+    """Ploomber task: executed notebooks as HTML, model cards, then the reports index."""
     products = _products(upstream)
+    store = registry.Store.from_params(**mlflow)
+    cards.write_cards(store, product["cards"], gates_file, baseline_file)
+    versions = registry.list_versions(store)
     root = Path(str(product["index"])).parent
     notebook_pages = notebooks_to_html(
         {name: str(p["nb"]) for name, p in products.items() if "nb" in p}, str(product["notebooks"])
@@ -55,6 +58,7 @@ def build_index(product, upstream) -> None:
     best = storage.read_json(products["evaluate"]["best"])
     metrics = storage.read_json(products["evaluate"]["metrics"])
     tests = storage.read_json(products["monitor"]["tests"])
+    shadow_info = storage.read_json(products["score"]["shadow"])
     batches = [b for b in tests["batches"] if not b["control"]]
     failing = sum(b["status"] == "fail" for b in batches)
     candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
@@ -66,7 +70,8 @@ def build_index(product, upstream) -> None:
                 "source": manifest["source"],
                 "snapshot": manifest["sha256"][:12],
                 "rows modelled": spec["counts"]["rows"],
-                "best model": best["model"],
+                "champion": f"v{shadow_info['champion']}" if shadow_info["champion"] else "none yet",
+                "challenger": f"v{best['version']} ({best['model']})",
                 f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
                 "batches failing": f"{failing} / {len(batches)}",
             }
@@ -81,6 +86,14 @@ def build_index(product, upstream) -> None:
                 (rel(products["monitor"]["tests"]), "monitoring tests.json"),
             ]
         ),
+        html.heading("Model registry (each version links to its model card)"),
+        html.table(
+            versions,
+            {"pass": "pass"},
+            links={"version": [rel(Path(product["cards"]) / f"v{v}.html") for v in versions["version"]]},
+        ),
+        html.heading("Serving events"),
+        html.para("; ".join(shadow_info["events"]) or "The champion served every batch."),
         html.heading("Candidates on the held-out window"),
         html.table(candidates[["model", "roc_auc", "pr_auc", "f1", "recall", "brier"]]),
         html.heading("Monitoring batches"),

@@ -1,0 +1,280 @@
+"""MLflow tracking and model registry: candidates as runs, the best as a registered version.
+
+The store is embedded by default (a sqlite file and a local artifact folder, both named in the
+env file); setting MLFLOW_TRACKING_URI sends the same calls to a shared MLflow server.
+Aliases: `challenger` marks the newest version a build registered, `champion` the version in
+production, moved only by `promote` and `rollback`. Versions are never overwritten or deleted.
+Every version's model file is hashed at registration and verified before it is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import PipelineError
+from .storage import sha256_file
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+MODEL_FILE = "model.pkl"
+
+
+class RegistryError(PipelineError):
+    """The registry cannot do what was asked (no such version, store unreachable, ...)."""
+
+
+class IntegrityError(RegistryError):
+    """A model file does not match the hash recorded when it was registered."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where tracking and registry live, and the project's one registered model."""
+
+    tracking_uri: str
+    artifact_root: str
+    model_name: str
+    experiment: str = "nbmlops"
+
+    @classmethod
+    def from_params(cls, tracking_uri: str, artifact_root: str, model_name: str, **kw) -> Store:
+        """MLFLOW_TRACKING_URI, when set, wins over the env file's embedded store."""
+        return cls(os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri, artifact_root,
+                   model_name, **kw)  # fmt: skip
+
+    def client(self):
+        """An MlflowClient on this store; creates the sqlite folder and the experiment."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        mlflow.set_tracking_uri(self.tracking_uri)
+        client = MlflowClient(self.tracking_uri)
+        if client.get_experiment_by_name(self.experiment) is None:
+            location = Path(self.artifact_root).resolve().as_uri()
+            client.create_experiment(self.experiment, artifact_location=location)
+        return client
+
+    def experiment_id(self, client) -> str:
+        return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+def environment_tags(project: str | Path, lock_file: str | Path) -> dict[str, str]:
+    """What a model came from: git commit and dirtiness, lock hash, Python and platform."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True,
+                                  timeout=10)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    lock = Path(lock_file)
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": str(bool(git("status", "--porcelain"))) if commit else "unknown",
+        "lock_sha256": sha256_file(lock) if lock.is_file() else "missing",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def log_candidates(
+    store: Store,
+    evaluation,
+    trained: dict[str, dict],
+    context: dict[str, Any],
+    build_id: str,
+) -> dict[str, dict]:
+    """One MLflow run per candidate: params, train and held-out metrics, context tags, model.
+
+    Returns, per candidate, the run id, the logged model's URI and its model file's sha256.
+    """
+    import mlflow
+
+    from .storage import read_json, read_pickle
+
+    client = store.client()
+    experiment_id = store.experiment_id(client)
+    holdout = evaluation.table.set_index("model").to_dict(orient="index")
+    logged = {}
+    for products in trained.values():
+        info = read_json(products["metrics"])
+        name = info["model"]
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{build_id}") as run:
+            mlflow.log_params({"model": name, **info["hyperparams"]})
+            mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in holdout[name].items()})
+            mlflow.log_metrics({f"train_{k}": float(v) for k, v in info["train"].items()})
+            mlflow.log_metric("fit_seconds", info["fit_seconds"])
+            mlflow.set_tags({**{k: str(v) for k, v in context.items()}, "build_id": build_id,
+                             "candidate": name, "best": str(name == evaluation.best)})  # fmt: skip
+            mlflow.log_artifact(str(products["metrics"]), "metrics")
+            model_info = mlflow.sklearn.log_model(
+                read_pickle(products["model"]), name="model", serialization_format="pickle",
+                pip_requirements=_requirements(),
+            )  # fmt: skip
+        logged[name] = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
+                        "sha256": _model_file_hash(model_info.model_uri)}  # fmt: skip
+    return logged
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "pandas", "numpy")]
+
+
+def _model_file_hash(model_uri: str) -> str:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return sha256_file(Path(local) / MODEL_FILE)
+
+
+def log_report(store: Store, run_id: str, path: str | Path, folder: str = "reports") -> None:
+    store.client().log_artifact(run_id, str(path), folder)
+
+
+def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
+    """Register the run's model as a new version, tag it with its hash and point `challenger` at it."""
+    import mlflow
+
+    client = store.client()
+    version = mlflow.register_model(run["model_uri"], store.model_name).version
+    for key, value in {**tags, "sha256": run["sha256"], "run_id": run["run_id"]}.items():
+        client.set_model_version_tag(store.model_name, version, key, str(value))
+    client.set_registered_model_alias(store.model_name, CHALLENGER, version)
+    return str(version)
+
+
+def alias_version(store: Store, alias: str, client=None) -> str | None:
+    """The version an alias points at, or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or store.client()
+    try:
+        return str(client.get_model_version_by_alias(store.model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def champion_history(store: Store, client=None) -> list[str]:
+    """Versions that have been champion, oldest first; the last one is the current champion."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or store.client()
+    try:
+        tags = client.get_registered_model(store.model_name).tags
+    except MlflowException:
+        return []
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def load_version(store: Store, version: str):
+    """Load a registered version after checking its model file against the registered sha256."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = store.client()
+    try:
+        meta = client.get_model_version(store.model_name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"model {store.model_name!r} has no version {version}") from exc
+    expected = meta.tags.get("sha256")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{store.model_name}/{version}", dst_path=tmp))  # fmt: skip
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(
+                f"model {store.model_name!r} v{version}: artifacts cannot be read: {exc}"
+            ) from exc
+        model_file = local / MODEL_FILE
+        actual = sha256_file(model_file) if model_file.is_file() else "missing"
+        if not expected or actual != expected:
+            raise IntegrityError(
+                f"model {store.model_name!r} v{version}: {MODEL_FILE} has sha256 {actual[:16]}…, "
+                f"registered {str(expected)[:16]}…; refusing to load it"
+            )
+        return mlflow.sklearn.load_model(str(local))
+
+
+def version_metrics(store: Store, version: str, client=None) -> dict[str, float]:
+    """Held-out metrics of a version, read from its run."""
+    client = client or store.client()
+    meta = client.get_model_version(store.model_name, version)
+    run = client.get_run(meta.run_id)
+    return {k.removeprefix("holdout_"): v for k, v in run.data.metrics.items()
+            if k.startswith("holdout_")}  # fmt: skip
+
+
+def version_details(store: Store, version: str, client=None) -> dict[str, Any]:
+    """Everything a model card shows about a version."""
+    client = client or store.client()
+    meta = client.get_model_version(store.model_name, version)
+    run = client.get_run(meta.run_id)
+    return {
+        "name": store.model_name,
+        "version": str(meta.version),
+        "aliases": sorted(meta.aliases),
+        "created": datetime.fromtimestamp(meta.creation_timestamp / 1000, UTC).isoformat(
+            timespec="seconds"
+        ),
+        "run_id": meta.run_id,
+        "tags": dict(meta.tags),
+        "run_tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "params": dict(run.data.params),
+        "metrics": version_metrics(store, version, client),
+    }
+
+
+def list_versions(store: Store):
+    """All versions, newest first, with aliases and held-out metrics."""
+    import pandas as pd
+
+    client = store.client()
+    rows = []
+    for found in client.search_model_versions(f"name='{store.model_name}'"):
+        mv = client.get_model_version(store.model_name, found.version)  # search omits aliases
+        metrics = version_metrics(store, str(mv.version), client)
+        rows.append({
+            "version": int(mv.version),
+            "aliases": ",".join(sorted(mv.aliases)),
+            "candidate": mv.tags.get("candidate", ""),
+            "roc_auc": metrics.get("roc_auc"),
+            "pr_auc": metrics.get("pr_auc"),
+            "brier": metrics.get("brier"),
+            "git_commit": mv.tags.get("git_commit", "")[:10],
+            "sha256": mv.tags.get("sha256", "")[:12],
+        })  # fmt: skip
+    columns = ["version", "aliases", "candidate", "roc_auc", "pr_auc", "brier", "git_commit",
+               "sha256"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns).sort_values("version", ascending=False)
+
+
+def set_champion(store: Store, version: str, history: list[str]) -> None:
+    """Point `champion` at `version` and record the champion history on the registered model."""
+    client = store.client()
+    client.get_model_version(store.model_name, version)  # raises if missing
+    client.set_registered_model_tag(store.model_name, HISTORY_TAG, json.dumps(history))
+    client.set_registered_model_alias(store.model_name, CHAMPION, version)
+
+
+def build_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S")
