@@ -15,6 +15,7 @@ export PLOOMBER_VERSION_CHECK_DISABLED := true
 export UV_COMPILE_BYTECODE := 1
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter
 export MPLBACKEND := Agg
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup build test test-fast lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui

@@ -32,7 +32,9 @@ evaluation.plot_candidates(result, holdout, spec)
 
 # %%
 gate = gates.check(result.best_metrics, gates.load_baseline(baseline_file), gate_spec)
-print(f"best: {result.best}; gates {'pass' if gate.passed else 'FAIL'}; promotable: {gate.promotable}")
+print(
+    f"best: {result.best}; gates {'pass' if gate.passed else 'FAIL'}; promotable: {gate.promotable}"
+)
 gate.table
 
 # %%

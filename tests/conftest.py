@@ -13,7 +13,13 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = [
-    "pipeline.yaml", "env.yaml", "env.ci.yaml", "notebooks", "contracts", "model", "requirements.lock",
+    "pipeline.yaml",
+    "env.yaml",
+    "env.ci.yaml",
+    "notebooks",
+    "contracts",
+    "model",
+    "requirements.lock",
 ]
 BIN = Path(sys.executable).parent
 
@@ -38,6 +44,7 @@ def run_env() -> dict[str, str]:
         "PLOOMBER_STATS_ENABLED": "false",
         "MPLBACKEND": "Agg",
         "PLOOMBER_VERSION_CHECK_DISABLED": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import gates, html, registry, storage
+from .models import THRESHOLD
 from .registry import Store
 
 PURPOSE = (
-    "Predicts, at scheduling time, the probability that a flight arrives 15 minutes late or "
-    "more. Decision threshold {threshold}. Trained on the first periods of the data and "
-    "checked on the next one (the held-out window)."
+    "Predicts the probability that {target!r} is positive (decision threshold {threshold}) "
+    "from the features listed below. Trained on {train}; chosen on the held-out window {holdout}."
 )
 
 
@@ -64,7 +64,13 @@ def write_cards(store: Store, folder: str | Path, gates_file: str, baseline_file
                 shutil.copyfile(local, staging / report)
             except Exception:  # noqa: BLE001 - a card without its report still says what it can
                 report = ""
-        purpose = PURPOSE.format(threshold=0.5)
+        tags = details["run_tags"]
+        purpose = PURPOSE.format(
+            target=tags.get("target", "target"),
+            threshold=THRESHOLD,
+            train=tags.get("train_window", "?"),
+            holdout=tags.get("holdout_window", "?"),
+        )
         (staging / f"v{version}.md").write_text(
             _markdown(facts, purpose, details["params"], gate, features, report), encoding="utf-8"
         )

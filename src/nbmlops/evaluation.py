@@ -72,6 +72,7 @@ def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
     """What data a model saw, as run and version tags."""
     return {
         "data_source": manifest["source"],
+        "target": spec.target,
         "data_sha256": manifest["sha256"],
         "raw_rows": sum(t["rows"] for t in manifest["tables"].values()),
         "modelled_rows": spec.counts.get("rows"),
@@ -214,9 +215,9 @@ def monitoring_page(summary: pd.DataFrame, rows: list[dict], drift_threshold: fl
         ),
         html.para(
             "The served model is the champion (or its fallback); the challenger scores the same "
-            "rows in shadow. Reference: the held-out window. Control batches check the monitoring itself: "
-            "'same' is drawn from the reference and should pass, 'shifted' has every numeric "
-            "feature moved by one standard deviation and must fail."
+            "rows in shadow. Reference: the held-out window. Control batches check the "
+            "monitoring itself: 'same' is drawn from the reference and should pass, "
+            "'shifted' has every numeric feature moved by one standard deviation and must fail."
         ),
     ]
     return html.page("Monitoring summary", "".join(body), home="../index.html")

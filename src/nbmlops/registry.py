@@ -152,7 +152,7 @@ def log_report(store: Store, run_id: str, path: str | Path, folder: str = "repor
 
 
 def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
-    """Register the run's model as a new version, tag it with its hash and point `challenger` at it."""
+    """Register the run's model as a new version with its hash; point `challenger` at it."""
     import mlflow
 
     client = store.client()

@@ -100,7 +100,9 @@ def _serve(queue: list[Scorer], loader, rows, spec, events, window: str):
             try:
                 return models.predict_proba(scorer.model, rows, spec), scorer
             except Exception as exc:  # noqa: BLE001 - fall back to the next model
-                events.append(f"{window}: {scorer.role} v{scorer.version} failed while scoring: {exc}")
+                events.append(
+                    f"{window}: {scorer.role} v{scorer.version} failed while scoring: {exc}"
+                )
         queue.pop(0)
         if queue:
             events.append(f"{window}: falling back to v{queue[0].version}")
@@ -142,7 +144,7 @@ def scored_rows(windows: dict[str, pd.DataFrame], scores: pd.DataFrame, spec: Fe
 
 
 def archive(scored_inputs: pd.DataFrame, folder: str | Path) -> Path:
-    """Write the scored rows once, read-only, as `<sha256>.parquet`; an identical archive is kept."""
+    """Write the scored rows once, read-only, as `<sha256>.parquet`; keep an identical one."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".incoming.", suffix=".parquet", dir=folder)

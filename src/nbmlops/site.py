@@ -70,7 +70,9 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
                 "source": manifest["source"],
                 "snapshot": manifest["sha256"][:12],
                 "rows modelled": spec["counts"]["rows"],
-                "champion": f"v{shadow_info['champion']}" if shadow_info["champion"] else "none yet",
+                "champion": f"v{shadow_info['champion']}"
+                if shadow_info["champion"]
+                else "none yet",
                 "challenger": f"v{best['version']} ({best['model']})",
                 f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
                 "batches failing": f"{failing} / {len(batches)}",
@@ -90,7 +92,9 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
         html.table(
             versions,
             {"pass": "pass"},
-            links={"version": [rel(Path(product["cards"]) / f"v{v}.html") for v in versions["version"]]},
+            links={
+                "version": [rel(Path(product["cards"]) / f"v{v}.html") for v in versions["version"]]
+            },
         ),
         html.heading("Serving events"),
         html.para("; ".join(shadow_info["events"]) or "The champion served every batch."),

@@ -22,7 +22,13 @@ def render_notebooks(project: Path, scratch: Path) -> list[Path]:
     env = {
         k: v.replace("{{here}}", str(project)) if isinstance(v, str) else v for k, v in env.items()
     }
+    env["mlflow"] = {
+        "tracking_uri": f"sqlite:///{scratch}/mlruns/mlflow.db",
+        "artifact_root": str(scratch / "mlruns" / "artifacts"),
+        "model_name": "nbval",
+    }
     env |= {
+        "scored_store": str(scratch / "scored"),
         "products": str(scratch / "products"),
         "reports": str(scratch / "reports"),
         "raw_store": str(scratch / "raw"),
@@ -51,7 +57,7 @@ def test_notebooks_run_top_to_bottom_under_nbval(ci_build, tmp_path):
         "validate.ipynb",
         "features.ipynb",
     ]
-    assert len(notebooks) == 8
+    assert len(notebooks) == 9
     done = subprocess.run(
         [
             sys.executable,

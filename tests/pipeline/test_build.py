@@ -1,13 +1,14 @@
 """A full build with env.ci.yaml in a temporary copy of the project, checked product by product."""
 
 import re
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from nbmlops import storage
-from tests.conftest import copy_project, ploomber_build
+from nbmlops import registry, storage
+from tests.conftest import BIN, copy_project, ploomber_build, run_env
 from tests.helpers import breast_cancer_csv
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
@@ -93,6 +94,74 @@ def test_delay_rate_moves_across_months(ci_build):
     assert max(rates) - min(rates) > 0.08
 
 
+def _registry_state(build):
+    store = registry.Store.from_params(**_env(build)["mlflow"])
+    return (
+        registry.alias_version(store, registry.CHAMPION),
+        registry.champion_history(store),
+        registry.list_versions(store)["version"].tolist(),
+        (build.project / "model" / "baseline.ci.json").read_bytes(),
+    )
+
+
+def _env(build):
+    from ploomber.env.envdict import EnvDict
+
+    return dict(EnvDict(str(build.project / "env.ci.yaml")))
+
+
+def _models(build, *args):
+    return subprocess.run(
+        [str(BIN / "nbmlops-models"), "--env", "env.ci.yaml", *args],
+        cwd=build.project, env=run_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_build_registers_challenger_and_writes_cards(ci_build):
+    best = storage.read_json(ci_build.products / "models" / "best.json")
+    store = registry.Store.from_params(**_env(ci_build)["mlflow"])
+    assert registry.alias_version(store, registry.CHALLENGER) == best["version"]
+    card = ci_build.reports / "models" / f"v{best['version']}.html"
+    text = card.read_text()
+    assert best["sha256"] in text and "2013-01" in text and "lock" in text
+    assert f"models/v{best['version']}.html" in (ci_build.reports / "index.html").read_text()
+    metrics = storage.read_json(ci_build.reports / "metrics.json")
+    assert {row["metric"] for row in metrics["gate"]} >= {"roc_auc", "brier"}
+    assert all(row["status"] == "pass" for row in metrics["gate"])
+
+
+def test_promote_then_failed_builds_leave_champion_and_baseline(ci_build, tmp_path):
+    listed = _models(ci_build, "list")
+    assert listed.returncode == 0 and "challenger" in listed.stdout
+    refused = _models(ci_build, "promote")  # same metrics as the committed baseline
+    assert refused.returncode == 1 and "is not promoted" in refused.stderr
+    done = _models(ci_build, "promote", "--force")
+    assert done.returncode == 0, done.stderr
+    assert "is champion" in done.stdout
+    champion = _registry_state(ci_build)[0]
+    assert storage.read_json(ci_build.project / "model" / "baseline.ci.json")["version"] == champion
+    env = run_env() | {"PLOOMBER_ENV_FILENAME": "env.ci.yaml"}
+    subprocess.run([str(BIN / "ploomber"), "task", "score", "--force"], cwd=ci_build.project,
+                   env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
+    assert ploomber_build(ci_build.project).returncode == 0
+    shadow_info = storage.read_json(ci_build.products / "scoring" / "shadow.json")
+    assert shadow_info["champion"] == champion
+    assert {b["role"] for b in shadow_info["batches"]} == {"champion"}
+
+    before = _registry_state(ci_build)
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("primary_metric: roc_auc\nmetrics:\n  roc_auc: {floor: 0.99}\n")
+    failed = ploomber_build(ci_build.project, "--env--gates", str(strict))
+    out = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "the challenger fails the promotion gates" in out and "[0.9900, inf]" in out
+    assert _registry_state(ci_build) == before
+
+    broken = ploomber_build(ci_build.project, "--env--source", "missing.csv")
+    assert broken.returncode != 0
+    assert _registry_state(ci_build) == before
+
+
 def test_missing_data_file_fails_clearly_and_keeps_products(ci_build):
     before = {
         p: p.read_bytes()
@@ -109,7 +178,7 @@ def test_second_build_skips_every_task(ci_build):
     done = ploomber_build(ci_build.project)
     assert done.returncode == 0, done.stderr[-3000:]
     ran = ran_tasks(done.stdout)
-    assert len(ran) == 9 and not any(ran.values()), ran
+    assert len(ran) == 10 and not any(ran.values()), ran
 
 
 def test_editing_one_notebook_reruns_it_and_downstream_only(ci_build):
@@ -118,7 +187,7 @@ def test_editing_one_notebook_reruns_it_and_downstream_only(ci_build):
     done = ploomber_build(ci_build.project)
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {name for name, did in ran_tasks(done.stdout).items() if did}
-    assert ran == {"evaluate", "monitor", "index"}
+    assert ran == {"evaluate", "score", "monitor", "index"}
 
 
 @pytest.mark.xdist_group("byo")

@@ -1,0 +1,70 @@
+import math
+
+import pytest
+
+from nbmlops import gates
+from nbmlops.errors import ConfigError
+
+SPEC = {
+    "primary_metric": "roc_auc",
+    "metrics": {
+        "roc_auc": {"floor": 0.6, "max_regression": 0.02, "min_improvement": 0.005},
+        "brier": {"ceiling": 0.25, "max_regression": 0.01},
+    },
+}
+BASE = {"metrics": {"roc_auc": 0.70, "brier": 0.20}}
+
+
+def _status(result):
+    return dict(zip(result.table["metric"], result.table["status"], strict=True))
+
+
+def test_first_model_needs_only_the_floors():
+    result = gates.check({"roc_auc": 0.65, "brier": 0.2}, None, SPEC)
+    assert result.passed and result.promotable
+    assert result.table.loc[0, "allowed"] == "[0.6000, inf]"
+
+
+def test_small_regression_passes_but_is_not_promotable():
+    result = gates.check({"roc_auc": 0.69, "brier": 0.205}, BASE, SPEC)
+    assert result.passed and not result.promotable
+    assert result.table.loc[0, "delta"] == pytest.approx(-0.01)
+
+
+def test_improvement_is_promotable():
+    assert gates.check({"roc_auc": 0.706, "brier": 0.2}, BASE, SPEC).promotable
+
+
+def test_regression_beyond_range_fails_with_table():
+    result = gates.check({"roc_auc": 0.67, "brier": 0.215}, BASE, SPEC)
+    assert not result.passed and _status(result) == {"roc_auc": "FAIL", "brier": "FAIL"}
+    with pytest.raises(gates.GateError) as err:
+        result.raise_if_failed()
+    text = str(err.value)
+    assert "roc_auc" in text and "[0.6800, inf]" in text and "[-inf, 0.2100]" in text
+
+
+def test_floor_beats_baseline_and_missing_metric_fails():
+    result = gates.check({"roc_auc": 0.59, "brier": 0.2}, None, SPEC)
+    assert _status(result)["roc_auc"] == "FAIL"
+    assert not gates.check({"brier": 0.2}, None, SPEC).passed
+    assert math.isnan(gates.check({"brier": 0.2}, None, SPEC).table.loc[0, "challenger"])
+
+
+def test_gate_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="gate file not found"):
+        gates.load_gates(tmp_path / "none.yaml")
+    path = tmp_path / "g.yaml"
+    path.write_text("metrics:\n  roc_auc: {flor: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['flor'\]"):
+        gates.load_gates(path)
+    path.write_text("primary_metric: f1\nmetrics:\n  roc_auc: {floor: 0.5}\n")
+    with pytest.raises(ConfigError, match="primary_metric 'f1' has no gate"):
+        gates.load_gates(path)
+
+
+def test_committed_gate_file_loads():
+    from tests.conftest import PROJECT
+
+    spec = gates.load_gates(PROJECT / "model" / "gates.yaml")
+    assert spec["primary_metric"] in spec["metrics"]

@@ -1,0 +1,60 @@
+"""A real MLflow store in a temporary folder, with versions registered by the project's code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbmlops import evaluation, models, registry, storage
+from nbmlops.features import FeatureSpec
+
+SPEC = FeatureSpec("y", ["x1", "x2"], ["c"])
+CONTEXT = {"data_sha256": "ab" * 32, "train_window": "w1", "holdout_window": "w2"}
+
+
+def make_data(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    c = rng.choice(["a", "b"], n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * x1 + (c == "a"))))).astype(int)
+    return pd.DataFrame({"x1": x1, "x2": x2, "c": c, "y": y})
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return registry.Store.from_params(
+        tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        artifact_root=str(tmp_path / "mlruns" / "artifacts"),
+        model_name="test-model",
+    )
+
+
+class Builder:
+    """Trains candidates and registers the best exactly as the evaluate task does."""
+
+    def __init__(self, store, folder):
+        self.store, self.folder, self.count = store, folder, 0
+        self.holdout = make_data(400, 99)
+
+    def register(self, hyperparams: dict | None = None, candidates=("logreg",)) -> str:
+        self.count += 1
+        train = make_data(800, self.count)
+        trained = {}
+        for name in candidates:
+            hp = (hyperparams or {}).get(name, {})
+            pipeline, seconds = models.fit(models.build_candidate(name, SPEC, **hp), train, SPEC)
+            base = self.folder / f"build{self.count}" / name
+            storage.write_pickle(f"{base}.pkl", pipeline)
+            storage.write_json(f"{base}.json", {"model": name, "hyperparams": hp,
+                                                "fit_seconds": seconds, "train": {}})  # fmt: skip
+            trained[f"train-{name}"] = {"model": f"{base}.pkl", "metrics": f"{base}.json"}
+        result = evaluation.evaluate_candidates(trained, self.holdout, SPEC, "roc_auc")
+        runs = registry.log_candidates(self.store, result, trained, CONTEXT, f"b{self.count}")
+        return registry.register_challenger(self.store, runs[result.best], CONTEXT)
+
+
+@pytest.fixture
+def builder(store, tmp_path):
+    return Builder(store, tmp_path / "builds")

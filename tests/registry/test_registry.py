@@ -1,0 +1,214 @@
+"""Tracking, registry, promotion, rollback, integrity and fallback, against a real MLflow store."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nbmlops import gates, promotion, registry, shadow, storage
+from nbmlops.registry import IntegrityError, RegistryError
+from tests.registry.conftest import SPEC, make_data
+
+GATES = "primary_metric: roc_auc\nmetrics:\n  roc_auc: {floor: 0.5, max_regression: 0.05, min_improvement: 0.005}\n"
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "gates.yaml").write_text(GATES)
+    return tmp_path / "baseline.json", tmp_path / "gates.yaml"
+
+
+def _model_file(store, version) -> Path:
+    """The model.pkl a version's artifacts hold in the local artifact store."""
+    expected = store.client().get_model_version(store.model_name, version).tags["sha256"]
+    for path in Path(store.artifact_root).rglob(registry.MODEL_FILE):
+        if storage.sha256_file(path) == expected:
+            return path
+    raise AssertionError("model file not found")
+
+
+def test_build_logs_runs_and_registers_challenger_with_hash(store, builder):
+    version = builder.register(candidates=("logreg", "rf"))
+    client = store.client()
+    assert registry.alias_version(store, registry.CHALLENGER) == version == "1"
+    assert registry.alias_version(store, registry.CHAMPION) is None
+    details = registry.version_details(store, version)
+    assert details["tags"]["sha256"] == storage.sha256_file(_model_file(store, version))
+    runs = client.search_runs([store.experiment_id(client)])
+    assert len(runs) == 2
+    run = client.get_run(details["run_id"])
+    assert run.data.tags["data_sha256"] == "ab" * 32 and run.data.params["model"] in {
+        "logreg",
+        "rf",
+    }
+    assert 0.5 < run.data.metrics["holdout_roc_auc"] <= 1
+
+
+def test_environment_tags_name_commit_lock_and_python(tmp_path):
+    from tests.conftest import PROJECT
+
+    tags = registry.environment_tags(PROJECT, PROJECT / "requirements.lock")
+    assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in {"True", "False"}
+    assert tags["lock_sha256"] == storage.sha256_file(PROJECT / "requirements.lock")
+    assert tags["python"].startswith("3.11")
+    outside = registry.environment_tags(tmp_path, tmp_path / "none.lock")
+    assert outside["git_commit"] == "unknown" and outside["lock_sha256"] == "missing"
+
+
+def test_promote_first_challenger_writes_baseline(store, builder, files):
+    baseline, gate_file = files
+    version = builder.register()
+    promoted, result = promotion.promote(store, baseline, gate_file)
+    assert promoted == version and result.promotable
+    assert registry.alias_version(store, registry.CHAMPION) == version
+    content = storage.read_json(baseline)
+    assert content["version"] == version
+    assert content["metrics"]["roc_auc"] == pytest.approx(
+        registry.version_metrics(store, version)["roc_auc"], abs=1e-6
+    )
+
+
+def test_promotion_refused_without_improvement_leaves_everything(store, builder, files):
+    baseline, gate_file = files
+    builder.register()
+    promotion.promote(store, baseline, gate_file)
+    before = baseline.read_bytes()
+    builder.register(hyperparams={"logreg": {"C": 1e-4}})  # a weaker model
+    with pytest.raises(gates.GateError, match="v2 is not promoted") as err:
+        promotion.promote(store, baseline, gate_file)
+    assert "roc_auc" in str(err.value)
+    assert registry.alias_version(store, registry.CHAMPION) == "1"
+    assert registry.alias_version(store, registry.CHALLENGER) == "2"
+    assert baseline.read_bytes() == before
+
+
+def test_force_then_rollback(store, builder, files):
+    baseline, gate_file = files
+    builder.register()
+    promotion.promote(store, baseline, gate_file)
+    first = storage.read_json(baseline)
+    builder.register()
+    promotion.promote(store, baseline, gate_file, force=True)
+    assert registry.champion_history(store) == ["1", "2"]
+    assert storage.read_json(baseline)["version"] == "2"
+    assert promotion.rollback(store, baseline) == ("2", "1")
+    assert registry.alias_version(store, registry.CHAMPION) == "1"
+    assert storage.read_json(baseline)["metrics"] == first["metrics"]
+    with pytest.raises(RegistryError, match="no previous champion"):
+        promotion.rollback(store, baseline)
+    assert len(registry.list_versions(store)) == 2  # versions are never deleted
+
+
+def test_promote_without_challenger_or_twice(store, builder, files):
+    baseline, gate_file = files
+    with pytest.raises(RegistryError, match="has no challenger"):
+        promotion.promote(store, baseline, gate_file)
+    builder.register()
+    promotion.promote(store, baseline, gate_file)
+    with pytest.raises(RegistryError, match="already the champion"):
+        promotion.promote(store, baseline, gate_file)
+
+
+def test_tampered_model_file_is_refused(store, builder):
+    version = builder.register()
+    assert registry.load_version(store, version) is not None
+    path = _model_file(store, version)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(IntegrityError, match=r"v1: model.pkl has sha256 .* refusing to load"):
+        registry.load_version(store, version)
+
+
+def _promote_two(store, builder, files):
+    baseline, gate_file = files
+    builder.register()
+    promotion.promote(store, baseline, gate_file)
+    builder.register()
+    promotion.promote(store, baseline, gate_file, force=True)
+    return builder.register()  # v3: the challenger
+
+
+def test_broken_champion_falls_back_to_previous(store, builder, files):
+    challenger = _promote_two(store, builder, files)
+    path = _model_file(store, "2")
+    path.chmod(0o644)
+    path.write_bytes(b"not a model")
+    windows = {"reference": make_data(200, 7), "b1": make_data(200, 8)}
+    result = shadow.score(store, challenger, windows, SPEC)
+    assert set(result.scores["served_version"]) == {"1"}
+    assert set(result.scores["served_role"]) == {"fallback"}
+    assert result.scores["challenger_proba"].notna().all()
+    assert any("champion v2 cannot be loaded" in e for e in result.events)
+    summary = shadow.summarize(result.scores, SPEC)
+    assert list(summary["served_by"]) == ["v1", "v1"]
+
+
+def test_champion_failing_while_scoring_falls_back_per_batch(store, builder, files):
+    challenger = _promote_two(store, builder, files)
+
+    class Exploding:
+        def predict_proba(self, X):
+            raise RuntimeError("out of memory")
+
+    def loader(version):
+        return Exploding() if version == "2" else registry.load_version(store, version)
+
+    windows = {"reference": make_data(100, 7), "b1": make_data(100, 8)}
+    result = shadow.score(store, challenger, windows, SPEC, loader=loader)
+    assert set(result.scores["served_version"]) == {"1"}
+    assert "reference: champion v2 failed while scoring: out of memory" in result.events
+    assert "reference: falling back to v1" in result.events
+
+
+def test_healthy_champion_serves_and_challenger_shadows(store, builder, files):
+    challenger = _promote_two(store, builder, files)
+    windows = {"reference": make_data(300, 7)}
+    result = shadow.score(store, challenger, windows, SPEC)
+    assert set(result.scores["served_role"]) == {"champion"} and not result.events
+    summary = shadow.summarize(result.scores, SPEC).iloc[0]
+    assert 0 <= summary["disagreement"] <= 1 and summary["served_by"] == "v2"
+
+
+def test_no_champion_yet_the_challenger_acts(store, builder):
+    version = builder.register()
+    result = shadow.score(store, version, {"reference": make_data(50, 3)}, SPEC)
+    assert set(result.scores["served_role"]) == {"acting champion (no champion yet)"}
+
+
+def test_archive_is_content_addressed_and_read_only(tmp_path):
+    df = make_data(30, 1)
+    first = shadow.archive(df, tmp_path)
+    again = shadow.archive(df, tmp_path)
+    assert first == again and len(list(tmp_path.iterdir())) == 1
+    assert not first.stat().st_mode & 0o222
+    assert shadow.archive(make_data(30, 2), tmp_path) != first
+
+
+def test_tracking_uri_from_environment_wins(tmp_path, monkeypatch, builder, store):
+    other = f"sqlite:///{tmp_path}/server/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    switched = registry.Store.from_params(store.tracking_uri, store.artifact_root, store.model_name)
+    assert switched.tracking_uri == other
+    builder.store = switched
+    builder.register()
+    assert len(registry.list_versions(switched)) == 1
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert (tmp_path / "server" / "mlflow.db").is_file()
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+def test_model_cards_for_every_version(store, builder, files, tmp_path):
+    from nbmlops import cards
+
+    baseline, gate_file = files
+    builder.register()
+    promotion.promote(store, baseline, gate_file)
+    builder.register()
+    written = cards.write_cards(store, tmp_path / "cards", str(gate_file), str(baseline))
+    assert sorted(written) == ["1", "2"]
+    page = written["1"].read_text()
+    sha = registry.version_details(store, "1")["tags"]["sha256"]
+    assert sha in page and "champion" in page and "w1" in page
+    markdown = (tmp_path / "cards" / "v2.md").read_text()
+    assert markdown.startswith("# Model card: test-model v2")
+    assert re.search(r"\| roc_auc +\|", markdown)
