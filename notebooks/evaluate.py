@@ -44,4 +44,5 @@ best = evaluation.track_and_register(
     result, upstream["train-*"], holdout, spec, gate, registry.Store.from_params(**mlflow),
     context, product,
 )  # fmt: skip
+print(f"v{best['version']} registered as challenger; MLflow took {best['tracking_seconds']} s")
 best

@@ -82,6 +82,18 @@ def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
     }
 
 
+def evaluation_page(result: Evaluation, gate: gates.GateResult) -> str:
+    """The candidates compared on the held-out window and the gate table, as one HTML page."""
+    body = [
+        html.para(f"Best by {result.primary_metric}: {result.best}."),
+        html.heading("Candidates on the held-out window"),
+        html.table(result.table),
+        html.heading("Promotion gates against the committed baseline"),
+        html.table(gate.table, {"pass": "pass", "FAIL": "fail"}),
+    ]
+    return html.page("Candidate evaluation", "".join(body), home=None)
+
+
 def track_and_register(
     result: Evaluation,
     trained: dict[str, dict],
@@ -101,13 +113,20 @@ def track_and_register(
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "performance.html"
         monitoring.performance_report(scored, spec, report)
+        comparison = storage.write_text(
+            Path(tmp) / "evaluation.html", evaluation_page(result, gate)
+        )
+        start = time.perf_counter()
         runs = registry.log_candidates(store, result, trained, context, registry.build_id())
         best_run = runs[result.best]
+        for run in runs.values():
+            registry.log_report(store, run["run_id"], comparison)
         registry.log_report(store, best_run["run_id"], report)
         gate.raise_if_failed()
         version = registry.register_challenger(
             store, best_run, {**context, "candidate": result.best}
         )
+        tracking_seconds = time.perf_counter() - start
         with storage.atomic_path(product["performance"]) as target:
             shutil.copyfile(report, target)
     best = {
@@ -119,6 +138,7 @@ def track_and_register(
         "primary_metric": result.primary_metric,
         "threshold": models.THRESHOLD,
         "holdout": result.best_metrics,
+        "tracking_seconds": round(tracking_seconds, 2),
     }
     storage.write_json(product["best"], best)
     storage.write_json(

@@ -128,6 +128,13 @@ def test_build_registers_challenger_and_writes_cards(ci_build):
     metrics = storage.read_json(ci_build.reports / "metrics.json")
     assert {row["metric"] for row in metrics["gate"]} >= {"roc_auc", "brier"}
     assert all(row["status"] == "pass" for row in metrics["gate"])
+    assert best["tracking_seconds"] > 0
+    client = store.client()
+    for run_id in metrics["runs"].values():
+        logged = {a.path for a in client.list_artifacts(run_id, "reports")}
+        assert "reports/evaluation.html" in logged
+    logged = {a.path for a in client.list_artifacts(best["run_id"], "reports")}
+    assert "reports/performance.html" in logged
 
 
 def test_promote_then_failed_builds_leave_champion_and_baseline(ci_build, tmp_path):
