@@ -17,8 +17,8 @@ export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter
 export MPLBACKEND := Agg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help setup build test test-fast lint lab plot lock clean clean-products \
-	models promote rollback mlflow-ui
+.PHONY: help setup build test test-fast test-pipeline lint lab plot lock clean clean-products \
+	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,15 +35,49 @@ setup: $(BIN)/.ready ## create .venv from the lock (idempotent)
 build: setup ## run the pipeline (ENV=ci for the CI sample) and write reports/
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build
 
-test: setup ## run every test: code, data, model, notebooks (nbval), full pipeline
+test: setup browser ## run every test: code, data, registry, model, nbval, browser, full builds
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-test-fast: setup ## unit, data and model tests only (no full builds)
+test-fast: setup ## unit, data and registry tests (no full builds)
 	$(BIN)/python -m pytest -m "not pipeline" -n 2
 
-lint: setup ## ruff on src, tests and notebooks; fail on notebooks carrying outputs
+test-pipeline: setup browser ## full builds in temporary copies: incremental, bad input, BYO data, site
+	$(BIN)/python -m pytest -m pipeline -n 2 --dist loadgroup
+
+lint: setup ## ruff (notebooks included), no committed .ipynb, workflows (actionlint, schema)
 	$(BIN)/ruff check src tests notebooks
 	$(BIN)/ruff format --check src tests notebooks
+	@! git ls-files '*.ipynb' | grep . || (echo "notebooks are stored as .py; remove the .ipynb above" && false)
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+nbval: setup ## nbval on the notebooks of the last build, re-run with products in products/nbval
+	$(BIN)/python -m nbmlops.nbcheck --env $(ENV_FILE) --scratch products/nbval
+
+gates: setup ## fail when the last build's challenger breaks a gate; model metric-range tests
+	$(BIN)/nbmlops-report --env $(ENV_FILE) gates
+	NBMLOPS_BUILD_DIR=$(CURDIR) $(BIN)/python -m pytest tests/model -q -p no:xdist
+
+comment: setup ## write the pull-request comment of the last build to reports/pr-comment.md
+	$(BIN)/nbmlops-report --env $(ENV_FILE) comment --output reports/pr-comment.md
+
+monitor-latest: setup ## monitor only the newest batch; fail when its drift or performance gate trips
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build --env--monitor_last 1
+	$(BIN)/nbmlops-report --env $(ENV_FILE) monitoring
+
+browser: ## install Debian's chromium for the browser test when it is missing (needs root)
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (Debian package) for the reports-site browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+ci: ## the pull-request CI sequence, as the workflow runs it
+	$(MAKE) lint
+	$(MAKE) test-fast
+	$(MAKE) build ENV=ci
+	$(MAKE) nbval ENV=ci
+	$(MAKE) gates ENV=ci
+	$(MAKE) test-pipeline
+	$(MAKE) comment ENV=ci
 
 lab: setup ## open JupyterLab (the .py notebooks open as notebooks, parameters injected)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -19,6 +19,7 @@ split = features.time_split(dataset, spec, settings, manifest["source"])
 spec.counts
 
 # %%
+# NBVAL_CHECK_OUTPUT
 storage.write_parquet(product["train"], split.train)
 storage.write_parquet(product["holdout"], split.holdout)
 storage.write_parquet(product["batches"], split.batches)

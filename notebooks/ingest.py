@@ -17,4 +17,5 @@ storage.write_json(product["manifest"], manifest)
 print(f"snapshot {manifest['snapshot']}  sha256 {manifest['sha256']}")
 
 # %%
+# NBVAL_CHECK_OUTPUT
 ingest.manifest_table(manifest)

@@ -8,18 +8,19 @@ upstream = ["features", "score"]
 product = None
 drift_share = 0.5
 min_roc_auc = 0.6
+monitor_last = 0
 
 # %%
 import pandas as pd
 
-from nbmlops import evaluation, monitoring, storage
+from nbmlops import evaluation, features, monitoring, storage
 from nbmlops.features import FeatureSpec
 
 spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
 summary = evaluation.monitor_batches(
     scores=pd.read_parquet(upstream["score"]["scores"]),
     holdout=pd.read_parquet(upstream["features"]["holdout"]),
-    batches=pd.read_parquet(upstream["features"]["batches"]),
+    batches=features.latest_batches(pd.read_parquet(upstream["features"]["batches"]), monitor_last),
     spec=spec,
     product=product,
     drift_share=drift_share,

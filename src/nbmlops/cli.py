@@ -9,19 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from . import cards, gates, promotion, registry
+from .envfile import load_env
 from .errors import PipelineError
-
-
-def _settings(env_file: str) -> dict:
-    from ploomber.env.envdict import EnvDict
-
-    path = Path(env_file)
-    if not path.is_file():
-        raise PipelineError(f"{env_file}: env file not found")
-    return dict(EnvDict(str(path.resolve())))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        env = _settings(args.env)
+        env = load_env(args.env)
         store = registry.Store.from_params(**env["mlflow"])
         if args.command == "list":
             print(f"{store.model_name} @ {store.tracking_uri}")

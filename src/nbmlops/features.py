@@ -277,6 +277,14 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
     return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), batches)
 
 
+def latest_batches(batches: pd.DataFrame, last: int) -> pd.DataFrame:
+    """The newest `last` real batches and the control batches; every batch when `last` is 0."""
+    if last <= 0:
+        return batches
+    real = [b for b in dict.fromkeys(batches.loc[batches[CONTROL] == "", BATCH])][-last:]
+    return batches[batches[BATCH].isin(real) | (batches[CONTROL] != "")]
+
+
 def control_batches(holdout: pd.DataFrame, spec: FeatureSpec, seed: int) -> pd.DataFrame:
     """Two batches that check the monitoring itself.
 

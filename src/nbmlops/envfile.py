@@ -1,0 +1,16 @@
+"""Read an env file the way Ploomber does ({{here}} and friends expanded), for the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def load_env(env_file: str | Path) -> dict:
+    from ploomber.env.envdict import EnvDict
+
+    path = Path(env_file)
+    if not path.is_file():
+        raise ConfigError(f"{env_file}: env file not found")
+    return dict(EnvDict(str(path.resolve())))

@@ -1,0 +1,100 @@
+"""The GitHub Actions side, checked offline: lint, schema, hardening, and Makefile targets."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def _load(path):
+    data = yaml.safe_load(path.read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads `on:` as True
+    return data
+
+
+def _targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([a-zA-Z][\w-]*):", text, re.M))
+
+
+def test_there_are_ci_publish_and_monitor_workflows():
+    assert {p.stem for p in WORKFLOWS} == {"ci", "publish", "monitor"}
+
+
+def test_actionlint_passes():
+    done = subprocess.run(
+        [str(BIN / "actionlint"), *map(str, WORKFLOWS)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_github_workflow_schema_passes():
+    done = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_hardening(path):
+    data = _load(path)
+    assert data["permissions"] == {"contents": "read"}
+    assert "pull_request_target" not in data["on"]
+    assert "concurrency" in data
+    for name, job in data["jobs"].items():
+        assert set((job.get("permissions") or {}).values()) <= {"read", "write", "none"}
+        for step in job.get("steps", []):
+            run = step.get("run", "")
+            assert "github.event" not in run and "${{" not in run, (
+                f"{path.name}:{name} interpolates into run"
+            )
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_make_target_a_workflow_calls_exists(path):
+    runs = [s.get("run", "") for job in _load(path)["jobs"].values() for s in job.get("steps", [])]
+    called = {m for run in runs for m in re.findall(r"\bmake ([a-z][\w-]*)", run)}
+    assert called, f"{path.name} runs no make target"
+    assert called <= _targets(), called - _targets()
+    for target in called:
+        dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert dry.returncode == 0, dry.stderr
+
+
+def test_write_scopes_only_where_needed():
+    ci, publish = (
+        _load(ROOT / ".github/workflows/ci.yml"),
+        _load(ROOT / ".github/workflows/publish.yml"),
+    )
+    assert ci["jobs"]["comment"]["permissions"] == {"pull-requests": "write"}
+    assert "permissions" not in ci["jobs"]["check"]
+    assert publish["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert "permissions" not in publish["jobs"]["build"]
+    steps = [
+        s.get("uses", "")
+        for s in publish["jobs"]["build"]["steps"] + publish["jobs"]["deploy"]["steps"]
+    ]
+    assert any(u.startswith("actions/upload-pages-artifact@") for u in steps)
+    assert any(u.startswith("actions/deploy-pages@") for u in steps)
+
+
+def test_make_ci_runs_the_workflow_sequence():
+    text = (ROOT / "Makefile").read_text()
+    recipe = text.split("\nci:", 1)[1].split("\n\n", 1)[0]
+    ci_steps = [
+        s["run"]
+        for s in _load(ROOT / ".github/workflows/ci.yml")["jobs"]["check"]["steps"]
+        if "run" in s
+    ]
+    for run in ci_steps:
+        target = run.removeprefix("make ")
+        if target != "setup":
+            assert f"$(MAKE) {target}" in recipe, run
