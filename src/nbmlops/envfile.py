@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from .errors import ConfigError
@@ -13,4 +14,4 @@ def load_env(env_file: str | Path) -> dict:
     path = Path(env_file)
     if not path.is_file():
         raise ConfigError(f"{env_file}: env file not found")
-    return dict(EnvDict(str(path.resolve())))
+    return copy.deepcopy(EnvDict(str(path.resolve()))._data)  # plain dicts, placeholders expanded

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import nbformat
 
+from .envfile import load_env
+
 INJECTED = "injected-parameters"
 
 
 def scratch_env(project: Path, env_file: str, scratch: Path) -> dict:
     """The env file's values with every place a build writes moved under `scratch`."""
-    from ploomber.env.envdict import EnvDict
-
-    env = dict(EnvDict(str((project / env_file).resolve())))
+    env = load_env(project / env_file)
     env["mlflow"] = {
         "tracking_uri": f"sqlite:///{scratch}/mlruns/mlflow.db",
         "artifact_root": str(scratch / "mlruns" / "artifacts"),

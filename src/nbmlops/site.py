@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cards, html, registry, storage
+from . import cards, html, monitoring, registry, storage
 
 
 def _products(upstream) -> dict[str, Mapping]:
@@ -37,6 +37,30 @@ def notebooks_to_html(notebooks: dict[str, str], folder: str | Path) -> dict[str
         pages[task] = Path(folder) / f"{task}.html"
     storage.replace_dir(staging, Path(folder))
     return pages
+
+
+def plot_history(versions: pd.DataFrame, batches: pd.DataFrame):
+    """Held-out metrics over registered versions, and drift and ROC AUC over batches."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    ordered = versions.sort_values("version")
+    for metric, style in (("roc_auc", "o-"), ("pr_auc", "s-"), ("brier", "^--")):
+        axes[0].plot(ordered["version"].astype(str), ordered[metric], style, label=metric)
+    axes[0].set(title="Held-out metrics by model version", xlabel="version")
+    real = batches[batches["control"] == ""]
+    axes[1].bar(
+        real["batch"], real["drift_share"], color="#5677fc", label="share of drifted features"
+    )
+    if "roc_auc" in real:
+        axes[1].plot(real["batch"], real["roc_auc"], "o-", color="#d9480f", label="ROC AUC")
+    axes[1].set_title("Drift and performance by batch")
+    axes[1].tick_params(axis="x", rotation=45)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file: str) -> None:
@@ -75,6 +99,7 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
                 else "none yet",
                 "challenger": f"v{best['version']} ({best['model']})",
                 f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
+                "gates": "pass" if all(r["status"] == "pass" for r in metrics["gate"]) else "FAIL",
                 "batches failing": f"{failing} / {len(batches)}",
             }
         ),
@@ -88,6 +113,8 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
                 (rel(products["monitor"]["tests"]), "monitoring tests.json"),
             ]
         ),
+        html.heading("Over time"),
+        html.figure(plot_history(versions, monitoring.summary_frame(tests["batches"]))),
         html.heading("Model registry (each version links to its model card)"),
         html.table(
             versions,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nbmlops import registry, storage
+from nbmlops.envfile import load_env
 from tests.conftest import BIN, copy_project, ploomber_build, run_env
 from tests.helpers import breast_cancer_csv
 
@@ -105,9 +106,7 @@ def _registry_state(build):
 
 
 def _env(build):
-    from ploomber.env.envdict import EnvDict
-
-    return dict(EnvDict(str(build.project / "env.ci.yaml")))
+    return load_env(build.project / "env.ci.yaml")
 
 
 def _models(build, *args):

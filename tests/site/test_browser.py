@@ -1,0 +1,100 @@
+"""The reports site in a real headless Chromium, network off: every page, every link."""
+
+import io
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+GENERATED_BY_OTHERS = ("/batches/", "performance.html", "/notebooks/")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: run `make browser` (make test installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _not_blank(png: bytes) -> bool:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("L")
+    low, high = image.getextrema()
+    return high - low > 50 and len(set(image.resize((64, 64)).getdata())) > 8
+
+
+def _visit(context, url: str):
+    page = context.new_page()
+    problems = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(url, wait_until="load")
+    page.wait_for_timeout(300)
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    png = page.screenshot(full_page=False)
+    return page, problems, hrefs, png
+
+
+def test_every_page_renders_offline_with_working_links(ci_build, browser, tmp_path):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    outside = []
+
+    def block(route):
+        if not route.request.url.startswith(("file://", "data:", "blob:")):
+            outside.append(route.request.url)
+            return route.abort()
+        return route.continue_()
+
+    context.route("**/*", block)
+    start = (ci_build.reports / "index.html").resolve().as_uri()
+    queue, seen, pages = [start], set(), 0
+    while queue:
+        url = queue.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        page, problems, hrefs, png = _visit(context, url)
+        pages += 1
+        assert not problems, f"{url}: {problems[:3]}"
+        assert _not_blank(png), f"{url} renders blank"
+        if url == start:
+            (tmp_path / "index.png").write_bytes(png)
+        for href in hrefs:
+            parsed = urlparse(href)
+            if parsed.scheme != "file":  # evidently's and nbconvert's pages credit their makers
+                assert any(mark in url for mark in GENERATED_BY_OTHERS), (
+                    f"{url} links outside: {href}"
+                )
+                continue
+            target = Path(unquote(parsed.path))
+            assert target.is_file(), f"{url} links to missing {target}"
+            if target.suffix == ".html":
+                queue.append(target.resolve().as_uri())
+        page.close()
+    assert not outside, f"pages tried to reach the network: {outside[:3]}"
+    assert pages >= 20  # index, quality, performance, monitoring, batches, notebooks, cards
+
+
+def test_index_and_monitoring_read_on_a_phone(ci_build, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    for page_path in ("index.html", "monitoring/index.html"):
+        page = context.new_page()
+        page.goto((ci_build.reports / page_path).resolve().as_uri())
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{page_path} scrolls sideways by {overflow}px on a phone"
+        page.close()
