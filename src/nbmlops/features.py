@@ -145,6 +145,13 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
         values = df[col]
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             numeric.append(col)
+        elif _mostly_numbers(values):
+            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+            raise DataError(
+                Problem(file, col, f"numeric column holds text in {len(bad)} rows, e.g. "
+                        f"{', '.join(map(repr, bad.unique()[:3]))}",
+                        "fix those cells, or list the column in `drop_columns`")
+            )  # fmt: skip
         elif values.nunique() <= s.max_categories:
             categorical.append(col)
         else:
@@ -153,6 +160,15 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
         raise DataError(Problem(file, None, "no feature columns left after target and time"))
     spec = FeatureSpec(s.target, numeric, categorical, {"rows": len(df)}, dropped)
     return _finish(df[spec.columns + [s.target, TIME]], spec, s)
+
+
+def _mostly_numbers(values: pd.Series, share: float = 0.95) -> bool:
+    """Text values of which nearly all parse as numbers: a numeric column with stray text."""
+    present = values.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present, errors="coerce").notna().mean()
+    return share <= parsed < 1.0
 
 
 def encode_target(labels: pd.Series, positive_label, file: str, column: str) -> pd.Series:

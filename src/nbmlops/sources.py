@@ -85,4 +85,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(Problem(str(path), None, f"cannot be read as {fmt}: {exc}")) from None
     if len(df) == 0:
         raise DataError(Problem(str(path), None, "has a header but no rows"))
+    if fmt == "csv":
+        _check_csv_header(df, path, sep)
     return df
+
+
+def _check_csv_header(df: pd.DataFrame, path: Path, sep: str) -> None:
+    """Catch what pandas hides: another delimiter, and repeated names it renamed to `x.1`."""
+    if len(df.columns) == 1:
+        name = str(df.columns[0])
+        for other in (";", "\t", "|"):
+            if other != sep and other in name:
+                raise DataError(
+                    Problem(str(path), None, f"has one column named {name[:60]!r}",
+                            f"the file looks {other!r}-separated; save it comma-separated")
+                )  # fmt: skip
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0].astype(str).tolist()
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(
+            [Problem(str(path), h, "column name appears more than once") for h in repeated]
+        )

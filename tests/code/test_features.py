@@ -134,3 +134,13 @@ def test_control_batches_same_and_shifted():
     assert len(same) + len(shifted) == len(split.holdout)
     gap = shifted["x"].mean() - split.holdout["x"].mean()
     assert gap == pytest.approx(split.holdout["x"].std(), rel=0.35)
+
+
+def test_numeric_column_with_stray_text_is_an_error_not_a_category():
+    values = [str(i) for i in range(99)] + ["n/a?"]
+    df = pd.DataFrame({"amount": values, "y": [0, 1] * 50})
+    with pytest.raises(
+        DataError,
+        match=r"user.csv, column 'amount': numeric column holds text in 1 rows, e.g. 'n/a\?'",
+    ):
+        features.table_dataset(df, "user.csv", DataSettings(target="y"))

@@ -77,3 +77,17 @@ def test_unreadable_sources_name_file_and_problem(tmp_path, name, content, messa
 def test_parquet_source_reads(tmp_path):
     pd.DataFrame({"a": [1.0], "y": [1]}).to_parquet(tmp_path / "d.parquet")
     assert read_table(tmp_path / "d.parquet").shape == (1, 2)
+
+
+def test_semicolon_file_is_named_as_such(tmp_path):
+    path = _csv(tmp_path / "semi.csv", "a;b;y\n1;2;0\n3;4;1\n")
+    with pytest.raises(
+        DataError, match=r"semi.csv: has one column named 'a;b;y' \(the file looks ';'-separated"
+    ):
+        read_table(path)
+
+
+def test_repeated_column_names_are_reported_not_renamed(tmp_path):
+    path = _csv(tmp_path / "dup.csv", "a,b,a,y\n1,2,3,0\n")
+    with pytest.raises(DataError, match="dup.csv, column 'a': column name appears more than once"):
+        read_table(path)
