@@ -8,7 +8,7 @@
 upstream = ["ingest", "features", "train-*"]
 product = None
 mlflow = {}
-gates_file = "model/gates.yaml"
+resources_ = {"gates": "model/gates.yaml"}
 baseline_file = "model/baseline.json"
 project = "."
 lock_file = "requirements.lock"
@@ -21,7 +21,7 @@ from nbmlops.features import FeatureSpec
 
 spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
 holdout = pd.read_parquet(upstream["features"]["holdout"])
-gate_spec = gates.load_gates(gates_file)
+gate_spec = gates.load_gates(resources_["gates"])
 result = evaluation.evaluate_candidates(
     upstream["train-*"], holdout, spec, gate_spec["primary_metric"]
 )

@@ -196,6 +196,15 @@ def test_editing_one_notebook_reruns_it_and_downstream_only(ci_build):
     assert ran == {"evaluate", "score", "monitor", "index"}
 
 
+def test_editing_the_gate_file_reruns_evaluation(ci_build):
+    gates_file = ci_build.project / "model" / "gates.yaml"
+    gates_file.write_text(gates_file.read_text() + "# reviewed\n")
+    done = ploomber_build(ci_build.project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = {name for name, did in ran_tasks(done.stdout).items() if did}
+    assert ran == {"evaluate", "score", "monitor", "index"}
+
+
 @pytest.mark.xdist_group("byo")
 def test_bring_your_own_csv(tmp_path):
     project = copy_project(tmp_path / "project")
