@@ -219,6 +219,8 @@ def test_bring_your_own_csv(tmp_path):
         .replace("time_column: null", "time_column: visit_date")
         .replace("reference_periods: 4", "reference_periods: 3")
         .replace("sample_frac: 0.1", "sample_frac: 1.0")
+        .replace("model_name: flight-delay-ci", "model_name: patients")
+        .replace("baseline.ci.json", "baseline.patients.json")
     )
     done = ploomber_build(project, env_file="env.patients.yaml")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -234,6 +236,7 @@ def test_bring_your_own_csv(tmp_path):
     ]
     spec = storage.read_json(project / "products" / "data" / "features.json")
     assert "clinic" in spec["categorical"] and "visit_date" not in spec["numeric"]
+    assert all(row["baseline"] is None for row in metrics["gate"])  # its own, empty baseline
 
     wrong = ploomber_build(project, "--env--data--target", "churned", env_file="env.patients.yaml")
     out = wrong.stdout + wrong.stderr
