@@ -187,18 +187,14 @@ def test_second_build_skips_every_task(ci_build):
     assert len(ran) == 10 and not any(ran.values()), ran
 
 
-def test_editing_one_notebook_reruns_it_and_downstream_only(ci_build):
-    nb = ci_build.project / "notebooks" / "evaluate.py"
-    nb.write_text(nb.read_text() + '\n# %%\nprint("edited")\n')
-    done = ploomber_build(ci_build.project)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ran = {name for name, did in ran_tasks(done.stdout).items() if did}
-    assert ran == {"evaluate", "score", "monitor", "index"}
-
-
-def test_editing_the_gate_file_reruns_evaluation(ci_build):
-    gates_file = ci_build.project / "model" / "gates.yaml"
-    gates_file.write_text(gates_file.read_text() + "# reviewed\n")
+@pytest.mark.parametrize(
+    ("path", "addition"),
+    [("notebooks/evaluate.py", '\n# %%\nprint("edited")\n'), ("model/gates.yaml", "# reviewed\n")],
+    ids=["notebook", "gate-file"],
+)
+def test_an_edit_reruns_evaluation_and_downstream_only(ci_build, path, addition):
+    edited = ci_build.project / path
+    edited.write_text(edited.read_text() + addition)
     done = ploomber_build(ci_build.project)
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {name for name, did in ran_tasks(done.stdout).items() if did}
