@@ -106,7 +106,9 @@ def _serve(queue: list[Scorer], loader, rows, spec, events, window: str):
         queue.pop(0)
         if queue:
             events.append(f"{window}: falling back to v{queue[0].version}")
-    raise registry.RegistryError("no model could score: champion and every earlier champion failed")
+    raise registry.RegistryError(
+        "no model could score: champion and every earlier champion failed: " + "; ".join(events)
+    )
 
 
 def summarize(scores: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
