@@ -39,8 +39,10 @@ def copy_project(dest: Path) -> Path:
 
 
 def run_env() -> dict[str, str]:
+    """The environment of a build a test starts: never a user's shared MLflow server."""
+    outside = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return {
-        **os.environ,
+        **outside,
         "PLOOMBER_STATS_ENABLED": "false",
         "MPLBACKEND": "Agg",
         "PLOOMBER_VERSION_CHECK_DISABLED": "true",

@@ -27,6 +27,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
 MODEL_FILE = "model.pkl"
+URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
 class RegistryError(PipelineError):
@@ -49,7 +50,7 @@ class Store:
     @classmethod
     def from_params(cls, tracking_uri: str, artifact_root: str, model_name: str, **kw) -> Store:
         """MLFLOW_TRACKING_URI, when set, wins over the env file's embedded store."""
-        return cls(os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri, artifact_root,
+        return cls(os.environ.get(URI_VARIABLE) or tracking_uri, artifact_root,
                    model_name, **kw)  # fmt: skip
 
     def client(self):
@@ -61,7 +62,14 @@ class Store:
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
             )
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a build
+        # started from a notebook or a test) would inherit; keep the process environment as it was.
+        exported = os.environ.get(URI_VARIABLE)
         mlflow.set_tracking_uri(self.tracking_uri)
+        if exported is None:
+            os.environ.pop(URI_VARIABLE, None)
+        else:
+            os.environ[URI_VARIABLE] = exported
         client = MlflowClient(self.tracking_uri)
         if client.get_experiment_by_name(self.experiment) is None:
             location = Path(self.artifact_root).resolve().as_uri()

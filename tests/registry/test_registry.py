@@ -212,3 +212,13 @@ def test_model_cards_for_every_version(store, builder, files, tmp_path):
     markdown = (tmp_path / "cards" / "v2.md").read_text()
     assert markdown.startswith("# Model card: test-model v2")
     assert re.search(r"\| roc_auc +\|", markdown)
+
+
+def test_using_a_store_does_not_export_its_uri(store, monkeypatch):
+    import os
+
+    store.client()
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # builds started later must not inherit it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere.db")
+    store.client()
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////elsewhere.db"
