@@ -239,3 +239,22 @@ def test_bring_your_own_csv(tmp_path):
     assert wrong.returncode != 0
     assert "patients.csv, column 'churned': target column is missing" in out
     assert storage.read_json(project / "reports" / "metrics.json") == metrics
+
+
+def test_report_commands_on_the_build(ci_build):
+    def report(*args):
+        return subprocess.run(
+            [str(BIN / "nbmlops-report"), "--env", "env.ci.yaml", *args],
+            cwd=ci_build.project, env=run_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    comment = report("comment")
+    assert comment.returncode == 0 and comment.stdout.startswith("<!-- nbmlops-report -->")
+    assert "| roc_auc |" in comment.stdout and "control-shifted" in comment.stdout
+    gates = report("gates")
+    assert gates.returncode == 0 and "promotion gates: pass" in gates.stdout
+    tests = storage.read_json(ci_build.reports / "monitoring" / "tests.json")
+    newest = [b for b in tests["batches"] if not b["control"]][-1]
+    monitoring = report("monitoring")
+    assert monitoring.returncode == (0 if newest["status"] == "pass" else 1)
+    assert f"batch {newest['batch']}" in monitoring.stdout or newest["status"] == "pass"
