@@ -41,8 +41,7 @@ gate.table
 manifest = storage.read_json(upstream["ingest"]["manifest"])
 context = registry.environment_tags(project, lock_file) | evaluation.data_tags(manifest, spec)
 best = evaluation.track_and_register(
-    result, upstream["train-*"], holdout, spec, gate, registry.Store.from_params(**mlflow),
-    context, product,
+    result, holdout, spec, gate, registry.Store.from_params(**mlflow), context, product,
 )  # fmt: skip
 print(f"v{best['version']} registered as challenger; MLflow took {best['tracking_seconds']} s")
 best

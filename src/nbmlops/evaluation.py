@@ -16,11 +16,20 @@ from .features import BATCH, CONTROL, FeatureSpec
 
 
 @dataclass
+class Candidate:
+    """One trained candidate as the train task left it: the model, its record and file."""
+
+    pipeline: object
+    record: dict  # model, hyperparams, fit_seconds, train metrics
+    record_file: str
+
+
+@dataclass
 class Evaluation:
     table: pd.DataFrame  # one row per candidate, best first
     best: str
     primary_metric: str
-    model_paths: dict[str, str]
+    candidates: dict[str, Candidate]
     probas: dict[str, np.ndarray]
 
     @property
@@ -32,15 +41,18 @@ def evaluate_candidates(
     trained: dict[str, dict], holdout: pd.DataFrame, spec: FeatureSpec, primary_metric: str
 ) -> Evaluation:
     """Score every trained candidate on the held-out window and rank them."""
-    probas, scores, paths = {}, {}, {}
+    probas, scores, candidates = {}, {}, {}
     for products in trained.values():
-        name = storage.read_json(products["metrics"])["model"]
-        pipeline = storage.read_pickle(products["model"])
-        probas[name] = models.predict_proba(pipeline, holdout, spec)
+        record = storage.read_json(products["metrics"])
+        name = record["model"]
+        candidate = Candidate(
+            storage.read_pickle(products["model"]), record, str(products["metrics"])
+        )
+        probas[name] = models.predict_proba(candidate.pipeline, holdout, spec)
         scores[name] = models.classification_metrics(holdout[spec.target], probas[name])
-        paths[name] = str(products["model"])
+        candidates[name] = candidate
     table = models.compare(scores, primary_metric)
-    return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, paths, probas)
+    return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, candidates, probas)
 
 
 def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec):
@@ -96,7 +108,6 @@ def evaluation_page(result: Evaluation, gate: gates.GateResult) -> str:
 
 def track_and_register(
     result: Evaluation,
-    trained: dict[str, dict],
     holdout: pd.DataFrame,
     spec: FeatureSpec,
     gate: gates.GateResult,
@@ -117,7 +128,7 @@ def track_and_register(
             Path(tmp) / "evaluation.html", evaluation_page(result, gate)
         )
         start = time.perf_counter()
-        runs = registry.log_candidates(store, result, trained, context, registry.build_id())
+        runs = registry.log_candidates(store, result, context, registry.build_id())
         best_run = runs[result.best]
         for run in runs.values():
             registry.log_report(store, run["run_id"], comparison)

@@ -105,7 +105,6 @@ def environment_tags(project: str | Path, lock_file: str | Path) -> dict[str, st
 def log_candidates(
     store: Store,
     evaluation,
-    trained: dict[str, dict],
     context: dict[str, Any],
     build_id: str,
 ) -> dict[str, dict]:
@@ -115,15 +114,12 @@ def log_candidates(
     """
     import mlflow
 
-    from .storage import read_json, read_pickle
-
     client = store.client()
     experiment_id = store.experiment_id(client)
     holdout = evaluation.table.set_index("model").to_dict(orient="index")
     logged = {}
-    for products in trained.values():
-        info = read_json(products["metrics"])
-        name = info["model"]
+    for name, candidate in evaluation.candidates.items():
+        info = candidate.record
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{build_id}") as run:
             mlflow.log_params({"model": name, **info["hyperparams"]})
             mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in holdout[name].items()})
@@ -131,9 +127,9 @@ def log_candidates(
             mlflow.log_metric("fit_seconds", info["fit_seconds"])
             mlflow.set_tags({**{k: str(v) for k, v in context.items()}, "build_id": build_id,
                              "candidate": name, "best": str(name == evaluation.best)})  # fmt: skip
-            mlflow.log_artifact(str(products["metrics"]), "metrics")
+            mlflow.log_artifact(candidate.record_file, "metrics")
             model_info = mlflow.sklearn.log_model(
-                read_pickle(products["model"]), name="model", serialization_format="pickle",
+                candidate.pipeline, name="model", serialization_format="pickle",
                 pip_requirements=_requirements(),
             )  # fmt: skip
         logged[name] = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
@@ -227,7 +223,10 @@ def version_metrics(store: Store, version: str, client=None) -> dict[str, float]
     """Held-out metrics of a version, read from its run."""
     client = client or store.client()
     meta = client.get_model_version(store.model_name, version)
-    run = client.get_run(meta.run_id)
+    return _holdout_metrics(client.get_run(meta.run_id))
+
+
+def _holdout_metrics(run) -> dict[str, float]:
     return {k.removeprefix("holdout_"): v for k, v in run.data.metrics.items()
             if k.startswith("holdout_")}  # fmt: skip
 
@@ -248,7 +247,7 @@ def version_details(store: Store, version: str, client=None) -> dict[str, Any]:
         "tags": dict(meta.tags),
         "run_tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
         "params": dict(run.data.params),
-        "metrics": version_metrics(store, version, client),
+        "metrics": _holdout_metrics(run),
     }
 
 

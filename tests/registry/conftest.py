@@ -51,7 +51,7 @@ class Builder:
                                                 "fit_seconds": seconds, "train": {}})  # fmt: skip
             trained[f"train-{name}"] = {"model": f"{base}.pkl", "metrics": f"{base}.json"}
         result = evaluation.evaluate_candidates(trained, self.holdout, SPEC, "roc_auc")
-        runs = registry.log_candidates(self.store, result, trained, CONTEXT, f"b{self.count}")
+        runs = registry.log_candidates(self.store, result, CONTEXT, f"b{self.count}")
         return registry.register_challenger(self.store, runs[result.best], CONTEXT)
 
 
