@@ -1,0 +1,104 @@
+"""One build at a time per project: Ploomber's parallel executor behind an exclusive file lock.
+
+`pipeline.yaml` names `locked_parallel` as its executor, so the lock is taken by `ploomber build`
+(and `make build`) only, not by `ploomber status`, JupyterLab or single-task runs. The lock is an
+`flock` on an open file: the kernel releases it when the build's processes end, however they end
+(a SIGKILLed build never leaves a stale lock behind).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ploomber.exceptions import DAGBuildError
+from ploomber.executors import Parallel
+
+
+class BuildLocked(DAGBuildError):
+    """Another build of the same project holds the lock."""
+
+
+class BuildLock:
+    """An exclusive lock on `path`; the holder writes who it is inside."""
+
+    def __init__(self, path: str | Path, wait_seconds: float = 0.0, poll: float = 0.5):
+        self.path = Path(path)
+        self.wait_seconds = float(wait_seconds)
+        self.poll = poll
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        """Who holds the lock, as the holder wrote it ("unknown" when unreadable)."""
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8"))
+            return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+        except (OSError, ValueError, KeyError):
+            return "unknown holder"
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_seconds
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    waited = f" after waiting {self.wait_seconds:g} s" if self.wait_seconds else ""
+                    raise BuildLocked(
+                        f"another build of this project is running ({self.holder()}); "
+                        f"this build stopped before touching any product{waited}. "
+                        f"Let it finish, or raise `build_lock_wait` to wait for it "
+                        f"(lock file: {self.path})"
+                    ) from None
+                if not announced:
+                    print(f"waiting for another build ({self.holder()}) ...", flush=True)
+                    announced = True
+                time.sleep(self.poll)
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> BuildLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class LockedParallel(Parallel):
+    """Ploomber's parallel executor that first takes the project's build lock."""
+
+    def __init__(self, lock_file: str, wait_seconds: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.lock = BuildLock(lock_file, wait_seconds)
+
+    def __call__(self, dag, show_progress):
+        with self.lock:
+            return super().__call__(dag, show_progress)
+
+
+def locked_parallel(lock_file: str, wait_seconds: float = 0.0, **kwargs) -> LockedParallel:
+    """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects)."""
+    return LockedParallel(lock_file, wait_seconds, **kwargs)

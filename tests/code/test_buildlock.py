@@ -1,0 +1,55 @@
+"""The build lock: a second holder stops with a message naming the first, or waits for it."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nbmlops.buildlock import BuildLock, BuildLocked
+
+HOLD = """
+import sys, time
+from nbmlops.buildlock import BuildLock
+lock = BuildLock(sys.argv[1]); lock.acquire()
+print("held", flush=True); time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(path, seconds):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_lock_stops_with_the_holder_named(tmp_path):
+    path = tmp_path / "build.lock"
+    holder = _holder(path, 30)
+    try:
+        with pytest.raises(BuildLocked, match=rf"another build .*pid {holder.pid} on "):
+            BuildLock(path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_of_a_killed_holder_is_free_at_once(tmp_path):
+    path = tmp_path / "build.lock"
+    holder = _holder(path, 30)
+    holder.kill()  # SIGKILL: no cleanup runs
+    holder.wait()
+    with BuildLock(path) as lock:
+        assert str(lock.path) == str(path)
+
+
+def test_waiting_lock_takes_over_when_the_holder_ends(tmp_path, capsys):
+    path = tmp_path / "build.lock"
+    holder = _holder(path, 1.5)
+    start = time.monotonic()
+    with BuildLock(path, wait_seconds=60, poll=0.1):
+        waited = time.monotonic() - start
+    holder.wait()
+    assert 0.5 < waited < 60
+    assert "waiting for another build" in capsys.readouterr().out
