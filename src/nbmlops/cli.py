@@ -33,31 +33,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = load_env(args.env)
         store = registry.Store.from_params(**env["mlflow"])
-        if args.command == "list":
-            print(f"{store.model_name} @ {store.tracking_uri}")
-            print(registry.list_versions(store).to_string(index=False))
-        elif args.command == "show":
-            version = args.version or registry.alias_version(store, registry.CHAMPION)
-            if version is None:
-                raise registry.RegistryError("no champion yet; name a version")
-            print(json.dumps(registry.version_details(store, version), indent=2, default=str))
-        elif args.command == "promote":
-            version, result = promotion.promote(
-                store, env["baseline"], env["gates"], args.version, args.force
-            )
-            print(f"{store.model_name} v{version} is champion; {env['baseline']} rewritten.")
-            print(result)
-        elif args.command == "rollback":
-            old, new = promotion.rollback(store, env["baseline"])
-            print(f"{store.model_name}: champion moved back from v{old} to v{new}; "
-                  f"{env['baseline']} rewritten.")  # fmt: skip
-        elif args.command == "cards":
-            written = cards.write_cards(store, args.folder, env["gates"], env["baseline"])
-            print("\n".join(str(p) for p in written.values()))
+        with registry.store_errors(store, f"running `{args.command}`"):
+            _run(args, env, store)
     except (PipelineError, gates.GateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run(args, env: dict, store: registry.Store) -> None:
+    """One subcommand against the store."""
+    if args.command == "list":
+        print(f"{store.model_name} @ {store.tracking_uri}")
+        print(registry.list_versions(store).to_string(index=False))
+    elif args.command == "show":
+        version = args.version or registry.alias_version(store, registry.CHAMPION)
+        if version is None:
+            raise registry.RegistryError("no champion yet; name a version")
+        print(json.dumps(registry.version_details(store, version), indent=2, default=str))
+    elif args.command == "promote":
+        version, result = promotion.promote(
+            store, env["baseline"], env["gates"], args.version, args.force
+        )
+        print(f"{store.model_name} v{version} is champion; {env['baseline']} rewritten.")
+        print(result)
+    elif args.command == "rollback":
+        old, new = promotion.rollback(store, env["baseline"])
+        print(f"{store.model_name}: champion moved back from v{old} to v{new}; "
+              f"{env['baseline']} rewritten.")  # fmt: skip
+    elif args.command == "cards":
+        written = cards.write_cards(store, args.folder, env["gates"], env["baseline"])
+        print("\n".join(str(p) for p in written.values()))
 
 
 if __name__ == "__main__":

@@ -128,11 +128,12 @@ def track_and_register(
             Path(tmp) / "evaluation.html", evaluation_page(result, gate)
         )
         start = time.perf_counter()
-        runs = registry.log_candidates(store, result, context, registry.build_id())
-        best_run = runs[result.best]
-        for run in runs.values():
-            registry.log_report(store, run["run_id"], comparison)
-        registry.log_report(store, best_run["run_id"], report)
+        with registry.store_errors(store, "logging the candidates", "No version was registered."):
+            runs = registry.log_candidates(store, result, context, registry.build_id())
+            best_run = runs[result.best]
+            for run in runs.values():
+                registry.log_report(store, run["run_id"], comparison)
+            registry.log_report(store, best_run["run_id"], report)
         gate.raise_if_failed()
         version = registry.register_challenger(
             store, best_run, {**context, "candidate": result.best}

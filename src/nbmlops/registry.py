@@ -15,6 +15,10 @@ import platform
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,13 +59,24 @@ class Store:
 
     def client(self):
         """An MlflowClient on this store; creates the sqlite folder and the experiment."""
+        with store_errors(self, "opening the store"):
+            return self._client()
+
+    def _client(self):
         import mlflow
         from mlflow import MlflowClient
 
         if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
+            folder = Path(self.tracking_uri.removeprefix("sqlite:///")).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryError(
+                    f"MLflow store {self.tracking_uri}: its folder {folder} cannot be created "
+                    f"({exc.strerror}); fix `mlflow.tracking_uri` in the env file"
+                ) from exc
+        elif self.tracking_uri.startswith(("http://", "https://")):
+            _probe_server(self.tracking_uri)
         # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a build
         # started from a notebook or a test) would inherit; keep the process environment as it was.
         exported = os.environ.get(URI_VARIABLE)
@@ -78,6 +93,51 @@ class Store:
 
     def experiment_id(self, client) -> str:
         return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+def _probe_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable tracking server (MLflow itself retries for minutes)."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RegistryError(
+            f"MLflow tracking server {uri} cannot be reached ({reason}); start it, or unset "
+            f"{URI_VARIABLE} to use the project's embedded store"
+        ) from exc
+
+
+_LOCKED = "database is locked"
+_UNOPENABLE = "unable to open database file"
+
+
+@contextmanager
+def store_errors(store: Store, action: str, consequence: str = "") -> Iterator[None]:
+    """Turn a locked, unopenable or unreachable store into one RegistryError that says so."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except RegistryError:
+        raise
+    except (MlflowException, OSError) as exc:
+        text = str(exc)
+        if _LOCKED in text:
+            problem = "is locked by another process (database is locked)"
+            hint = "retry when the other process has finished"
+        elif _UNOPENABLE in text:
+            problem = "cannot be opened (unable to open database file)"
+            hint = "check the path and permissions in `mlflow.tracking_uri`"
+        elif "Max retries exceeded" in text or "Connection refused" in text:
+            problem = "cannot be reached"
+            hint = f"start the server, or unset {URI_VARIABLE}"
+        else:
+            raise
+        after = f" {consequence}" if consequence else ""
+        raise RegistryError(
+            f"MLflow store {store.tracking_uri} {problem} while {action}.{after} ({hint})"
+        ) from exc
 
 
 def environment_tags(project: str | Path, lock_file: str | Path) -> dict[str, str]:
@@ -156,14 +216,23 @@ def log_report(store: Store, run_id: str, path: str | Path, folder: str = "repor
 
 
 def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
-    """Register the run's model as a new version with its hash; point `challenger` at it."""
+    """Register the run's model as a new version with its hash; point `challenger` at it.
+
+    The version and its tags (the model file's sha256 among them) are written in one call, which
+    the store commits as one transaction: a version never exists without its hash.
+    """
     import mlflow
 
-    client = store.client()
-    version = mlflow.register_model(run["model_uri"], store.model_name).version
-    for key, value in {**tags, "sha256": run["sha256"], "run_id": run["run_id"]}.items():
-        client.set_model_version_tag(store.model_name, version, key, str(value))
-    client.set_registered_model_alias(store.model_name, CHALLENGER, version)
+    store.client()
+    with store_errors(store, "registering the challenger", "No version was registered."):
+        all_tags = {**tags, "sha256": run["sha256"], "run_id": run["run_id"]}
+        version = mlflow.register_model(
+            run["model_uri"], store.model_name, tags={k: str(v) for k, v in all_tags.items()}
+        ).version
+    consequence = (f"Version {version} is registered with its hash but is not the challenger; "
+                   "the next build registers a new one.")  # fmt: skip
+    with store_errors(store, f"marking v{version} as challenger", consequence):
+        store.client().set_registered_model_alias(store.model_name, CHALLENGER, version)
     return str(version)
 
 

@@ -61,9 +61,10 @@ def score(
     `loader(version)` returns a fitted model; by default, from the registry with its hash checked.
     """
     loader = loader or (lambda version: registry.load_version(store, version))
-    queue = _candidates(store, challenger)
-    result = ShadowResult(pd.DataFrame(), champion=registry.alias_version(store, registry.CHAMPION),
-                          challenger=challenger)  # fmt: skip
+    with registry.store_errors(store, "reading the champion"):
+        queue = _candidates(store, challenger)
+        champion = registry.alias_version(store, registry.CHAMPION)
+    result = ShadowResult(pd.DataFrame(), champion=champion, challenger=challenger)
     shadow_model = _load(challenger, loader, result.events, "challenger")
     frames = []
     for name, rows in windows.items():

@@ -67,8 +67,9 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
     """Ploomber task: executed notebooks as HTML, model cards, then the reports index."""
     products = _products(upstream)
     store = registry.Store.from_params(**mlflow)
-    cards.write_cards(store, product["cards"], gates_file, baseline_file)
-    versions = registry.list_versions(store)
+    with registry.store_errors(store, "writing the model cards"):
+        cards.write_cards(store, product["cards"], gates_file, baseline_file)
+        versions = registry.list_versions(store)
     root = Path(str(product["index"])).parent
     notebook_pages = notebooks_to_html(
         {name: str(p["nb"]) for name, p in products.items() if "nb" in p}, str(product["notebooks"])

@@ -39,6 +39,10 @@ class Builder:
         self.holdout = make_data(400, 99)
 
     def register(self, hyperparams: dict | None = None, candidates=("logreg",)) -> str:
+        return registry.register_challenger(self.store, self.log(hyperparams, candidates), CONTEXT)
+
+    def log(self, hyperparams: dict | None = None, candidates=("logreg",)) -> dict:
+        """Train and log the candidates; returns the best one's run."""
         self.count += 1
         train = make_data(800, self.count)
         trained = {}
@@ -52,7 +56,7 @@ class Builder:
             trained[f"train-{name}"] = {"model": f"{base}.pkl", "metrics": f"{base}.json"}
         result = evaluation.evaluate_candidates(trained, self.holdout, SPEC, "roc_auc")
         runs = registry.log_candidates(self.store, result, CONTEXT, f"b{self.count}")
-        return registry.register_challenger(self.store, runs[result.best], CONTEXT)
+        return runs[result.best]
 
 
 @pytest.fixture

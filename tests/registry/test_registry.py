@@ -222,3 +222,52 @@ def test_using_a_store_does_not_export_its_uri(store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere.db")
     store.client()
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////elsewhere.db"
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_locked_store_is_named_and_registers_nothing(store, builder):
+    import subprocess
+    import sys
+
+    run = builder.log()
+    db = store.tracking_uri.removeprefix("sqlite:///")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, db], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RegistryError) as caught:
+            registry.register_challenger(store, run, {"candidate": "logreg"})
+    finally:
+        holder.communicate("\n", timeout=30)
+    message = str(caught.value)
+    assert f"MLflow store {store.tracking_uri} is locked by another process" in message
+    assert "retry when the other process has finished" in message
+    assert registry.list_versions(store).empty
+    assert registry.alias_version(store, registry.CHALLENGER) is None
+    assert registry.register_challenger(store, run, {"candidate": "logreg"}) == "1"
+
+
+def test_unreachable_server_fails_fast_with_a_hint(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = registry.Store(f"http://127.0.0.1:{port}", str(tmp_path), "m")
+    with pytest.raises(RegistryError, match=rf"server http://127.0.0.1:{port} cannot be reached"):
+        store.client()  # probed first: MLflow's own retries would go on for minutes
+
+
+def test_store_path_that_cannot_exist_is_named(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    store = registry.Store(f"sqlite:///{tmp_path}/file/mlflow.db", str(tmp_path), "m")
+    with pytest.raises(RegistryError, match=r"its folder .*/file cannot be created"):
+        store.client()
