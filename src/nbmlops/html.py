@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from html import escape
 
 import pandas as pd
+
+# A data block evidently embeds: `<script>\n    var metric_… = {json};\n    var …;\n</script>`.
+# JSON strings cannot hold a raw newline, so the first `;\n</script>` after the start ends it.
+_DATA_BLOCK = re.compile(r"(<script>\s*var metric_\w+ = )(.*?)(;\n</script>)", re.S)
+
+
+def neutralize_script_data(page: str) -> str:
+    """Make data embedded in a page's script blocks unable to close them.
+
+    evidently writes category values and column names into a `<script>` block as raw JSON, so a
+    value `</script><script>…` would end the block and run as markup. Every `<` inside the block
+    can only sit in a JSON string; written as `\\u003c` it reads the same and closes nothing.
+    """
+    safe, found = _DATA_BLOCK.subn(lambda m: m[1] + m[2].replace("<", "\\u003c") + m[3], page)
+    if not found and "var metric_" in page:
+        raise ValueError("the report's data block has an unknown layout; cannot make it safe")
+    return safe
+
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;

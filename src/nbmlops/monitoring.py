@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from .features import FeatureSpec
-from .storage import atomic_path
+from .html import neutralize_script_data
+from .storage import write_text
 
 PROBA = "prediction_proba"
 PRED = "prediction"
@@ -34,13 +35,15 @@ def _dataset(df: pd.DataFrame, spec: FeatureSpec, labelled: bool):
     from evidently import Dataset
 
     columns = spec.columns + [PROBA, PRED] + ([spec.target] if labelled else [])
-    return Dataset.from_pandas(df[columns], data_definition=_definition(spec, labelled))
+    frame = df[columns]
+    if labelled:  # 0/1 labels may arrive as floats (a batch with some rows unlabelled)
+        frame = frame.astype({spec.target: "int8"})
+    return Dataset.from_pandas(frame, data_definition=_definition(spec, labelled))
 
 
 def _save(snapshot, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        snapshot.save_html(str(tmp))
-    return Path(path)
+    page = snapshot.get_html_str(as_iframe=False)
+    return write_text(path, neutralize_script_data(page))
 
 
 def performance_report(scored: pd.DataFrame, spec: FeatureSpec, path: str | Path) -> dict:

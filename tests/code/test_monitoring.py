@@ -60,3 +60,54 @@ def test_gate_reasons():
     passed, reasons = monitoring.gate(bad, 0.6)
     assert not passed and reasons == ["data drift in 60% of features", "ROC AUC 0.550 below 0.6"]
     assert monitoring.gate(ok | {"roc_auc": math.nan}, 0.6)[0]
+
+
+def _scripts(page: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    class Scripts(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found, self.inside = [], False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "script":
+                self.inside = True
+                self.found.append("")
+
+        def handle_endtag(self, tag):
+            self.inside = self.inside and tag != "script"
+
+        def handle_data(self, data):
+            if self.inside:
+                self.found[-1] += data
+
+    parser = Scripts()
+    parser.feed(page)
+    return parser.found
+
+
+def test_hostile_category_cannot_close_the_reports_script_block(tmp_path, reference):
+    hostile = "</script><script>window.__pwned=1</script>"
+    current = _scored(500, seed=3)
+    current.loc[:99, "c"] = hostile
+    monitoring.batch_report(reference, current, SPEC, tmp_path / "r.html", 0.5)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert hostile not in page and "window.__pwned" in page  # present, as data
+    scripts = _scripts(page)  # as a browser splits them: a script ends at the first </script
+    assert not any(s.lstrip().startswith("window.__pwned") for s in scripts)
+    (data_script,) = [s for s in scripts if "var metric_" in s]
+    assert "var additional_graphs_" in data_script  # the data block was not cut short
+    import json
+
+    block = page[page.index("var metric_") :]
+    data, _ = json.JSONDecoder().raw_decode(block[block.index("{") :])
+    assert hostile in json.dumps(data, ensure_ascii=False)  # the data itself is unchanged
+
+
+def test_unknown_report_layout_is_refused():
+    from nbmlops import html
+
+    with pytest.raises(ValueError, match="unknown layout"):
+        html.neutralize_script_data("<script>var metric_1 = {};</script>")
+    assert html.neutralize_script_data("<p>plain</p>") == "<p>plain</p>"
