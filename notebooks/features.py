@@ -1,12 +1,16 @@
 # %% [markdown]
 # # Features
 # Join the raw tables, build features with no leakage, and split by time: a training window,
-# a held-out window, then one batch per later period for monitoring.
+# a held-out window, then one batch per later period for monitoring, and one batch per file of
+# `current_batches` (new rows in the models' input columns).
 
 # %% tags=["parameters"]
 upstream = ["ingest", "validate"]
 product = None
 data = {"target": "late"}
+current_batches = None
+root = "."
+data_within_project = True
 
 # %%
 from nbmlops import features, ingest, storage
@@ -16,6 +20,8 @@ settings = DataSettings.from_params(**data)
 manifest = storage.read_json(upstream["ingest"]["manifest"])
 dataset, spec = features.build_dataset(ingest.load_snapshot(manifest), manifest, settings)
 split = features.time_split(dataset, spec, settings, manifest["source"])
+current = features.current_files(current_batches, root, data_within_project)
+split.batches = features.with_current_batches(split.batches, current, spec, settings)
 spec.counts
 
 # %%

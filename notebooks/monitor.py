@@ -19,6 +19,7 @@ from nbmlops.features import FeatureSpec
 spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
 summary = evaluation.monitor_batches(
     scores=pd.read_parquet(upstream["score"]["scores"]),
+    train=pd.read_parquet(upstream["features"]["train"]),
     holdout=pd.read_parquet(upstream["features"]["holdout"]),
     batches=features.latest_batches(pd.read_parquet(upstream["features"]["batches"]), monitor_last),
     spec=spec,

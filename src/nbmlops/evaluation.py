@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import gates, html, models, monitoring, registry, shadow, storage
+from . import features, gates, html, models, monitoring, registry, shadow, storage
 from .features import BATCH, CONTROL, FeatureSpec
 
 
@@ -170,6 +170,7 @@ def track_and_register(
 
 def monitor_batches(
     scores: pd.DataFrame,
+    train: pd.DataFrame,
     holdout: pd.DataFrame,
     batches: pd.DataFrame,
     spec: FeatureSpec,
@@ -180,7 +181,8 @@ def monitor_batches(
     """One evidently report per batch, a tests JSON and a summary page; returns the summary.
 
     The served model's scores (champion, or its fallback) are what is monitored; the shadow
-    challenger's disagreement and metrics sit beside them.
+    challenger's disagreement and metrics sit beside them. Category values training never saw
+    are a warning on the batch (the models encode them as unknown), not a failure.
     """
     served = scores.groupby(BATCH, sort=False)
     shadow_rows = shadow.summarize(scores, spec).set_index("batch").to_dict(orient="index")
@@ -207,8 +209,15 @@ def monitor_batches(
             row |= models.classification_metrics(batch[spec.target], proba)
         row |= {k: v for k, v in shadow_rows[name].items() if k != "rows"}
         passed, reasons = monitoring.gate(row, min_roc_auc)
-        row |= {"status": "pass" if passed else "fail", "reasons": reasons}
+        unseen = features.unseen_categories(train, batch, spec)
+        warnings = [f"{col}: values unseen in training: " +
+                    ", ".join(f"{value!r} ({n} rows)" for value, n in list(counts.items())[:3])
+                    for col, counts in unseen.items()]  # fmt: skip
+        row |= {"status": "pass" if passed else "fail", "reasons": reasons,
+                "unseen_categories": unseen, "warnings": warnings}  # fmt: skip
         rows.append(row)
+        for warning in warnings:
+            print(f"warning: batch {name}: {warning}", flush=True)
         print(
             f"[{i}/{len(groups)}] batch {name}: {len(batch)} rows, drift share "
             f"{row['drift_share']:.2f}, disagreement {row['disagreement']:.3f}, {row['status']} "
@@ -241,7 +250,10 @@ def monitoring_page(summary: pd.DataFrame, rows: list[dict], drift_threshold: fl
         html.figure(monitoring.plot_over_batches(summary, drift_threshold)),
         html.heading("Batches (each links to its evidently report)"),
         html.table(
-            summary.assign(reasons=["; ".join(r["reasons"]) for r in rows]),
+            summary.assign(
+                reasons=["; ".join(r["reasons"]) for r in rows],
+                warnings=["; ".join(r["warnings"]) for r in rows],
+            ),  # fmt: skip
             {"pass": "pass", "fail": "fail", "True": "fail"},
             links={"batch": [r["report"] for r in rows]},
         ),
@@ -252,4 +264,16 @@ def monitoring_page(summary: pd.DataFrame, rows: list[dict], drift_threshold: fl
             "'shifted' has every numeric feature moved by one standard deviation and must fail."
         ),
     ]
+    unseen = [{"batch": r["batch"], "column": col, "value": value, "rows": n}
+              for r in rows for col, values in r["unseen_categories"].items()
+              for value, n in values.items()]  # fmt: skip
+    if unseen:
+        body += [
+            html.heading("Category values training never saw (a warning, not a failure)"),
+            html.table(pd.DataFrame(unseen)),
+            html.para(
+                "The models encode these values as unknown. If they keep coming, retrain "
+                "on data that has them."
+            ),  # fmt: skip
+        ]
     return html.page("Monitoring summary", "".join(body), home="../index.html")

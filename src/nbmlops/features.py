@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import DataError, Problem
 from .settings import DataSettings
-from .sources import NYCFLIGHTS13
+from .sources import NYCFLIGHTS13, read_table, source_files
 
 TIME = "_time"
 PERIOD = "_period"
@@ -64,7 +65,7 @@ def build_dataset(
     """The labelled dataset (features, 0/1 target, `_time`) for the manifest's kind of source."""
     if manifest["kind"] == NYCFLIGHTS13:
         return flights_dataset(tables, s)
-    return table_dataset(tables["data"], manifest["tables"]["data"]["file"], s)
+    return table_dataset(tables["data"], manifest["tables"]["data"]["origin"], s)
 
 
 def flights_dataset(tables: dict[str, pd.DataFrame], s: DataSettings):
@@ -299,6 +300,82 @@ def latest_batches(batches: pd.DataFrame, last: int) -> pd.DataFrame:
         return batches
     real = [b for b in dict.fromkeys(batches.loc[batches[CONTROL] == "", BATCH])][-last:]
     return batches[batches[BATCH].isin(real) | (batches[CONTROL] != "")]
+
+
+def current_files(pattern: str | None, root: str | Path, within_root: bool) -> list[Path]:
+    """Files matching the `current_batches` glob (relative to `root`), sorted by name."""
+    if not pattern:
+        return []
+    files = sorted(p for p in Path(root).glob(pattern) if p.is_file())
+    for path in files:
+        source_files(str(path), root, within_root)  # refuses a file outside the project
+    return files
+
+
+def read_current_batch(path: Path, spec: FeatureSpec, s: DataSettings) -> pd.DataFrame:
+    """One file of new rows as a batch the models can score and the monitor can compare.
+
+    Every feature the models were trained on must be a column (empty values are allowed);
+    the target is optional: without it the batch is monitored for drift only.
+    """
+    df = read_table(path)
+    file = str(path)
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise DataError([
+            Problem(file, col, "feature the models were trained on is missing from this batch",
+                    "add the column (empty values are allowed)")
+            for col in missing
+        ])  # fmt: skip
+    out = pd.DataFrame(index=df.index)
+    for col in spec.numeric:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = df[col][values.isna() & df[col].notna()]
+        if len(bad):
+            raise DataError(
+                Problem(file, col, f"numeric feature holds text in {len(bad)} rows, e.g. "
+                        f"{', '.join(map(repr, bad.unique()[:3]))}")
+            )  # fmt: skip
+        out[col] = values.astype("float64")
+    for col in spec.categorical:
+        out[col] = df[col].astype("string").astype(object).where(df[col].notna(), None)
+    labels = df[spec.target] if spec.target in df.columns else None
+    if labels is None or labels.isna().all():
+        out[spec.target] = np.nan
+    elif set(labels.dropna().unique()) <= {0, 1}:  # already 0/1, as the flights target is
+        out[spec.target] = labels.astype("float64")
+    else:
+        out[spec.target] = encode_target(labels.dropna(), s.positive_label, file, spec.target)
+    has_time = s.time_column and s.time_column in df
+    out[TIME] = pd.to_datetime(df[s.time_column], errors="coerce") if has_time else pd.NaT
+    out[PERIOD] = out[BATCH] = path.name.split(".")[0]
+    out[CONTROL] = ""
+    return out.reset_index(drop=True)
+
+
+def with_current_batches(
+    batches: pd.DataFrame, files: list[Path], spec: FeatureSpec, s: DataSettings
+) -> pd.DataFrame:
+    """The period batches followed by one batch per current file (named by the file's stem)."""
+    extra = [read_current_batch(path, spec, s) for path in files]
+    names = [str(b[BATCH].iloc[0]) for b in extra]
+    clash = sorted({n for n in names if names.count(n) > 1 or n in set(batches[BATCH])})
+    if clash:
+        where = ", ".join(map(str, files))
+        raise DataError(Problem(where, None, f"batch name(s) {clash} used twice", "rename files"))
+    return pd.concat([batches, *extra], ignore_index=True) if extra else batches
+
+
+def unseen_categories(train: pd.DataFrame, batch: pd.DataFrame, spec: FeatureSpec) -> dict:
+    """Per categorical feature, the values of `batch` that training never saw, with counts."""
+    found = {}
+    for col in spec.categorical:
+        seen = set(train[col].dropna())
+        new = batch[col].dropna()
+        new = new[~new.isin(seen)]
+        if len(new):
+            found[col] = {str(k): int(v) for k, v in new.value_counts().head(20).items()}
+    return found
 
 
 def control_batches(holdout: pd.DataFrame, spec: FeatureSpec, seed: int) -> pd.DataFrame:

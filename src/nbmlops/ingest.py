@@ -9,6 +9,7 @@ import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .errors import DataError, Problem
 from .sources import NYCFLIGHTS13, read_table, source_files
 from .storage import replace_dir, sha256_file, staging_dir
 
@@ -26,19 +27,21 @@ def snapshot_source(
 
     An existing snapshot with the same content is reused, never rewritten.
     """
+    manifest, _ = read_source(source, raw_store, root, within_root)
+    return store_snapshot(manifest)
+
+
+def read_source(
+    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False
+) -> tuple[dict, dict]:
+    """Read and hash the source's files: the manifest-to-be and the tables. Writes nothing."""
     files = source_files(source, root, within_root)
     tables = {name: read_table(path) for name, path in files.items()}
     hashes = {name: sha256_file(path) for name, path in files.items()}
     digest = combined_hash(hashes)
     kind = NYCFLIGHTS13 if source == NYCFLIGHTS13 else "file"
     snapshot = Path(raw_store) / f"{kind}-{digest[:16]}"
-    if not _snapshot_intact(snapshot, files, hashes):
-        staging = staging_dir(snapshot)
-        for path in files.values():
-            shutil.copyfile(path, staging / path.name)
-            os.chmod(staging / path.name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        replace_dir(staging, snapshot)
-    return {
+    manifest = {
         "source": str(source),
         "kind": kind,
         "sha256": digest,
@@ -56,6 +59,24 @@ def snapshot_source(
             for name, df in tables.items()
         },
     }
+    return manifest, tables
+
+
+def store_snapshot(manifest: dict) -> dict:
+    """Copy the manifest's files into its snapshot folder (read-only), unless already there."""
+    snapshot = Path(manifest["snapshot"])
+    files = {name: Path(meta["origin"]) for name, meta in manifest["tables"].items()}
+    hashes = {name: meta["sha256"] for name, meta in manifest["tables"].items()}
+    if not _snapshot_intact(snapshot, files, hashes):
+        staging = staging_dir(snapshot)
+        for name, path in files.items():
+            shutil.copyfile(path, staging / path.name)
+            if sha256_file(staging / path.name) != hashes[name]:
+                raise DataError(Problem(str(path), None, "changed while it was being ingested",
+                                        "run the build again"))  # fmt: skip
+            os.chmod(staging / path.name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        replace_dir(staging, snapshot)
+    return manifest
 
 
 def _snapshot_intact(snapshot: Path, files: dict[str, Path], hashes: dict[str, str]) -> bool:

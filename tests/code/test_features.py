@@ -144,3 +144,63 @@ def test_numeric_column_with_stray_text_is_an_error_not_a_category():
         match=r"user.csv, column 'amount': numeric column holds text in 1 rows, e.g. 'n/a\?'",
     ):
         features.table_dataset(df, "user.csv", DataSettings(target="y"))
+
+
+def _current(tmp_path, df: pd.DataFrame, name="2014-01.csv"):
+    path = tmp_path / name
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_current_batch_file_becomes_a_batch_without_labels(tmp_path, flights):
+    _, df, spec = flights
+    rows = df[spec.columns].head(300)
+    path = _current(tmp_path, rows.assign(extra_column=1))
+    files = features.current_files("*.csv", tmp_path, within_root=True)
+    batches = features.with_current_batches(df.head(10).assign(**{BATCH: "2013-12", CONTROL: ""}),
+                                            files, spec, DataSettings(target="late"))  # fmt: skip
+    batch = batches[batches[BATCH] == "2014-01"]
+    assert files == [path] and len(batch) == 300
+    assert batch["late"].isna().all() and (batch[CONTROL] == "").all()
+    assert batch["distance"].tolist() == rows["distance"].tolist()
+
+
+def test_current_batch_missing_a_feature_names_file_and_column(tmp_path, flights):
+    _, df, spec = flights
+    path = _current(tmp_path, df[spec.columns].drop(columns=["dest", "temp"]).head(50))
+    with pytest.raises(DataError) as caught:
+        features.read_current_batch(path, spec, DataSettings(target="late"))
+    message = str(caught.value)
+    assert f"{path}, column 'temp': feature the models were trained on is missing" in message
+    assert "also:" in message and "column 'dest'" in message
+
+
+def test_current_batch_with_text_in_a_numeric_feature(tmp_path, flights):
+    _, df, spec = flights
+    rows = df[spec.columns + ["late"]].head(50).astype({"distance": object})
+    rows.loc[3, "distance"] = "far"
+    path = _current(tmp_path, rows)
+    with pytest.raises(
+        DataError, match=r"column 'distance': numeric feature holds text in 1 rows, e.g. 'far'"
+    ):
+        features.read_current_batch(path, spec, DataSettings(target="late"))
+
+
+def test_current_batches_with_the_same_name_are_refused(tmp_path, flights):
+    _, df, spec = flights
+    _current(tmp_path, df[spec.columns].head(20), "2014-01.csv")
+    (tmp_path / "more").mkdir()
+    _current(tmp_path, df[spec.columns].head(20), "more/2014-01.csv")
+    files = features.current_files("**/*.csv", tmp_path, within_root=True)
+    empty = pd.DataFrame({BATCH: []})
+    with pytest.raises(DataError, match=r"batch name\(s\) \['2014-01'\] used twice"):
+        features.with_current_batches(empty, files, spec, DataSettings(target="late"))
+
+
+def test_unseen_categories_are_counted_per_column(flights):
+    _, df, spec = flights
+    batch = df.head(40).copy()
+    batch.loc[:9, "carrier"] = "<script>alert(1)</script>"
+    found = features.unseen_categories(df.iloc[40:], batch, spec)
+    assert found["carrier"] == {"<script>alert(1)</script>": 10}
+    assert "origin" not in found
