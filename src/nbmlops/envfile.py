@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
+import re
 from pathlib import Path
+
+import yaml
 
 from .errors import ConfigError
 
@@ -15,3 +19,35 @@ def load_env(env_file: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{env_file}: env file not found")
     return copy.deepcopy(EnvDict(str(path.resolve()))._data)  # plain dicts, placeholders expanded
+
+
+#: Keys Ploomber fills in itself; an env file may use them without pipeline.yaml naming them.
+PLOOMBER_KEYS = {"here", "cwd", "root", "user", "now", "git", "git_hash", "build"}
+STORE_KEYS = {"tracking_uri", "artifact_root", "model_name"}
+
+
+def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
+    """Keys of an env file that pipeline.yaml never uses: typos that would be silently ignored."""
+    used = set(re.findall(r"\{\{\s*(\w+)", pipeline_text)) | PLOOMBER_KEYS
+    problems = [f"{env_name}: unknown key {key!r}" for key in env if key not in used]
+    stray = sorted(set(env.get("mlflow") or {}) - STORE_KEYS)
+    problems += [f"{env_name}: unknown key 'mlflow.{key}' (known: {sorted(STORE_KEYS)})"
+                 for key in stray]  # fmt: skip
+    return problems
+
+
+def check_env_keys(dag=None, here: str | None = None) -> None:
+    """Ploomber `on_render` hook: refuse an env file with a key the pipeline does not use.
+
+    Ploomber itself rejects unknown keys on the command line but ignores them in the file.
+    """
+    folder = Path(here) if here else Path.cwd()
+    env_path = folder / os.environ.get("PLOOMBER_ENV_FILENAME", "env.yaml")
+    if not env_path.is_file():
+        return
+    raw = yaml.safe_load(env_path.read_text(encoding="utf-8")) or {}
+    problems = unknown_keys(raw, (folder / "pipeline.yaml").read_text(encoding="utf-8"),
+                            env_path.name)  # fmt: skip
+    if problems:
+        used = sorted(set(re.findall(r"\{\{\s*(\w+)", (folder / "pipeline.yaml").read_text())))
+        raise ConfigError("; ".join(problems) + f" (pipeline.yaml uses: {', '.join(used)})")

@@ -24,3 +24,25 @@ def test_defaults_and_types():
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         DataSettings.from_params(**params)
+
+
+def test_env_file_typo_is_named_with_the_keys_the_pipeline_uses(tmp_path, monkeypatch):
+    import shutil
+
+    from nbmlops.envfile import check_env_keys
+    from tests.conftest import PROJECT
+
+    shutil.copy(PROJECT / "pipeline.yaml", tmp_path / "pipeline.yaml")
+    text = (PROJECT / "env.ci.yaml").read_text()
+    (tmp_path / "env.ci.yaml").write_text(text)
+    monkeypatch.setenv("PLOOMBER_ENV_FILENAME", "env.ci.yaml")
+    check_env_keys(here=str(tmp_path))  # the shipped env file is clean
+    typo = text.replace("min_roc_auc: 0.6", "min_roc_auc: 0.6\nmin_roc_uac: 0.7").replace(
+        "  model_name: flight-delay-ci", "  model_name: flight-delay-ci\n  modelname: x"
+    )
+    (tmp_path / "env.ci.yaml").write_text(typo)
+    with pytest.raises(ConfigError) as caught:
+        check_env_keys(here=str(tmp_path))
+    message = str(caught.value)
+    assert "env.ci.yaml: unknown key 'min_roc_uac'" in message
+    assert "unknown key 'mlflow.modelname'" in message and "min_roc_auc" in message
