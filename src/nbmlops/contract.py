@@ -182,6 +182,9 @@ def check_column(series: pd.Series, file: str, name: str, spec: dict | None) -> 
             "unique": int(series.nunique(dropna=True)),
             "min": _stat(values, "min") if numeric else None,
             "max": _stat(values, "max") if numeric else None,
+            "most common": None
+            if numeric
+            else " | ".join(str(v)[:60] for v in series.value_counts().head(3).index),
             "status": "; ".join(status) if status else "ok",
         }
     )

@@ -7,6 +7,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from tests.helpers import HOSTILE, HOSTILE_COLUMN
+
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,6 +45,7 @@ def _visit(context, url: str):
         lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
     )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("dialog", lambda d: (problems.append(f"dialog opened: {d.message}"), d.dismiss()))
     page.goto(url, wait_until="load")
     page.wait_for_timeout(300)
     hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
@@ -50,7 +53,11 @@ def _visit(context, url: str):
     return page, problems, hrefs, png
 
 
-def test_every_page_renders_offline_with_working_links(ci_build, browser, tmp_path):
+def crawl(browser, index: Path, visit=None) -> int:
+    """Open index and every page it leads to, network off; fail on any error. Returns pages seen.
+
+    `visit(url, page)` runs on each loaded page for further checks.
+    """
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     outside = []
 
@@ -61,19 +68,18 @@ def test_every_page_renders_offline_with_working_links(ci_build, browser, tmp_pa
         return route.continue_()
 
     context.route("**/*", block)
-    start = (ci_build.reports / "index.html").resolve().as_uri()
-    queue, seen, pages = [start], set(), 0
+    start = index.resolve().as_uri()
+    queue, seen = [start], set()
     while queue:
         url = queue.pop()
         if url in seen:
             continue
         seen.add(url)
         page, problems, hrefs, png = _visit(context, url)
-        pages += 1
         assert not problems, f"{url}: {problems[:3]}"
         assert _not_blank(png), f"{url} renders blank"
-        if url == start:
-            (tmp_path / "index.png").write_bytes(png)
+        if visit:
+            visit(url, page)
         for href in hrefs:
             parsed = urlparse(href)
             if parsed.scheme != "file":  # evidently's and nbconvert's pages credit their makers
@@ -86,8 +92,34 @@ def test_every_page_renders_offline_with_working_links(ci_build, browser, tmp_pa
             if target.suffix == ".html":
                 queue.append(target.resolve().as_uri())
         page.close()
+    context.close()
     assert not outside, f"pages tried to reach the network: {outside[:3]}"
+    return len(seen)
+
+
+def test_every_page_renders_offline_with_working_links(ci_build, browser):
+    pages = crawl(browser, ci_build.reports / "index.html")
     assert pages >= 20  # index, quality, performance, monitoring, batches, notebooks, cards
+
+
+@pytest.mark.xdist_group("byo")
+def test_hostile_values_show_as_text_and_never_run(byo_build, browser):
+    """Markup and script in category values and a column name: text on every page, never code."""
+    texts = {}
+
+    def visit(url, page):
+        page.wait_for_timeout(200)  # evidently draws its widgets after load
+        ran = page.evaluate("window.__pwned")
+        assert ran is None, f"{url}: hostile data ran as script (window.__pwned = {ran})"
+        texts[url] = page.evaluate("document.body.innerText")
+
+    pages = crawl(browser, byo_build.reports / "index.html", visit)
+    assert pages >= 15
+    shown = "\n".join(texts.values())
+    for value in (*HOSTILE, HOSTILE_COLUMN):
+        assert value in shown, f"{value!r} is not shown as text on any page"
+    monitoring = next(v for k, v in texts.items() if k.endswith("/monitoring/index.html"))
+    assert HOSTILE[2] in monitoring  # the unseen-category table
 
 
 def test_index_and_monitoring_read_on_a_phone(ci_build, browser):
