@@ -19,6 +19,8 @@ from pathlib import Path
 from ploomber.exceptions import DAGBuildError
 from ploomber.executors import Parallel
 
+from .storage import sweep_partial_writes
+
 
 class BuildLocked(DAGBuildError):
     """Another build of the same project holds the lock."""
@@ -88,17 +90,26 @@ class BuildLock:
 
 
 class LockedParallel(Parallel):
-    """Ploomber's parallel executor that first takes the project's build lock."""
+    """Ploomber's parallel executor that first takes the project's build lock.
 
-    def __init__(self, lock_file: str, wait_seconds: float = 0.0, **kwargs):
+    Holding it, it removes what an interrupted build left half-written in `sweep` folders.
+    """
+
+    def __init__(self, lock_file: str, wait_seconds: float = 0.0, sweep=(), **kwargs):
         super().__init__(**kwargs)
         self.lock = BuildLock(lock_file, wait_seconds)
+        self.sweep = list(sweep)
 
     def __call__(self, dag, show_progress):
         with self.lock:
+            removed = sweep_partial_writes(self.sweep)
+            if removed:
+                print(f"removed {len(removed)} partial writes of an interrupted build", flush=True)
             return super().__call__(dag, show_progress)
 
 
-def locked_parallel(lock_file: str, wait_seconds: float = 0.0, **kwargs) -> LockedParallel:
+def locked_parallel(
+    lock_file: str, wait_seconds: float = 0.0, sweep=(), **kwargs
+) -> LockedParallel:
     """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects)."""
-    return LockedParallel(lock_file, wait_seconds, **kwargs)
+    return LockedParallel(lock_file, wait_seconds, sweep, **kwargs)

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 _CHUNK = 1 << 20
+#: Name endings of partial writes: a temporary file, a staging folder, a swapped-out folder.
+TMP, STAGING, OLD = ".tmp", ".staging", ".old"
 
 
 def _umask() -> int:
@@ -38,7 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -90,7 +92,7 @@ def replace_dir(staging: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old")
+        old = target.with_name(f".{target.name}{OLD}")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
     os.replace(staging, target)
@@ -102,9 +104,30 @@ def staging_dir(target: str | Path) -> Path:
     """A fresh empty directory beside `target`, for building its new contents."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=STAGING, dir=target.parent))
     os.chmod(folder, 0o777 & ~_umask())
     return folder
+
+
+def sweep_partial_writes(folders: list[str | Path]) -> list[Path]:
+    """Remove what an interrupted writer left: temporary files, staging and swapped-out folders.
+
+    Only safe while no writer runs, i.e. under the build lock. Returns what was removed.
+    """
+    removed = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob(".*")):
+            partial_file = path.is_file() and path.name.endswith(TMP)
+            partial_dir = path.is_dir() and path.name.endswith((STAGING, OLD))
+            if partial_file or partial_dir:
+                if partial_dir:
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _json_default(value: Any) -> Any:

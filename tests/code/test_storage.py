@@ -55,3 +55,30 @@ def test_json_writes_numpy_and_dates(tmp_path):
 
     storage.write_json(tmp_path / "x.json", {"n": np.int64(3), "t": pd.Timestamp("2013-01-01")})
     assert storage.read_json(tmp_path / "x.json") == {"n": 3, "t": "2013-01-01T00:00:00"}
+
+
+def test_sweep_removes_only_partial_writes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    keep = storage.write_json(tmp_path / "p" / "done.json", {"a": 1})
+    (tmp_path / "p" / ".done.json.metadata").write_text("{}")  # Ploomber's, not ours
+    writer = (
+        "import sys, time\nfrom nbmlops import storage\n"
+        "with storage.atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_text('half'); print('writing', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "p" / "x.json")],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup runs: the temporary file stays
+    proc.wait()
+    staging = storage.staging_dir(tmp_path / "p" / "reports")
+    (staging / "half.html").write_text("<p>")
+    assert not (tmp_path / "p" / "x.json").exists()
+    removed = storage.sweep_partial_writes([tmp_path / "p", tmp_path / "absent"])
+    assert len(removed) == 2 and staging in removed
+    left = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert left == [".done.json.metadata", "done.json"] and keep.is_file()
