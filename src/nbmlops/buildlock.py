@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import fcntl
+import inspect
 import json
 import os
 import socket
@@ -34,6 +35,7 @@ class BuildLock:
         self.wait_seconds = float(wait_seconds)
         self.poll = poll
         self._fd: int | None = None
+        self.waited = False
 
     def holder(self) -> str:
         """Who holds the lock, as the holder wrote it ("unknown" when unreadable)."""
@@ -64,7 +66,7 @@ class BuildLock:
                     ) from None
                 if not announced:
                     print(f"waiting for another build ({self.holder()}) ...", flush=True)
-                    announced = True
+                    announced = self.waited = True
                 time.sleep(self.poll)
         info = {
             "pid": os.getpid(),
@@ -102,10 +104,23 @@ class LockedParallel(Parallel):
 
     def __call__(self, dag, show_progress):
         with self.lock:
+            if self.lock.waited:  # the other build changed products: decide again what is stale
+                dag._clear_metadata()
+                dag.render(force=_build_forced(), show_progress=False)
             removed = sweep_partial_writes(self.sweep)
             if removed:
                 print(f"removed {len(removed)} partial writes of an interrupted build", flush=True)
             return super().__call__(dag, show_progress)
+
+
+def _build_forced() -> bool:
+    """The `force` of the `DAG.build` that called this executor (Ploomber does not pass it on)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "_build" and "force" in frame.f_locals:
+            return bool(frame.f_locals["force"])
+        frame = frame.f_back
+    return False
 
 
 def locked_parallel(

@@ -1,0 +1,159 @@
+"""Faults: a build SIGKILLed inside each task in turn, and builds started at the same time.
+
+One project goes through a chain of builds, each killed (with every process of the build)
+while the next task runs; the build after that must finish, and every product must be whole
+and equal to what an uninterrupted build makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nbmlops import registry, storage
+from nbmlops.envfile import load_env
+from tests.conftest import BIN, copy_project, ploomber_build, run_env
+from tests.pipeline.test_build import ran_tasks
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("faults")]
+
+#: Tasks in the order a build reaches them; the train grid runs as one step.
+STEPS = ["ingest", "validate", "features", "train", "evaluate", "score", "monitor", "index"]
+LEFTOVER = (storage.TMP, storage.STAGING, storage.OLD)
+
+
+def _start(project: Path, *args: str) -> subprocess.Popen:
+    env = run_env() | {"PLOOMBER_ENV_FILENAME": "env.ci.yaml"}
+    return subprocess.Popen(
+        [str(BIN / "ploomber"), "build", *args], cwd=project, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _notebooks(project: Path, step: str) -> list[Path]:
+    return sorted((project / "products" / "notebooks").glob(f"{step}*.ipynb"))
+
+
+def _metadata(project: Path, step: str) -> list[Path]:
+    if step == "index":
+        return [project / "reports" / ".index.html.metadata"]
+    return [p.with_name(f".{p.name}.metadata") for p in _notebooks(project, step)]
+
+
+def _finished_since(project: Path, step: str, since: float) -> bool:
+    """Every task of the step (the grid has three) has finished in this build."""
+    found = _metadata(project, step)
+    return bool(found) and all(m.is_file() and m.stat().st_mtime >= since for m in found)
+
+
+def _running(project: Path, step: str, since: float) -> bool:
+    """The step's task has started in this build (for index: the task before it has finished)."""
+    if step == "index":
+        return _finished_since(project, "monitor", since)
+    return any(p.stat().st_mtime >= since for p in _notebooks(project, step))
+
+
+def _wait_for(proc: subprocess.Popen, ready, limit: float = 600) -> None:
+    deadline = time.monotonic() + limit
+    while not ready():
+        assert proc.poll() is None, (
+            "the build ended before the task started:\n" + proc.stdout.read()
+        )
+        assert time.monotonic() < deadline, "the task did not start in time"
+        time.sleep(0.02)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the build and its workers; kernels exit on their own
+    proc.wait()
+    proc.stdout.close()
+
+
+def _whole(project: Path) -> int:
+    """Open every product the way its reader would; returns how many were checked."""
+    checked = 0
+    for folder in ("products", "reports", "data"):
+        for path in (project / folder).rglob("*"):
+            assert not path.name.endswith(LEFTOVER), f"partial write left behind: {path}"
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if path.suffix == ".parquet":
+                pd.read_parquet(path)
+            elif path.suffix in {".json", ".ipynb"}:
+                json.loads(path.read_text(encoding="utf-8"))
+            elif path.suffix == ".html":
+                assert path.read_text(encoding="utf-8").rstrip().endswith("</html>"), path
+            elif path.suffix == ".pkl":
+                storage.read_pickle(path)
+            checked += 1
+    return checked
+
+
+def _results(project: Path) -> dict:
+    products = project / "products"
+    return {
+        "frames": {
+            name: pd.read_parquet(products / "data" / f"{name}.parquet")
+            for name in ("train", "holdout", "batches")
+        },  # fmt: skip
+        "scores": pd.read_parquet(products / "scoring" / "scores.parquet"),
+        "candidates": storage.read_json(project / "reports" / "metrics.json")["candidates"],
+        "drift": [
+            (b["batch"], b["drift_share"], b["status"])
+            for b in storage.read_json(project / "reports" / "monitoring" / "tests.json")["batches"]
+        ],
+    }
+
+
+def test_killed_in_every_task_then_rebuilt_whole_and_builds_never_overlap(tmp_path):
+    project = copy_project(tmp_path / "project")
+    killed_in = []
+    for step in STEPS:
+        since = time.time() - 0.01
+        build = _start(project)
+        _wait_for(build, lambda: _running(project, step, since))  # noqa: B023
+        if step == "train":  # a second build while the first runs: refused, nothing touched
+            second = ploomber_build(project)
+            out = second.stdout + second.stderr
+            assert second.returncode != 0
+            assert "another build of this project is running" in out, out[-2000:]
+            assert f"pid {build.pid} on" in out
+        time.sleep(0.3)
+        _kill(build)
+        assert not _finished_since(project, step, since), f"{step} finished before the kill"
+        killed_in.append(step)
+    assert killed_in == STEPS
+
+    done = ploomber_build(project)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert _whole(project) > 30
+    store = registry.Store.from_params(**load_env(project / "env.ci.yaml")["mlflow"])
+    versions = registry.list_versions(store)
+    assert len(versions) >= 1 and versions["sha256"].str.len().eq(12).all()
+    challenger = registry.alias_version(store, registry.CHALLENGER)
+    assert registry.load_version(store, challenger) is not None  # hash verified on load
+    after_faults = _results(project)
+
+    # The same project rebuilt from scratch, while a second build waits for it to finish.
+    since = time.time() - 0.01
+    fresh = _start(project, "--force")
+    _wait_for(fresh, lambda: _running(project, "features", since))
+    waiting = ploomber_build(project, "--env--build_lock_wait", "900")
+    fresh_out = fresh.communicate(timeout=900)[0]
+    assert fresh.returncode == 0, fresh_out[-3000:]
+    assert waiting.returncode == 0, waiting.stdout[-2000:] + waiting.stderr[-2000:]
+    assert "waiting for another build" in waiting.stdout
+    assert not any(ran_tasks(waiting.stdout).values())  # it found everything up to date
+    clean = _results(project)
+    for name, frame in after_faults["frames"].items():
+        pd.testing.assert_frame_equal(frame, clean["frames"][name], obj=name)
+    pd.testing.assert_frame_equal(after_faults["scores"], clean["scores"], obj="scores")
+    assert after_faults["candidates"] == pytest.approx(clean["candidates"])
+    assert after_faults["drift"] == clean["drift"]
