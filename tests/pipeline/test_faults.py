@@ -154,6 +154,8 @@ def test_killed_in_every_task_then_rebuilt_whole_and_builds_never_overlap(tmp_pa
     clean = _results(project)
     for name, frame in after_faults["frames"].items():
         pd.testing.assert_frame_equal(frame, clean["frames"][name], obj=name)
-    pd.testing.assert_frame_equal(after_faults["scores"], clean["scores"], obj="scores")
+    versions = ["served_version"]  # the rebuild registered a new version of the same model
+    pd.testing.assert_frame_equal(after_faults["scores"].drop(columns=versions),
+                                  clean["scores"].drop(columns=versions), obj="scores")  # fmt: skip
     assert after_faults["candidates"] == pytest.approx(clean["candidates"])
     assert after_faults["drift"] == clean["drift"]
