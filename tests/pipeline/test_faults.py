@@ -119,12 +119,6 @@ def test_killed_in_every_task_then_rebuilt_whole_and_builds_never_overlap(tmp_pa
         since = time.time() - 0.01
         build = _start(project)
         _wait_for(build, lambda: _running(project, step, since))  # noqa: B023
-        if step == "train":  # a second build while the first runs: refused, nothing touched
-            second = ploomber_build(project)
-            out = second.stdout + second.stderr
-            assert second.returncode != 0
-            assert "another build of this project is running" in out, out[-2000:]
-            assert f"pid {build.pid} on" in out
         time.sleep(0.3)
         _kill(build)
         assert not _finished_since(project, step, since), f"{step} finished before the kill"
@@ -141,10 +135,16 @@ def test_killed_in_every_task_then_rebuilt_whole_and_builds_never_overlap(tmp_pa
     assert registry.load_version(store, challenger) is not None  # hash verified on load
     after_faults = _results(project)
 
-    # The same project rebuilt from scratch, while a second build waits for it to finish.
+    # The same project rebuilt from scratch. A second build started meanwhile is refused;
+    # a third, allowed to wait, waits for it and then finds nothing left to do.
     since = time.time() - 0.01
     fresh = _start(project, "--force")
     _wait_for(fresh, lambda: _running(project, "features", since))
+    refused = ploomber_build(project)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "another build of this project is running" in out, out[-2000:]
+    assert f"pid {fresh.pid} on" in out
     waiting = ploomber_build(project, "--env--build_lock_wait", "900")
     fresh_out = fresh.communicate(timeout=900)[0]
     assert fresh.returncode == 0, fresh_out[-3000:]
