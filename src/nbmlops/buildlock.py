@@ -22,6 +22,9 @@ from ploomber.executors import Parallel
 
 from .storage import sweep_partial_writes
 
+#: Thread pools of OpenMP (HistGradientBoosting) and BLAS (LogisticRegression) read these.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 class BuildLocked(DAGBuildError):
     """Another build of the same project holds the lock."""
@@ -97,12 +100,18 @@ class LockedParallel(Parallel):
     Holding it, it removes what an interrupted build left half-written in `sweep` folders.
     """
 
-    def __init__(self, lock_file: str, wait_seconds: float = 0.0, sweep=(), **kwargs):
+    def __init__(
+        self, lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.lock = BuildLock(lock_file, wait_seconds)
         self.sweep = list(sweep)
+        self.threads_per_task = threads_per_task
 
     def __call__(self, dag, show_progress):
+        if self.threads_per_task:  # several tasks at once, each with every core, oversubscribe
+            for name in THREAD_VARIABLES:
+                os.environ.setdefault(name, str(self.threads_per_task))
         with self.lock:
             if self.lock.waited:  # the other build changed products: decide again what is stale
                 dag._clear_metadata()
@@ -124,7 +133,7 @@ def _build_forced() -> bool:
 
 
 def locked_parallel(
-    lock_file: str, wait_seconds: float = 0.0, sweep=(), **kwargs
+    lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task=None, **kwargs
 ) -> LockedParallel:
     """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects)."""
-    return LockedParallel(lock_file, wait_seconds, sweep, **kwargs)
+    return LockedParallel(lock_file, wait_seconds, sweep, threads_per_task, **kwargs)
