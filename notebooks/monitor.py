@@ -9,6 +9,7 @@ product = None
 drift_share = 0.5
 min_roc_auc = 0.6
 monitor_last = 0
+max_rows = 100_000
 
 # %%
 import pandas as pd
@@ -26,6 +27,7 @@ summary = evaluation.monitor_batches(
     product=product,
     drift_share=drift_share,
     min_roc_auc=min_roc_auc,
+    max_rows=max_rows,
 )
 summary
 

@@ -177,8 +177,12 @@ def monitor_batches(
     product,
     drift_share: float,
     min_roc_auc: float,
+    max_rows: int = 0,
 ) -> pd.DataFrame:
     """One evidently report per batch, a tests JSON and a summary page; returns the summary.
+
+    Batches (and the reference) larger than `max_rows` are compared on a uniform sample of that
+    many rows; performance metrics always use every row.
 
     The served model's scores (champion, or its fallback) are what is monitored; the shadow
     challenger's disagreement and metrics sit beside them. Category values training never saw
@@ -189,6 +193,7 @@ def monitor_batches(
     reference = models.scored_frame(
         holdout, spec, served.get_group(shadow.REFERENCE)["served_proba"].to_numpy()
     )
+    reference = monitoring.sample_rows(reference, max_rows)
     target_dir = Path(product["batches"])
     staging = storage.staging_dir(target_dir)
     groups = list(batches.groupby(BATCH, sort=False))
@@ -204,7 +209,9 @@ def monitor_batches(
             "rows": len(batch),
             "report": f"{target_dir.name}/{report}",
         }
-        row |= monitoring.batch_report(reference, scored, spec, staging / report, drift_share)
+        compared = monitoring.sample_rows(scored, max_rows, seed=i)
+        row["rows_compared"] = len(compared)
+        row |= monitoring.batch_report(reference, compared, spec, staging / report, drift_share)
         if monitoring.has_labels(batch, spec):
             row |= models.classification_metrics(batch[spec.target], proba)
         row |= {k: v for k, v in shadow_rows[name].items() if k != "rows"}
@@ -228,8 +235,9 @@ def monitor_batches(
     summary = monitoring.summary_frame(rows)
     storage.write_json(
         product["tests"],
-        {"drift_share_threshold": drift_share, "min_roc_auc": min_roc_auc, "batches": rows},
-    )
+        {"drift_share_threshold": drift_share, "min_roc_auc": min_roc_auc,
+         "max_rows_compared": max_rows, "batches": rows},
+    )  # fmt: skip
     storage.write_text(product["summary"], monitoring_page(summary, rows, drift_share))
     return summary
 

@@ -56,6 +56,19 @@ def performance_report(scored: pd.DataFrame, spec: FeatureSpec, path: str | Path
     return {m["metric_name"]: m["value"] for m in snapshot.dict()["metrics"]}
 
 
+def sample_rows(df: pd.DataFrame, max_rows: int, seed: int = 0) -> pd.DataFrame:
+    """At most `max_rows` rows drawn uniformly without replacement (all rows when 0 or fewer).
+
+    evidently's drift tests here compare distances (Wasserstein, Jensen-Shannon) with a fixed
+    threshold of 0.1; their sampling error shrinks like sqrt(1/n_reference + 1/n_current), so
+    past ~100k current rows it is set by the reference window, and a sample decides as the
+    full batch does (docs/monitoring-at-scale.md has the figures).
+    """
+    if max_rows <= 0 or len(df) <= max_rows:
+        return df
+    return df.sample(n=max_rows, random_state=seed)
+
+
 def has_labels(batch: pd.DataFrame, spec: FeatureSpec) -> bool:
     return spec.target in batch and batch[spec.target].notna().all()
 
@@ -109,6 +122,7 @@ def summarize(result: dict, spec: FeatureSpec, drift_share: float) -> dict:
     share = n_drifted / len(features) if features else 0.0
     statuses = [_status(t) for t in result["tests"]]
     return {
+        "drift_scores": {c: scores[c] for c in features if c in scores},
         "drift_share": share,
         "drifted_features": [c for c in features if drifted[c]],
         "dataset_drift": share >= drift_share,

@@ -111,3 +111,17 @@ def test_unknown_report_layout_is_refused():
     with pytest.raises(ValueError, match="unknown layout"):
         html.neutralize_script_data("<script>var metric_1 = {};</script>")
     assert html.neutralize_script_data("<p>plain</p>") == "<p>plain</p>"
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5], ids=["same", "shifted"])
+def test_drift_on_a_sample_decides_as_on_the_full_batch(tmp_path, reference, shift):
+    full = _scored(60_000, shift=shift, seed=7)
+    sample = monitoring.sample_rows(full, 10_000, seed=1)
+    assert len(sample) == 10_000 and monitoring.sample_rows(full, 0) is full
+    on_full = monitoring.batch_report(reference, full, SPEC, tmp_path / "full.html", 0.5)
+    on_sample = monitoring.batch_report(reference, sample, SPEC, tmp_path / "sample.html", 0.5)
+    assert on_sample["drifted_features"] == on_full["drifted_features"]
+    assert on_sample["prediction_drift"] == on_full["prediction_drift"]
+    for column, score in on_full["drift_scores"].items():
+        assert on_sample["drift_scores"][column] == pytest.approx(score, abs=0.02), column
+    assert ("x1" in on_full["drifted_features"]) == (shift > 0)
