@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 ENV    ?=
+REPEATS ?= 3
+BENCH_ENVS ?= env.ci.yaml
 # ENV=ci selects env.ci.yaml (the CI sample); empty selects env.yaml (the full year).
 ENV_FILE := $(if $(ENV),env.$(ENV).yaml,env.yaml)
 
@@ -18,7 +20,7 @@ export MPLBACKEND := Agg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup build test test-fast test-pipeline lint lab plot lock clean clean-products \
-	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci
+	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +62,9 @@ gates: setup ## fail when the last build's challenger breaks a gate; model metri
 
 comment: setup ## write the pull-request comment of the last build to reports/pr-comment.md
 	$(BIN)/nbmlops-report --env $(ENV_FILE) comment --output reports/pr-comment.md
+
+bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env.ci.yaml env.yaml"); writes reports/bench/
+	$(BIN)/python -m nbmlops.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
 
 monitor-latest: setup ## monitor only the newest batch; fail when its drift or performance gate trips
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build --env--monitor_last 1

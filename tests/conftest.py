@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,31 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from nbmlops.bench import copy_pipeline
+
 PROJECT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = [
-    "pipeline.yaml",
-    "env.yaml",
-    "env.ci.yaml",
-    "notebooks",
-    "contracts",
-    "model",
-    "requirements.lock",
-]
 BIN = Path(sys.executable).parent
 
 
 def copy_project(dest: Path) -> Path:
     """The pipeline's own files in `dest`, so a build there never touches the real products."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        src = PROJECT / name
-        if src.is_dir():
-            shutil.copytree(
-                src, dest / name, ignore=shutil.ignore_patterns("*.ipynb", "__pycache__")
-            )
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
+    return copy_pipeline(PROJECT, dest)
 
 
 def run_env() -> dict[str, str]:

@@ -126,3 +126,32 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return "" if pd.isna(value) else f"{value:.4g}"
     return "" if value is None else str(value)
+
+
+def markdown_tables(text: str) -> str:
+    """HTML of simple Markdown: `#`/`##` headings, pipe tables and plain lines, all escaped."""
+    out, rows = [], []
+
+    def flush() -> None:
+        if rows:
+            head, body = rows[0], [r for r in rows[2:]]
+            cells = "".join(f"<th>{escape(c)}</th>" for c in head)
+            trs = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
+                          for r in body)  # fmt: skip
+            out.append(f'<div class="tbl"><table><thead><tr>{cells}</tr></thead>'
+                       f"<tbody>{trs}</tbody></table></div>")  # fmt: skip
+            rows.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        flush()
+        if line.startswith("## "):
+            out.append(heading(line[3:]))
+        elif line.startswith("# "):
+            continue  # the page title
+        elif line.strip():
+            out.append(para(line))
+    flush()
+    return "".join(out)

@@ -1,0 +1,42 @@
+"""The benchmark's report: ratios against their targets, as Markdown and escaped HTML."""
+
+from nbmlops import bench, html
+
+
+def _result(cold, papermill, script, noop, speedup, seconds_1m):
+    build = {
+        "env": "env.ci.yaml", "repeats": 3,
+        "seconds": {"cold": cold, "papermill": papermill, "script": script, "noop": noop,
+                    "edit": cold / 2},
+        "cold_vs_papermill": round(cold / papermill, 3),
+        "overhead_per_task_vs_script": round((cold - script) / 10, 2),
+        "noop_vs_cold": round(noop / cold, 3), "edit_vs_cold": 0.5,
+    }  # fmt: skip
+    monitoring = [
+        {"rows": 100_000, "seconds": 5.0, "seconds_vs_100k": 1.0, "peak_mb": 600,
+         "report_kb": 4800, "report_vs_100k": 1.0},
+        {"rows": 1_000_000, "seconds": seconds_1m, "seconds_vs_100k": seconds_1m / 5,
+         "peak_mb": 1500, "report_kb": 4810, "report_vs_100k": 1.002},
+    ]  # fmt: skip
+    return {"machine": "2 cores", "max_rows": 100_000, "builds": [build],
+            "grid": {"serial": 20.0, "parallel": 20.0 / speedup, "speedup": speedup},
+            "monitoring": monitoring}  # fmt: skip
+
+
+def _verdicts(text: str) -> list[str]:
+    return [line.split("|")[-2].strip() for line in text.splitlines()
+            if line.startswith("|") and line.rstrip().endswith(("yes |", "no |"))]  # fmt: skip
+
+
+def test_targets_met_and_missed_are_marked():
+    good = bench.markdown(_result(60, 58, 50, 4, 2.0, 12.0))
+    assert _verdicts(good) == ["yes"] * 6
+    bad = bench.markdown(_result(80, 58, 50, 9, 1.2, 25.0))
+    assert _verdicts(bad) == ["no", "no", "no", "no", "yes", "no"]
+    assert "| cold build / papermill loop | 1.379 | ≤ 1.1 | no |" in bad
+
+
+def test_markdown_becomes_escaped_html_tables():
+    page = html.markdown_tables("# T\n\n## A <b>\n\n| x | y |\n|---|---|\n| <i> | 2 |\ntext\n")
+    assert "<h2>A &lt;b&gt;</h2>" in page and "<td>&lt;i&gt;</td>" in page
+    assert page.count("<tr>") == 2 and "<p>text</p>" in page
