@@ -96,15 +96,16 @@ def run_baseline(project: Path, env_file: str, mode: str) -> None:
         task = dag[name]
         if isinstance(task, NotebookRunner):
             nb = nbformat.reads(task.source.nb_str_rendered, as_version=4)
+            executed = Path(str(task.product["nb"]))  # the index task publishes it
+            executed.parent.mkdir(parents=True, exist_ok=True)
             if mode == "papermill":
                 path = work / f"{name}.ipynb"
                 nbformat.write(nb, path)
-                papermill.execute_notebook(str(path), str(path), progress_bar=False, cwd=project)
+                papermill.execute_notebook(str(path), str(executed), progress_bar=False,
+                                           cwd=project)  # fmt: skip
             else:
                 code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
                 exec(compile(code, name, "exec"), {"__name__": name})  # noqa: S102
-                executed = Path(str(task.product["nb"]))  # the index task publishes it
-                executed.parent.mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, executed)
         else:  # a function task: its params already hold product and upstream
             task.source.primitive(**task.params.to_dict())

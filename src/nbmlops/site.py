@@ -89,6 +89,8 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
     candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
     batch_table = pd.DataFrame(tests["batches"])
     monitoring_dir = Path(products["monitor"]["summary"]).parent
+    bench_page = root / "bench" / "index.html"  # written by `make bench`, when it has run
+    bench_link = [(rel(bench_page), "Benchmark (make bench)")] if bench_page.is_file() else []
     body = [
         html.cards(
             {
@@ -113,6 +115,7 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
                 (rel(products["evaluate"]["metrics"]), "metrics.json"),
                 (rel(products["monitor"]["tests"]), "monitoring tests.json"),
             ]
+            + bench_link
         ),
         html.heading("Over time"),
         html.figure(plot_history(versions, monitoring.summary_frame(tests["batches"]))),
