@@ -20,7 +20,7 @@ export MPLBACKEND := Agg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup build test test-fast test-pipeline lint lab plot lock clean clean-products \
-	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench
+	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,15 @@ comment: setup ## write the pull-request comment of the last build to reports/pr
 
 bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env.ci.yaml env.yaml"); writes reports/bench/
 	$(BIN)/python -m nbmlops.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
+
+export-argo: setup ## Argo Workflows spec of the pipeline in argo/argo.yaml (the image is built elsewhere)
+	cp requirements.lock requirements.lock.txt
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export argo --skip-docker --mode force
+	mv argo.yaml argo/argo.yaml
+
+export-airflow: setup ## Airflow DAG of the pipeline in airflow/ (the image is built elsewhere)
+	cp requirements.lock requirements.lock.txt
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export airflow --skip-docker --mode force
 
 monitor-latest: setup ## monitor only the newest batch; fail when its drift or performance gate trips
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build --env--monitor_last 1
