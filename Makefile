@@ -68,11 +68,13 @@ bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env
 
 export-argo: setup ## Argo Workflows spec of the pipeline in argo/argo.yaml (the image is built elsewhere)
 	cp requirements.lock requirements.lock.txt
+	mkdir -p argo && cp Dockerfile argo/Dockerfile
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export argo --skip-docker --mode force
 	mv argo.yaml argo/argo.yaml
 
 export-airflow: setup ## Airflow DAG of the pipeline in airflow/ (the image is built elsewhere)
 	cp requirements.lock requirements.lock.txt
+	cp Dockerfile airflow/Dockerfile
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export airflow --skip-docker --mode force
 
 monitor-latest: setup ## monitor only the newest batch; fail when its drift or performance gate trips

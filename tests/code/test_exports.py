@@ -11,7 +11,7 @@ import yaml
 
 from tests.conftest import BIN, PROJECT, copy_project, run_env
 
-EXPORT_FILES = ["soopervisor.yaml", "argo", "airflow"]
+EXPORT_FILES = ["soopervisor.yaml", "airflow"]
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,14 @@ def exported(tmp_path_factory):
     for name in EXPORT_FILES:
         src = PROJECT / name
         if src.is_dir():
-            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("*.json", "*.yaml"))
+            ignore = shutil.ignore_patterns("*.json", "*.yaml", "Dockerfile")
+            shutil.copytree(src, project / name, ignore=ignore)
         else:
             shutil.copy2(src, project / name)
     shutil.copy2(project / "requirements.lock", project / "requirements.lock.txt")
+    for target in ("argo", "airflow"):  # as the make targets do
+        (project / target).mkdir(exist_ok=True)
+        shutil.copy2(PROJECT / "Dockerfile", project / target / "Dockerfile")
     git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "add", "-A"], cwd=project, check=True)
