@@ -8,7 +8,8 @@ because shared machines are noisy:
 - a no-op rebuild and a rebuild after editing one notebook, against the cold build;
 - the candidate grid run at once against the same three tasks one after another;
 - monitoring one batch of 100k, 1M and 5M rows (scaled-up flights, `nbmlops.scaleup`):
-  wall time, peak memory and report size, against the 100k batch.
+  wall time, peak memory and report size, against the 100k batch;
+- setup: a fresh clone of the committed project to a ready environment (`make setup`).
 
 Writes `bench.json`, `bench.md` and `index.html` into the output folder (reports/bench).
 """
@@ -167,6 +168,15 @@ def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
     return {"serial": _median(serial), "parallel": _median(parallel), "speedup": speedup}
 
 
+def bench_setup(project: Path, scratch: Path) -> dict:
+    """A fresh clone of the committed project to a ready environment (`make setup`)."""
+    clone = scratch / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(project), str(clone)], check=True)
+    seconds = timed(["make", "setup"], clone, "env.ci.yaml")
+    print(f"setup from a fresh clone: {seconds:.1f} s", flush=True)
+    return {"fresh_clone_to_ready_seconds": round(seconds, 1)}
+
+
 def monitor_once(products: Path, rows: int, out: Path, max_rows: int) -> dict:
     """Score and monitor one scaled-up batch of `rows` rows; figures of this process."""
     import pandas as pd
@@ -241,6 +251,10 @@ def markdown(result: dict) -> str:
             lines.append(f"| {label} | {build[key]} | ≤ {limit} | "
                          f"{'yes' if build[key] <= limit else 'no'} |")  # fmt: skip
         lines += [f"| edit one notebook / cold build | {build['edit_vs_cold']} | | |", ""]
+    if result.get("setup"):
+        seconds = result["setup"]["fresh_clone_to_ready_seconds"]
+        lines += ["## Setup", "", f"Fresh clone to a ready environment (`make setup`): {seconds} s",
+                  ""]  # fmt: skip
     grid = result.get("grid")
     if grid:
         met = "yes" if grid["speedup"] >= 1.6 else "no"
@@ -270,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--rows", nargs="+", type=int, default=list(ROWS))
     run.add_argument("--max-rows", type=int, default=100_000)
     run.add_argument("--out", default="reports/bench")
+    run.add_argument("--no-setup", dest="setup", action="store_false",
+                     help="skip timing a fresh clone's `make setup`")  # fmt: skip
     base = sub.add_parser("baseline", help="(internal) one baseline run in the current folder")
     base.add_argument("mode", choices=["papermill", "script"])
     base.add_argument("--env", default="env.ci.yaml")
@@ -293,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for env_file in args.envs:
             result["builds"].append(bench_builds(project, env_file, args.repeats, scratch))
+        if args.setup:
+            result["setup"] = bench_setup(project, scratch)
         built = scratch / "cold-0"
         result["grid"] = bench_grid(built, args.envs[0], args.repeats)
         result["monitoring"] = bench_monitoring(built / "products", scratch, args.max_rows,
