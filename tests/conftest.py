@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nbmlops.bench import copy_pipeline
+from nbmlops.bench import build_env, copy_pipeline
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -21,21 +21,14 @@ def copy_project(dest: Path) -> Path:
     return copy_pipeline(PROJECT, dest)
 
 
-def run_env() -> dict[str, str]:
+def run_env(env_file: str | None = None) -> dict[str, str]:
     """The environment of a build a test starts: never a user's shared MLflow server."""
-    outside = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {
-        **outside,
-        "PLOOMBER_STATS_ENABLED": "false",
-        "MPLBACKEND": "Agg",
-        "PLOOMBER_VERSION_CHECK_DISABLED": "true",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
+    return build_env(env_file)
 
 
 def ploomber_build(project: Path, *args: str, env_file: str = "env.ci.yaml"):
     """`ploomber build` in `project` as a user runs it; returns the finished process."""
-    env = run_env() | {"PLOOMBER_ENV_FILENAME": env_file}
+    env = run_env(env_file)
     return subprocess.run(
         [str(BIN / "ploomber"), "build", *args],
         cwd=project,

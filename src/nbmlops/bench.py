@@ -57,16 +57,16 @@ def copy_pipeline(project: Path, dest: Path) -> Path:
     return dest
 
 
-def build_env(env_file: str) -> dict[str, str]:
+def build_env(env_file: str | None = None) -> dict[str, str]:
     """The environment of a build started here: telemetry off, no user's tracking server."""
     outside = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return outside | {
+    env = outside | {
         "PLOOMBER_STATS_ENABLED": "false",
         "PLOOMBER_VERSION_CHECK_DISABLED": "true",
         "MPLBACKEND": "Agg",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "PLOOMBER_ENV_FILENAME": env_file,
     }
+    return env | {"PLOOMBER_ENV_FILENAME": env_file} if env_file else env
 
 
 def timed(args: list[str], cwd: Path, env_file: str) -> float:
@@ -154,7 +154,9 @@ def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
     names = ["train-logreg", "train-hgb", "train-rf"]
     ploomber = str(BIN / "ploomber")
     serial, parallel = [], []
-    env = build_env(env_file) | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    from .buildlock import THREAD_VARIABLES  # imports Ploomber; only the grid needs it
+
+    env = build_env(env_file) | dict.fromkeys(THREAD_VARIABLES, "1")  # as the executor sets
     for _ in range(repeats):
         serial.append(sum(timed([ploomber, "task", n, "--force"], built, env_file) for n in names))
         start = time.perf_counter()

@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "add", "-A"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-qm", "export"], cwd=project, check=True)
-    env = run_env() | {"PLOOMBER_ENV_FILENAME": "env.ci.yaml"}
+    env = run_env("env.ci.yaml")
     for target in ("argo", "airflow"):
         done = subprocess.run(
             [str(BIN / "soopervisor"), "export", target, "--skip-docker", "--mode", "force"],

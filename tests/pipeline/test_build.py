@@ -147,7 +147,7 @@ def test_promote_then_failed_builds_leave_champion_and_baseline(ci_build, tmp_pa
     assert "is champion" in done.stdout
     champion = _registry_state(ci_build)[0]
     assert storage.read_json(ci_build.project / "model" / "baseline.ci.json")["version"] == champion
-    env = run_env() | {"PLOOMBER_ENV_FILENAME": "env.ci.yaml"}
+    env = run_env("env.ci.yaml")
     subprocess.run([str(BIN / "ploomber"), "task", "score", "--force"], cwd=ci_build.project,
                    env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
     assert ploomber_build(ci_build.project).returncode == 0

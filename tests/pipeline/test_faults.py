@@ -30,7 +30,7 @@ LEFTOVER = (storage.TMP, storage.STAGING, storage.OLD)
 
 
 def _start(project: Path, *args: str) -> subprocess.Popen:
-    env = run_env() | {"PLOOMBER_ENV_FILENAME": "env.ci.yaml"}
+    env = run_env("env.ci.yaml")
     return subprocess.Popen(
         [str(BIN / "ploomber"), "build", *args], cwd=project, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
