@@ -26,9 +26,14 @@ PLOOMBER_KEYS = {"here", "cwd", "root", "user", "now", "git", "git_hash", "build
 STORE_KEYS = {"tracking_uri", "artifact_root", "model_name"}
 
 
+def placeholders(pipeline_text: str) -> set[str]:
+    """The `{{name}}` keys a pipeline file uses."""
+    return set(re.findall(r"\{\{\s*(\w+)", pipeline_text))
+
+
 def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
     """Keys of an env file that pipeline.yaml never uses: typos that would be silently ignored."""
-    used = set(re.findall(r"\{\{\s*(\w+)", pipeline_text)) | PLOOMBER_KEYS
+    used = placeholders(pipeline_text) | PLOOMBER_KEYS
     problems = [f"{env_name}: unknown key {key!r}" for key in env if key not in used]
     stray = sorted(set(env.get("mlflow") or {}) - STORE_KEYS)
     problems += [f"{env_name}: unknown key 'mlflow.{key}' (known: {sorted(STORE_KEYS)})"
@@ -46,8 +51,8 @@ def check_env_keys(dag=None, here: str | None = None) -> None:
     if not env_path.is_file():
         return
     raw = yaml.safe_load(env_path.read_text(encoding="utf-8")) or {}
-    problems = unknown_keys(raw, (folder / "pipeline.yaml").read_text(encoding="utf-8"),
-                            env_path.name)  # fmt: skip
+    pipeline_text = (folder / "pipeline.yaml").read_text(encoding="utf-8")
+    problems = unknown_keys(raw, pipeline_text, env_path.name)
     if problems:
-        used = sorted(set(re.findall(r"\{\{\s*(\w+)", (folder / "pipeline.yaml").read_text())))
-        raise ConfigError("; ".join(problems) + f" (pipeline.yaml uses: {', '.join(used)})")
+        used = ", ".join(sorted(placeholders(pipeline_text)))
+        raise ConfigError("; ".join(problems) + f" (pipeline.yaml uses: {used})")

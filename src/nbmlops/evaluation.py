@@ -194,6 +194,7 @@ def monitor_batches(
         holdout, spec, served.get_group(shadow.REFERENCE)["served_proba"].to_numpy()
     )
     reference = monitoring.sample_rows(reference, max_rows)
+    known = features.known_categories(train, spec)
     target_dir = Path(product["batches"])
     staging = storage.staging_dir(target_dir)
     groups = list(batches.groupby(BATCH, sort=False))
@@ -216,7 +217,7 @@ def monitor_batches(
             row |= models.classification_metrics(batch[spec.target], proba)
         row |= {k: v for k, v in shadow_rows[name].items() if k != "rows"}
         passed, reasons = monitoring.gate(row, min_roc_auc)
-        unseen = features.unseen_categories(train, batch, spec)
+        unseen = features.unseen_categories(known, batch)
         warnings = [f"{col}: values unseen in training: " +
                     ", ".join(f"{value!r} ({n} rows)" for value, n in list(counts.items())[:3])
                     for col, counts in unseen.items()]  # fmt: skip

@@ -147,10 +147,8 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             numeric.append(col)
         elif _mostly_numbers(values):
-            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
             raise DataError(
-                Problem(file, col, f"numeric column holds text in {len(bad)} rows, e.g. "
-                        f"{', '.join(map(repr, bad.unique()[:3]))}",
+                Problem(file, col, f"numeric column holds text in {_text_cells(values)}",
                         "fix those cells, or list the column in `drop_columns`")
             )  # fmt: skip
         elif values.nunique() <= s.max_categories:
@@ -161,6 +159,12 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
         raise DataError(Problem(file, None, "no feature columns left after target and time"))
     spec = FeatureSpec(s.target, numeric, categorical, {"rows": len(df)}, dropped)
     return _finish(df[spec.columns + [s.target, TIME]], spec, s)
+
+
+def _text_cells(values: pd.Series) -> str:
+    """How many cells of a numeric column are text, with examples: "3 rows, e.g. 'n/a'"."""
+    bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+    return f"{len(bad)} rows, e.g. {', '.join(map(repr, bad.unique()[:3]))}" if len(bad) else ""
 
 
 def _mostly_numbers(values: pd.Series, share: float = 0.95) -> bool:
@@ -329,14 +333,10 @@ def read_current_batch(path: Path, spec: FeatureSpec, s: DataSettings) -> pd.Dat
         ])  # fmt: skip
     out = pd.DataFrame(index=df.index)
     for col in spec.numeric:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = df[col][values.isna() & df[col].notna()]
-        if len(bad):
-            raise DataError(
-                Problem(file, col, f"numeric feature holds text in {len(bad)} rows, e.g. "
-                        f"{', '.join(map(repr, bad.unique()[:3]))}")
-            )  # fmt: skip
-        out[col] = values.astype("float64")
+        text = _text_cells(df[col])
+        if text:
+            raise DataError(Problem(file, col, f"numeric feature holds text in {text}"))
+        out[col] = pd.to_numeric(df[col]).astype("float64")
     for col in spec.categorical:
         out[col] = df[col].astype("string").astype(object).where(df[col].notna(), None)
     labels = df[spec.target] if spec.target in df.columns else None
@@ -369,11 +369,15 @@ def with_current_batches(
     return pd.concat([batches[~control], *extra, batches[control]], ignore_index=True)
 
 
-def unseen_categories(train: pd.DataFrame, batch: pd.DataFrame, spec: FeatureSpec) -> dict:
-    """Per categorical feature, the values of `batch` that training never saw, with counts."""
+def known_categories(train: pd.DataFrame, spec: FeatureSpec) -> dict[str, set]:
+    """Per categorical feature, the values training saw."""
+    return {col: set(train[col].dropna()) for col in spec.categorical}
+
+
+def unseen_categories(known: dict[str, set], batch: pd.DataFrame) -> dict:
+    """Per categorical feature, the values of `batch` outside `known`, with counts (top 20)."""
     found = {}
-    for col in spec.categorical:
-        seen = set(train[col].dropna())
+    for col, seen in known.items():
         new = batch[col].dropna()
         new = new[~new.isin(seen)]
         if len(new):

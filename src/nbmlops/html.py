@@ -134,7 +134,7 @@ def markdown_tables(text: str) -> str:
 
     def flush() -> None:
         if rows:
-            head, body = rows[0], [r for r in rows[2:]]
+            head, body = rows[0], rows[2:]  # rows[1] is the |---| rule
             cells = "".join(f"<th>{escape(c)}</th>" for c in head)
             trs = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
                           for r in body)  # fmt: skip

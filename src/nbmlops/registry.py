@@ -223,7 +223,7 @@ def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
     """
     import mlflow
 
-    store.client()
+    client = store.client()
     with store_errors(store, "registering the challenger", "No version was registered."):
         all_tags = {**tags, "sha256": run["sha256"], "run_id": run["run_id"]}
         version = mlflow.register_model(
@@ -232,7 +232,7 @@ def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
     consequence = (f"Version {version} is registered with its hash but is not the challenger; "
                    "the next build registers a new one.")  # fmt: skip
     with store_errors(store, f"marking v{version} as challenger", consequence):
-        store.client().set_registered_model_alias(store.model_name, CHALLENGER, version)
+        client.set_registered_model_alias(store.model_name, CHALLENGER, version)
     return str(version)
 
 
