@@ -16,7 +16,6 @@ export PLOOMBER_STATS_ENABLED := false
 export PLOOMBER_VERSION_CHECK_DISABLED := true
 export UV_COMPILE_BYTECODE := 1
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter
-export MPLBACKEND := Agg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup build test test-fast test-pipeline lint lab plot lock clean clean-products \

@@ -4,7 +4,8 @@ Every figure is a median over repeats and is set against a baseline timed in the
 because shared machines are noisy:
 
 - a cold `ploomber build` against (a) a plain sequential papermill loop over the same rendered
-  notebooks and (b) the same notebook code run as one plain Python process;
+  notebooks and (b) the same notebook code run as one plain Python process; the cold build is
+  timed with both notebook executors (ploomber-engine, the default, and papermill);
 - a no-op rebuild and a rebuild after editing one notebook, against the cold build;
 - the candidate grid run at once against the same three tasks one after another;
 - monitoring one batch of 100k, 1M and 5M rows (scaled-up flights, `nbmlops.scaleup`):
@@ -63,7 +64,6 @@ def build_env(env_file: str | None = None) -> dict[str, str]:
     env = outside | {
         "PLOOMBER_STATS_ENABLED": "false",
         "PLOOMBER_VERSION_CHECK_DISABLED": "true",
-        "MPLBACKEND": "Agg",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     return env | {"PLOOMBER_ENV_FILENAME": env_file} if env_file else env
@@ -119,13 +119,16 @@ def _median(values: list[float]) -> float:
 
 def bench_builds(project: Path, env_file: str, repeats: int, scratch: Path) -> dict:
     """Cold build, both baselines, no-op and edit rebuilds, medians over `repeats`."""
-    runs: dict[str, list[float]] = {k: [] for k in ("cold", "papermill", "script", "noop", "edit")}
+    kinds = ("cold", "cold_kernels", "papermill", "script")
+    runs: dict[str, list[float]] = {k: [] for k in (*kinds, "noop", "edit")}
     python = str(BIN / "python")
     for i in range(repeats):
-        for kind in ("cold", "papermill", "script"):
+        for kind in kinds:
             copy = copy_pipeline(project, scratch / f"{kind}-{i}")
             if kind == "cold":
                 args = [str(BIN / "ploomber"), "build"]
+            elif kind == "cold_kernels":
+                args = [str(BIN / "ploomber"), "build", "--env--notebook_executor", "papermill"]
             else:
                 args = [python, "-m", "nbmlops.bench", "baseline", kind, "--env", env_file]
             runs[kind].append(timed(args, copy, env_file))
@@ -143,6 +146,7 @@ def bench_builds(project: Path, env_file: str, repeats: int, scratch: Path) -> d
         "seconds": med,
         "runs": runs,
         "cold_vs_papermill": round(med["cold"] / med["papermill"], 3),
+        "kernels_vs_papermill": round(med["cold_kernels"] / med["papermill"], 3),
         "overhead_per_task_vs_script": round((med["cold"] - med["script"]) / tasks, 2),
         "noop_vs_cold": round(med["noop"] / med["cold"], 3),
         "edit_vs_cold": round(med["edit"] / med["cold"], 3),
@@ -235,6 +239,7 @@ def bench_monitoring(products: Path, scratch: Path, max_rows: int, rows=ROWS) ->
 
 TARGETS = {
     "cold build / papermill loop": ("cold_vs_papermill", 1.1, "max"),
+    "cold build, papermill executor / papermill loop": ("kernels_vs_papermill", 1.1, "max"),
     "overhead per task over one script (s)": ("overhead_per_task_vs_script", 1.5, "max"),
     "no-op rebuild / cold build": ("noop_vs_cold", 0.10, "max"),
 }

@@ -77,6 +77,7 @@ def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec
     axes[1].set(title="Held-out metrics by candidate", ylim=(0, 1))
     axes[1].legend(fontsize=8, ncols=3)
     fig.tight_layout()
+    plt.close(fig)  # shown once, as the cell's result, not again by pyplot
     return fig
 
 

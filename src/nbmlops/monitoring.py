@@ -199,4 +199,5 @@ def plot_over_batches(summary: pd.DataFrame, drift_threshold: float | None = Non
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # shown once, as the cell's result, not again by pyplot
     return fig

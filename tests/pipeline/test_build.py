@@ -6,6 +6,7 @@ from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from nbmlops import registry, storage
@@ -231,6 +232,30 @@ def test_bring_your_own_csv(byo_build):
     assert current["warnings"] == [f"clinic: values unseen in training: {HOSTILE[2]!r} (30 rows)"]
     page = (project / "reports" / "monitoring" / "index.html").read_text(encoding="utf-8")
     assert "Category values training never saw" in page and escape(HOSTILE[2]) in page
+
+
+def _outputs(project: Path, name: str) -> tuple[list[str], set[str]]:
+    """Mime types of every rich output of an executed notebook, and who executed its cells."""
+    nb = nbformat.read(project / "products" / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    mimes = [m for c in code for o in c.outputs for m in o.get("data", {})]
+    runners = {k for c in code for k in c.metadata if k in ("papermill", "ploomber")}
+    return mimes, runners
+
+
+@pytest.mark.parametrize("name", ["evaluate", "monitor"])
+def test_each_figure_shows_once_in_the_executed_notebook(ci_build, name):
+    mimes, runners = _outputs(ci_build.project, name)
+    assert runners == {"ploomber"}  # env.ci.yaml: ploomber-engine, in the worker process
+    assert mimes.count("image/png") == 1
+
+
+@pytest.mark.xdist_group("byo")
+@pytest.mark.parametrize("name", ["evaluate", "monitor"])
+def test_papermill_executor_shows_the_same_figures(byo_build, name):
+    mimes, runners = _outputs(byo_build.project, name)
+    assert runners == {"papermill"}  # one Jupyter kernel per notebook
+    assert mimes.count("image/png") == 1
 
 
 def test_report_commands_on_the_build(ci_build):

@@ -54,10 +54,14 @@ def _finished_since(project: Path, step: str, since: float) -> bool:
 
 
 def _running(project: Path, step: str, since: float) -> bool:
-    """The step's task has started in this build (for index: the task before it has finished)."""
-    if step == "index":
-        return _finished_since(project, "monitor", since)
-    return any(p.stat().st_mtime >= since for p in _notebooks(project, step))
+    """The step's task has started in this build: the step before it has finished (the first
+    step: the build holds the project's lock). A notebook executed in the worker process is
+    written only when it ends, so its own file cannot tell."""
+    i = STEPS.index(step)
+    if i == 0:
+        lock = project / "products" / "build.lock"
+        return lock.is_file() and lock.stat().st_mtime >= since and lock.stat().st_size > 0
+    return _finished_since(project, STEPS[i - 1], since)
 
 
 def _wait_for(proc: subprocess.Popen, ready, limit: float = 600) -> None:
