@@ -19,7 +19,8 @@ export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup build test test-fast test-pipeline lint lab plot lock clean clean-products \
-	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow
+	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
+	serve load
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +65,9 @@ comment: setup ## write the pull-request comment of the last build to reports/pr
 
 bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env.ci.yaml env.yaml"); writes reports/bench/
 	$(BIN)/python -m nbmlops.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
+
+serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
+	$(BIN)/nbmlops-serve --env $(ENV_FILE)
 
 export-argo: setup ## Argo Workflows spec of the pipeline in argo/argo.yaml (the image is built elsewhere)
 	cp requirements.lock requirements.lock.txt

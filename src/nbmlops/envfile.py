@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import os
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigError
+from .settings import ServingSettings
 
 
 def load_env(env_file: str | Path) -> dict:
@@ -24,6 +26,8 @@ def load_env(env_file: str | Path) -> dict:
 #: Keys Ploomber fills in itself; an env file may use them without pipeline.yaml naming them.
 PLOOMBER_KEYS = {"here", "cwd", "root", "user", "now", "git", "git_hash", "build"}
 STORE_KEYS = {"tracking_uri", "artifact_root", "model_name"}
+#: Blocks read by commands outside the pipeline (the scoring service).
+OUTSIDE_PIPELINE = {"serving"}
 
 
 def placeholders(pipeline_text: str) -> set[str]:
@@ -33,11 +37,13 @@ def placeholders(pipeline_text: str) -> set[str]:
 
 def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
     """Keys of an env file that pipeline.yaml never uses: typos that would be silently ignored."""
-    used = placeholders(pipeline_text) | PLOOMBER_KEYS
+    used = placeholders(pipeline_text) | PLOOMBER_KEYS | OUTSIDE_PIPELINE
     problems = [f"{env_name}: unknown key {key!r}" for key in env if key not in used]
-    stray = sorted(set(env.get("mlflow") or {}) - STORE_KEYS)
-    problems += [f"{env_name}: unknown key 'mlflow.{key}' (known: {sorted(STORE_KEYS)})"
-                 for key in stray]  # fmt: skip
+    serving = {f.name for f in fields(ServingSettings)}
+    for block, known in (("mlflow", STORE_KEYS), ("serving", serving)):
+        stray = sorted(set(env.get(block) or {}) - known)
+        problems += [f"{env_name}: unknown key '{block}.{key}' (known: {sorted(known)})"
+                     for key in stray]  # fmt: skip
     return problems
 
 

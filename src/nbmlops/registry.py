@@ -354,3 +354,29 @@ def set_champion(store: Store, version: str, history: list[str]) -> None:
 
 def build_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S")
+
+
+def register_candidate(store: Store, build_id: str, candidate: str) -> str:
+    """Register another candidate of a build as a new version, moving no alias.
+
+    A model to keep on hand: a fallback to promote, a second model for a serving drill.
+    """
+    import mlflow
+
+    client = store.client()
+    runs = client.search_runs(
+        [store.experiment_id(client)],
+        f"tags.build_id = '{build_id}' and tags.candidate = '{candidate}'",
+    )
+    if not runs:
+        raise RegistryError(f"build {build_id} logged no candidate {candidate!r}")
+    run_id = runs[0].info.run_id
+    logged = client.search_logged_models([store.experiment_id(client)],
+                                         f"source_run_id = '{run_id}'")  # fmt: skip
+    if not logged:
+        raise RegistryError(f"run {run_id} ({candidate}) has no logged model")
+    uri = logged[0].model_uri
+    tags = {"sha256": _model_file_hash(uri), "run_id": run_id, "build_id": build_id,
+            "candidate": candidate}  # fmt: skip
+    with store_errors(store, f"registering {candidate} of build {build_id}"):
+        return str(mlflow.register_model(uri, store.model_name, tags=tags).version)

@@ -52,3 +52,40 @@ class DataSettings:
             )
         if self.row_periods < self.reference_periods + 1:
             raise ConfigError("`row_periods` must leave at least one batch after the reference")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The env file's `serving` block, checked once."""
+
+    archive: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    latency_budget_ms: float = 50.0  # every answer within this, from the fallback if need be
+    fallback_reserve_ms: float = 15.0  # of the budget, kept for the fallback to answer in
+    shadows: tuple[str, ...] = ("challenger",)  # registry aliases scored beside the champion
+    shadow: bool = True
+    poll_seconds: float = 1.0  # how often the registry's aliases are read
+    rotate_rows: int = 100_000  # archive: a new file after this many records...
+    rotate_seconds: float = 3600.0  # ...or this many seconds
+    breaker_failures: int = 5  # champion failures in a row before it is skipped
+    breaker_cooldown_seconds: float = 5.0  # then one request tries it again
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str) -> ServingSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {['serving.' + k for k in unknown]}; "
+                              f"known: {sorted(known)}")  # fmt: skip
+        if "shadows" in params:
+            params = params | {"shadows": tuple(params["shadows"] or ())}
+        settings = cls(**params)
+        if not 0 <= settings.fallback_reserve_ms < settings.latency_budget_ms:
+            budget = settings.latency_budget_ms
+            raise ConfigError(f"{where}: serving.fallback_reserve_ms must be at least 0 and "
+                              f"below serving.latency_budget_ms ({budget})")  # fmt: skip
+        if settings.rotate_rows < 1 or settings.rotate_seconds <= 0 or settings.poll_seconds <= 0:
+            raise ConfigError(f"{where}: serving.rotate_rows, rotate_seconds and poll_seconds "
+                              "must be positive")  # fmt: skip
+        return settings

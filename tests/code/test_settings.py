@@ -37,8 +37,10 @@ def test_env_file_typo_is_named_with_the_keys_the_pipeline_uses(tmp_path, monkey
     (tmp_path / "env.ci.yaml").write_text(text)
     monkeypatch.setenv("PLOOMBER_ENV_FILENAME", "env.ci.yaml")
     check_env_keys(here=str(tmp_path))  # the shipped env file is clean
-    typo = text.replace("min_roc_auc: 0.6", "min_roc_auc: 0.6\nmin_roc_uac: 0.7").replace(
-        "  model_name: flight-delay-ci", "  model_name: flight-delay-ci\n  modelname: x"
+    typo = (
+        text.replace("min_roc_auc: 0.6", "min_roc_auc: 0.6\nmin_roc_uac: 0.7")
+        .replace("  model_name: flight-delay-ci", "  model_name: flight-delay-ci\n  modelname: x")
+        .replace("  poll_seconds: 1.0", "  poll_seconds: 1.0\n  latency_budget: 20")
     )
     (tmp_path / "env.ci.yaml").write_text(typo)
     with pytest.raises(ConfigError) as caught:
@@ -46,3 +48,20 @@ def test_env_file_typo_is_named_with_the_keys_the_pipeline_uses(tmp_path, monkey
     message = str(caught.value)
     assert "env.ci.yaml: unknown key 'min_roc_uac'" in message
     assert "unknown key 'mlflow.modelname'" in message and "min_roc_auc" in message
+    assert "unknown key 'serving.latency_budget'" in message and "latency_budget_ms" in message
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"latency_budget_ms": 20, "fallback_reserve_ms": 20}, "below serving.latency_budget_ms"),
+        ({"rotate_rows": 0}, "must be positive"),
+        ({"budget": 5}, "unknown key(s) ['serving.budget']"),
+    ],
+)
+def test_serving_settings_refuse_bad_values(params, words):
+    from nbmlops.settings import ServingSettings
+
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        ServingSettings.from_params({"archive": "a"} | params, "env.yaml")
+    assert ServingSettings.from_params({"archive": "a", "shadows": None}, "env.yaml").shadows == ()

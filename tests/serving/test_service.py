@@ -1,0 +1,221 @@
+"""The scoring service as a real process on 127.0.0.1, on the registry of a CI build.
+
+The registry (a copy) holds three different candidates of one build: the champion (v1), the
+champion before it (the fallback) and the challenger (the shadow). Every loop here is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbmlops import registry, storage
+from nbmlops.features import FeatureSpec, read_current_batch
+from nbmlops.payload import RequestContract
+from nbmlops.settings import DataSettings
+from tests.serving.server import Server
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
+
+
+@pytest.fixture(scope="module")
+def served(ci_build, tmp_path_factory):
+    """A project folder with the build's spec and a copy of its registry, three models in it."""
+    root = tmp_path_factory.mktemp("served")
+    for name in ("env.ci.yaml", "contracts"):
+        src = ci_build.project / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
+    for name in ("features.json", "holdout.parquet"):
+        (root / "products" / "data").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ci_build.products / "data" / name, root / "products" / "data" / name)
+    (root / "mlruns").mkdir()
+    shutil.copy2(ci_build.project / "mlruns" / "mlflow.db", root / "mlruns" / "mlflow.db")
+    store = registry.Store(f"sqlite:///{root}/mlruns/mlflow.db",
+                           str(ci_build.project / "mlruns" / "artifacts"), "flight-delay-ci")  # fmt: skip
+    client = store.client()
+    first = client.get_model_version(store.model_name, "1")
+    build = client.get_run(first.run_id).data.tags["build_id"]
+    others = [c for c in ("logreg", "hgb", "rf") if c != first.tags["candidate"]]
+    fallback, challenger = (registry.register_candidate(store, build, c) for c in others)
+    registry.set_champion(store, fallback, [fallback])
+    registry.set_champion(store, "1", [fallback, "1"])
+    client.set_registered_model_alias(store.model_name, registry.CHALLENGER, challenger)
+    spec = FeatureSpec.from_dict(storage.read_json(root / "products" / "data" / "features.json"))
+    holdout = pd.read_parquet(root / "products" / "data" / "holdout.parquet").head(200)
+    return {"root": root, "store": store, "spec": spec, "holdout": holdout,
+            "champion": "1", "fallback": fallback, "challenger": challenger}  # fmt: skip
+
+
+def _records(served, n: int, start: int = 0) -> list[dict]:
+    contract = RequestContract(served["spec"])
+    return contract.example(served["holdout"].iloc[start:], n)
+
+
+def _proba(served, version: str, records: list[dict]) -> np.ndarray:
+    model = registry.load_version(served["store"], version)
+    frame = RequestContract(served["spec"]).frame(records)
+    return model.predict_proba(frame[served["spec"].columns])[:, 1]
+
+
+def test_answers_come_from_the_champion_and_match_its_model(served):
+    records = _records(served, 5)
+    with Server(served["root"]) as server:
+        one = server.post(records[0])
+        many = server.post(records)
+        assert server.get("/health").status_code == 200
+        assert server.get("/ready").json() == {"ready": True, "reason": "ready"}
+        models = server.get("/models").json()
+    assert one.status_code == 200 and many.status_code == 200
+    body = one.json()
+    assert (body["role"], body["model_version"], body["fallback_reason"]) == ("champion", "1", None)
+    expected = _proba(served, "1", records)
+    assert body["probability"] == pytest.approx(expected[0], abs=1e-6)
+    assert body["prediction"] == int(expected[0] >= 0.5)
+    got = [p["probability"] for p in many.json()["predictions"]]
+    assert got == pytest.approx(list(expected), abs=1e-6)
+    assert models["serving"] == {"champion": "1", "fallback": served["fallback"],
+                                 "challenger": served["challenger"]}  # fmt: skip
+
+
+BAD = [
+    ("missing field", lambda r: {k: v for k, v in r.items() if k != "distance"},
+     ["body", "distance"], "'distance' is required"),
+    ("text in a number", lambda r: r | {"temp": "warm"}, ["body", "temp"], "must be a number"),
+    ("outside the contract's range", lambda r: r | {"humid": 140.0}, ["body", "humid"],
+     "outside the contract's range 0 to 100"),
+    ("value the contract forbids", lambda r: r | {"origin": "BOS"}, ["body", "origin"],
+     "not one of the contract's values"),
+    ("null where the contract forbids it", lambda r: r | {"carrier": None}, ["body", "carrier"],
+     "may not be null"),
+    ("a list with one bad record", lambda r: [r, r | {"distance": True}], ["body", 1, "distance"],
+     "must be a number"),
+]  # fmt: skip
+
+
+def test_bad_requests_get_422_naming_the_field(served):
+    record = _records(served, 1)[0]
+    with Server(served["root"]) as server:
+        for label, change, loc, words in BAD:
+            answer = server.post(change(record))
+            assert answer.status_code == 422, label
+            problems = answer.json()["detail"]
+            assert [p["loc"] for p in problems] == [loc], label
+            assert words in problems[0]["msg"], label
+        for raw, words in [(b"{not json", "not JSON"), (b"[]", "no records"),
+                           (json.dumps(record).replace('"temp": ', '"temp": NaN, "x": ')
+                            .encode(), "must be finite")]:  # fmt: skip
+            answer = server.post_raw(raw)
+            assert answer.status_code == 422 and words in answer.text, raw
+        assert server.post(record).status_code == 200  # still serving
+        text = server.get("/metrics").text
+    assert f'nbmlops_requests_total{{outcome="invalid"}} {len(BAD) + 3}.0' in text
+    assert 'nbmlops_requests_total{outcome="ok"} 1.0' in text
+
+
+def test_every_record_is_archived_with_the_shadow_and_reads_as_a_batch(served, tmp_path):
+    archive = tmp_path / "archive"
+    records = _records(served, 30)
+    with Server(served["root"], "--archive", str(archive)) as server:
+        for i in range(0, 30, 3):
+            assert server.post(records[i : i + 3]).status_code == 200
+        deadline = time.monotonic() + 30
+        while "nbmlops_archived_records_total 30.0" not in server.get("/metrics").text:
+            assert time.monotonic() < deadline, "the shadow process did not report 30 records"
+            time.sleep(0.2)
+        shadow_text = server.get("/metrics").text
+    files = sorted(archive.glob("*.parquet"))
+    assert files and not list(archive.glob("*.tmp"))
+    rows = pd.concat([pd.read_parquet(f) for f in files]).sort_values(["received_at", "record"])
+    assert len(rows) == 30 and rows["request_id"].nunique() == 10
+    assert set(rows["served_version"]) == {"1"}
+    assert set(rows["challenger_version"]) == {served["challenger"]}
+    order = [
+        records.index(r)
+        for r in rows[[f.name for f in RequestContract(served["spec"]).fields]]
+        .astype(object)
+        .where(rows.notna(), None)
+        .to_dict("records")
+    ]
+    assert sorted(order) == list(range(30))
+    expected = _proba(served, served["challenger"], [records[i] for i in order])
+    assert rows["challenger_proba"].to_numpy() == pytest.approx(expected, abs=1e-6)
+    assert (rows["challenger_ms"] > 0).all() and (rows["served_ms"] > 0).all()
+    assert rows["challenger_error"].isna().all()
+    assert 'nbmlops_shadow_seconds_count{alias="challenger"} 10.0' in shadow_text
+    settings = DataSettings.from_params(target="late")
+    batch = read_current_batch(files[0], served["spec"], settings)
+    assert len(batch) == len(pd.read_parquet(files[0])) and batch["late"].isna().all()
+
+
+def _hammer(server, records, stop: threading.Event, seen: list, failures: list) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        i = 0
+        while not stop.is_set() and len(seen) < 20_000:
+            try:
+                answer = client.post("/predict", json=records[i % len(records)])
+                if answer.status_code != 200:
+                    failures.append((answer.status_code, answer.text[:200]))
+                else:
+                    seen.append(answer.json()["model_version"])
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+            i += 1
+
+
+def test_champion_moves_under_traffic_without_one_failed_request(served):
+    store, moves, other = served["store"], 20, served["fallback"]
+    records = _records(served, 20)
+    with Server(served["root"], poll_seconds=0.1) as server:
+        stop, seen, failures = threading.Event(), [], []
+        clients = [threading.Thread(target=_hammer, args=(server, records, stop, seen, failures))
+                   for _ in range(4)]  # fmt: skip
+        for c in clients:
+            c.start()
+        try:
+            for i in range(moves):
+                version, before = (other, "1") if i % 2 == 0 else ("1", other)
+                registry.set_champion(store, version, [before, version])
+                deadline = time.monotonic() + 20
+                while server.get("/models").json()["serving"]["champion"] != version:
+                    assert time.monotonic() < deadline, f"move {i + 1} to v{version} not seen"
+                    time.sleep(0.05)
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for c in clients:
+                c.join(30)
+        models = server.get("/models").json()
+    assert failures == []
+    assert models["swaps"] >= moves + 1
+    assert {"1", other} <= set(seen) and len(seen) > moves
+
+
+def test_a_slow_champion_is_answered_for_by_the_fallback(served):
+    record = _records(served, 1)[0]
+    with Server(served["root"], "--drill-latency-ms", "400", latency_budget_ms=60,
+                fallback_reserve_ms=20, breaker_failures=3) as server:  # fmt: skip
+        answers, seconds = [], []
+        for _ in range(8):
+            start = time.perf_counter()
+            answers.append(server.post(record).json())
+            seconds.append(time.perf_counter() - start)
+        models = server.get("/models").json()
+        text = server.get("/metrics").text
+    assert {(a["role"], a["model_version"]) for a in answers} == {("fallback", served["fallback"])}
+    reasons = [a["fallback_reason"] for a in answers]
+    assert all(r.startswith("over budget") for r in reasons[:3])
+    assert all(r.startswith("breaker open") for r in reasons[3:])
+    assert max(seconds) < 0.4  # nobody waited for the delayed champion
+    expected = _proba(served, served["fallback"], [record])[0]
+    assert answers[0]["probability"] == pytest.approx(expected, abs=1e-6)
+    assert models["breaker"] == "open"
+    assert f'nbmlops_answers_total{{role="fallback",version="{served["fallback"]}"}} 8.0' in text
+    assert not any(math.isnan(a["probability"]) for a in answers)
