@@ -69,6 +69,9 @@ bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)
 
+load: setup ## load test of the scoring service (locust, on loopback; ENV=ci for the CI model); writes reports/load/
+	$(BIN)/python -m nbmlops.loadtest --env $(ENV_FILE)
+
 export-argo: setup ## Argo Workflows spec of the pipeline in argo/argo.yaml (the image is built elsewhere)
 	cp requirements.lock requirements.lock.txt
 	mkdir -p argo && cp Dockerfile argo/Dockerfile

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from .features import FeatureSpec
@@ -132,10 +133,10 @@ class RequestContract:
 
     def frame(self, records: list[dict]) -> pd.DataFrame:
         """Checked records as the frame the models take (numeric as float64, categories as str)."""
-        df = pd.DataFrame.from_records(records, columns=[f.name for f in self.fields])
-        for f in self.fields:
-            df[f.name] = df[f.name].astype("float64" if f.numeric else object)
-        return df
+        return pd.DataFrame({
+            f.name: np.array([r[f.name] for r in records], dtype=float if f.numeric else object)
+            for f in self.fields
+        })  # fmt: skip
 
     def example(self, frame: pd.DataFrame, n: int = 1) -> list[dict]:
         """The first `n` rows of a frame as request records (NaN as null)."""

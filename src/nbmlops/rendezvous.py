@@ -16,11 +16,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 
 import numpy as np
 import pandas as pd
+import sklearn
 
 from . import registry
 from .registry import Store
@@ -62,6 +64,7 @@ class Answer:
     model_ms: float  # time of the model that answered
     reason: str | None = None  # why the fallback answered
     shadows: dict[str, str] = field(default_factory=dict)  # alias -> version, for the archive
+    batch_rows: int = 1  # rows of the model call that answered (requests scored together)
 
 
 class Breaker:
@@ -102,22 +105,84 @@ class Breaker:
                 self.opened_at, self._trial = self.clock(), False
 
 
-def _predict(
-    model, frame: pd.DataFrame, columns: list[str], delay: float
-) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    if delay:
-        time.sleep(delay)  # a drill: latency injected into the champion
-    proba = model.predict_proba(frame[columns])[:, 1]
-    return proba, (time.perf_counter() - start) * 1000
+@dataclass
+class _Job:
+    model: object
+    records: list[dict]
+    delay: float
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """A thread that scores every request waiting for it in one call.
+
+    A scikit-learn pipeline costs about as much for fifty rows as for one, so under load a
+    batch of many answers costs what one would; with no load a batch is one request.
+    Requests whose caller has given up (over budget) are dropped before scoring.
+    """
+
+    def __init__(self, name: str, to_frame: Callable[[list[dict]], pd.DataFrame],
+                 max_rows: int = 512):  # fmt: skip
+        self.to_frame, self.max_rows = to_frame, max_rows
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, model, records: list[dict], delay: float = 0.0) -> Future:
+        job = _Job(model, records, delay)
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            jobs, rows, stop = [first], len(first.records), False
+            while rows < self.max_rows:
+                try:
+                    job = self._queue.get_nowait()
+                except Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+                rows += len(job.records)
+            live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            for model_id in dict.fromkeys(id(j.model) for j in live):  # a swap mid-batch: two
+                self._score([j for j in live if id(j.model) == model_id])
+            if stop:
+                return
+
+    def _score(self, jobs: list[_Job]) -> None:
+        records = [r for j in jobs for r in j.records]
+        start = time.perf_counter()
+        try:
+            delay = max(j.delay for j in jobs)
+            if delay:
+                time.sleep(delay)  # a drill: latency injected into the champion
+            # Records were checked on the way in (finite numbers, known fields), and the model's
+            # parameters when it was fitted: skip scikit-learn's checks of both.
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                proba = jobs[0].model.predict_proba(self.to_frame(records))[:, 1]
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+            for j in jobs:
+                j.future.set_exception(exc)
+            return
+        ms = (time.perf_counter() - start) * 1000
+        i = 0
+        for j in jobs:
+            j.future.set_result((proba[i : i + len(j.records)], ms, len(records)))
+            i += len(j.records)
 
 
 class Router:
-    """Answers a frame of checked records with the champion, or the fallback within budget."""
+    """Answers checked records with the champion, or with the fallback within the budget."""
 
-    def __init__(self, columns: list[str], budget_ms: float, reserve_ms: float,
-                 breaker: Breaker | None = None, champion_delay_ms: float = 0.0,
-                 threads: int = 16):  # fmt: skip
+    def __init__(self, to_frame: Callable[[list[dict]], pd.DataFrame], columns: list[str],
+                 budget_ms: float, reserve_ms: float, breaker: Breaker | None = None,
+                 champion_delay_ms: float = 0.0):  # fmt: skip
         if reserve_ms >= budget_ms:
             raise ValueError(f"fallback_reserve_ms ({reserve_ms}) must be below "
                              f"latency_budget_ms ({budget_ms})")  # fmt: skip
@@ -126,12 +191,13 @@ class Router:
         self.breaker = breaker or Breaker()
         self.delay = champion_delay_ms / 1000
         self.models: ModelSet | None = None
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="champion")
+        self._champion = Batcher("champion", to_frame)
+        self._fallback = Batcher("fallback", to_frame)
 
     def swap(self, models: ModelSet) -> None:
         self.models = models  # one reference assignment: readers see the old set or the new one
 
-    async def answer(self, frame: pd.DataFrame) -> Answer:
+    async def answer(self, records: list[dict]) -> Answer:
         models = self.models  # this request's view, whatever the watcher does meanwhile
         if models is None:
             raise NoModel("no model is loaded yet")
@@ -140,12 +206,13 @@ class Router:
         # Without a fallback there is nothing to answer in the champion's place: wait for it.
         deadline = self.deadline if models.fallback is not None else None
         if models.fallback is None or self.breaker.allow():
-            job = self._pool.submit(_predict, models.answering.model, frame, self.columns,
-                                    self.delay if models.role == CHAMPION else 0.0)  # fmt: skip
+            delay = self.delay if models.role == CHAMPION else 0.0
+            job = self._champion.submit(models.answering.model, records, delay)
             try:
-                proba, ms = await asyncio.wait_for(asyncio.wrap_future(job), deadline)
+                proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), deadline)
                 self.breaker.record(True)
-                return Answer(proba, models.answering.version, models.role, ms, shadows=shadows)
+                return Answer(proba, models.answering.version, models.role, ms, None, shadows,
+                              rows)  # fmt: skip
             except TimeoutError:
                 reason = f"over budget (no answer in {self.deadline * 1000:.0f} ms)"
             except Exception as exc:  # noqa: BLE001 - any champion failure falls back
@@ -154,11 +221,13 @@ class Router:
         if models.fallback is None:
             raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "
                           "champion is registered as fallback")  # fmt: skip
-        proba, ms = _predict(models.fallback.model, frame, self.columns, 0.0)
-        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, shadows)
+        job = self._fallback.submit(models.fallback.model, records)
+        proba, ms, rows = await asyncio.wrap_future(job)
+        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, shadows, rows)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._champion.close()
+        self._fallback.close()
 
 
 def warm_up(model, columns: list[str]) -> None:

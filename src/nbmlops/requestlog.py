@@ -72,64 +72,112 @@ class Archive:
 
 
 def archive_rows(message: dict, shadow_out: dict[str, dict]) -> list[dict]:
-    """One archive row per record: inputs, the answer, and every shadow's output and latency."""
+    """One archive row per record: inputs, the answer, and every shadow's output and latency.
+
+    A latency is that of the model call that scored the record; `*_batch_rows` says how many
+    records that call scored together.
+    """
     rows = []
     for i, record in enumerate(message["records"]):
         row = {"request_id": message["request_id"], "record": i,
                "received_at": message["received_at"], **record,
                "served_version": message["version"], "served_role": message["role"],
-               "served_proba": float(message["proba"][i]),
-               "served_ms": message["model_ms"], "fallback_reason": message["reason"]}  # fmt: skip
+               "served_proba": float(message["proba"][i]), "served_ms": message["model_ms"],
+               "served_batch_rows": message["batch_rows"],
+               "fallback_reason": message["reason"]}  # fmt: skip
         for alias, out in shadow_out.items():
             row[f"{alias}_version"] = out["version"]
             row[f"{alias}_proba"] = float(out["proba"][i]) if out["proba"] is not None else None
             row[f"{alias}_ms"] = out["ms"]
+            row[f"{alias}_batch_rows"] = out["rows"]
             row[f"{alias}_error"] = out["error"]
         rows.append(row)
     return rows
 
 
-def _shadow_outputs(message: dict, frame: pd.DataFrame, columns: list[str], cache) -> dict:
-    out = {}
-    for alias, version in message["shadows"].items():
+def shadow_outputs(messages: list[dict], to_frame, cache) -> list[dict[str, dict]]:
+    """Per message, alias -> output: each shadow version scores all its records in one call."""
+    outs: list[dict[str, dict]] = [{} for _ in messages]
+    wanted = {(a, v) for m in messages for a, v in m["shadows"].items()}
+    for alias, version in sorted(wanted):
+        mine = [i for i, m in enumerate(messages) if m["shadows"].get(alias) == version]
+        records = [r for i in mine for r in messages[i]["records"]]
         start = time.perf_counter()
         try:
-            proba, error = cache.get(version).model.predict_proba(frame[columns])[:, 1], None
+            proba = cache.get(version).model.predict_proba(to_frame(records))[:, 1]
+            error = None
         except Exception as exc:  # noqa: BLE001 - a failing shadow is recorded, never raised
             proba, error = None, f"{type(exc).__name__}: {exc}"
-        out[alias] = {"version": version, "proba": proba, "error": error,
-                      "ms": (time.perf_counter() - start) * 1000}  # fmt: skip
-    return out
+        ms = (time.perf_counter() - start) * 1000
+        at = 0
+        for i in mine:
+            n = len(messages[i]["records"])
+            part = proba[at : at + n] if proba is not None else None
+            outs[i][alias] = {"version": version, "proba": part, "error": error, "ms": ms,
+                              "rows": len(records)}  # fmt: skip
+            at += n
+    return outs
 
 
-def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, columns: list[str],
-           archive: ArchiveSettings, shadow: bool, tick: float = 0.5) -> None:  # fmt: skip
-    """Process main: score shadows, archive rows, report figures to the service every `tick`."""
+def _take(inbox: mp.Queue, tick: float, max_records: int) -> tuple[list[dict], bool]:
+    """The messages waiting (at least one, or none after `tick`), and whether STOP came."""
+    try:
+        first = inbox.get(timeout=tick)
+    except queue.Empty:
+        return [], False
+    if first is STOP:
+        return [], True
+    found, records = [first], len(first["records"])
+    while records < max_records:
+        try:
+            message = inbox.get_nowait()
+        except queue.Empty:
+            break
+        if message is STOP:
+            return found, True
+        found.append(message)
+        records += len(message["records"])
+    return found, False
+
+
+def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
+           archive: ArchiveSettings, shadow: bool, tick: float = 0.5,
+           max_records: int = 1024) -> None:  # fmt: skip
+    """Process main: score shadows, archive rows, report figures to the service every `tick`.
+
+    It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it stops when the
+    service hands it STOP, or when the service is gone, after writing its last file.
+    """
+    import signal
+
     from . import registry
+    from .features import FeatureSpec
+    from .payload import RequestContract
     from .rendezvous import ModelCache
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    parent = os.getppid()
+    feature_spec = FeatureSpec.from_dict(spec)
+    to_frame = RequestContract(feature_spec).frame
     store = registry.Store(**store_params)
-    cache = ModelCache(lambda v: registry.load_version(store, v), columns)
+    cache = ModelCache(lambda v: registry.load_version(store, v), feature_spec.columns)
     log = Archive(archive)
     report = {"rows": 0, "files": 0, "shadow": []}
     last = time.monotonic()
     while True:
-        try:
-            message = inbox.get(timeout=tick)
-        except queue.Empty:
-            message = False
-        if message is STOP:
-            break
-        if message:
-            frame = pd.DataFrame.from_records(message["records"], columns=columns)
-            shadows = _shadow_outputs(message, frame, columns, cache) if shadow else {}
+        messages, stop = _take(inbox, tick, max_records)
+        outs = shadow_outputs(messages, to_frame, cache) if shadow else [{} for _ in messages]
+        for message, out in zip(messages, outs, strict=True):
             report["shadow"] += [(a, o["version"], o["ms"], o["error"] is None)
-                                 for a, o in shadows.items()]  # fmt: skip
-            rows = archive_rows(message, shadows)
+                                 for a, o in out.items()]  # fmt: skip
+            rows = archive_rows(message, out)
             report["rows"] += len(rows)
             report["files"] += log.add(rows) is not None
-        elif log.due():
+        if not messages and log.due():
             report["files"] += log.flush() is not None
+        if stop or os.getppid() != parent:
+            break
         if time.monotonic() - last >= tick:
             outbox.put(report)
             report, last = {"rows": 0, "files": 0, "shadow": []}, time.monotonic()
@@ -140,13 +188,13 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, columns: list[
 class ShadowProcess:
     """The worker process and its two queues, as the service sees them."""
 
-    def __init__(self, store_params: dict, columns: list[str], archive: ArchiveSettings,
+    def __init__(self, store_params: dict, spec: dict, archive: ArchiveSettings,
                  shadow: bool, queue_size: int = 20_000):  # fmt: skip
         ctx = mp.get_context("spawn")  # a clean interpreter: the service has threads running
         self.inbox: mp.Queue = ctx.Queue(queue_size)
         self.outbox: mp.Queue = ctx.Queue()
         self.process = ctx.Process(target=worker, name="nbmlops-shadow", daemon=True,
-                                   args=(self.inbox, self.outbox, store_params, columns, archive,
+                                   args=(self.inbox, self.outbox, store_params, spec, archive,
                                          shadow))  # fmt: skip
 
     def start(self) -> None:

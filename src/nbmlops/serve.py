@@ -12,6 +12,7 @@ process; every record is archived. `GET /health`, `/ready`, `/models` and `/metr
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import threading
@@ -98,7 +99,8 @@ class Service:
         self.store, self.settings, self.threshold = store, settings, THRESHOLD
         self.contract = RequestContract(spec, contract)
         self.metrics = Metrics()
-        self.router = Router(spec.columns, settings.latency_budget_ms, settings.fallback_reserve_ms,
+        self.router = Router(self.contract.frame, spec.columns, settings.latency_budget_ms,
+                             settings.fallback_reserve_ms,
                              Breaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
                              champion_delay_ms=drill_latency_ms)  # fmt: skip
         self.watcher = Watcher(store, self.router, list(settings.shadows), settings.poll_seconds,
@@ -107,13 +109,17 @@ class Service:
         store_params = {"tracking_uri": store.tracking_uri, "artifact_root": store.artifact_root,
                         "model_name": store.model_name}  # fmt: skip
         archive = ArchiveSettings(settings.archive, settings.rotate_rows, settings.rotate_seconds)
-        self.shadow = ShadowProcess(store_params, spec.columns, archive, settings.shadow)
+        self.shadow = ShadowProcess(store_params, spec.to_dict(), archive, settings.shadow)
         self.drill_latency_ms = drill_latency_ms
         self.started = time.time()
         self._stop = threading.Event()
         self._pump = threading.Thread(target=self._pump_reports, name="metrics", daemon=True)
 
     def start(self) -> None:
+        # Libraries leave millions of long-lived objects behind; a full collection walking them
+        # all stalls every request for a few hundred milliseconds. Keep them out of collections.
+        gc.collect()
+        gc.freeze()
         self.shadow.start()
         self.watcher.start()
         self._pump.start()
@@ -166,14 +172,15 @@ class Service:
             self.metrics.requests.labels("invalid").inc()
             return 422, {"detail": exc.problems}
         try:
-            answer = await self.router.answer(self.contract.frame(records))
+            answer = await self.router.answer(records)
         except NoModel as exc:
             self.metrics.requests.labels("unavailable").inc()
             return 503, {"detail": str(exc)}
         request_id = uuid.uuid4().hex
         message = {"request_id": request_id, "received_at": time.time(), "records": records,
                    "proba": answer.proba.tolist(), "version": answer.version, "role": answer.role,
-                   "model_ms": answer.model_ms, "reason": answer.reason,
+                   "model_ms": answer.model_ms, "batch_rows": answer.batch_rows,
+                   "reason": answer.reason,
                    "shadows": answer.shadows}  # fmt: skip
         if not self.shadow.send(message):
             self.metrics.shadow_dropped.inc()

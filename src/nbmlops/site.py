@@ -89,8 +89,12 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
     candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
     batch_table = pd.DataFrame(tests["batches"])
     monitoring_dir = Path(products["monitor"]["summary"]).parent
-    bench_page = root / "bench" / "index.html"  # written by `make bench`, when it has run
-    bench_link = [(rel(bench_page), "Benchmark (make bench)")] if bench_page.is_file() else []
+    # Written by `make bench` and `make load`, when they have run.
+    measured = [
+        (root / "bench" / "index.html", "Benchmark (make bench)"),
+        (root / "load" / "index.html", "Load test of the scoring service (make load)"),
+    ]
+    bench_link = [(rel(page), label) for page, label in measured if page.is_file()]
     body = [
         html.cards(
             {

@@ -219,3 +219,30 @@ def test_a_slow_champion_is_answered_for_by_the_fallback(served):
     assert models["breaker"] == "open"
     assert f'nbmlops_answers_total{{role="fallback",version="{served["fallback"]}"}} 8.0' in text
     assert not any(math.isnan(a["probability"]) for a in answers)
+
+
+def test_a_champion_that_cannot_be_loaded_leaves_the_old_one_serving(served):
+    import mlflow
+
+    store = served["store"]
+    source = store.client().get_model_version(store.model_name, "1").source
+    mlflow.set_tracking_uri(store.tracking_uri)
+    bad = mlflow.register_model(source, store.model_name, tags={"sha256": "0" * 64}).version
+    record = _records(served, 1)[0]
+    try:
+        with Server(served["root"]) as server:
+            registry.set_champion(store, str(bad), ["1", str(bad)])
+            deadline = time.monotonic() + 30
+            while not (server.get("/models").json()["registry_error"] or "").count("sha256"):
+                assert time.monotonic() < deadline, "the load failure was not reported"
+                time.sleep(0.2)
+            answer = server.post(record).json()
+            models = server.get("/models").json()
+            text = server.get("/metrics").text
+    finally:
+        registry.set_champion(store, "1", [served["fallback"], "1"])
+    assert (answer["role"], answer["model_version"]) == ("champion", "1")
+    assert (
+        models["serving"]["champion"] == "1" and "refusing to load it" in models["registry_error"]
+    )
+    assert "nbmlops_registry_errors_total 0.0" not in text
