@@ -104,7 +104,7 @@ class Service:
                              Breaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
                              champion_delay_ms=drill_latency_ms)  # fmt: skip
         self.watcher = Watcher(store, self.router, list(settings.shadows), settings.poll_seconds,
-                               on_swap=self.metrics.swapped,
+                               on_swap=self._swapped,
                                on_error=lambda e: self.metrics.registry_errors.inc())  # fmt: skip
         store_params = {"tracking_uri": store.tracking_uri, "artifact_root": store.artifact_root,
                         "model_name": store.model_name}  # fmt: skip
@@ -116,10 +116,12 @@ class Service:
         self._pump = threading.Thread(target=self._pump_reports, name="metrics", daemon=True)
 
     def start(self) -> None:
-        # Libraries leave millions of long-lived objects behind; a full collection walking them
-        # all stalls every request for a few hundred milliseconds. Keep them out of collections.
+        # Libraries and models are hundreds of thousands of long-lived objects; a full collection
+        # walking them all stalls every request for a few hundred milliseconds. Keep them out of
+        # collections (again after each swap), and collect the young ones less often.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         self.shadow.start()
         self.watcher.start()
         self._pump.start()
@@ -130,6 +132,10 @@ class Service:
         for report in self.shadow.stop():
             self.metrics.take(report)
         self.router.close()
+
+    def _swapped(self, models: ModelSet) -> None:
+        gc.freeze()  # the new models are long-lived too
+        self.metrics.swapped(models)
 
     def _pump_reports(self) -> None:
         while not self._stop.wait(0.25):
