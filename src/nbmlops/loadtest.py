@@ -241,7 +241,15 @@ def swaps_under_load(drill: Drill, server: Process, rate: float, users: int, mov
     return load, found
 
 
+def answered_records(url: str) -> int:
+    """Records the service says it answered (its Prometheus counter)."""
+    text = _get(url + "/metrics")[1].decode()
+    line = next(ln for ln in text.splitlines() if ln.startswith("nbmlops_records_total "))
+    return int(float(line.split()[1]))
+
+
 def archive_size(folder: Path, records: int) -> dict:
+    """Files, rows and bytes of the archive; `records`: what the service answered."""
     files = sorted(folder.glob("*.parquet"))
     size = sum(f.stat().st_size for f in files)
     rows = sum(len(pd.read_parquet(f, columns=["record"])) for f in files)
@@ -268,10 +276,11 @@ def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill
         server = drill.serve(name.replace(" ", "-"), *args)
         try:
             load(name, server)
+            answered = answered_records(server.url)
         finally:
             server.stop()
         if name == "shadow on":
-            result["archive"] = archive_size(scratch / "archive", runs[name]["requests"])
+            result["archive"] = archive_size(scratch / "archive", answered)
     baseline = drill.mlflow_serve()
     try:
         load("mlflow models serve", baseline, fmt="mlflow")
