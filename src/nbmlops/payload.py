@@ -2,8 +2,9 @@
 
 The fields are the models' input columns (`features.json` of the build). Each is typed as in
 training: a number (or null) for a numeric feature, a string (or null) for a categorical one.
-Where the data contract has a column of the same name, its range, allowed values and
-`max_missing: 0` (null refused) apply too, exactly as they did to the training data.
+Where the data contract has a column of the same name, its range and allowed values apply
+too, and so does `max_missing: 0` (null refused) for a column of the contract's first (main)
+table; columns of the other tables are joined in, and a join may leave them empty.
 """
 
 from __future__ import annotations
@@ -58,9 +59,13 @@ class RequestContract:
 
     def __init__(self, spec: FeatureSpec, contract: dict | None = None):
         columns: dict[str, dict] = {}
-        for table in (contract or {}).get("tables", {}).values():
+        for i, table in enumerate((contract or {}).get("tables", {}).values()):
             for name, column in (table.get("columns") or {}).items():
-                columns.setdefault(name, column)  # the first table naming a column rules it
+                # The first table naming a column rules it. Columns of the other tables reach
+                # the features through a join, which leaves them empty where nothing matched:
+                # their `max_missing: 0` holds for the table, not for a request.
+                rule = column if i == 0 else {k: v for k, v in column.items() if k != "max_missing"}
+                columns.setdefault(name, rule)
         self.spec = spec
         self.fields = [_rule(n, True, columns.get(n)) for n in spec.numeric]
         self.fields += [_rule(n, False, columns.get(n)) for n in spec.categorical]

@@ -29,10 +29,11 @@ from nbmlops.rendezvous import (
 from nbmlops.requestlog import Archive, ArchiveSettings, archive_rows, shadow_outputs
 
 SPEC = FeatureSpec(numeric=["x", "z"], categorical=["c"], target="y")
-CONTRACT = {"tables": {"t": {"columns": {
-    "x": {"type": "number", "min": 0, "max": 10, "max_missing": 0},
-    "c": {"type": "category", "allowed": ["a", "b"]},
-}}}}  # fmt: skip
+CONTRACT = {"tables": {
+    "t": {"columns": {"x": {"type": "number", "min": 0, "max": 10, "max_missing": 0},
+                      "c": {"type": "category", "allowed": ["a", "b"]}}},
+    "joined": {"columns": {"z": {"type": "number", "min": -5, "max": 5, "max_missing": 0}}},
+}}  # fmt: skip
 
 
 def _fitted(seed: int):
@@ -78,6 +79,8 @@ def test_contract_checks_each_field_and_normalises():
     ]
     with pytest.raises(InvalidRequest, match="outside the contract's range 0 to 10"):
         rc.records(json.dumps(RECORD | {"x": 11}).encode())
+    with pytest.raises(InvalidRequest, match="'z' is 6.0, outside the contract's range -5 to 5"):
+        rc.records(json.dumps(RECORD | {"z": 6.0}).encode())  # a joined table's range holds
     assert RequestContract(SPEC).records(json.dumps(RECORD | {"c": "q"}).encode())[0]
 
 
