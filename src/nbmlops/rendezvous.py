@@ -25,6 +25,7 @@ import pandas as pd
 import sklearn
 
 from . import registry
+from .fused import fuse
 from .registry import Store
 
 CHAMPION, FALLBACK, ACTING = "champion", "fallback", "acting champion"
@@ -230,23 +231,32 @@ class Router:
         self._fallback.close()
 
 
-def warm_up(model, columns: list[str]) -> None:
-    """One prediction on a row of missing values, so the first real request is not the slow one."""
-    model.predict_proba(pd.DataFrame({c: [np.nan] for c in columns}, dtype=object))
+def check_rows(columns: list[str], frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows every loaded model scores once before it serves: a row of missing values, plus
+    `frame` (sample records) when given."""
+    empty = pd.DataFrame({c: np.array([np.nan], dtype=object) for c in columns})
+    if frame is None or frame.empty:
+        return empty
+    return pd.concat([frame[columns], empty.astype(frame[columns].dtypes.to_dict())],
+                     ignore_index=True)  # fmt: skip
 
 
 class ModelCache:
-    """Loaded versions by number (hash-checked by the registry), the most recent `size` kept."""
+    """Loaded versions by number (hash-checked by the registry), the most recent `size` kept.
 
-    def __init__(self, loader: Callable[[str], object], columns: list[str], size: int = 8):
-        self.loader, self.columns, self.size = loader, columns, size
+    Each model scores `sample` once when loaded, so the first real request is not the slow one,
+    and is fused (nbmlops.fused) where that gives the very same probabilities.
+    """
+
+    def __init__(self, loader: Callable[[str], object], sample: pd.DataFrame, size: int = 8):
+        self.loader, self.sample, self.size = loader, sample, size
         self._models: OrderedDict[str, Loaded] = OrderedDict()
 
     def get(self, version: str) -> Loaded:
         if version not in self._models:
             model = self.loader(version)
-            warm_up(model, self.columns)
-            self._models[version] = Loaded(version, model)
+            model.predict_proba(self.sample)
+            self._models[version] = Loaded(version, fuse(model, self.sample))
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
         self._models.move_to_end(version)
@@ -270,13 +280,13 @@ class Watcher(threading.Thread):
 
     def __init__(self, store: Store, router: Router, shadow_aliases: list[str],
                  poll_seconds: float, on_swap: Callable[[ModelSet], None] = lambda m: None,
-                 on_error: Callable[[str], None] = lambda e: None, loader=None):  # fmt: skip
+                 on_error: Callable[[str], None] = lambda e: None, loader=None,
+                 sample: pd.DataFrame | None = None):  # fmt: skip
         super().__init__(name="registry-watcher", daemon=True)
         self.store, self.router, self.poll = store, router, poll_seconds
         self.shadow_aliases = shadow_aliases
-        self.cache = ModelCache(
-            loader or (lambda v: registry.load_version(store, v)), router.columns
-        )
+        self.cache = ModelCache(loader or (lambda v: registry.load_version(store, v)),
+                                check_rows(router.columns, sample))  # fmt: skip
         self.on_swap, self.on_error = on_swap, on_error
         self.key: tuple | None = None
         self.swaps = 0

@@ -141,7 +141,7 @@ def _take(inbox: mp.Queue, tick: float, max_records: int) -> tuple[list[dict], b
 
 
 def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
-           archive: ArchiveSettings, shadow: bool, tick: float = 0.5,
+           archive: ArchiveSettings, shadow: bool, sample: list[dict], tick: float = 0.5,
            max_records: int = 1024) -> None:  # fmt: skip
     """Process main: score shadows, archive rows, report figures to the service every `tick`.
 
@@ -153,7 +153,7 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
     from . import registry
     from .features import FeatureSpec
     from .payload import RequestContract
-    from .rendezvous import ModelCache
+    from .rendezvous import ModelCache, check_rows
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
@@ -161,7 +161,8 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
     feature_spec = FeatureSpec.from_dict(spec)
     to_frame = RequestContract(feature_spec).frame
     store = registry.Store(**store_params)
-    cache = ModelCache(lambda v: registry.load_version(store, v), feature_spec.columns)
+    rows = check_rows(feature_spec.columns, to_frame(sample) if sample else None)
+    cache = ModelCache(lambda v: registry.load_version(store, v), rows)
     log = Archive(archive)
     report = {"rows": 0, "files": 0, "shadow": []}
     last = time.monotonic()
@@ -189,13 +190,13 @@ class ShadowProcess:
     """The worker process and its two queues, as the service sees them."""
 
     def __init__(self, store_params: dict, spec: dict, archive: ArchiveSettings,
-                 shadow: bool, queue_size: int = 20_000):  # fmt: skip
+                 shadow: bool, sample: list[dict], queue_size: int = 20_000):  # fmt: skip
         ctx = mp.get_context("spawn")  # a clean interpreter: the service has threads running
         self.inbox: mp.Queue = ctx.Queue(queue_size)
         self.outbox: mp.Queue = ctx.Queue()
         self.process = ctx.Process(target=worker, name="nbmlops-shadow", daemon=True,
                                    args=(self.inbox, self.outbox, store_params, spec, archive,
-                                         shadow))  # fmt: skip
+                                         shadow, sample))  # fmt: skip
 
     def start(self) -> None:
         self.process.start()

@@ -21,6 +21,7 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,6 +37,7 @@ from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
 from .requestlog import ArchiveSettings, ShadowProcess
 from .settings import ServingSettings
 
+CHECK_ROWS = 64
 LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
                    0.2, 0.5, 1.0)  # fmt: skip
 
@@ -93,7 +95,8 @@ class Service:
     """Router, registry watcher, shadow process and metrics: started and stopped together."""
 
     def __init__(self, store: Store, spec: FeatureSpec, contract: dict | None,
-                 settings: ServingSettings, drill_latency_ms: float = 0.0):  # fmt: skip
+                 settings: ServingSettings, drill_latency_ms: float = 0.0,
+                 sample: list[dict] | None = None):  # fmt: skip
         from .models import THRESHOLD
 
         self.store, self.settings, self.threshold = store, settings, THRESHOLD
@@ -105,11 +108,13 @@ class Service:
                              champion_delay_ms=drill_latency_ms)  # fmt: skip
         self.watcher = Watcher(store, self.router, list(settings.shadows), settings.poll_seconds,
                                on_swap=self._swapped,
-                               on_error=lambda e: self.metrics.registry_errors.inc())  # fmt: skip
+                               on_error=lambda e: self.metrics.registry_errors.inc(),
+                               sample=self.contract.frame(sample) if sample else None)  # fmt: skip
         store_params = {"tracking_uri": store.tracking_uri, "artifact_root": store.artifact_root,
                         "model_name": store.model_name}  # fmt: skip
         archive = ArchiveSettings(settings.archive, settings.rotate_rows, settings.rotate_seconds)
-        self.shadow = ShadowProcess(store_params, spec.to_dict(), archive, settings.shadow)
+        self.shadow = ShadowProcess(store_params, spec.to_dict(), archive, settings.shadow,
+                                    sample or [])  # fmt: skip
         self.drill_latency_ms = drill_latency_ms
         self.started = time.time()
         self._stop = threading.Event()
@@ -257,7 +262,11 @@ def service_from_env(env_file: str | Path, overrides: dict | None = None,
         raise ConfigError(f"{spec_file}: no feature spec; run a build first (make build)")
     spec = FeatureSpec.from_dict(storage.read_json(spec_file))
     contract = dc.load_contract(env.get("contract"))
-    return Service(Store.from_params(**env["mlflow"]), spec, contract, settings, drill_latency_ms)
+    holdout = spec_file.with_name("holdout.parquet")  # rows each loaded model is checked on
+    sample = (RequestContract(spec).example(pd.read_parquet(holdout), CHECK_ROWS)
+              if holdout.is_file() else None)  # fmt: skip
+    return Service(Store.from_params(**env["mlflow"]), spec, contract, settings, drill_latency_ms,
+                   sample)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from nbmlops import models
 from nbmlops.features import FeatureSpec
+from nbmlops.fused import Fused, fuse
 from nbmlops.payload import InvalidRequest, RequestContract
 from nbmlops.rendezvous import (
     ACTING,
@@ -24,6 +26,7 @@ from nbmlops.rendezvous import (
     ModelSet,
     NoModel,
     Router,
+    check_rows,
     wanted,
 )
 from nbmlops.requestlog import Archive, ArchiveSettings, archive_rows, shadow_outputs
@@ -195,3 +198,27 @@ def test_archive_rotates_by_rows_and_age_and_files_are_whole(tmp_path):
     expected = shadow.model.predict_proba(RequestContract(SPEC).frame([RECORD] * 3))[:, 1]
     assert rows["challenger_proba"].to_numpy() == pytest.approx(expected)
     assert list(rows["served_proba"]) == [0.1, 0.6, 0.9]
+
+
+@pytest.mark.parametrize("candidate", ["logreg", "hgb", "rf"])
+def test_fused_scorer_gives_the_pipelines_very_probabilities(candidate):
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"x": rng.uniform(0, 10, 300), "z": rng.normal(size=300),
+                       "c": rng.choice(["a", "b", "q"], 300)})  # fmt: skip
+    df.loc[::7, "z"] = np.nan
+    df["y"] = (df["x"] + rng.normal(size=300) > 5).astype(int)
+    model = models.fit(models.build_candidate(candidate, SPEC, seed=1, **(
+        {"n_estimators": 10} if candidate == "rf" else {})), df, SPEC)[0]  # fmt: skip
+    sample = check_rows(SPEC.columns, df[SPEC.columns].head(20))
+    scorer = fuse(model, sample)
+    assert isinstance(scorer, Fused)
+    new = df[SPEC.columns].sample(100, random_state=2).assign(c=["zz"] + ["a"] * 99)
+    assert np.array_equal(scorer.predict_proba(new), model.predict_proba(new))
+
+
+def test_fuse_keeps_a_model_it_cannot_reproduce():
+    plain = LogisticRegression().fit(np.eye(3)[[0, 1, 2, 0]], [0, 1, 1, 0])
+    assert fuse(plain, pd.DataFrame(np.eye(3))) is plain  # no ColumnTransformer to skip
+    model = _fitted(1)
+    model.steps[0][1].transformers_[0] = ("num", "drop", ["x", "z"])  # not what was fitted
+    assert fuse(model, check_rows(SPEC.columns)) is model
