@@ -29,6 +29,9 @@ from .fused import fuse
 from .registry import Store
 
 CHAMPION, FALLBACK, ACTING = "champion", "fallback", "acting champion"
+#: Why the fallback answered (a metric label; the answer's reason adds the detail).
+OVER_BUDGET, ERROR = "over budget", "error"
+BREAKER_OPEN = "breaker open after repeated champion failures"
 
 
 class NoModel(Exception):
@@ -63,7 +66,8 @@ class Answer:
     version: str
     role: str
     model_ms: float  # time of the model that answered
-    reason: str | None = None  # why the fallback answered
+    reason: str | None = None  # why the fallback answered, in words
+    cause: str | None = None  # the same, one of OVER_BUDGET, ERROR, BREAKER_OPEN
     shadows: dict[str, str] = field(default_factory=dict)  # alias -> version, for the archive
     batch_rows: int = 1  # rows of the model call that answered (requests scored together)
 
@@ -203,7 +207,7 @@ class Router:
         if models is None:
             raise NoModel("no model is loaded yet")
         shadows = {alias: m.version for alias, m in models.shadows.items()}
-        reason = "breaker open after repeated champion failures"
+        cause = reason = BREAKER_OPEN
         # Without a fallback there is nothing to answer in the champion's place: wait for it.
         deadline = self.deadline if models.fallback is not None else None
         if models.fallback is None or self.breaker.allow():
@@ -212,19 +216,20 @@ class Router:
             try:
                 proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), deadline)
                 self.breaker.record(True)
-                return Answer(proba, models.answering.version, models.role, ms, None, shadows,
-                              rows)  # fmt: skip
+                return Answer(proba, models.answering.version, models.role, ms,
+                              shadows=shadows, batch_rows=rows)  # fmt: skip
             except TimeoutError:
-                reason = f"over budget (no answer in {self.deadline * 1000:.0f} ms)"
+                cause = OVER_BUDGET
+                reason = f"{cause} (no answer in {self.deadline * 1000:.0f} ms)"
             except Exception as exc:  # noqa: BLE001 - any champion failure falls back
-                reason = f"error: {type(exc).__name__}: {exc}"
+                cause, reason = ERROR, f"{ERROR}: {type(exc).__name__}: {exc}"
             self.breaker.record(False)
         if models.fallback is None:
             raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "
                           "champion is registered as fallback")  # fmt: skip
         job = self._fallback.submit(models.fallback.model, records)
         proba, ms, rows = await asyncio.wrap_future(job)
-        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, shadows, rows)
+        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, cause, shadows, rows)
 
     def close(self) -> None:
         self._champion.close()

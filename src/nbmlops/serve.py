@@ -200,8 +200,8 @@ class Service:
         m.records.inc(len(records))
         m.answers.labels(answer.role, answer.version).inc()
         m.model_latency.labels(answer.role).observe(answer.model_ms / 1000)
-        if answer.reason:
-            m.fallbacks.labels(answer.reason.split(" (")[0].split(":")[0]).inc()
+        if answer.cause:
+            m.fallbacks.labels(answer.cause).inc()
         results = [{"prediction": int(p >= self.threshold), "probability": round(float(p), 6)}
                    for p in answer.proba]  # fmt: skip
         out = {"request_id": request_id, "model_version": answer.version, "role": answer.role,

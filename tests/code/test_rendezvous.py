@@ -19,7 +19,9 @@ from nbmlops.payload import InvalidRequest, RequestContract
 from nbmlops.rendezvous import (
     ACTING,
     CHAMPION,
+    ERROR,
     FALLBACK,
+    OVER_BUDGET,
     Batcher,
     Breaker,
     Loaded,
@@ -140,10 +142,12 @@ def test_router_answers_with_champion_then_fallback_when_it_is_slow_or_fails():
     slow = asyncio.run(_router(sets["slow"]).answer([RECORD]))
     assert time.perf_counter() - start < 0.25  # did not wait for the slow champion
     assert (slow.version, slow.role) == ("3", FALLBACK) and slow.reason.startswith("over budget")
+    assert slow.cause == OVER_BUDGET
     assert slow.proba == pytest.approx(fallback.predict_proba(
         RequestContract(SPEC).frame([RECORD]))[:, 1])  # fmt: skip
     failing = asyncio.run(_router(sets["failing"]).answer([RECORD]))
     assert failing.role == FALLBACK and "model file is corrupt" in failing.reason
+    assert failing.cause == ERROR
     alone = ModelSet(Loaded("4", Slow(champion, fail=True)), CHAMPION, None)
     with pytest.raises(NoModel, match="no earlier champion"):
         asyncio.run(_router(alone).answer([RECORD]))
