@@ -253,13 +253,13 @@ class ModelCache:
     and is fused (nbmlops.fused) where that gives the very same probabilities.
     """
 
-    def __init__(self, loader: Callable[[str], object], sample: pd.DataFrame, size: int = 8):
-        self.loader, self.sample, self.size = loader, sample, size
+    def __init__(self, store: Store, sample: pd.DataFrame, size: int = 8):
+        self.store, self.sample, self.size = store, sample, size
         self._models: OrderedDict[str, Loaded] = OrderedDict()
 
     def get(self, version: str) -> Loaded:
         if version not in self._models:
-            model = self.loader(version)
+            model = registry.load_version(self.store, version)
             model.predict_proba(self.sample)
             self._models[version] = Loaded(version, fuse(model, self.sample))
             while len(self._models) > self.size:
@@ -285,13 +285,12 @@ class Watcher(threading.Thread):
 
     def __init__(self, store: Store, router: Router, shadow_aliases: list[str],
                  poll_seconds: float, on_swap: Callable[[ModelSet], None] = lambda m: None,
-                 on_error: Callable[[str], None] = lambda e: None, loader=None,
+                 on_error: Callable[[str], None] = lambda e: None,
                  sample: pd.DataFrame | None = None):  # fmt: skip
         super().__init__(name="registry-watcher", daemon=True)
         self.store, self.router, self.poll = store, router, poll_seconds
         self.shadow_aliases = shadow_aliases
-        self.cache = ModelCache(loader or (lambda v: registry.load_version(store, v)),
-                                check_rows(router.columns, sample))  # fmt: skip
+        self.cache = ModelCache(store, check_rows(router.columns, sample))
         self.on_swap, self.on_error = on_swap, on_error
         self.key: tuple | None = None
         self.swaps = 0

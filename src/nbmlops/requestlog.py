@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import storage
+from .registry import Store
 
 STOP = None
 
@@ -140,7 +141,7 @@ def _take(inbox: mp.Queue, tick: float, max_records: int) -> tuple[list[dict], b
     return found, False
 
 
-def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
+def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
            archive: ArchiveSettings, shadow: bool, sample: list[dict], tick: float = 0.5,
            max_records: int = 1024) -> None:  # fmt: skip
     """Process main: score shadows, archive rows, report figures to the service every `tick`.
@@ -150,7 +151,6 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
     """
     import signal
 
-    from . import registry
     from .features import FeatureSpec
     from .payload import RequestContract
     from .rendezvous import ModelCache, check_rows
@@ -160,9 +160,9 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
     parent = os.getppid()
     feature_spec = FeatureSpec.from_dict(spec)
     to_frame = RequestContract(feature_spec).frame
-    store = registry.Store(**store_params)
-    rows = check_rows(feature_spec.columns, to_frame(sample) if sample else None)
-    cache = ModelCache(lambda v: registry.load_version(store, v), rows)
+    cache = ModelCache(
+        store, check_rows(feature_spec.columns, to_frame(sample) if sample else None)
+    )
     log = Archive(archive)
     report = {"rows": 0, "files": 0, "shadow": []}
     last = time.monotonic()
@@ -189,13 +189,13 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store_params: dict, spec: dict,
 class ShadowProcess:
     """The worker process and its two queues, as the service sees them."""
 
-    def __init__(self, store_params: dict, spec: dict, archive: ArchiveSettings,
+    def __init__(self, store: Store, spec: dict, archive: ArchiveSettings,
                  shadow: bool, sample: list[dict], queue_size: int = 20_000):  # fmt: skip
         ctx = mp.get_context("spawn")  # a clean interpreter: the service has threads running
         self.inbox: mp.Queue = ctx.Queue(queue_size)
         self.outbox: mp.Queue = ctx.Queue()
         self.process = ctx.Process(target=worker, name="nbmlops-shadow", daemon=True,
-                                   args=(self.inbox, self.outbox, store_params, spec, archive,
+                                   args=(self.inbox, self.outbox, store, spec, archive,
                                          shadow, sample))  # fmt: skip
 
     def start(self) -> None:

@@ -110,10 +110,8 @@ class Service:
                                on_swap=self._swapped,
                                on_error=lambda e: self.metrics.registry_errors.inc(),
                                sample=self.contract.frame(sample) if sample else None)  # fmt: skip
-        store_params = {"tracking_uri": store.tracking_uri, "artifact_root": store.artifact_root,
-                        "model_name": store.model_name}  # fmt: skip
         archive = ArchiveSettings(settings.archive, settings.rotate_rows, settings.rotate_seconds)
-        self.shadow = ShadowProcess(store_params, spec.to_dict(), archive, settings.shadow,
+        self.shadow = ShadowProcess(store, spec.to_dict(), archive, settings.shadow,
                                     sample or [])  # fmt: skip
         self.drill_latency_ms = drill_latency_ms
         self.started = time.time()
