@@ -42,7 +42,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 TARGET_P99_MS = 20.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -175,13 +175,13 @@ class Drill:
             raw["serving"] |= serving
             env_file = self.scratch / f"env.{name}.yaml"
             env_file.write_text(yaml.safe_dump(raw))
-        port = _free_port()
+        port = free_port()
         return Process([str(BIN / "nbmlops-serve"), "--env", str(env_file), "--port", str(port),
                         *args], port, "/ready", self.scratch / f"{name}.log",
                        os.environ | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})  # fmt: skip
 
     def mlflow_serve(self) -> Process:
-        port = _free_port()
+        port = free_port()
         model = f"models:/{self.store.model_name}/{self.champion}"
         env = os.environ | {"MLFLOW_TRACKING_URI": self.store.tracking_uri,
                             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -10,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from nbmlops.loadtest import free_port
 from tests.conftest import BIN, PROJECT, run_env
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 TOKEN = "test-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(port: int, path: str) -> tuple[int, dict]:
@@ -30,7 +24,7 @@ def _get(port: int, path: str) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def lab(ci_build):
-    port = _free_port()
+    port = free_port()
     env = run_env() | {"JUPYTER_CONFIG_DIR": str(PROJECT / ".jupyter")}
     server = subprocess.Popen(
         [str(BIN / "jupyter"), "lab", "--no-browser", "--allow-root", f"--port={port}",
