@@ -54,7 +54,7 @@ lint: setup ## ruff (notebooks included), no committed .ipynb, workflows (action
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 nbval: setup ## nbval on the notebooks of the last build, re-run with products in products/nbval
-	$(BIN)/python -m nbmlops.nbcheck --env $(ENV_FILE) --scratch products/nbval
+	$(BIN)/python -m nbmlops.tools.nbcheck --env $(ENV_FILE) --scratch products/nbval
 
 gates: setup ## fail when the last build's challenger breaks a gate; model metric-range tests
 	$(BIN)/nbmlops-report --env $(ENV_FILE) gates
@@ -64,13 +64,13 @@ comment: setup ## write the pull-request comment of the last build to reports/pr
 	$(BIN)/nbmlops-report --env $(ENV_FILE) comment --output reports/pr-comment.md
 
 bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env.ci.yaml env.yaml"); writes reports/bench/
-	$(BIN)/python -m nbmlops.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
+	$(BIN)/python -m nbmlops.tools.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
 
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)
 
 load: setup ## load test of the scoring service (locust, on loopback; ENV=ci for the CI model); writes reports/load/
-	$(BIN)/python -m nbmlops.loadtest --env $(ENV_FILE)
+	$(BIN)/python -m nbmlops.tools.loadtest --env $(ENV_FILE)
 
 export-argo: setup ## Argo Workflows spec of the pipeline in argo/argo.yaml (the image is built elsewhere)
 	cp requirements.lock requirements.lock.txt

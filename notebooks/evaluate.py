@@ -16,11 +16,14 @@ lock_file = "requirements.lock"
 # %%
 import pandas as pd
 
-from nbmlops import evaluation, gates, registry, storage
-from nbmlops.features import FeatureSpec
+from nbmlops import storage
+from nbmlops.registry import gates
+from nbmlops.registry.store import Store, environment_tags
+from nbmlops.spec import FeatureSpec
+from nbmlops.training import evaluation
 
-spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
-holdout = pd.read_parquet(upstream["features"]["holdout"])
+spec = FeatureSpec.read(upstream["features"]["spec"])
+holdout = pd.read_parquet(upstream["ingest"]["holdout"])
 gate_spec = gates.load_gates(resources_["gates"])
 result = evaluation.evaluate_candidates(
     upstream["train-*"], holdout, spec, gate_spec["primary_metric"]
@@ -39,9 +42,13 @@ gate.table
 
 # %%
 manifest = storage.read_json(upstream["ingest"]["manifest"])
-context = registry.environment_tags(project, lock_file) | evaluation.data_tags(manifest, spec)
-best = evaluation.track_and_register(
-    result, holdout, spec, gate, registry.Store.from_params(**mlflow), context, product,
-)  # fmt: skip
+context = environment_tags(project, lock_file) | evaluation.data_tags(manifest, spec)
+registered = evaluation.track_and_register(
+    result, holdout, spec, gate, Store.from_params(mlflow), context
+)
+storage.write_text(product["performance"], registered.performance_page)
+storage.write_json(product["best"], registered.best)
+storage.write_json(product["metrics"], registered.metrics)
+best = registered.best
 print(f"v{best['version']} registered as challenger; MLflow took {best['tracking_seconds']} s")
 best

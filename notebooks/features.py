@@ -1,34 +1,21 @@
 # %% [markdown]
 # # Features
-# Join the raw tables, build features with no leakage, and split by time: a training window,
-# a held-out window, then one batch per later period for monitoring, and one batch per file of
-# `current_batches` (new rows in the models' input columns).
+# The feature set ingest admitted: the columns the models see (numeric and categorical), the
+# columns dropped and why, the rows on the way, and the windows of the time split: training,
+# held-out, then one batch per later period and per file of `current_batches`. Written as
+# `features.json`, which training, monitoring and the scoring service read.
 
 # %% tags=["parameters"]
 upstream = ["ingest", "validate"]
 product = None
-data = {"target": "late"}
-current_batches = None
-root = "."
-data_within_project = True
 
 # %%
-from nbmlops import features, ingest, storage
-from nbmlops.settings import DataSettings
+from nbmlops.data import admission
 
-settings = DataSettings.from_params(**data)
-manifest = storage.read_json(upstream["ingest"]["manifest"])
-dataset, spec = features.build_dataset(ingest.load_snapshot(manifest), manifest, settings)
-split = features.time_split(dataset, spec, settings, manifest["source"])
-current = features.current_files(current_batches, root, data_within_project)
-split.batches = features.with_current_batches(split.batches, current, spec, settings)
-spec.counts
+admitted = admission.AdmissionRecord.read(upstream["ingest"]["admission"])
+admitted.spec.counts
 
 # %%
 # NBVAL_CHECK_OUTPUT
-storage.write_parquet(product["train"], split.train)
-storage.write_parquet(product["holdout"], split.holdout)
-storage.write_parquet(product["batches"], split.batches)
-spec.windows = split.windows()
-storage.write_json(product["spec"], spec.to_dict())
-split.summary(spec.target)
+admitted.spec.write(product["spec"])
+admitted.windows

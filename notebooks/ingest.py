@@ -1,8 +1,9 @@
 # %% [markdown]
 # # Ingest
-# Read the raw source, run every data check (contract, target, features, time split, current
-# batches), and only then keep an immutable copy named by its content hash. Bad data stops the
-# build here, before anything is written.
+# Read the raw source and run every data check (contract, target, features, time split, current
+# batches). Only then keep an immutable copy named by its content hash and write the admitted
+# windows, which every later task reads. Bad data stops the build here, before anything is
+# written.
 
 # %% tags=["parameters"]
 upstream = None
@@ -16,19 +17,29 @@ data = {"target": "late"}
 current_batches = None
 
 # %%
-from nbmlops import admission, ingest, storage
+from nbmlops import storage
+from nbmlops.data import admission, dataset, snapshot
+from nbmlops.data.contract import load_contract
+from nbmlops.settings import DataSettings
 
-manifest, tables = ingest.read_source(source, raw_store, root=root, within_root=data_within_project)
-windows = admission.admit(
-    manifest, tables, contract, data, current_batches, root, data_within_project
+manifest, tables = snapshot.read_source(
+    source, raw_store, root=root, within_root=data_within_project
 )
-ingest.store_snapshot(manifest)
+admitted = admission.admit(
+    manifest, tables, settings=DataSettings.from_params(data), contract=load_contract(contract),
+    current=dataset.current_files(current_batches, root, data_within_project),
+)  # fmt: skip
+snapshot.store_snapshot(manifest)
+storage.write_parquet(product["train"], admitted.split.train)
+storage.write_parquet(product["holdout"], admitted.split.holdout)
+storage.write_parquet(product["batches"], admitted.split.batches)
+admitted.record.write(product["admission"])
 storage.write_json(product["manifest"], manifest)
 print(f"snapshot {manifest['snapshot']}  sha256 {manifest['sha256']}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-ingest.manifest_table(manifest)
+snapshot.manifest_table(manifest)
 
 # %%
-windows
+admitted.windows

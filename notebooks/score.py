@@ -5,7 +5,7 @@
 # the previous champion answers and the output says so. Scored rows are archived immutably.
 
 # %% tags=["parameters"]
-upstream = ["features", "evaluate"]
+upstream = ["ingest", "features", "evaluate"]
 product = None
 mlflow = {}
 archive_dir = "data/scored"
@@ -13,20 +13,22 @@ archive_dir = "data/scored"
 # %%
 import pandas as pd
 
-from nbmlops import registry, shadow, storage
-from nbmlops.features import BATCH, FeatureSpec
+from nbmlops import storage
+from nbmlops.monitoring import scoring
+from nbmlops.registry.store import Store
+from nbmlops.spec import BATCH, FeatureSpec
 
-spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
+spec = FeatureSpec.read(upstream["features"]["spec"])
 best = storage.read_json(upstream["evaluate"]["best"])
-batches = pd.read_parquet(upstream["features"]["batches"])
-windows = {shadow.REFERENCE: pd.read_parquet(upstream["features"]["holdout"])}
+batches = pd.read_parquet(upstream["ingest"]["batches"])
+windows = {scoring.REFERENCE: pd.read_parquet(upstream["ingest"]["holdout"])}
 windows |= dict(iter(batches.groupby(BATCH, sort=False)))
-result = shadow.score(registry.Store.from_params(**mlflow), best["version"], windows, spec)
+result = scoring.score(Store.from_params(mlflow), best["version"], windows, spec)
 print("\n".join(result.events) or "no fallback needed")
 
 # %%
-summary = shadow.summarize(result.scores, spec)
-archived = shadow.archive(shadow.scored_rows(windows, result.scores, spec), archive_dir)
+summary = scoring.summarize(result.scores, spec)
+archived = scoring.archive(scoring.scored_rows(windows, result.scores, spec), archive_dir)
 storage.write_parquet(product["scores"], result.scores)
 storage.write_json(
     product["shadow"],

@@ -3,7 +3,7 @@
 # The pipeline runs this notebook once per candidate in the grid, in parallel.
 
 # %% tags=["parameters"]
-upstream = ["features"]
+upstream = ["ingest", "features"]
 product = None
 model = "logreg"
 hyperparams = {}
@@ -12,15 +12,16 @@ seed = 0
 # %%
 import pandas as pd
 
-from nbmlops import models, storage
-from nbmlops.features import FeatureSpec
+from nbmlops import metrics, storage
+from nbmlops.spec import FeatureSpec
+from nbmlops.training import candidates
 
-spec = FeatureSpec.from_dict(storage.read_json(upstream["features"]["spec"]))
-train = pd.read_parquet(upstream["features"]["train"])
-pipeline = models.build_candidate(model, spec, seed, **hyperparams.get(model, {}))
-pipeline, seconds = models.fit(pipeline, train, spec)
-train_metrics = models.classification_metrics(
-    train[spec.target], models.predict_proba(pipeline, train, spec)
+spec = FeatureSpec.read(upstream["features"]["spec"])
+train = pd.read_parquet(upstream["ingest"]["train"])
+pipeline = candidates.build_candidate(model, spec, seed, **hyperparams.get(model, {}))
+pipeline, seconds = candidates.fit(pipeline, train, spec)
+train_metrics = metrics.classification_metrics(
+    train[spec.target], metrics.predict_proba(pipeline, train, spec)
 )
 
 # %%

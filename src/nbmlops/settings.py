@@ -1,16 +1,66 @@
-"""Parameters enter here: checked once, with a message that names the parameter."""
+"""Parameters enter here: each block of the env file is checked once, with a message that names
+the file, the key and the problem.
+
+Every block is a frozen dataclass built the same way, `Block.from_params(params, where)`: keys
+the block does not know are refused, then the values are checked together.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar, Self
 
 from .errors import ConfigError
 
+#: Where a block's values came from, when the caller cannot name the env file.
+PARAMETERS = "pipeline parameters"
+
 
 @dataclass(frozen=True)
-class DataSettings:
+class Settings:
+    """Base of every settings block; `block` is its key in the env file."""
+
+    block: ClassVar[str] = ""
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, where: str = PARAMETERS) -> Self:
+        """Build from an env file's block; unknown or missing keys and bad values: ConfigError."""
+        params = dict(params or {})
+        known = cls.keys()
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {[f'{cls.block}.{k}' for k in unknown]}; "
+                              f"known: {sorted(known)}")  # fmt: skip
+        required = [f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING]  # fmt: skip
+        missing = [k for k in required if k not in params]
+        if missing:
+            raise ConfigError(
+                f"{where}: `{cls.block}` needs {[f'{cls.block}.{k}' for k in missing]}"
+            )
+        settings = cls(**cls._normalise(params))
+        settings._check(where)
+        return settings
+
+    @classmethod
+    def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Values as the fields hold them (a YAML list as a tuple, ...)."""
+        return params
+
+    def _check(self, where: str) -> None:
+        """Refuse values that are wrong together."""
+
+
+@dataclass(frozen=True)
+class DataSettings(Settings):
     """How the raw source becomes a labelled, time-ordered dataset and how it is split."""
+
+    block: ClassVar[str] = "data"
 
     target: str
     positive_label: Any = None
@@ -28,35 +78,44 @@ class DataSettings:
     control_batches: bool = False
 
     @classmethod
-    def from_params(cls, **params: Any) -> DataSettings:
-        """Build from notebook parameters; unknown names and bad values raise ConfigError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"unknown data parameter(s) {unknown}; known: {sorted(known)}")
+    def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
         if "drop_columns" in params:
             params["drop_columns"] = tuple(params["drop_columns"] or ())
-        settings = cls(**params)
-        settings._check()
-        return settings
+        return params
 
-    def _check(self) -> None:
+    def _check(self, where: str) -> None:
         if not self.target:
-            raise ConfigError("`target` must name the column to predict")
+            raise ConfigError(f"{where}: `target` must name the column to predict")
         if not 0 < self.sample_frac <= 1:
-            raise ConfigError(f"`sample_frac` must be in (0, 1], got {self.sample_frac!r}")
+            raise ConfigError(f"{where}: `sample_frac` must be in (0, 1], got {self.sample_frac!r}")
         if self.holdout_periods < 1 or self.reference_periods <= self.holdout_periods:
             raise ConfigError(
-                "`reference_periods` must exceed `holdout_periods` (>= 1): got "
+                f"{where}: `reference_periods` must exceed `holdout_periods` (>= 1): got "
                 f"{self.reference_periods} and {self.holdout_periods}"
             )
         if self.row_periods < self.reference_periods + 1:
-            raise ConfigError("`row_periods` must leave at least one batch after the reference")
+            raise ConfigError(
+                f"{where}: `row_periods` must leave at least one batch after the reference"
+            )
 
 
 @dataclass(frozen=True)
-class ServingSettings:
-    """The env file's `serving` block, checked once."""
+class StoreSettings(Settings):
+    """The env file's `mlflow` block: where tracking and registry live, and the model's name."""
+
+    block: ClassVar[str] = "mlflow"
+
+    tracking_uri: str
+    artifact_root: str
+    model_name: str
+    experiment: str = "nbmlops"
+
+
+@dataclass(frozen=True)
+class ServingSettings(Settings):
+    """The env file's `serving` block."""
+
+    block: ClassVar[str] = "serving"
 
     archive: str
     host: str = "127.0.0.1"
@@ -72,20 +131,22 @@ class ServingSettings:
     breaker_cooldown_seconds: float = 5.0  # then one request tries it again
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> ServingSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {['serving.' + k for k in unknown]}; "
-                              f"known: {sorted(known)}")  # fmt: skip
+    def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
         if "shadows" in params:
-            params = params | {"shadows": tuple(params["shadows"] or ())}
-        settings = cls(**params)
-        if not 0 <= settings.fallback_reserve_ms < settings.latency_budget_ms:
-            budget = settings.latency_budget_ms
+            params["shadows"] = tuple(params["shadows"] or ())
+        return params
+
+    def _check(self, where: str) -> None:
+        if not 0 <= self.fallback_reserve_ms < self.latency_budget_ms:
+            budget = self.latency_budget_ms
             raise ConfigError(f"{where}: serving.fallback_reserve_ms must be at least 0 and "
                               f"below serving.latency_budget_ms ({budget})")  # fmt: skip
-        if settings.rotate_rows < 1 or settings.rotate_seconds <= 0 or settings.poll_seconds <= 0:
+        if self.rotate_rows < 1 or self.rotate_seconds <= 0 or self.poll_seconds <= 0:
             raise ConfigError(f"{where}: serving.rotate_rows, rotate_seconds and poll_seconds "
                               "must be positive")  # fmt: skip
-        return settings
+
+
+#: The env file's blocks, by key.
+BLOCKS: dict[str, type[Settings]] = {
+    s.block: s for s in (DataSettings, StoreSettings, ServingSettings)
+}

@@ -1,6 +1,7 @@
 """The benchmark's report: ratios against their targets, as Markdown and escaped HTML."""
 
-from nbmlops import bench, html
+from nbmlops import html
+from nbmlops.tools import bench
 
 
 def _result(cold, papermill, script, noop, speedup, seconds_1m, kernels=70):

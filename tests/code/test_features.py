@@ -2,10 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import features
+from nbmlops.data import dataset
 from nbmlops.errors import DataError
-from nbmlops.features import BATCH, CONTROL, PERIOD, TIME, FeatureSpec
+from nbmlops.monitoring import monitor
 from nbmlops.settings import DataSettings
+from nbmlops.spec import BATCH, CONTROL, PERIOD, TIME, FeatureSpec
 from tests.helpers import breast_cancer_csv, flights_tables
 
 LEAKY = {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"}
@@ -14,7 +15,7 @@ LEAKY = {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"}
 @pytest.fixture(scope="module")
 def flights():
     tables = flights_tables(6000)
-    df, spec = features.flights_dataset(tables, DataSettings(target="late"))
+    df, spec = dataset.flights_dataset(tables, DataSettings(target="late"))
     return tables, df, spec
 
 
@@ -41,7 +42,7 @@ def test_flights_cancelled_are_counted_and_excluded(flights):
 
 def test_flights_cancelled_can_count_as_late():
     tables = flights_tables(6000)
-    df, spec = features.flights_dataset(tables, DataSettings(target="late", cancelled_as_late=True))
+    df, spec = dataset.flights_dataset(tables, DataSettings(target="late", cancelled_as_late=True))
     assert len(df) == 6000
     assert spec.counts["labelled_late_because_cancelled_or_diverted"] > 0
 
@@ -49,7 +50,7 @@ def test_flights_cancelled_can_count_as_late():
 def test_table_dataset_infers_feature_types_and_encodes_labels(tmp_path):
     df = pd.read_csv(breast_cancer_csv(tmp_path / "bc.csv"))
     s = DataSettings(target="diagnosis", positive_label="malignant", time_column="visit_date")
-    data, spec = features.table_dataset(df, "bc.csv", s)
+    data, spec = dataset.table_dataset(df, "bc.csv", s)
     assert "clinic" in spec.categorical and "mean_radius" in spec.numeric
     assert "visit_date" not in spec.columns and "diagnosis" not in spec.columns
     assert data["diagnosis"].sum() == (df["diagnosis"] == "malignant").sum()
@@ -58,7 +59,7 @@ def test_table_dataset_infers_feature_types_and_encodes_labels(tmp_path):
 
 def test_table_dataset_drops_id_like_text_columns():
     df = pd.DataFrame({"id": [f"u{i}" for i in range(300)], "x": range(300), "y": [0, 1] * 150})
-    _, spec = features.table_dataset(df, "f.csv", DataSettings(target="y", max_categories=50))
+    _, spec = dataset.table_dataset(df, "f.csv", DataSettings(target="y", max_categories=50))
     assert "id" in spec.dropped_columns and spec.columns == ["x"]
 
 
@@ -80,7 +81,7 @@ def test_table_dataset_drops_id_like_text_columns():
 )
 def test_table_dataset_errors_name_column_and_problem(frame, settings, message):
     with pytest.raises(DataError, match=message):
-        features.table_dataset(frame, "user.csv", settings)
+        dataset.table_dataset(frame, "user.csv", settings)
 
 
 def _frame(n=1200, months=8):
@@ -100,7 +101,7 @@ def test_time_split_by_calendar_month():
     df = _frame()
     spec = FeatureSpec("y", ["x"], ["c"])
     s = DataSettings(target="y", reference_periods=3, holdout_periods=1)
-    split = features.time_split(df, spec, s, "f.csv")
+    split = dataset.time_split(df, spec, s, "f.csv")
     assert split.train[PERIOD].unique().tolist() == ["2020-01", "2020-02"]
     assert split.holdout[PERIOD].unique().tolist() == ["2020-03"]
     assert split.batches[BATCH].iloc[0] == "2020-04"
@@ -113,7 +114,7 @@ def test_time_split_by_calendar_month():
 def test_time_split_without_time_uses_row_chunks():
     df = _frame().assign(**{TIME: pd.NaT})
     s = DataSettings(target="y", row_periods=6, reference_periods=3)
-    split = features.time_split(df, FeatureSpec("y", ["x"], ["c"]), s, "f.csv")
+    split = dataset.time_split(df, FeatureSpec("y", ["x"], ["c"]), s, "f.csv")
     assert split.batches[BATCH].unique().tolist() == ["part-04", "part-05", "part-06"]
 
 
@@ -121,14 +122,14 @@ def test_too_few_periods_is_a_clear_error():
     df = _frame(n=300, months=2)
     s = DataSettings(target="y", reference_periods=4)
     with pytest.raises(DataError, match="data spans 2 periods; the split needs 5"):
-        features.time_split(df, FeatureSpec("y", ["x"], ["c"]), s, "f.csv")
+        dataset.time_split(df, FeatureSpec("y", ["x"], ["c"]), s, "f.csv")
 
 
 def test_control_batches_same_and_shifted():
     df = _frame()
     spec = FeatureSpec("y", ["x"], ["c"])
     s = DataSettings(target="y", reference_periods=3, control_batches=True)
-    split = features.time_split(df, spec, s, "f.csv")
+    split = dataset.time_split(df, spec, s, "f.csv")
     same = split.batches[split.batches[CONTROL] == "same"]
     shifted = split.batches[split.batches[CONTROL] == "shifted"]
     assert len(same) + len(shifted) == len(split.holdout)
@@ -143,7 +144,7 @@ def test_numeric_column_with_stray_text_is_an_error_not_a_category():
         DataError,
         match=r"user.csv, column 'amount': numeric column holds text in 1 rows, e.g. 'n/a\?'",
     ):
-        features.table_dataset(df, "user.csv", DataSettings(target="y"))
+        dataset.table_dataset(df, "user.csv", DataSettings(target="y"))
 
 
 def _current(tmp_path, df: pd.DataFrame, name="2014-01.csv"):
@@ -156,8 +157,8 @@ def test_current_batch_file_becomes_a_batch_without_labels(tmp_path, flights):
     _, df, spec = flights
     rows = df[spec.columns].head(300)
     path = _current(tmp_path, rows.assign(extra_column=1))
-    files = features.current_files("*.csv", tmp_path, within_root=True)
-    batches = features.with_current_batches(df.head(10).assign(**{BATCH: "2013-12", CONTROL: ""}),
+    files = dataset.current_files("*.csv", tmp_path, within_root=True)
+    batches = dataset.with_current_batches(df.head(10).assign(**{BATCH: "2013-12", CONTROL: ""}),
                                             files, spec, DataSettings(target="late"))  # fmt: skip
     batch = batches[batches[BATCH] == "2014-01"]
     assert files == [path] and len(batch) == 300
@@ -169,7 +170,7 @@ def test_current_batch_missing_a_feature_names_file_and_column(tmp_path, flights
     _, df, spec = flights
     path = _current(tmp_path, df[spec.columns].drop(columns=["dest", "temp"]).head(50))
     with pytest.raises(DataError) as caught:
-        features.read_current_batch(path, spec, DataSettings(target="late"))
+        dataset.read_current_batch(path, spec, DataSettings(target="late"))
     message = str(caught.value)
     assert f"{path}, column 'temp': feature the models were trained on is missing" in message
     assert "also:" in message and "column 'dest'" in message
@@ -183,7 +184,7 @@ def test_current_batch_with_text_in_a_numeric_feature(tmp_path, flights):
     with pytest.raises(
         DataError, match=r"column 'distance': numeric feature holds text in 1 rows, e.g. 'far'"
     ):
-        features.read_current_batch(path, spec, DataSettings(target="late"))
+        dataset.read_current_batch(path, spec, DataSettings(target="late"))
 
 
 def test_current_batches_with_the_same_name_are_refused(tmp_path, flights):
@@ -191,16 +192,16 @@ def test_current_batches_with_the_same_name_are_refused(tmp_path, flights):
     _current(tmp_path, df[spec.columns].head(20), "2014-01.csv")
     (tmp_path / "more").mkdir()
     _current(tmp_path, df[spec.columns].head(20), "more/2014-01.csv")
-    files = features.current_files("**/*.csv", tmp_path, within_root=True)
+    files = dataset.current_files("**/*.csv", tmp_path, within_root=True)
     empty = pd.DataFrame({BATCH: []})
     with pytest.raises(DataError, match=r"batch name\(s\) \['2014-01'\] used twice"):
-        features.with_current_batches(empty, files, spec, DataSettings(target="late"))
+        dataset.with_current_batches(empty, files, spec, DataSettings(target="late"))
 
 
 def test_unseen_categories_are_counted_per_column(flights):
     _, df, spec = flights
     batch = df.head(40).copy()
     batch.loc[:9, "carrier"] = "<script>alert(1)</script>"
-    found = features.unseen_categories(features.known_categories(df.iloc[40:], spec), batch)
+    found = monitor.unseen_categories(monitor.known_categories(df.iloc[40:], spec), batch)
     assert found["carrier"] == {"<script>alert(1)</script>": 10}
     assert "origin" not in found

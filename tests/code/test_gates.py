@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from nbmlops import gates
 from nbmlops.errors import ConfigError
+from nbmlops.registry import gates
 
 SPEC = {
     "primary_metric": "roc_auc",

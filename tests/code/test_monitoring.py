@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import models, monitoring
-from nbmlops.features import FeatureSpec
+from nbmlops import metrics
+from nbmlops.monitoring import drift as monitoring
+from nbmlops.spec import FeatureSpec
 
 SPEC = FeatureSpec("y", ["x1", "x2"], ["c"])
 
@@ -21,7 +22,7 @@ def _scored(n, shift=0.0, seed=0):
         }
     )
     proba = 1 / (1 + np.exp(-(df["x1"] + rng.normal(0, 1, n))))
-    return models.scored_frame(df, SPEC, proba.to_numpy())
+    return metrics.scored_frame(df, SPEC, proba.to_numpy())
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from nbmlops import models
-from nbmlops.features import FeatureSpec
-from nbmlops.fused import Fused, fuse
-from nbmlops.payload import InvalidRequest, RequestContract
-from nbmlops.rendezvous import (
+from nbmlops.serving.fused import Fused, fuse
+from nbmlops.serving.payload import InvalidRequest, RequestContract
+from nbmlops.serving.rendezvous import (
     ACTING,
     CHAMPION,
     ERROR,
@@ -31,7 +29,9 @@ from nbmlops.rendezvous import (
     check_rows,
     wanted,
 )
-from nbmlops.requestlog import Archive, ArchiveSettings, archive_rows, shadow_outputs
+from nbmlops.serving.shadow import Archive, ArchiveSettings, archive_rows, shadow_outputs
+from nbmlops.spec import FeatureSpec
+from nbmlops.training import candidates as models
 
 SPEC = FeatureSpec(numeric=["x", "z"], categorical=["c"], target="y")
 CONTRACT = {"tables": {

@@ -1,4 +1,4 @@
-from nbmlops import report
+from nbmlops.reports import ci as report
 
 METRICS = {
     "best": "logreg", "version": "3", "promotable": False,

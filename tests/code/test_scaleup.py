@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
-from nbmlops import features, scaleup
-from nbmlops.features import PERIOD
+from nbmlops.data import dataset
 from nbmlops.settings import DataSettings
+from nbmlops.spec import PERIOD
+from nbmlops.tools import scaleup
 from tests.helpers import flights_tables
 
 
 @pytest.fixture(scope="module")
 def month():
-    df, spec = features.flights_dataset(flights_tables(12000), DataSettings(target="late"))
+    df, spec = dataset.flights_dataset(flights_tables(12000), DataSettings(target="late"))
     df[PERIOD] = df["_time"].dt.to_period("M").astype(str)
     return df[df[PERIOD] == df[PERIOD].iloc[0]], spec
 

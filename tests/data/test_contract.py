@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import contract
+from nbmlops.data import contract
 from nbmlops.errors import ConfigError, DataError
 from tests.helpers import flights_tables
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nbmlops.loadtest import free_port
+from nbmlops.tools.loadtest import free_port
 from tests.conftest import BIN, PROJECT, run_env
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]

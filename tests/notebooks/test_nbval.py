@@ -5,7 +5,8 @@ import re
 import nbformat
 import pytest
 
-from nbmlops import nbcheck, storage
+from nbmlops import storage
+from nbmlops.tools import nbcheck
 from tests.conftest import PROJECT
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]

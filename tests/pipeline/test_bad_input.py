@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import registry, storage
+from nbmlops import storage
+from nbmlops.registry import store as registry
 from tests.conftest import BYO_ENV, ploomber_build
 from tests.helpers import breast_cancer_frame
 
@@ -29,7 +30,7 @@ def state(project) -> dict[str, str]:
             rel = str(path.relative_to(project))
             if path.is_file() and rel not in VOLATILE:
                 files[rel] = storage.sha256_file(path)
-    store = registry.Store.from_params(**_env(project)["mlflow"])
+    store = registry.Store.from_params(_env(project)["mlflow"])
     files["registry"] = registry.list_versions(store).to_json()
     return files
 
@@ -132,7 +133,7 @@ CASES = {
     "too-few-rows-for-split": (_csv("short.csv", lambda d: d.assign(visit_date="2024-01-05")),
                                "short.csv, column 'visit_date': data spans 1 periods; the split needs 4"),
     "unknown-data-key-in-env-file": (_env_typo(("sample_frac:", "sampel_frac:"), "env.typo1.yaml"),
-                                     "unknown data parameter(s) ['sampel_frac']"),
+                                     "env.typo1.yaml: unknown key 'data.sampel_frac'"),
     "unknown-key-in-env-file": (_env_typo(("drift_share:", "drift_shar: 0.3\ndrift_share:"), "env.typo2.yaml"),
                                 "env.typo2.yaml: unknown key 'drift_shar'"),
     "unknown-key-on-command-line": (lambda p: ["--env--drfit_share", "0.3"], "unrecognized arguments: --env--drfit_share"),

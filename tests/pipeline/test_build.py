@@ -9,8 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nbmlops import registry, storage
+from nbmlops import storage
 from nbmlops.envfile import load_env
+from nbmlops.registry import store as registry
 from tests.conftest import BIN, ploomber_build, run_env
 from tests.helpers import HOSTILE, HOSTILE_COLUMN
 
@@ -98,7 +99,7 @@ def test_delay_rate_moves_across_months(ci_build):
 
 
 def _registry_state(build):
-    store = registry.Store.from_params(**_env(build)["mlflow"])
+    store = registry.Store.from_params(_env(build)["mlflow"])
     return (
         registry.alias_version(store, registry.CHAMPION),
         registry.champion_history(store),
@@ -120,7 +121,7 @@ def _models(build, *args):
 
 def test_build_registers_challenger_and_writes_cards(ci_build):
     best = storage.read_json(ci_build.products / "models" / "best.json")
-    store = registry.Store.from_params(**_env(ci_build)["mlflow"])
+    store = registry.Store.from_params(_env(ci_build)["mlflow"])
     assert registry.alias_version(store, registry.CHALLENGER) == best["version"]
     card = ci_build.reports / "models" / f"v{best['version']}.html"
     text = card.read_text()

@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nbmlops import registry, storage
+from nbmlops import storage
 from nbmlops.envfile import load_env
+from nbmlops.registry import store as registry
 from tests.conftest import BIN, copy_project, ploomber_build, run_env
 from tests.pipeline.test_build import ran_tasks
 
@@ -132,7 +133,7 @@ def test_killed_in_every_task_then_rebuilt_whole_and_builds_never_overlap(tmp_pa
     done = ploomber_build(project)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert _whole(project) > 30
-    store = registry.Store.from_params(**load_env(project / "env.ci.yaml")["mlflow"])
+    store = registry.Store.from_params(load_env(project / "env.ci.yaml")["mlflow"])
     versions = registry.list_versions(store)
     assert len(versions) >= 1 and versions["sha256"].str.len().eq(12).all()
     challenger = registry.alias_version(store, registry.CHALLENGER)

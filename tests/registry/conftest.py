@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import evaluation, models, registry, storage
-from nbmlops.features import FeatureSpec
+from nbmlops import storage
+from nbmlops.registry import store as registry
+from nbmlops.spec import FeatureSpec
+from nbmlops.training import candidates as models
+from nbmlops.training import evaluation
 
 SPEC = FeatureSpec("y", ["x1", "x2"], ["c"])
 CONTEXT = {"data_sha256": "ab" * 32, "train_window": "w1", "holdout_window": "w2"}
@@ -25,9 +28,11 @@ def make_data(n: int, seed: int) -> pd.DataFrame:
 def store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return registry.Store.from_params(
-        tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
-        artifact_root=str(tmp_path / "mlruns" / "artifacts"),
-        model_name="test-model",
+        {
+            "tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+            "artifact_root": str(tmp_path / "mlruns" / "artifacts"),
+            "model_name": "test-model",
+        }
     )
 
 

@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from nbmlops import gates, promotion, registry, shadow, storage
-from nbmlops.registry import IntegrityError, RegistryError
+from nbmlops import storage
+from nbmlops.monitoring import scoring as shadow
+from nbmlops.registry import gates, promotion
+from nbmlops.registry import store as registry
+from nbmlops.registry.store import IntegrityError, RegistryError
 from tests.registry.conftest import SPEC, make_data
 
 GATES = "primary_metric: roc_auc\nmetrics:\n  roc_auc: {floor: 0.5, max_regression: 0.05, min_improvement: 0.005}\n"
@@ -187,7 +190,13 @@ def test_archive_is_content_addressed_and_read_only(tmp_path):
 def test_tracking_uri_from_environment_wins(tmp_path, monkeypatch, builder, store):
     other = f"sqlite:///{tmp_path}/server/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
-    switched = registry.Store.from_params(store.tracking_uri, store.artifact_root, store.model_name)
+    switched = registry.Store.from_params(
+        {
+            "tracking_uri": store.tracking_uri,
+            "artifact_root": store.artifact_root,
+            "model_name": store.model_name,
+        }
+    )
     assert switched.tracking_uri == other
     builder.store = switched
     builder.register()
@@ -198,7 +207,7 @@ def test_tracking_uri_from_environment_wins(tmp_path, monkeypatch, builder, stor
 
 
 def test_model_cards_for_every_version(store, builder, files, tmp_path):
-    from nbmlops import cards
+    from nbmlops.registry import cards
 
     baseline, gate_file = files
     builder.register()

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from nbmlops.loadtest import Process, free_port
+from nbmlops.tools.loadtest import Process, free_port
 from tests.conftest import BIN, run_env
 
 
@@ -20,7 +20,7 @@ class Server:
         env = yaml.safe_load((root / env_file).read_text())
         env["serving"] = {"archive": str(root / "archive"), "poll_seconds": 0.2} | serving
         (root / "env.serve.yaml").write_text(yaml.safe_dump(env))
-        self.args = [str(BIN / "python"), "-m", "nbmlops.serve", "--env",
+        self.args = [str(BIN / "python"), "-m", "nbmlops.serving.service", "--env",
                      str(root / "env.serve.yaml"), "--port", str(self.port), *args]  # fmt: skip
 
     def __enter__(self) -> Server:

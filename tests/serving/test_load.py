@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbmlops import loadtest
+from nbmlops.tools import loadtest
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 

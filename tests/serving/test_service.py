@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import registry, storage
-from nbmlops.features import FeatureSpec, read_current_batch
-from nbmlops.payload import RequestContract
+from nbmlops import storage
+from nbmlops.data.dataset import read_current_batch
+from nbmlops.registry import store as registry
+from nbmlops.serving.payload import RequestContract
 from nbmlops.settings import DataSettings
+from nbmlops.spec import FeatureSpec
 from tests.serving.server import Server
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
@@ -150,7 +152,7 @@ def test_every_record_is_archived_with_the_shadow_and_reads_as_a_batch(served, t
     assert (rows["challenger_ms"] > 0).all() and (rows["served_ms"] > 0).all()
     assert rows["challenger_error"].isna().all()
     assert 'nbmlops_shadow_seconds_count{alias="challenger"} 10.0' in shadow_text
-    settings = DataSettings.from_params(target="late")
+    settings = DataSettings.from_params({"target": "late"})
     batch = read_current_batch(files[0], served["spec"], settings)
     assert len(batch) == len(pd.read_parquet(files[0])) and batch["late"].isna().all()
 

@@ -1,0 +1,2 @@
+"""Data: from a raw file to a checked, labelled dataset split by time (the ingest, validate
+and features tasks)."""

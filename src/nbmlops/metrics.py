@@ -1,0 +1,50 @@
+"""A model's outputs and how they are judged: probabilities, decisions, the metrics every
+report and gate uses. Any fitted scikit-learn classifier of the registry will do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from .spec import THRESHOLD, FeatureSpec
+
+#: Column names of a scored frame, as evidently's reports read them.
+PROBA = "prediction_proba"
+PRED = "prediction"
+
+
+def predict_proba(model, data: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    """The positive class's probability for every row."""
+    return model.predict_proba(data[spec.columns])[:, 1]
+
+
+def classification_metrics(y_true, proba, threshold: float = THRESHOLD) -> dict[str, float]:
+    """The metrics every report and gate uses, by name."""
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba)
+    pred = (proba >= threshold).astype(int)
+    two_classes = len(np.unique(y_true)) == 2
+    return {
+        "roc_auc": float(skm.roc_auc_score(y_true, proba)) if two_classes else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y_true, proba))
+        if two_classes
+        else float("nan"),
+        "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
+        "precision": float(skm.precision_score(y_true, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, pred, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y_true, pred)),
+        "brier": float(skm.brier_score_loss(y_true, proba)),
+        "log_loss": float(skm.log_loss(y_true, np.clip(proba, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "positive_rate": float(y_true.mean()),
+        "predicted_positive_rate": float(pred.mean()),
+        "rows": int(len(y_true)),
+    }
+
+
+def scored_frame(data: pd.DataFrame, spec: FeatureSpec, proba: np.ndarray) -> pd.DataFrame:
+    """Features, target and the model's outputs, in the column names the reports use."""
+    out = data[spec.columns + [spec.target]].copy()
+    out[PROBA] = proba
+    out[PRED] = (proba >= THRESHOLD).astype(int)
+    return out

@@ -1,0 +1,201 @@
+"""Monitoring with evidently: data drift, prediction drift and performance per batch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from ..html import neutralize_script_data
+from ..metrics import PRED, PROBA
+from ..spec import FeatureSpec
+from ..storage import write_text
+
+
+def _definition(spec: FeatureSpec, labelled: bool):
+    from evidently import BinaryClassification, DataDefinition
+
+    classification = (
+        [BinaryClassification(target=spec.target, prediction_labels=PRED, prediction_probas=PROBA)]
+        if labelled
+        else None
+    )
+    return DataDefinition(
+        numerical_columns=spec.numeric + [PROBA],
+        categorical_columns=list(spec.categorical),
+        classification=classification,
+    )
+
+
+def _dataset(df: pd.DataFrame, spec: FeatureSpec, labelled: bool):
+    from evidently import Dataset
+
+    columns = spec.columns + [PROBA, PRED] + ([spec.target] if labelled else [])
+    frame = df[columns]
+    if labelled:  # 0/1 labels may arrive as floats (a batch with some rows unlabelled)
+        frame = frame.astype({spec.target: "int8"})
+    return Dataset.from_pandas(frame, data_definition=_definition(spec, labelled))
+
+
+def _save(snapshot, path: str | Path) -> Path:
+    page = snapshot.get_html_str(as_iframe=False)
+    return write_text(path, neutralize_script_data(page))
+
+
+def performance_report(scored: pd.DataFrame, spec: FeatureSpec, path: str | Path) -> dict:
+    """Evidently classification report of one scored window; returns evidently's metric values."""
+    from evidently import Report
+    from evidently.presets import ClassificationPreset
+
+    snapshot = Report([ClassificationPreset()]).run(current_data=_dataset(scored, spec, True))
+    _save(snapshot, path)
+    return {m["metric_name"]: m["value"] for m in snapshot.dict()["metrics"]}
+
+
+def sample_rows(df: pd.DataFrame, max_rows: int, seed: int = 0) -> pd.DataFrame:
+    """At most `max_rows` rows drawn uniformly without replacement (all rows when 0 or fewer).
+
+    evidently's drift tests here compare distances (Wasserstein, Jensen-Shannon) with a fixed
+    threshold of 0.1; their sampling error shrinks like sqrt(1/n_reference + 1/n_current), so
+    past ~100k current rows it is set by the reference window, and a sample decides as the
+    full batch does (docs/monitoring-at-scale.md has the figures).
+    """
+    if max_rows <= 0 or len(df) <= max_rows:
+        return df
+    return df.sample(n=max_rows, random_state=seed)
+
+
+def has_labels(batch: pd.DataFrame, spec: FeatureSpec) -> bool:
+    return spec.target in batch and batch[spec.target].notna().all()
+
+
+def batch_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    spec: FeatureSpec,
+    path: str | Path,
+    drift_share: float,
+) -> dict:
+    """One evidently report for a batch against the reference; returns its summary.
+
+    Feature drift share, prediction drift (drift of the predicted probability) and, where the
+    batch has labels, classification performance.
+    """
+    from evidently import Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import ClassificationPreset, DataDriftPreset
+
+    labelled = has_labels(current, spec) and has_labels(reference, spec)
+    parts = [
+        DataDriftPreset(columns=spec.columns, drift_share=drift_share),
+        ValueDrift(column=PROBA),
+    ]
+    if labelled:
+        parts.append(ClassificationPreset())
+    snapshot = Report(parts, include_tests=True).run(
+        current_data=_dataset(current, spec, labelled),
+        reference_data=_dataset(reference, spec, labelled),
+    )
+    _save(snapshot, path)
+    return summarize(snapshot.dict(), spec, drift_share)
+
+
+def summarize(result: dict, spec: FeatureSpec, drift_share: float) -> dict:
+    """Drift and test figures from an evidently snapshot's dict, read by metric type and column."""
+    drifted: dict[str, bool] = {}
+    scores: dict[str, float] = {}
+    for test in result["tests"]:
+        params = test.get("metric_config", {}).get("params", {})
+        if params.get("type", "").endswith(":ValueDrift"):
+            column = params["column"]
+            drifted[column] = drifted.get(column, False) or _status(test) == "FAIL"
+    for metric in result["metrics"]:
+        cfg = metric["config"]
+        if cfg["type"].endswith(":ValueDrift"):
+            scores[cfg["column"]] = float(metric["value"])
+    features = [c for c in spec.columns if c in drifted]
+    n_drifted = sum(drifted[c] for c in features)
+    share = n_drifted / len(features) if features else 0.0
+    statuses = [_status(t) for t in result["tests"]]
+    return {
+        "drift_scores": {c: scores[c] for c in features if c in scores},
+        "drift_share": share,
+        "drifted_features": [c for c in features if drifted[c]],
+        "dataset_drift": share >= drift_share,
+        "prediction_drift": bool(drifted.get(PROBA, False)),
+        "prediction_drift_score": scores.get(PROBA, math.nan),
+        "tests_passed": statuses.count("SUCCESS"),
+        "tests_failed": statuses.count("FAIL"),
+        "tests_total": len(statuses),
+    }
+
+
+def _status(test: dict) -> str:
+    status = test.get("status")
+    return getattr(status, "value", str(status))
+
+
+def gate(row: dict, min_roc_auc: float) -> tuple[bool, list[str]]:
+    """Pass/fail of one batch with the reasons, for the tests JSON and the summary page."""
+    reasons = []
+    if row["dataset_drift"]:
+        reasons.append(f"data drift in {row['drift_share']:.0%} of features")
+    if row["prediction_drift"]:
+        reasons.append("prediction drift")
+    auc = row.get("roc_auc")
+    if auc is not None and not math.isnan(auc) and auc < min_roc_auc:
+        reasons.append(f"ROC AUC {auc:.3f} below {min_roc_auc}")
+    return not reasons, reasons
+
+
+def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """One row per batch, in batch order, for tables and plots."""
+    keep = [
+        "batch",
+        "served_by",
+        "control",
+        "rows",
+        "positive_rate",
+        "drift_share",
+        "prediction_drift",
+        "prediction_drift_score",
+        "roc_auc",
+        "challenger_roc_auc",
+        "disagreement",
+        "f1",
+        "tests_failed",
+        "status",
+    ]
+    df = pd.DataFrame(list(rows))
+    return df[[c for c in keep if c in df.columns]]
+
+
+def plot_over_batches(summary: pd.DataFrame, drift_threshold: float | None = None):
+    """Drift share, prediction drift and performance over batches (control batches apart)."""
+    import matplotlib.pyplot as plt
+
+    real = summary[summary["control"] == ""]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    x = range(len(real))
+    axes[0].bar(x, real["drift_share"], color="#5677fc", label="share of drifted features")
+    axes[0].plot(
+        x, real["prediction_drift_score"], "o-", color="#d9480f", label="prediction drift score"
+    )
+    if drift_threshold is not None:
+        axes[0].axhline(drift_threshold, ls="--", color="grey", label="dataset drift threshold")
+    axes[0].set_title("Drift by batch")
+    curves = (("roc_auc", "o-"), ("challenger_roc_auc", "o:"), ("f1", "s-"),
+              ("positive_rate", "^--"), ("disagreement", "x-."))  # fmt: skip
+    for column, style in curves:
+        if column in real:
+            axes[1].plot(x, real[column], style, label=column)
+    axes[1].set_title("Served model, shadow challenger and base rate by batch")
+    for ax in axes:
+        ax.set_xticks(list(x), real["batch"], rotation=45, ha="right")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)  # shown once, as the cell's result, not again by pyplot
+    return fig

@@ -1,0 +1,2 @@
+"""Registry: the MLflow store, promotion gates, champion moves and model cards
+(`nbmlops-models`)."""

@@ -1,0 +1,71 @@
+"""`nbmlops-models`: the registry from the command line (list, show, promote, rollback, cards).
+
+Reads the store, the gate file and the baseline file from an env file (default env.yaml), the
+same one the pipeline uses, so the commands act on the models the builds registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..envfile import load_env
+from ..errors import PipelineError
+from . import cards, gates, promotion
+from . import store as registry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbmlops-models", description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="env.yaml", help="env file (default: env.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every version with its aliases and held-out metrics")
+    show = sub.add_parser("show", help="one version in full (default: the champion)")
+    show.add_argument("version", nargs="?")
+    promote = sub.add_parser("promote", help="make a version champion and rewrite the baseline")
+    promote.add_argument("version", nargs="?", help="default: the challenger")
+    promote.add_argument("--force", action="store_true", help="promote even without improvement")
+    sub.add_parser("rollback", help="make the previous champion champion again")
+    cards_cmd = sub.add_parser("cards", help="write the model cards into a folder")
+    cards_cmd.add_argument("folder")
+    args = parser.parse_args(argv)
+
+    try:
+        env = load_env(args.env)
+        store = registry.Store.from_params(env["mlflow"], args.env)
+        with registry.store_errors(store, f"running `{args.command}`"):
+            _run(args, env, store)
+    except (PipelineError, gates.GateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args, env: dict, store: registry.Store) -> None:
+    """One subcommand against the store."""
+    if args.command == "list":
+        print(f"{store.model_name} @ {store.tracking_uri}")
+        print(registry.list_versions(store).to_string(index=False))
+    elif args.command == "show":
+        version = args.version or registry.alias_version(store, registry.CHAMPION)
+        if version is None:
+            raise registry.RegistryError("no champion yet; name a version")
+        print(json.dumps(registry.version_details(store, version), indent=2, default=str))
+    elif args.command == "promote":
+        version, result = promotion.promote(
+            store, env["baseline"], env["gates"], args.version, args.force
+        )
+        print(f"{store.model_name} v{version} is champion; {env['baseline']} rewritten.")
+        print(result)
+    elif args.command == "rollback":
+        old, new = promotion.rollback(store, env["baseline"])
+        print(f"{store.model_name}: champion moved back from v{old} to v{new}; "
+              f"{env['baseline']} rewritten.")  # fmt: skip
+    elif args.command == "cards":
+        written = cards.write_cards(store, args.folder, env["gates"], env["baseline"])
+        print("\n".join(str(p) for p in written.values()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Promotion gates: metric ranges against the committed baseline of the champion.
+
+The gate file names, per metric, an absolute `floor` (or `ceiling` for losses), the largest
+allowed regression against the baseline, and the smallest improvement that justifies
+promotion (on the primary metric). The baseline file holds the champion's metrics; it changes
+only through `nbmlops-models promote` / `rollback`, so every change lands as a reviewed diff.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..errors import ConfigError, PipelineError
+from ..spec import HIGHER_IS_BETTER
+from ..storage import read_json
+
+GATE_KEYS = {"floor", "ceiling", "max_regression", "min_improvement"}
+
+
+class GateError(PipelineError):
+    """The challenger breaks a gate; the message carries the whole gate table."""
+
+
+def load_gates(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: gate file not found (set `gates` in the env file)")
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    metrics = spec.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise ConfigError(f"{path}: a gate file needs a `metrics:` mapping")
+    for name, rule in metrics.items():
+        unknown = set(rule or {}) - GATE_KEYS
+        if unknown:
+            raise ConfigError(f"{path}: metric {name!r}: unknown keys {sorted(unknown)}")
+    spec.setdefault("primary_metric", next(iter(metrics)))
+    if spec["primary_metric"] not in metrics:
+        raise ConfigError(f"{path}: primary_metric {spec['primary_metric']!r} has no gate")
+    return spec
+
+
+def load_baseline(path: str | Path) -> dict | None:
+    """The committed champion metrics, or None before the first promotion."""
+    path = Path(path)
+    return read_json(path) if path.is_file() else None
+
+
+@dataclass
+class GateResult:
+    table: pd.DataFrame  # metric, baseline, challenger, allowed, status
+    passed: bool
+    promotable: bool
+
+    def __str__(self) -> str:
+        return self.table.to_string(index=False)
+
+    def raise_if_failed(self, what: str = "challenger") -> None:
+        if not self.passed:
+            raise GateError(f"the {what} fails the promotion gates:\n{self}")
+
+
+def check(challenger: dict[str, float], baseline: dict | None, gates: dict) -> GateResult:
+    """Compare the challenger's metrics with the baseline under the gate rules."""
+    base = (baseline or {}).get("metrics", {})
+    rows, passed, improved = [], True, baseline is None
+    for metric, rule in gates["metrics"].items():
+        rule = rule or {}
+        value = challenger.get(metric, math.nan)
+        higher = metric in HIGHER_IS_BETTER
+        sign = 1 if higher else -1
+        low, high = rule.get("floor", -math.inf), rule.get("ceiling", math.inf)
+        ref = base.get(metric)
+        if ref is not None and "max_regression" in rule:
+            if higher:
+                low = max(low, ref - rule["max_regression"])
+            else:
+                high = min(high, ref + rule["max_regression"])
+        ok = not math.isnan(value) and low <= value <= high
+        passed &= ok
+        if ref is not None and metric == gates["primary_metric"]:
+            improved = sign * (value - ref) >= rule.get("min_improvement", 0.0)
+        rows.append(
+            {
+                "metric": metric,
+                "baseline": ref,
+                "challenger": value,
+                "delta": None if ref is None else value - ref,
+                "allowed": f"[{_num(low)}, {_num(high)}]",
+                "status": "pass" if ok else "FAIL",
+            }
+        )
+    return GateResult(pd.DataFrame(rows), passed, passed and improved)
+
+
+def _num(x: float) -> str:
+    return "-inf" if x == -math.inf else "inf" if x == math.inf else f"{x:.4f}"

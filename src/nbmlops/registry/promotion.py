@@ -1,0 +1,69 @@
+"""Promotion and rollback: move `champion` and rewrite the committed baseline with it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..storage import write_json
+from . import gates
+from . import store as registry
+from .store import RegistryError, Store
+
+
+def baseline_for(store: Store, version: str) -> dict:
+    """The baseline file's content for a version: its identity and held-out metrics."""
+    details = registry.version_details(store, version)
+    return {
+        "model": store.model_name,
+        "version": details["version"],
+        "candidate": details["tags"].get("candidate", ""),
+        "run_id": details["run_id"],
+        "sha256": details["tags"].get("sha256", ""),
+        "git_commit": details["tags"].get("git_commit", ""),
+        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": {k: round(v, 6) for k, v in sorted(details["metrics"].items())},
+    }
+
+
+def promote(
+    store: Store,
+    baseline_file: str | Path,
+    gates_file: str | Path,
+    version: str | None = None,
+    force: bool = False,
+) -> tuple[str, gates.GateResult]:
+    """Make `version` (default: the challenger) champion if it passes the gates.
+
+    The registry moves first; the baseline file is rewritten only after the alias moved.
+    """
+    client = store.client()
+    version = str(version or registry.alias_version(store, registry.CHALLENGER, client) or "")
+    if not version:
+        raise RegistryError(f"model {store.model_name!r} has no challenger; run `make build` first")
+    current = registry.alias_version(store, registry.CHAMPION, client)
+    if current == version:
+        raise RegistryError(f"v{version} is already the champion")
+    metrics = registry.version_metrics(store, version, client)
+    result = gates.check(metrics, gates.load_baseline(baseline_file), gates.load_gates(gates_file))
+    if not result.promotable and not force:
+        raise gates.GateError(
+            f"v{version} is not promoted: it must pass every gate and improve the primary "
+            f"metric by the gate's min_improvement (use --force to override):\n{result}"
+        )
+    content = baseline_for(store, version)
+    registry.set_champion(store, version, registry.champion_history(store, client) + [version])
+    write_json(baseline_file, content)
+    return version, result
+
+
+def rollback(store: Store, baseline_file: str | Path) -> tuple[str, str]:
+    """Move `champion` back to the previous champion; returns (from, to)."""
+    history = registry.champion_history(store)
+    if len(history) < 2:
+        raise RegistryError(f"model {store.model_name!r} has no previous champion to roll back to")
+    previous, current = history[-2], history[-1]
+    content = baseline_for(store, previous)
+    registry.set_champion(store, previous, history[:-1])
+    write_json(baseline_file, content)
+    return current, previous

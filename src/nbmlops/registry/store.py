@@ -1,0 +1,377 @@
+"""MLflow tracking and model registry: candidates as runs, the best as a registered version.
+
+The store is embedded by default (a sqlite file and a local artifact folder, both named in the
+env file); setting MLFLOW_TRACKING_URI sends the same calls to a shared MLflow server.
+Aliases: `challenger` marks the newest version a build registered, `champion` the version in
+production, moved only by `promote` and `rollback`. Versions are never overwritten or deleted.
+Every version's model file is hashed at registration and verified before it is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import PipelineError
+from ..settings import StoreSettings
+from ..storage import sha256_file
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+MODEL_FILE = "model.pkl"
+URI_VARIABLE = "MLFLOW_TRACKING_URI"
+
+
+class RegistryError(PipelineError):
+    """The registry cannot do what was asked (no such version, store unreachable, ...)."""
+
+
+class IntegrityError(RegistryError):
+    """A model file does not match the hash recorded when it was registered."""
+
+
+@dataclass(frozen=True)
+class Store(StoreSettings):
+    """Where tracking and registry live, and the project's one registered model."""
+
+    @classmethod
+    def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """MLFLOW_TRACKING_URI, when set, wins over the env file's embedded store."""
+        return params | {"tracking_uri": os.environ.get(URI_VARIABLE) or params["tracking_uri"]}
+
+    def client(self):
+        """An MlflowClient on this store; creates the sqlite folder and the experiment."""
+        with store_errors(self, "opening the store"):
+            return self._client()
+
+    def _client(self):
+        import mlflow
+        from mlflow import MlflowClient
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            folder = Path(self.tracking_uri.removeprefix("sqlite:///")).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryError(
+                    f"MLflow store {self.tracking_uri}: its folder {folder} cannot be created "
+                    f"({exc.strerror}); fix `mlflow.tracking_uri` in the env file"
+                ) from exc
+        elif self.tracking_uri.startswith(("http://", "https://")):
+            _probe_server(self.tracking_uri)
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a build
+        # started from a notebook or a test) would inherit; keep the process environment as it was.
+        exported = os.environ.get(URI_VARIABLE)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        if exported is None:
+            os.environ.pop(URI_VARIABLE, None)
+        else:
+            os.environ[URI_VARIABLE] = exported
+        client = MlflowClient(self.tracking_uri)
+        if client.get_experiment_by_name(self.experiment) is None:
+            location = Path(self.artifact_root).resolve().as_uri()
+            client.create_experiment(self.experiment, artifact_location=location)
+        return client
+
+    def experiment_id(self, client) -> str:
+        return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+def _probe_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable tracking server (MLflow itself retries for minutes)."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RegistryError(
+            f"MLflow tracking server {uri} cannot be reached ({reason}); start it, or unset "
+            f"{URI_VARIABLE} to use the project's embedded store"
+        ) from exc
+
+
+_LOCKED = "database is locked"
+_UNOPENABLE = "unable to open database file"
+
+
+@contextmanager
+def store_errors(store: Store, action: str, consequence: str = "") -> Iterator[None]:
+    """Turn a locked, unopenable or unreachable store into one RegistryError that says so."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except RegistryError:
+        raise
+    except (MlflowException, OSError) as exc:
+        text = str(exc)
+        if _LOCKED in text:
+            problem = "is locked by another process (database is locked)"
+            hint = "retry when the other process has finished"
+        elif _UNOPENABLE in text:
+            problem = "cannot be opened (unable to open database file)"
+            hint = "check the path and permissions in `mlflow.tracking_uri`"
+        elif "Max retries exceeded" in text or "Connection refused" in text:
+            problem = "cannot be reached"
+            hint = f"start the server, or unset {URI_VARIABLE}"
+        else:
+            raise
+        after = f" {consequence}" if consequence else ""
+        raise RegistryError(
+            f"MLflow store {store.tracking_uri} {problem} while {action}.{after} ({hint})"
+        ) from exc
+
+
+def environment_tags(project: str | Path, lock_file: str | Path) -> dict[str, str]:
+    """What a model came from: git commit and dirtiness, lock hash, Python and platform."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True,
+                                  timeout=10)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    lock = Path(lock_file)
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": str(bool(git("status", "--porcelain"))) if commit else "unknown",
+        "lock_sha256": sha256_file(lock) if lock.is_file() else "missing",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def log_candidates(
+    store: Store,
+    evaluation,
+    context: dict[str, Any],
+    build_id: str,
+) -> dict[str, dict]:
+    """One MLflow run per candidate: params, train and held-out metrics, context tags, model.
+
+    Returns, per candidate, the run id, the logged model's URI and its model file's sha256.
+    """
+    import mlflow
+
+    client = store.client()
+    experiment_id = store.experiment_id(client)
+    holdout = evaluation.table.set_index("model").to_dict(orient="index")
+    logged = {}
+    for name, candidate in evaluation.candidates.items():
+        info = candidate.record
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{build_id}") as run:
+            mlflow.log_params({"model": name, **info["hyperparams"]})
+            mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in holdout[name].items()})
+            mlflow.log_metrics({f"train_{k}": float(v) for k, v in info["train"].items()})
+            mlflow.log_metric("fit_seconds", info["fit_seconds"])
+            mlflow.set_tags({**{k: str(v) for k, v in context.items()}, "build_id": build_id,
+                             "candidate": name, "best": str(name == evaluation.best)})  # fmt: skip
+            mlflow.log_artifact(candidate.record_file, "metrics")
+            model_info = mlflow.sklearn.log_model(
+                candidate.pipeline, name="model", serialization_format="pickle",
+                pip_requirements=_requirements(),
+            )  # fmt: skip
+        logged[name] = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
+                        "sha256": _model_file_hash(model_info.model_uri)}  # fmt: skip
+    return logged
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "pandas", "numpy")]
+
+
+def _model_file_hash(model_uri: str) -> str:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return sha256_file(Path(local) / MODEL_FILE)
+
+
+def log_report(store: Store, run_id: str, path: str | Path, folder: str = "reports") -> None:
+    store.client().log_artifact(run_id, str(path), folder)
+
+
+def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
+    """Register the run's model as a new version with its hash; point `challenger` at it.
+
+    The version and its tags (the model file's sha256 among them) are written in one call, which
+    the store commits as one transaction: a version never exists without its hash.
+    """
+    import mlflow
+
+    client = store.client()
+    with store_errors(store, "registering the challenger", "No version was registered."):
+        all_tags = {**tags, "sha256": run["sha256"], "run_id": run["run_id"]}
+        version = mlflow.register_model(
+            run["model_uri"], store.model_name, tags={k: str(v) for k, v in all_tags.items()}
+        ).version
+    consequence = (f"Version {version} is registered with its hash but is not the challenger; "
+                   "the next build registers a new one.")  # fmt: skip
+    with store_errors(store, f"marking v{version} as challenger", consequence):
+        client.set_registered_model_alias(store.model_name, CHALLENGER, version)
+    return str(version)
+
+
+def alias_version(store: Store, alias: str, client=None) -> str | None:
+    """The version an alias points at, or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or store.client()
+    try:
+        return str(client.get_model_version_by_alias(store.model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def champion_history(store: Store, client=None) -> list[str]:
+    """Versions that have been champion, oldest first; the last one is the current champion."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or store.client()
+    try:
+        tags = client.get_registered_model(store.model_name).tags
+    except MlflowException:
+        return []
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def load_version(store: Store, version: str):
+    """Load a registered version after checking its model file against the registered sha256."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = store.client()
+    try:
+        meta = client.get_model_version(store.model_name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"model {store.model_name!r} has no version {version}") from exc
+    expected = meta.tags.get("sha256")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{store.model_name}/{version}", dst_path=tmp))  # fmt: skip
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(
+                f"model {store.model_name!r} v{version}: artifacts cannot be read: {exc}"
+            ) from exc
+        model_file = local / MODEL_FILE
+        actual = sha256_file(model_file) if model_file.is_file() else "missing"
+        if not expected or actual != expected:
+            raise IntegrityError(
+                f"model {store.model_name!r} v{version}: {MODEL_FILE} has sha256 {actual[:16]}…, "
+                f"registered {str(expected)[:16]}…; refusing to load it"
+            )
+        return mlflow.sklearn.load_model(str(local))
+
+
+def version_metrics(store: Store, version: str, client=None) -> dict[str, float]:
+    """Held-out metrics of a version, read from its run."""
+    client = client or store.client()
+    meta = client.get_model_version(store.model_name, version)
+    return _holdout_metrics(client.get_run(meta.run_id))
+
+
+def _holdout_metrics(run) -> dict[str, float]:
+    return {k.removeprefix("holdout_"): v for k, v in run.data.metrics.items()
+            if k.startswith("holdout_")}  # fmt: skip
+
+
+def version_details(store: Store, version: str, client=None) -> dict[str, Any]:
+    """Everything a model card shows about a version."""
+    client = client or store.client()
+    meta = client.get_model_version(store.model_name, version)
+    run = client.get_run(meta.run_id)
+    return {
+        "name": store.model_name,
+        "version": str(meta.version),
+        "aliases": sorted(meta.aliases),
+        "created": datetime.fromtimestamp(meta.creation_timestamp / 1000, UTC).isoformat(
+            timespec="seconds"
+        ),
+        "run_id": meta.run_id,
+        "tags": dict(meta.tags),
+        "run_tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "params": dict(run.data.params),
+        "metrics": _holdout_metrics(run),
+    }
+
+
+def list_versions(store: Store):
+    """All versions, newest first, with aliases and held-out metrics."""
+    import pandas as pd
+
+    client = store.client()
+    rows = []
+    for found in client.search_model_versions(f"name='{store.model_name}'"):
+        mv = client.get_model_version(store.model_name, found.version)  # search omits aliases
+        metrics = version_metrics(store, str(mv.version), client)
+        rows.append({
+            "version": int(mv.version),
+            "aliases": ",".join(sorted(mv.aliases)),
+            "candidate": mv.tags.get("candidate", ""),
+            "roc_auc": metrics.get("roc_auc"),
+            "pr_auc": metrics.get("pr_auc"),
+            "brier": metrics.get("brier"),
+            "git_commit": mv.tags.get("git_commit", "")[:10],
+            "sha256": mv.tags.get("sha256", "")[:12],
+        })  # fmt: skip
+    columns = ["version", "aliases", "candidate", "roc_auc", "pr_auc", "brier", "git_commit",
+               "sha256"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns).sort_values("version", ascending=False)
+
+
+def set_champion(store: Store, version: str, history: list[str]) -> None:
+    """Point `champion` at `version` and record the champion history on the registered model."""
+    client = store.client()
+    client.get_model_version(store.model_name, version)  # raises if missing
+    client.set_registered_model_tag(store.model_name, HISTORY_TAG, json.dumps(history))
+    client.set_registered_model_alias(store.model_name, CHAMPION, version)
+
+
+def build_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S")
+
+
+def register_candidate(store: Store, build_id: str, candidate: str) -> str:
+    """Register another candidate of a build as a new version, moving no alias.
+
+    A model to keep on hand: a fallback to promote, a second model for a serving drill.
+    """
+    import mlflow
+
+    client = store.client()
+    runs = client.search_runs(
+        [store.experiment_id(client)],
+        f"tags.build_id = '{build_id}' and tags.candidate = '{candidate}'",
+    )
+    if not runs:
+        raise RegistryError(f"build {build_id} logged no candidate {candidate!r}")
+    run_id = runs[0].info.run_id
+    logged = client.search_logged_models([store.experiment_id(client)],
+                                         f"source_run_id = '{run_id}'")  # fmt: skip
+    if not logged:
+        raise RegistryError(f"run {run_id} ({candidate}) has no logged model")
+    uri = logged[0].model_uri
+    tags = {"sha256": _model_file_hash(uri), "run_id": run_id, "build_id": build_id,
+            "candidate": candidate}  # fmt: skip
+    with store_errors(store, f"registering {candidate} of build {build_id}"):
+        return str(mlflow.register_model(uri, store.model_name, tags=tags).version)

@@ -1,0 +1,2 @@
+"""Reports: the reports index the last task writes, and what CI says about a build
+(`nbmlops-report`)."""

@@ -1,0 +1,155 @@
+"""reports/index.html: a run summary and a link to every report the build wrote."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from .. import html, storage
+from ..layout import BENCH_PAGES, LOAD_PAGES
+from ..monitoring import drift
+from ..registry import cards
+from ..registry import store as registry
+
+
+def _products(upstream) -> dict[str, Mapping]:
+    """Task name to its products, with grid groups (e.g. `train-*`) flattened."""
+    flat = {}
+    for name in upstream:
+        value = upstream[name]
+        if hasattr(value, "to_json_serializable"):  # one task's MetaProduct
+            flat[name] = value.to_json_serializable()
+        else:  # a grid group: task name -> MetaProduct
+            flat.update({k: v.to_json_serializable() for k, v in value.items()})
+    return flat
+
+
+def notebooks_to_html(notebooks: dict[str, str], folder: str | Path) -> dict[str, Path]:
+    """Executed notebooks as self-contained HTML pages (no CDN scripts), one per task."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="")
+    staging = storage.staging_dir(folder)
+    pages = {}
+    for task, path in notebooks.items():
+        body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
+        (staging / f"{task}.html").write_text(body, encoding="utf-8")
+        pages[task] = Path(folder) / f"{task}.html"
+    storage.replace_dir(staging, Path(folder))
+    return pages
+
+
+def plot_history(versions: pd.DataFrame, batches: pd.DataFrame):
+    """Held-out metrics over registered versions, and drift and ROC AUC over batches."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    ordered = versions.sort_values("version")
+    for metric, style in (("roc_auc", "o-"), ("pr_auc", "s-"), ("brier", "^--")):
+        axes[0].plot(ordered["version"].astype(str), ordered[metric], style, label=metric)
+    axes[0].set(title="Held-out metrics by model version", xlabel="version")
+    real = batches[batches["control"] == ""]
+    axes[1].bar(
+        real["batch"], real["drift_share"], color="#5677fc", label="share of drifted features"
+    )
+    if "roc_auc" in real:
+        axes[1].plot(real["batch"], real["roc_auc"], "o-", color="#d9480f", label="ROC AUC")
+    axes[1].set_title("Drift and performance by batch")
+    axes[1].tick_params(axis="x", rotation=45)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file: str) -> None:
+    """Ploomber task: executed notebooks as HTML, model cards, then the reports index."""
+    products = _products(upstream)
+    store = registry.Store.from_params(mlflow)
+    with registry.store_errors(store, "writing the model cards"):
+        cards.write_cards(store, product["cards"], gates_file, baseline_file)
+        versions = registry.list_versions(store)
+    root = Path(str(product["index"])).parent
+    notebook_pages = notebooks_to_html(
+        {name: str(p["nb"]) for name, p in products.items() if "nb" in p}, str(product["notebooks"])
+    )
+
+    def rel(path) -> str:
+        return os.path.relpath(str(path), root)
+
+    manifest = storage.read_json(products["ingest"]["manifest"])
+    spec = storage.read_json(products["features"]["spec"])
+    best = storage.read_json(products["evaluate"]["best"])
+    metrics = storage.read_json(products["evaluate"]["metrics"])
+    tests = storage.read_json(products["monitor"]["tests"])
+    shadow_info = storage.read_json(products["score"]["shadow"])
+    batches = [b for b in tests["batches"] if not b["control"]]
+    failing = sum(b["status"] == "fail" for b in batches)
+    candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
+    batch_table = pd.DataFrame(tests["batches"])
+    monitoring_dir = Path(products["monitor"]["summary"]).parent
+    # Written by `make bench` and `make load`, when they have run.
+    measured = [
+        (root / BENCH_PAGES / "index.html", "Benchmark (make bench)"),
+        (root / LOAD_PAGES / "index.html", "Load test of the scoring service (make load)"),
+    ]
+    bench_link = [(rel(page), label) for page, label in measured if page.is_file()]
+    body = [
+        html.cards(
+            {
+                "source": manifest["source"],
+                "snapshot": manifest["sha256"][:12],
+                "rows modelled": spec["counts"]["rows"],
+                "champion": f"v{shadow_info['champion']}"
+                if shadow_info["champion"]
+                else "none yet",
+                "challenger": f"v{best['version']} ({best['model']})",
+                f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
+                "gates": "pass" if all(r["status"] == "pass" for r in metrics["gate"]) else "FAIL",
+                "batches failing": f"{failing} / {len(batches)}",
+            }
+        ),
+        html.heading("Reports"),
+        html.link_list(
+            [
+                (rel(products["validate"]["quality"]), "Data quality (contract checks)"),
+                (rel(products["evaluate"]["performance"]), "Best model on the held-out window"),
+                (rel(products["monitor"]["summary"]), "Monitoring: drift and performance by batch"),
+                (rel(products["evaluate"]["metrics"]), "metrics.json"),
+                (rel(products["monitor"]["tests"]), "monitoring tests.json"),
+            ]
+            + bench_link
+        ),
+        html.heading("Over time"),
+        html.figure(plot_history(versions, drift.summary_frame(tests["batches"]))),
+        html.heading("Model registry (each version links to its model card)"),
+        html.table(
+            versions,
+            {"pass": "pass"},
+            links={
+                "version": [rel(Path(product["cards"]) / f"v{v}.html") for v in versions["version"]]
+            },
+        ),
+        html.heading("Serving events"),
+        html.para("; ".join(shadow_info["events"]) or "The champion served every batch."),
+        html.heading("Candidates on the held-out window"),
+        html.table(candidates[["model", "roc_auc", "pr_auc", "f1", "recall", "brier"]]),
+        html.heading("Monitoring batches"),
+        html.table(
+            batch_table[["batch", "control", "rows", "drift_share", "prediction_drift", "status"]],
+            {"pass": "pass", "fail": "fail"},
+            links={"batch": [rel(monitoring_dir / b["report"]) for b in tests["batches"]]},
+        ),
+        html.heading("Executed notebooks"),
+        html.link_list([(rel(page), name) for name, page in notebook_pages.items()]),
+        html.heading("Rows on the way to the model"),
+        html.table(pd.DataFrame(list(spec["counts"].items()), columns=["count", "rows"])),
+    ]
+    storage.write_text(
+        str(product["index"]), html.page("Pipeline reports", "".join(body), home=None)
+    )

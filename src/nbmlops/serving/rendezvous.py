@@ -1,0 +1,339 @@
+"""The rendezvous core of the scoring service: who answers, who stands by, who scores in shadow.
+
+The champion answers within a latency budget. When it errors or runs over, the fallback (the
+previous champion) answers instead, and the answer says so. After several champion failures in a
+row a breaker opens: the fallback answers at once, and after a cool-down one request tries the
+champion again. A watcher follows the registry's aliases and swaps the set of models in place:
+requests in flight finish on the set they started with, new ones get the new set, nothing
+restarts and no request fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
+
+import numpy as np
+import pandas as pd
+import sklearn
+
+from ..registry import store as registry
+from ..registry.store import Store
+from .fused import fuse
+
+CHAMPION, FALLBACK, ACTING = "champion", "fallback", "acting champion"
+#: Why the fallback answered (a metric label; the answer's reason adds the detail).
+OVER_BUDGET, ERROR = "over budget", "error"
+BREAKER_OPEN = "breaker open after repeated champion failures"
+
+
+class NoModel(Exception):
+    """No model can answer: the champion failed and there is no fallback, or none is loaded."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    version: str
+    model: object
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """One consistent view of the registry: replaced whole, never changed in place."""
+
+    answering: Loaded
+    role: str  # champion, or acting champion (the challenger, before any promotion)
+    fallback: Loaded | None
+    shadows: dict[str, Loaded] = field(default_factory=dict)  # alias -> version scored beside
+    generation: int = 0
+
+    def versions(self) -> dict[str, str | None]:
+        found = {self.role: self.answering.version,
+                 FALLBACK: self.fallback.version if self.fallback else None}  # fmt: skip
+        return found | {alias: m.version for alias, m in self.shadows.items()}
+
+
+@dataclass
+class Answer:
+    proba: np.ndarray
+    version: str
+    role: str
+    model_ms: float  # time of the model that answered
+    reason: str | None = None  # why the fallback answered, in words
+    cause: str | None = None  # the same, one of OVER_BUDGET, ERROR, BREAKER_OPEN
+    shadows: dict[str, str] = field(default_factory=dict)  # alias -> version, for the archive
+    batch_rows: int = 1  # rows of the model call that answered (requests scored together)
+
+
+class Breaker:
+    """Closed: the champion is asked. Open after `threshold` failures in a row: it is skipped.
+
+    After `cooldown` seconds one request tries it again (half-open); success closes the breaker.
+    """
+
+    def __init__(self, threshold: int = 5, cooldown: float = 5.0, clock=time.monotonic):
+        self.threshold, self.cooldown, self.clock = threshold, cooldown, clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self._trial else "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.opened_at is None:
+                return True
+            if not self._trial and self.clock() - self.opened_at >= self.cooldown:
+                self._trial = True
+                return True
+            return False
+
+    def record(self, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self.failures, self.opened_at, self._trial = 0, None, False
+                return
+            self.failures += 1
+            if self._trial or self.failures >= self.threshold:
+                self.opened_at, self._trial = self.clock(), False
+
+
+@dataclass
+class _Job:
+    model: object
+    records: list[dict]
+    delay: float
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """A thread that scores every request waiting for it in one call.
+
+    A scikit-learn pipeline costs about as much for fifty rows as for one, so under load a
+    batch of many answers costs what one would; with no load a batch is one request.
+    Requests whose caller has given up (over budget) are dropped before scoring.
+    """
+
+    def __init__(self, name: str, to_frame: Callable[[list[dict]], pd.DataFrame],
+                 max_rows: int = 512):  # fmt: skip
+        self.to_frame, self.max_rows = to_frame, max_rows
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, model, records: list[dict], delay: float = 0.0) -> Future:
+        job = _Job(model, records, delay)
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            jobs, rows, stop = [first], len(first.records), False
+            while rows < self.max_rows:
+                try:
+                    job = self._queue.get_nowait()
+                except Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+                rows += len(job.records)
+            live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            for model_id in dict.fromkeys(id(j.model) for j in live):  # a swap mid-batch: two
+                self._score([j for j in live if id(j.model) == model_id])
+            if stop:
+                return
+
+    def _score(self, jobs: list[_Job]) -> None:
+        records = [r for j in jobs for r in j.records]
+        start = time.perf_counter()
+        try:
+            delay = max(j.delay for j in jobs)
+            if delay:
+                time.sleep(delay)  # a drill: latency injected into the champion
+            # Records were checked on the way in (finite numbers, known fields), and the model's
+            # parameters when it was fitted: skip scikit-learn's checks of both.
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                proba = jobs[0].model.predict_proba(self.to_frame(records))[:, 1]
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+            for j in jobs:
+                j.future.set_exception(exc)
+            return
+        ms = (time.perf_counter() - start) * 1000
+        i = 0
+        for j in jobs:
+            j.future.set_result((proba[i : i + len(j.records)], ms, len(records)))
+            i += len(j.records)
+
+
+class Router:
+    """Answers checked records with the champion, or with the fallback within the budget."""
+
+    def __init__(self, to_frame: Callable[[list[dict]], pd.DataFrame], columns: list[str],
+                 budget_ms: float, reserve_ms: float, breaker: Breaker | None = None,
+                 champion_delay_ms: float = 0.0):  # fmt: skip
+        if reserve_ms >= budget_ms:
+            raise ValueError(f"fallback_reserve_ms ({reserve_ms}) must be below "
+                             f"latency_budget_ms ({budget_ms})")  # fmt: skip
+        self.columns = columns
+        self.deadline = (budget_ms - reserve_ms) / 1000  # the champion's share of the budget
+        self.breaker = breaker or Breaker()
+        self.delay = champion_delay_ms / 1000
+        self.models: ModelSet | None = None
+        self._champion = Batcher("champion", to_frame)
+        self._fallback = Batcher("fallback", to_frame)
+
+    def swap(self, models: ModelSet) -> None:
+        self.models = models  # one reference assignment: readers see the old set or the new one
+
+    async def answer(self, records: list[dict]) -> Answer:
+        models = self.models  # this request's view, whatever the watcher does meanwhile
+        if models is None:
+            raise NoModel("no model is loaded yet")
+        shadows = {alias: m.version for alias, m in models.shadows.items()}
+        cause = reason = BREAKER_OPEN
+        # Without a fallback there is nothing to answer in the champion's place: wait for it.
+        deadline = self.deadline if models.fallback is not None else None
+        if models.fallback is None or self.breaker.allow():
+            delay = self.delay if models.role == CHAMPION else 0.0
+            job = self._champion.submit(models.answering.model, records, delay)
+            try:
+                proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), deadline)
+                self.breaker.record(True)
+                return Answer(proba, models.answering.version, models.role, ms,
+                              shadows=shadows, batch_rows=rows)  # fmt: skip
+            except TimeoutError:
+                cause = OVER_BUDGET
+                reason = f"{cause} (no answer in {self.deadline * 1000:.0f} ms)"
+            except Exception as exc:  # noqa: BLE001 - any champion failure falls back
+                cause, reason = ERROR, f"{ERROR}: {type(exc).__name__}: {exc}"
+            self.breaker.record(False)
+        if models.fallback is None:
+            raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "
+                          "champion is registered as fallback")  # fmt: skip
+        job = self._fallback.submit(models.fallback.model, records)
+        proba, ms, rows = await asyncio.wrap_future(job)
+        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, cause, shadows, rows)
+
+    def close(self) -> None:
+        self._champion.close()
+        self._fallback.close()
+
+
+def check_rows(columns: list[str], frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows every loaded model scores once before it serves: a row of missing values, plus
+    `frame` (sample records) when given."""
+    empty = pd.DataFrame({c: np.array([np.nan], dtype=object) for c in columns})
+    if frame is None or frame.empty:
+        return empty
+    return pd.concat([frame[columns], empty.astype(frame[columns].dtypes.to_dict())],
+                     ignore_index=True)  # fmt: skip
+
+
+class ModelCache:
+    """Loaded versions by number (hash-checked by the registry), the most recent `size` kept.
+
+    Each model scores `sample` once when loaded, so the first real request is not the slow one,
+    and is fused (nbmlops.fused) where that gives the very same probabilities.
+    """
+
+    def __init__(self, store: Store, sample: pd.DataFrame, size: int = 8):
+        self.store, self.sample, self.size = store, sample, size
+        self._models: OrderedDict[str, Loaded] = OrderedDict()
+
+    def get(self, version: str) -> Loaded:
+        if version not in self._models:
+            model = registry.load_version(self.store, version)
+            model.predict_proba(self.sample)
+            self._models[version] = Loaded(version, fuse(model, self.sample))
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        self._models.move_to_end(version)
+        return self._models[version]
+
+
+def wanted(aliases: dict[str, str], history: list[str], shadow_aliases: list[str]):
+    """(answering version, role, fallback version, {shadow alias: version}) from the registry."""
+    champion = aliases.get(registry.CHAMPION)
+    if champion is None:
+        answering, role = aliases.get(registry.CHALLENGER), ACTING
+    else:
+        answering, role = champion, CHAMPION
+    earlier = [v for v in reversed(history) if v != champion] if champion else []
+    shadows = {a: aliases[a] for a in shadow_aliases if a in aliases}
+    return answering, role, earlier[0] if earlier else None, shadows
+
+
+class Watcher(threading.Thread):
+    """Follows the registry's aliases; loads new versions off the answer path, then swaps."""
+
+    def __init__(self, store: Store, router: Router, shadow_aliases: list[str],
+                 poll_seconds: float, on_swap: Callable[[ModelSet], None] = lambda m: None,
+                 on_error: Callable[[str], None] = lambda e: None,
+                 sample: pd.DataFrame | None = None):  # fmt: skip
+        super().__init__(name="registry-watcher", daemon=True)
+        self.store, self.router, self.poll = store, router, poll_seconds
+        self.shadow_aliases = shadow_aliases
+        self.cache = ModelCache(store, check_rows(router.columns, sample))
+        self.on_swap, self.on_error = on_swap, on_error
+        self.key: tuple | None = None
+        self.swaps = 0
+        self.last_error: str | None = None
+        self.last_poll: float | None = None
+        self._stop = threading.Event()
+        self._client = None
+
+    def check(self) -> bool:
+        """One look at the registry; True when the served set changed."""
+        self._client = self._client or self.store.client()
+        found = self._client.get_registered_model(self.store.model_name)
+        history = json.loads(found.tags.get(registry.HISTORY_TAG, "[]"))
+        aliases = {alias: str(version) for alias, version in found.aliases.items()}
+        answering, role, fallback, shadows = wanted(aliases, [str(v) for v in history],
+                                                    self.shadow_aliases)  # fmt: skip
+        self.last_poll = time.time()
+        key = (answering, role, fallback, tuple(sorted(shadows.items())))
+        if key == self.key:
+            return False
+        if answering is None:
+            raise NoModel(f"model {self.store.model_name!r} has neither a champion nor a "
+                          "challenger; run a build first")  # fmt: skip
+        models = ModelSet(
+            self.cache.get(answering), role,
+            self.cache.get(fallback) if fallback else None,
+            {alias: self.cache.get(v) for alias, v in shadows.items()},
+            generation=self.swaps + 1,
+        )  # fmt: skip
+        self.router.swap(models)
+        self.key, self.swaps = key, self.swaps + 1
+        self.on_swap(models)
+        return True
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check()
+                self.last_error = None
+            except Exception as exc:  # noqa: BLE001 - keep serving the current set; retry
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.on_error(self.last_error)
+            self._stop.wait(self.poll)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,297 @@
+"""`make serve`: the registry's models behind one HTTP endpoint, in the rendezvous style.
+
+    nbmlops-serve --env env.ci.yaml [--port 8000] [--no-shadow] [--drill-latency-ms 200]
+
+`POST /predict` takes one record or a list, checked against the request contract (422 naming
+each bad field). The champion answers within `latency_budget_ms`, or the fallback does and the
+answer says why; shadows (the challenger by default) score the same records in a separate
+process; every record is archived. `GET /health`, `/ready`, `/models` and `/metrics`
+(Prometheus text). Settings come from the env file's `serving` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..data import contract as dc
+from ..errors import ConfigError, PipelineError
+from ..layout import Layout
+from ..registry.store import Store
+from ..settings import ServingSettings
+from ..spec import THRESHOLD, FeatureSpec
+from .payload import InvalidRequest, RequestContract
+from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
+from .shadow import ArchiveSettings, ShadowProcess
+
+CHECK_ROWS = 64
+LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+                   0.2, 0.5, 1.0)  # fmt: skip
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("nbmlops_requests", "Requests by outcome", ["outcome"], registry=r)
+        self.records = Counter("nbmlops_records", "Records answered", registry=r)
+        self.answers = Counter("nbmlops_answers", "Answers by the role and version that gave them",
+                               ["role", "version"], registry=r)  # fmt: skip
+        self.fallbacks = Counter("nbmlops_fallbacks", "Answers from the fallback, by cause",
+                                 ["cause"], registry=r)  # fmt: skip
+        self.latency = Histogram("nbmlops_request_seconds", "Time to answer a request",
+                                 buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.model_latency = Histogram("nbmlops_model_seconds", "Time of the answering model",
+                                       ["role"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.shadow_latency = Histogram("nbmlops_shadow_seconds", "Time of each shadow model",
+                                        ["alias"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.shadow_errors = Counter("nbmlops_shadow_errors", "Shadow models that failed",
+                                     ["alias"], registry=r)  # fmt: skip
+        self.shadow_dropped = Counter("nbmlops_shadow_dropped",
+                                      "Requests not handed to the shadow process (it was behind)",
+                                      registry=r)  # fmt: skip
+        self.archived = Counter("nbmlops_archived_records", "Records written to the archive",
+                                registry=r)  # fmt: skip
+        self.archive_files = Counter("nbmlops_archive_files", "Archive files written", registry=r)
+        self.swaps = Counter("nbmlops_model_swaps", "Model sets swapped in", registry=r)
+        self.registry_errors = Counter("nbmlops_registry_errors", "Failed registry reads",
+                                       registry=r)  # fmt: skip
+        self.version = Gauge("nbmlops_model_version", "Version serving each role",
+                             ["role"], registry=r)  # fmt: skip
+        self.breaker_open = Gauge("nbmlops_breaker_open", "1 while the champion is skipped",
+                                  registry=r)  # fmt: skip
+
+    def swapped(self, models: ModelSet) -> None:
+        self.swaps.inc()
+        for role, version in models.versions().items():
+            self.version.labels(role).set(float(version) if version else 0)
+
+    def take(self, report: dict) -> None:
+        self.archived.inc(report["rows"])
+        self.archive_files.inc(report["files"])
+        for alias, _version, ms, ok in report["shadow"]:
+            self.shadow_latency.labels(alias).observe(ms / 1000)
+            if not ok:
+                self.shadow_errors.labels(alias).inc()
+
+
+class Service:
+    """Router, registry watcher, shadow process and metrics: started and stopped together."""
+
+    def __init__(self, store: Store, spec: FeatureSpec, contract: dict | None,
+                 settings: ServingSettings, drill_latency_ms: float = 0.0,
+                 sample: list[dict] | None = None):  # fmt: skip
+        self.store, self.settings, self.threshold = store, settings, THRESHOLD
+        self.contract = RequestContract(spec, contract)
+        self.metrics = Metrics()
+        self.router = Router(self.contract.frame, spec.columns, settings.latency_budget_ms,
+                             settings.fallback_reserve_ms,
+                             Breaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
+                             champion_delay_ms=drill_latency_ms)  # fmt: skip
+        self.watcher = Watcher(store, self.router, list(settings.shadows), settings.poll_seconds,
+                               on_swap=self._swapped,
+                               on_error=lambda e: self.metrics.registry_errors.inc(),
+                               sample=self.contract.frame(sample) if sample else None)  # fmt: skip
+        archive = ArchiveSettings(settings.archive, settings.rotate_rows, settings.rotate_seconds)
+        self.shadow = ShadowProcess(store, spec.to_dict(), archive, settings.shadow,
+                                    sample or [])  # fmt: skip
+        self.drill_latency_ms = drill_latency_ms
+        self.started = time.time()
+        self._stop = threading.Event()
+        self._pump = threading.Thread(target=self._pump_reports, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        # Libraries and models are hundreds of thousands of long-lived objects; a full collection
+        # walking them all stalls every request for a few hundred milliseconds. Keep them out of
+        # collections (again after each swap), and collect the young ones less often.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        self.shadow.start()
+        self.watcher.start()
+        self._pump.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        for report in self.shadow.stop():
+            self.metrics.take(report)
+        self.router.close()
+
+    def _swapped(self, models: ModelSet) -> None:
+        gc.freeze()  # the new models are long-lived too
+        self.metrics.swapped(models)
+
+    def _pump_reports(self) -> None:
+        while not self._stop.wait(0.25):
+            for report in self.shadow.reports():
+                self.metrics.take(report)
+            self.metrics.breaker_open.set(self.router.breaker.state != "closed")
+
+    def ready(self) -> tuple[bool, str]:
+        if self.router.models is None:
+            return False, self.watcher.last_error or "loading models from the registry"
+        if not self.shadow.alive():
+            return False, "the shadow and archive process has stopped"
+        return True, "ready"
+
+    def describe(self) -> dict:
+        models = self.router.models
+        return {
+            "model_name": self.store.model_name,
+            "registry": self.store.tracking_uri,
+            "serving": models.versions() if models else {},
+            "generation": models.generation if models else 0,
+            "swaps": self.watcher.swaps,
+            "last_registry_poll": self.watcher.last_poll,
+            "registry_error": self.watcher.last_error,
+            "breaker": self.router.breaker.state,
+            "latency_budget_ms": self.settings.latency_budget_ms,
+            "champion_deadline_ms": round(self.router.deadline * 1000, 3),
+            "drill_latency_ms": self.drill_latency_ms,
+            "shadow_scoring": self.settings.shadow,
+            "archive": self.settings.archive,
+            "fields": [f.name for f in self.contract.fields],
+        }
+
+    async def predict(self, body: bytes) -> tuple[int, dict]:
+        """(HTTP status, JSON body) for one /predict request."""
+        start = time.perf_counter()
+        try:
+            records, many = self.contract.records(body)
+        except InvalidRequest as exc:
+            self.metrics.requests.labels("invalid").inc()
+            return 422, {"detail": exc.problems}
+        try:
+            answer = await self.router.answer(records)
+        except NoModel as exc:
+            self.metrics.requests.labels("unavailable").inc()
+            return 503, {"detail": str(exc)}
+        request_id = uuid.uuid4().hex
+        message = {"request_id": request_id, "received_at": time.time(), "records": records,
+                   "proba": answer.proba.tolist(), "version": answer.version, "role": answer.role,
+                   "model_ms": answer.model_ms, "batch_rows": answer.batch_rows,
+                   "reason": answer.reason,
+                   "shadows": answer.shadows}  # fmt: skip
+        if not self.shadow.send(message):
+            self.metrics.shadow_dropped.inc()
+        m = self.metrics
+        m.requests.labels("ok").inc()
+        m.records.inc(len(records))
+        m.answers.labels(answer.role, answer.version).inc()
+        m.model_latency.labels(answer.role).observe(answer.model_ms / 1000)
+        if answer.cause:
+            m.fallbacks.labels(answer.cause).inc()
+        results = [{"prediction": int(p >= self.threshold), "probability": round(float(p), 6)}
+                   for p in answer.proba]  # fmt: skip
+        out = {"request_id": request_id, "model_version": answer.version, "role": answer.role,
+               "fallback_reason": answer.reason}  # fmt: skip
+        out |= {"predictions": results} if many else results[0]
+        m.latency.observe(time.perf_counter() - start)
+        return 200, out
+
+
+def create_app(service: Service):
+    """The FastAPI app around a service; the service starts and stops with the app."""
+
+    @asynccontextmanager
+    async def lifespan(app):
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="nbmlops scoring service", lifespan=lifespan)
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        status, body = await service.predict(await request.body())
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "alive", "uptime_seconds": round(time.time() - service.started, 1)}
+
+    @app.get("/ready")
+    async def ready():
+        ok, why = service.ready()
+        return JSONResponse({"ready": ok, "reason": why}, status_code=200 if ok else 503)
+
+    @app.get("/models")
+    async def models():
+        return service.describe()
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def service_from_env(env_file: str | Path, overrides: dict | None = None,
+                     drill_latency_ms: float = 0.0) -> Service:  # fmt: skip
+    """A service on an env file's `mlflow`, `contract` and `serving` and the last build's spec."""
+    layout = Layout.from_env(env_file)
+    env, where = layout.env, str(env_file)
+    project = Path(env_file).resolve().parent
+    params = {"archive": str(project / "data" / "requests")} | (env.get("serving") or {})
+    settings = ServingSettings.from_params(params | (overrides or {}), where)
+    spec_file = layout.product("features", "spec")
+    if not spec_file.is_file():
+        raise ConfigError(f"{spec_file}: no feature spec; run a build first (make build)")
+    spec = FeatureSpec.read(spec_file)
+    contract = dc.load_contract(env.get("contract"))
+    holdout = layout.product("ingest", "holdout")  # rows each loaded model is checked on
+    sample = (RequestContract(spec).example(pd.read_parquet(holdout), CHECK_ROWS)
+              if holdout.is_file() else None)  # fmt: skip
+    return Service(Store.from_params(env["mlflow"], where), spec, contract, settings,
+                   drill_latency_ms, sample)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="env.yaml", help="env file (default env.yaml)")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--archive", help="folder of the request archive")
+    parser.add_argument("--no-shadow", dest="shadow", action="store_false", default=None,
+                        help="answer and archive only; no shadow scoring")  # fmt: skip
+    parser.add_argument("--drill-latency-ms", type=float, default=0.0,
+                        help="a drill: delay every champion answer by this much")  # fmt: skip
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "archive": args.archive,
+                                   "shadow": args.shadow}.items() if v is not None}  # fmt: skip
+    import uvicorn
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        service = service_from_env(args.env, overrides, args.drill_latency_ms)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    s = service.settings
+    print(f"serving {service.store.model_name} on http://{s.host}:{s.port} (archive {s.archive})",
+          flush=True)  # fmt: skip
+    uvicorn.run(create_app(service), host=s.host, port=s.port, log_level="warning",
+                access_log=False)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Shadow scoring and the request archive, in a process of their own beside the service.
+
+The service hands each answered request to this process through a bounded queue and returns at
+once; here every shadow model scores the same records, and each record, with every model's output
+and latency, is appended to the archive. The archive is a folder of Parquet files, each complete
+or absent (written under a temporary name, then renamed), rotated by rows and by age. Each file
+holds the models' input columns, so monitoring reads the folder as current batches:
+`current_batches: "data/requests/*.parquet"`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .. import storage
+from ..registry.store import Store
+
+STOP = None
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    folder: str
+    rotate_rows: int = 100_000
+    rotate_seconds: float = 3600.0
+
+
+class Archive:
+    """Rows kept in memory until a file's worth (or age) is reached, then written as one file."""
+
+    def __init__(self, settings: ArchiveSettings, clock=time.monotonic):
+        self.folder = Path(settings.folder)
+        self.settings, self.clock = settings, clock
+        self.rows: list[dict] = []
+        self.started = clock()
+        self.files: list[Path] = []
+        self._seq = 0
+
+    def add(self, rows: list[dict]) -> Path | None:
+        if not self.rows:
+            self.started = self.clock()
+        self.rows.extend(rows)
+        return self.flush() if self.due() else None
+
+    def due(self) -> bool:
+        full = len(self.rows) >= self.settings.rotate_rows
+        old = self.clock() - self.started >= self.settings.rotate_seconds
+        return bool(self.rows) and (full or old)
+
+    def flush(self) -> Path | None:
+        """Write the rows kept so far as one new file; its name sorts in time order."""
+        if not self.rows:
+            return None
+        self._seq += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = self.folder / f"requests-{stamp}-{os.getpid()}-{self._seq:05d}.parquet"
+        df = pd.DataFrame.from_records(self.rows)
+        df["received_at"] = pd.to_datetime(df["received_at"], unit="s", utc=True)
+        text = df.select_dtypes(include=object).columns  # a column of nulls stays a string column
+        df[text] = df[text].astype("string")
+        storage.write_parquet(path, df)
+        self.rows = []
+        self.files.append(path)
+        return path
+
+
+def archive_rows(message: dict, shadow_out: dict[str, dict]) -> list[dict]:
+    """One archive row per record: inputs, the answer, and every shadow's output and latency.
+
+    A latency is that of the model call that scored the record; `*_batch_rows` says how many
+    records that call scored together.
+    """
+    rows = []
+    for i, record in enumerate(message["records"]):
+        row = {"request_id": message["request_id"], "record": i,
+               "received_at": message["received_at"], **record,
+               "served_version": message["version"], "served_role": message["role"],
+               "served_proba": float(message["proba"][i]), "served_ms": message["model_ms"],
+               "served_batch_rows": message["batch_rows"],
+               "fallback_reason": message["reason"]}  # fmt: skip
+        for alias, out in shadow_out.items():
+            row[f"{alias}_version"] = out["version"]
+            row[f"{alias}_proba"] = float(out["proba"][i]) if out["proba"] is not None else None
+            row[f"{alias}_ms"] = out["ms"]
+            row[f"{alias}_batch_rows"] = out["rows"]
+            row[f"{alias}_error"] = out["error"]
+        rows.append(row)
+    return rows
+
+
+def shadow_outputs(messages: list[dict], to_frame, cache) -> list[dict[str, dict]]:
+    """Per message, alias -> output: each shadow version scores all its records in one call."""
+    outs: list[dict[str, dict]] = [{} for _ in messages]
+    wanted = {(a, v) for m in messages for a, v in m["shadows"].items()}
+    for alias, version in sorted(wanted):
+        mine = [i for i, m in enumerate(messages) if m["shadows"].get(alias) == version]
+        records = [r for i in mine for r in messages[i]["records"]]
+        start = time.perf_counter()
+        try:
+            proba = cache.get(version).model.predict_proba(to_frame(records))[:, 1]
+            error = None
+        except Exception as exc:  # noqa: BLE001 - a failing shadow is recorded, never raised
+            proba, error = None, f"{type(exc).__name__}: {exc}"
+        ms = (time.perf_counter() - start) * 1000
+        at = 0
+        for i in mine:
+            n = len(messages[i]["records"])
+            part = proba[at : at + n] if proba is not None else None
+            outs[i][alias] = {"version": version, "proba": part, "error": error, "ms": ms,
+                              "rows": len(records)}  # fmt: skip
+            at += n
+    return outs
+
+
+def _take(inbox: mp.Queue, tick: float, max_records: int) -> tuple[list[dict], bool]:
+    """The messages waiting (at least one, or none after `tick`), and whether STOP came."""
+    try:
+        first = inbox.get(timeout=tick)
+    except queue.Empty:
+        return [], False
+    if first is STOP:
+        return [], True
+    found, records = [first], len(first["records"])
+    while records < max_records:
+        try:
+            message = inbox.get_nowait()
+        except queue.Empty:
+            break
+        if message is STOP:
+            return found, True
+        found.append(message)
+        records += len(message["records"])
+    return found, False
+
+
+def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
+           archive: ArchiveSettings, shadow: bool, sample: list[dict], tick: float = 0.5,
+           max_records: int = 1024) -> None:  # fmt: skip
+    """Process main: score shadows, archive rows, report figures to the service every `tick`.
+
+    It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it stops when the
+    service hands it STOP, or when the service is gone, after writing its last file.
+    """
+    import signal
+
+    from ..spec import FeatureSpec
+    from .payload import RequestContract
+    from .rendezvous import ModelCache, check_rows
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    parent = os.getppid()
+    feature_spec = FeatureSpec.from_dict(spec)
+    to_frame = RequestContract(feature_spec).frame
+    cache = ModelCache(
+        store, check_rows(feature_spec.columns, to_frame(sample) if sample else None)
+    )
+    log = Archive(archive)
+    report = {"rows": 0, "files": 0, "shadow": []}
+    last = time.monotonic()
+    while True:
+        messages, stop = _take(inbox, tick, max_records)
+        outs = shadow_outputs(messages, to_frame, cache) if shadow else [{} for _ in messages]
+        for message, out in zip(messages, outs, strict=True):
+            report["shadow"] += [(a, o["version"], o["ms"], o["error"] is None)
+                                 for a, o in out.items()]  # fmt: skip
+            rows = archive_rows(message, out)
+            report["rows"] += len(rows)
+            report["files"] += log.add(rows) is not None
+        if not messages and log.due():
+            report["files"] += log.flush() is not None
+        if stop or os.getppid() != parent:
+            break
+        if time.monotonic() - last >= tick:
+            outbox.put(report)
+            report, last = {"rows": 0, "files": 0, "shadow": []}, time.monotonic()
+    report["files"] += log.flush() is not None
+    outbox.put(report)
+
+
+class ShadowProcess:
+    """The worker process and its two queues, as the service sees them."""
+
+    def __init__(self, store: Store, spec: dict, archive: ArchiveSettings,
+                 shadow: bool, sample: list[dict], queue_size: int = 20_000):  # fmt: skip
+        ctx = mp.get_context("spawn")  # a clean interpreter: the service has threads running
+        self.inbox: mp.Queue = ctx.Queue(queue_size)
+        self.outbox: mp.Queue = ctx.Queue()
+        self.process = ctx.Process(target=worker, name="nbmlops-shadow", daemon=True,
+                                   args=(self.inbox, self.outbox, store, spec, archive,
+                                         shadow, sample))  # fmt: skip
+
+    def start(self) -> None:
+        self.process.start()
+
+    def send(self, message: dict) -> bool:
+        """Hand a request over without waiting; False when the worker is too far behind."""
+        try:
+            self.inbox.put_nowait(message)
+            return True
+        except queue.Full:
+            return False
+
+    def reports(self) -> list[dict]:
+        found = []
+        while True:
+            try:
+                found.append(self.outbox.get_nowait())
+            except queue.Empty:
+                return found
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> list[dict]:
+        """Let the worker finish what it was handed and write its last file."""
+        if self.process.is_alive():
+            self.inbox.put(STOP)
+        found = []
+        deadline = time.monotonic() + timeout
+        while self.process.is_alive() and time.monotonic() < deadline:
+            found += self.reports()
+            self.process.join(0.1)
+        if self.process.is_alive():
+            self.process.terminate()
+        return found + self.reports()

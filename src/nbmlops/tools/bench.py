@@ -1,0 +1,343 @@
+"""`make bench`: what the pipeline costs on top of its work, as ratios measured in one run.
+
+Every figure is a median over repeats and is set against a baseline timed in the same run,
+because shared machines are noisy:
+
+- a cold `ploomber build` against (a) a plain sequential papermill loop over the same rendered
+  notebooks and (b) the same notebook code run as one plain Python process; the cold build is
+  timed with both notebook executors (ploomber-engine, the default, and papermill);
+- a no-op rebuild and a rebuild after editing one notebook, against the cold build;
+- the candidate grid run at once against the same three tasks one after another;
+- monitoring one batch of 100k, 1M and 5M rows (scaled-up flights, `nbmlops.scaleup`):
+  wall time, peak memory and report size, against the 100k batch;
+- setup: a fresh clone of the committed project to a ready environment (`make setup`).
+
+Writes `bench.json`, `bench.md` and `index.html` into the output folder (reports/bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .. import html, storage
+from ..layout import BENCH_PAGES, Layout
+
+#: What a copy of the project needs to build: its own files, never products or stores.
+PIPELINE_FILES = [
+    "pipeline.yaml",
+    "env.yaml",
+    "env.ci.yaml",
+    "notebooks",
+    "contracts",
+    "model",
+    "requirements.lock",
+]
+BIN = Path(sys.executable).parent
+ROWS = (100_000, 1_000_000, 5_000_000)
+
+
+def copy_pipeline(project: Path, dest: Path) -> Path:
+    """The pipeline's own files in `dest`, so a build there never touches the real products."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PIPELINE_FILES:
+        src = project / name
+        if src.is_dir():
+            ignore = shutil.ignore_patterns("*.ipynb", "__pycache__")
+            shutil.copytree(src, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def build_env(env_file: str | None = None) -> dict[str, str]:
+    """The environment of a build started here: telemetry off, no user's tracking server."""
+    outside = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = outside | {
+        "PLOOMBER_STATS_ENABLED": "false",
+        "PLOOMBER_VERSION_CHECK_DISABLED": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    return env | {"PLOOMBER_ENV_FILENAME": env_file} if env_file else env
+
+
+def timed(args: list[str], cwd: Path, env_file: str) -> float:
+    """Wall seconds of one command; a failure stops the benchmark with its output."""
+    start = time.perf_counter()
+    done = subprocess.run(args, cwd=cwd, env=build_env(env_file), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    return seconds
+
+
+def run_baseline(project: Path, env_file: str, mode: str) -> None:
+    """The pipeline's notebooks without Ploomber: papermill one by one, or one Python process.
+
+    Notebooks are rendered with the env's parameters (Ploomber only renders; it runs nothing),
+    then executed in build order; the function task is called directly.
+    """
+    import nbformat
+    import papermill
+    from ploomber.spec import DAGSpec
+    from ploomber.tasks import NotebookRunner
+
+    dag = DAGSpec(str(project / "pipeline.yaml"), env=str(project / env_file)).to_dag()
+    dag.render(force=True, show_progress=False)
+    work = Path(tempfile.mkdtemp(prefix="baseline-"))
+    for name in dag:  # DAG iteration is build order
+        task = dag[name]
+        if isinstance(task, NotebookRunner):
+            nb = nbformat.reads(task.source.nb_str_rendered, as_version=4)
+            executed = Path(str(task.product["nb"]))  # the index task publishes it
+            executed.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "papermill":
+                path = work / f"{name}.ipynb"
+                nbformat.write(nb, path)
+                papermill.execute_notebook(str(path), str(executed), progress_bar=False,
+                                           cwd=project)  # fmt: skip
+            else:
+                code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+                exec(compile(code, name, "exec"), {"__name__": name})  # noqa: S102
+                nbformat.write(nb, executed)
+        else:  # a function task: its params already hold product and upstream
+            task.source.primitive(**task.params.to_dict())
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def bench_builds(project: Path, env_file: str, repeats: int, scratch: Path) -> dict:
+    """Cold build, both baselines, no-op and edit rebuilds, medians over `repeats`."""
+    kinds = ("cold", "cold_kernels", "papermill", "script")
+    runs: dict[str, list[float]] = {k: [] for k in (*kinds, "noop", "edit")}
+    python = str(BIN / "python")
+    for i in range(repeats):
+        for kind in kinds:
+            copy = copy_pipeline(project, scratch / f"{kind}-{i}")
+            if kind == "cold":
+                args = [str(BIN / "ploomber"), "build"]
+            elif kind == "cold_kernels":
+                args = [str(BIN / "ploomber"), "build", "--env--notebook_executor", "papermill"]
+            else:
+                args = [python, "-m", "nbmlops.tools.bench", "baseline", kind, "--env", env_file]
+            runs[kind].append(timed(args, copy, env_file))
+            print(f"[{i + 1}/{repeats}] {env_file} {kind}: {runs[kind][-1]:.1f} s", flush=True)
+        built = scratch / f"cold-{i}"
+        runs["noop"].append(timed([str(BIN / "ploomber"), "build"], built, env_file))
+        notebook = built / "notebooks" / "monitor.py"
+        notebook.write_text(notebook.read_text() + '\n# %%\nprint("edited")\n')
+        runs["edit"].append(timed([str(BIN / "ploomber"), "build"], built, env_file))
+    med = {k: _median(v) for k, v in runs.items()}
+    tasks = 10
+    return {
+        "env": env_file,
+        "repeats": repeats,
+        "seconds": med,
+        "runs": runs,
+        "cold_vs_papermill": round(med["cold"] / med["papermill"], 3),
+        "kernels_vs_papermill": round(med["cold_kernels"] / med["papermill"], 3),
+        "overhead_per_task_vs_script": round((med["cold"] - med["script"]) / tasks, 2),
+        "noop_vs_cold": round(med["noop"] / med["cold"], 3),
+        "edit_vs_cold": round(med["edit"] / med["cold"], 3),
+    }
+
+
+def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
+    """The three candidate tasks together against the same three one after another."""
+    names = ["train-logreg", "train-hgb", "train-rf"]
+    ploomber = str(BIN / "ploomber")
+    serial, parallel = [], []
+    from ..buildlock import THREAD_VARIABLES  # imports Ploomber; only the grid needs it
+
+    env = build_env(env_file) | dict.fromkeys(THREAD_VARIABLES, "1")  # as the executor sets
+    for _ in range(repeats):
+        serial.append(sum(timed([ploomber, "task", n, "--force"], built, env_file) for n in names))
+        start = time.perf_counter()
+        procs = [subprocess.Popen([ploomber, "task", n, "--force"], cwd=built, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for n in names]  # fmt: skip
+        if any(p.wait() != 0 for p in procs):
+            raise RuntimeError("a candidate task failed in the parallel grid run")
+        parallel.append(time.perf_counter() - start)
+    speedup = round(statistics.median(serial) / statistics.median(parallel), 2)
+    return {"serial": _median(serial), "parallel": _median(parallel), "speedup": speedup}
+
+
+def bench_setup(project: Path, scratch: Path) -> dict:
+    """A fresh clone of the committed project to a ready environment (`make setup`)."""
+    clone = scratch / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(project), str(clone)], check=True)
+    seconds = timed(["make", "setup"], clone, "env.ci.yaml")
+    print(f"setup from a fresh clone: {seconds:.1f} s", flush=True)
+    return {"fresh_clone_to_ready_seconds": round(seconds, 1)}
+
+
+def monitor_once(env_file: Path, rows: int, out: Path, max_rows: int) -> dict:
+    """Score and monitor one scaled-up batch of `rows` rows of a build; figures of this process."""
+    import pandas as pd
+
+    from .. import metrics as m
+    from ..monitoring import drift
+    from ..spec import BATCH, FeatureSpec
+    from . import scaleup
+
+    layout = Layout.from_env(env_file)
+    spec = FeatureSpec.read(layout.product("features", "spec"))
+    models = layout.grid_products("train-[[model]]", "model")
+    model = storage.read_pickle(next(p for p in models if p.name.startswith("logreg")))
+    holdout = pd.read_parquet(layout.product("ingest", "holdout"))
+    batches = pd.read_parquet(layout.product("ingest", "batches"))
+    month = batches[batches[BATCH] == batches[BATCH].iloc[0]]
+    batch = scaleup.scale_batch(month, spec, rows, seed=rows)
+    start = time.perf_counter()
+    reference = m.scored_frame(holdout, spec, m.predict_proba(model, holdout, spec))
+    current = m.scored_frame(batch, spec, m.predict_proba(model, batch, spec))
+    summary = drift.batch_report(
+        drift.sample_rows(reference, max_rows),
+        drift.sample_rows(current, max_rows, seed=1),
+        spec, out, drift_share=0.5,
+    )  # fmt: skip
+    metrics = m.classification_metrics(batch[spec.target], current[m.PROBA])
+    return {
+        "rows": rows,
+        "seconds": round(time.perf_counter() - start, 2),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "report_kb": out.stat().st_size // 1024,
+        "drift_share": summary["drift_share"],
+        "roc_auc": metrics["roc_auc"],
+    }
+
+
+def bench_monitoring(env_file: Path, scratch: Path, max_rows: int, rows=ROWS) -> list[dict]:
+    found = []
+    for n in rows:
+        out = scratch / f"monitor-{n}.html"
+        done = subprocess.run(
+            [str(BIN / "python"), "-m", "nbmlops.tools.bench", "monitor", str(env_file), str(n),
+             str(out), "--max-rows", str(max_rows)],
+            capture_output=True, text=True, env=build_env("env.ci.yaml"),
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"monitoring {n} rows failed:\n{done.stderr[-4000:]}")
+        found.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(
+            f"monitor {n:>9,} rows: {found[-1]['seconds']} s, {found[-1]['peak_mb']} MB", flush=True
+        )
+    base = found[0]
+    for row in found:
+        row["seconds_vs_100k"] = round(row["seconds"] / base["seconds"], 2)
+        row["report_vs_100k"] = round(row["report_kb"] / base["report_kb"], 3)
+    return found
+
+
+TARGETS = {
+    "cold build / papermill loop": ("cold_vs_papermill", 1.1, "max"),
+    "cold build, papermill executor / papermill loop": ("kernels_vs_papermill", 1.1, "max"),
+    "overhead per task over one script (s)": ("overhead_per_task_vs_script", 1.5, "max"),
+    "no-op rebuild / cold build": ("noop_vs_cold", 0.10, "max"),
+}
+
+
+def markdown(result: dict) -> str:
+    """The benchmark as Markdown tables, each figure with its target and verdict."""
+    lines = ["# Benchmark", "", f"Machine: {result['machine']}", ""]
+    for build in result["builds"]:
+        s = build["seconds"]
+        lines += [f"## Builds, {build['env']} (median of {build['repeats']})", "",
+                  "| measure | seconds |", "|---|---|"]  # fmt: skip
+        lines += [f"| {k} | {v} |" for k, v in s.items()]
+        lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
+        for label, (key, limit, _) in TARGETS.items():
+            lines.append(f"| {label} | {build[key]} | ≤ {limit} | "
+                         f"{'yes' if build[key] <= limit else 'no'} |")  # fmt: skip
+        lines += [f"| edit one notebook / cold build | {build['edit_vs_cold']} | | |", ""]
+    if result.get("setup"):
+        seconds = result["setup"]["fresh_clone_to_ready_seconds"]
+        lines += ["## Setup", "", f"Fresh clone to a ready environment (`make setup`): {seconds} s",
+                  ""]  # fmt: skip
+    grid = result.get("grid")
+    if grid:
+        met = "yes" if grid["speedup"] >= 1.6 else "no"
+        lines += ["## Candidate grid", "", "| serial s | parallel s | speedup | target | met |",
+                  "|---|---|---|---|---|",
+                  f"| {grid['serial']} | {grid['parallel']} | {grid['speedup']} | ≥ 1.6 | {met} |",
+                  ""]  # fmt: skip
+    if result.get("monitoring"):
+        lines += [f"## Monitoring one batch (compared on ≤ {result['max_rows']:,} rows)", "",
+                  "| rows | seconds | × 100k | peak MB | report KB | report × 100k "
+                  "| ≤ 20 s, ≤ 2 GB |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in result["monitoring"]:
+            ok = "yes" if r["seconds"] <= 20 and r["peak_mb"] <= 2048 else "no"
+            lines.append(f"| {r['rows']:,} | {r['seconds']} | {r['seconds_vs_100k']} | "
+                         f"{r['peak_mb']} | {r['report_kb']} | {r['report_vs_100k']} "
+                         f"| {ok} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the whole benchmark")
+    run.add_argument("--envs", nargs="+", default=["env.ci.yaml"])
+    run.add_argument("--repeats", type=int, default=3)
+    run.add_argument("--rows", nargs="+", type=int, default=list(ROWS))
+    run.add_argument("--max-rows", type=int, default=100_000)
+    run.add_argument("--out", help="default: the env's reports folder, then bench/")
+    run.add_argument("--no-setup", dest="setup", action="store_false",
+                     help="skip timing a fresh clone's `make setup`")  # fmt: skip
+    base = sub.add_parser("baseline", help="(internal) one baseline run in the current folder")
+    base.add_argument("mode", choices=["papermill", "script"])
+    base.add_argument("--env", default="env.ci.yaml")
+    mon = sub.add_parser("monitor", help="(internal) monitor one scaled-up batch")
+    mon.add_argument("env_file", type=Path, help="env file of a built project")
+    mon.add_argument("rows", type=int)
+    mon.add_argument("out", type=Path)
+    mon.add_argument("--max-rows", type=int, default=100_000)
+    args = parser.parse_args(argv)
+
+    if args.command == "baseline":
+        run_baseline(Path.cwd(), args.env, args.mode)
+        return 0
+    if args.command == "monitor":
+        print(json.dumps(monitor_once(args.env_file, args.rows, args.out, args.max_rows)))
+        return 0
+    project = Path.cwd()
+    scratch = Path(tempfile.mkdtemp(prefix="nbmlops-bench-"))
+    result = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+              "max_rows": args.max_rows, "builds": []}  # fmt: skip
+    try:
+        for env_file in args.envs:
+            result["builds"].append(bench_builds(project, env_file, args.repeats, scratch))
+        if args.setup:
+            result["setup"] = bench_setup(project, scratch)
+        built = scratch / "cold-0"
+        result["grid"] = bench_grid(built, args.envs[0], args.repeats)
+        result["monitoring"] = bench_monitoring(built / args.envs[0], scratch, args.max_rows,
+                                                args.rows)  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out = Path(args.out or Layout.from_env(project / args.envs[0]).reports / BENCH_PAGES)
+    storage.write_json(out / "bench.json", result)
+    text = markdown(result)
+    storage.write_text(out / "bench.md", text)
+    storage.write_text(out / "index.html", html.page("Benchmark", html.markdown_tables(text),
+                                                      home="../index.html"))  # fmt: skip
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

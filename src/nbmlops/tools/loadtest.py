@@ -1,0 +1,385 @@
+"""`make load`: the scoring service under a real load generator (locust), on loopback.
+
+Each run starts a real server process and drives it with locust at a fixed request rate:
+
+- the service with shadow scoring on, then off;
+- `mlflow models serve` on the same champion model, the baseline, in the same run;
+- the service while the registry's `champion` alias moves back and forth `--moves` times;
+- the service with latency injected into the champion (a drill): every answer must come from
+  the fallback, within the budget.
+
+Alias moves happen in a copy of the registry (the real champion never moves). Writes
+`load.json`, `load.md` and `index.html` into the output folder (the reports folder's load/),
+with throughput, p50, p99 and errors per run, and the archive's size per million requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .. import html, storage
+from ..errors import ConfigError
+from ..layout import LOAD_PAGES, Layout
+from ..registry import store as registry
+from ..serving.payload import RequestContract
+from ..spec import FeatureSpec
+
+BIN = Path(sys.executable).parent
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+TARGET_P99_MS = 20.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+class Process:
+    """A server process started in its own session, ready when `ready_path` answers 200."""
+
+    def __init__(self, args: list[str], port: int, ready_path: str, log: Path, env: dict):
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 180
+        while _get(self.url + ready_path)[0] != 200:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{args[0]} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def locust(url: str, payload: Path, rate: float, seconds: int, users: int, prefix: Path,
+           fmt: str = "nbmlops", expect_role: str | None = None) -> dict:  # fmt: skip
+    """One headless locust run; throughput, p50, p99, max and failures of all its requests."""
+    env = os.environ | {"NBMLOPS_LOAD_PAYLOAD": str(payload), "NBMLOPS_LOAD_FORMAT": fmt,
+                        "NBMLOPS_LOAD_RATE": str(rate / users)}  # fmt: skip
+    if expect_role:
+        env["NBMLOPS_LOAD_EXPECT_ROLE"] = expect_role
+    args = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "--host", url,
+            "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--csv", str(prefix),
+            "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"]  # fmt: skip
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=seconds + 120)
+    if done.returncode != 0:
+        raise RuntimeError(f"locust failed:\n{done.stderr[-3000:]}")
+    with open(f"{prefix}_stats.csv", newline="") as fh:
+        total = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
+    failures = []
+    with open(f"{prefix}_failures.csv", newline="") as fh:
+        failures = [f"{r['Occurrences']}× {r['Error']}" for r in csv.DictReader(fh)]
+    return {
+        "requests": int(total["Request Count"]),
+        "failures": int(total["Failure Count"]),
+        "throughput_rps": round(float(total["Requests/s"]), 1),
+        "p50_ms": float(total["50%"]),
+        "p99_ms": float(total["99%"]),
+        "max_ms": round(float(total["Max Response Time"]), 1),
+        "failure_kinds": failures[:5],
+    }
+
+
+class Drill:
+    """A scratch project: the env file pointed at a copy of the registry, three models in it."""
+
+    def __init__(self, env_file: Path, scratch: Path, records: int = 1000):
+        layout = Layout.from_env(env_file)
+        env = layout.env
+        uri = registry.Store.from_params(env["mlflow"], str(env_file)).tracking_uri
+        if not uri.startswith("sqlite:///"):
+            raise ConfigError(f"make load moves aliases in a copy of the embedded store; "
+                              f"{uri} is not one (unset MLFLOW_TRACKING_URI)")  # fmt: skip
+        self.scratch = scratch
+        db = scratch / "mlflow.db"
+        shutil.copy2(uri.removeprefix("sqlite:///"), db)
+        self.store = registry.Store(f"sqlite:///{db}", env["mlflow"]["artifact_root"],
+                                    env["mlflow"]["model_name"])  # fmt: skip
+        raw = yaml.safe_load(env_file.read_text(encoding="utf-8"))
+        raw["mlflow"] = {"tracking_uri": self.store.tracking_uri,
+                         "artifact_root": self.store.artifact_root,
+                         "model_name": self.store.model_name}  # fmt: skip
+        raw["products"] = env["products"]
+        raw["contract"] = env.get("contract")
+        raw["serving"] = (env.get("serving") or {}) | {"archive": str(scratch / "archive")}
+        self.budget = float(raw["serving"].get("latency_budget_ms", 50.0))
+        self.env_file = scratch / "env.load.yaml"
+        self.env_file.write_text(yaml.safe_dump(raw))
+        self.champion, self.other = self._roles()
+        spec = FeatureSpec.read(layout.product("features", "spec"))
+        holdout = pd.read_parquet(layout.product("ingest", "holdout"))
+        sample = holdout.sample(min(records, len(holdout)), random_state=0)
+        self.payload = scratch / "records.json"
+        self.payload.write_text(json.dumps(RequestContract(spec).example(sample, len(sample))))
+
+    def _roles(self) -> tuple[str, str]:
+        """Champion with a fallback and a challenger that differ from it, as in production."""
+        client = self.store.client()
+        found = client.get_registered_model(self.store.model_name)
+        aliases = {a: str(v) for a, v in found.aliases.items()}
+        champion = aliases.get(registry.CHAMPION) or aliases.get(registry.CHALLENGER)
+        if champion is None:
+            raise ConfigError(f"model {self.store.model_name!r} has no version; run a build")
+        versions = [str(v.version) for v in
+                    client.search_model_versions(f"name='{self.store.model_name}'")]  # fmt: skip
+        others = [v for v in versions if v != champion]
+        if not others:
+            meta = client.get_model_version(self.store.model_name, champion)
+            build = meta.tags.get("build_id") or client.get_run(meta.run_id).data.tags["build_id"]
+            for name in ("logreg", "hgb", "rf"):
+                if name != meta.tags.get("candidate"):
+                    others.append(registry.register_candidate(self.store, build, name))
+        registry.set_champion(self.store, champion, [others[0], champion])
+        client.set_registered_model_alias(self.store.model_name, registry.CHALLENGER, others[-1])
+        return champion, others[0]
+
+    def serve(self, name: str, *args: str, **serving) -> Process:
+        env_file = self.env_file
+        if serving:
+            raw = yaml.safe_load(self.env_file.read_text())
+            raw["serving"] |= serving
+            env_file = self.scratch / f"env.{name}.yaml"
+            env_file.write_text(yaml.safe_dump(raw))
+        port = free_port()
+        return Process([str(BIN / "nbmlops-serve"), "--env", str(env_file), "--port", str(port),
+                        *args], port, "/ready", self.scratch / f"{name}.log",
+                       os.environ | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})  # fmt: skip
+
+    def mlflow_serve(self) -> Process:
+        port = free_port()
+        model = f"models:/{self.store.model_name}/{self.champion}"
+        env = os.environ | {"MLFLOW_TRACKING_URI": self.store.tracking_uri,
+                            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+        return Process([str(BIN / "mlflow"), "models", "serve", "-m", model, "--env-manager",
+                        "local", "-h", "127.0.0.1", "-p", str(port)], port, "/ping",
+                       self.scratch / "mlflow-serve.log", env)  # fmt: skip
+
+
+def _models(url: str) -> dict:
+    return json.loads(_get(url + "/models")[1] or b"{}")
+
+
+def move_champion(drill: Drill, server: Process, moves: int, limit: float = 20.0) -> dict:
+    """Move `champion` between two versions `moves` times, each seen served before the next."""
+    seen, start = [], time.perf_counter()
+    for i in range(moves):
+        version, before = ((drill.other, drill.champion) if i % 2 == 0
+                           else (drill.champion, drill.other))  # fmt: skip
+        registry.set_champion(drill.store, version, [before, version])
+        moved = time.perf_counter()
+        while _models(server.url).get("serving", {}).get("champion") != version:
+            if time.perf_counter() - moved > limit:
+                raise RuntimeError(f"move {i + 1}: v{version} not served after {limit} s")
+            time.sleep(0.02)
+        seen.append(time.perf_counter() - moved)
+    seen.sort()
+    return {"moves": moves, "seconds": round(time.perf_counter() - start, 1),
+            "median_seen_after_s": round(seen[len(seen) // 2], 3),
+            "max_seen_after_s": round(seen[-1], 3)}  # fmt: skip
+
+
+def swaps_under_load(drill: Drill, server: Process, rate: float, users: int, moves: int,
+                     scratch: Path, lead: float = 5.0) -> tuple[dict, dict]:  # fmt: skip
+    """Locust for a fixed time; meanwhile, after `lead` seconds, `champion` moves `moves` times."""
+    import threading
+
+    duration = int(2 * lead + moves * 0.5)
+    found: dict = {}
+
+    def mover():
+        time.sleep(lead)
+        try:
+            found.update(move_champion(drill, server, moves))
+        except RuntimeError as exc:
+            found["error"] = str(exc)
+        found["done_at"] = time.perf_counter()
+
+    start = time.perf_counter()
+    thread = threading.Thread(target=mover, daemon=True)
+    thread.start()
+    load = locust(server.url, drill.payload, rate, duration, users, scratch / "swaps")
+    thread.join(120)
+    found["all_under_load"] = found.get("done_at", float("inf")) - start <= duration
+    found.pop("done_at", None)
+    found["swaps_served"] = _models(server.url).get("swaps")
+    return load, found
+
+
+def answered_records(url: str) -> int:
+    """Records the service says it answered (its Prometheus counter)."""
+    text = _get(url + "/metrics")[1].decode()
+    line = next(ln for ln in text.splitlines() if ln.startswith("nbmlops_records_total "))
+    return int(float(line.split()[1]))
+
+
+def archive_size(folder: Path, records: int) -> dict:
+    """Files, rows and bytes of the archive; `records`: what the service answered."""
+    files = sorted(folder.glob("*.parquet"))
+    size = sum(f.stat().st_size for f in files)
+    rows = sum(len(pd.read_parquet(f, columns=["record"])) for f in files)
+    per_million = size / rows * 1_000_000 if rows else None
+    return {"files": len(files), "records": rows, "records_answered": records, "bytes": size,
+            "mb_per_million_requests": round(per_million / 2**20, 1) if rows else None}  # fmt: skip
+
+
+def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill_ms: float,
+        scratch: Path) -> dict:  # fmt: skip
+    drill = Drill(env_file, scratch)
+    result = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+              "rate": rate, "seconds": seconds, "users": users, "budget_ms": drill.budget,
+              "champion": drill.champion, "fallback": drill.other, "runs": {}}  # fmt: skip
+    runs = result["runs"]
+
+    def load(name, server, **kw):
+        runs[name] = locust(server.url, drill.payload, rate, seconds, users, scratch / name, **kw)
+        r = runs[name]
+        print(f"{name}: {r['throughput_rps']} req/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+              f"{r['failures']} failures of {r['requests']}", flush=True)  # fmt: skip
+
+    for name, args in (("shadow on", ()), ("shadow off", ("--no-shadow",))):
+        server = drill.serve(name.replace(" ", "-"), *args)
+        try:
+            load(name, server)
+            answered = answered_records(server.url)
+        finally:
+            server.stop()
+        if name == "shadow on":
+            result["archive"] = archive_size(scratch / "archive", answered)
+    baseline = drill.mlflow_serve()
+    try:
+        load("mlflow models serve", baseline, fmt="mlflow")
+    finally:
+        baseline.stop()
+    server = drill.serve("swaps", poll_seconds=0.1)
+    try:
+        runs["champion moves"], result["swaps"] = swaps_under_load(drill, server, rate, users,
+                                                                   moves, scratch)  # fmt: skip
+        print(f"champion moved {moves} times under load: {result['swaps']}", flush=True)
+    finally:
+        server.stop()
+    registry.set_champion(drill.store, drill.champion, [drill.other, drill.champion])
+    server = drill.serve("fallback", "--drill-latency-ms", str(drill_ms))
+    try:
+        load("champion slowed (fallback answers)", server, expect_role="fallback")
+    finally:
+        server.stop()
+    result["drill_latency_ms"] = drill_ms
+    on, off = runs["shadow on"], runs["shadow off"]
+    result["p99_shadow_on_vs_off"] = round(on["p99_ms"] / off["p99_ms"], 2)
+    result["p99_vs_mlflow"] = round(on["p99_ms"] / runs["mlflow models serve"]["p99_ms"], 2)
+    result["throughput_vs_mlflow"] = round(
+        on["throughput_rps"] / runs["mlflow models serve"]["throughput_rps"], 2
+    )
+    return result
+
+
+def markdown(result: dict) -> str:
+    """The load test as Markdown tables, each target with its verdict."""
+    lines = ["# Load test of the scoring service", "",
+             f"Machine: {result['machine']}. Locust, {result['users']} users, "
+             f"{result['rate']:g} requests/s offered, {result['seconds']} s per run, one record "
+             f"per request, on loopback. Champion v{result['champion']}, fallback "
+             f"v{result['fallback']}, latency budget {result['budget_ms']:g} ms.", "",
+             "| run | requests | req/s | p50 ms | p99 ms | max ms | failures |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in result["runs"].items():
+        lines.append(f"| {name} | {r['requests']} | {r['throughput_rps']} | {r['p50_ms']:g} | "
+                     f"{r['p99_ms']:g} | {r['max_ms']:g} | {r['failures']} |")  # fmt: skip
+    on = result["runs"]["shadow on"]
+    slow = result["runs"]["champion slowed (fallback answers)"]
+    moves = result["runs"]["champion moves"]
+    swaps = result["swaps"]
+    checks = [
+        (f"p99 with one shadow at {result['rate']:g} req/s", f"{on['p99_ms']:g} ms",
+         f"≤ {TARGET_P99_MS:g} ms", on["p99_ms"] <= TARGET_P99_MS and on["failures"] == 0),
+        ("p99 shadow on / off", result["p99_shadow_on_vs_off"], "", None),
+        ("p99 / mlflow models serve", result["p99_vs_mlflow"], "", None),
+        ("throughput / mlflow models serve", result["throughput_vs_mlflow"], "", None),
+        (f"failed requests while champion moved {swaps.get('moves', 0)} times",
+         moves["failures"], "0", moves["failures"] == 0 and swaps.get("all_under_load", False)
+         and "error" not in swaps),
+        ("move seen served after (median / max)",
+         f"{swaps.get('median_seen_after_s')} s / {swaps.get('max_seen_after_s')} s", "", None),
+        (f"champion slowed by {result['drill_latency_ms']:g} ms: answers not from the fallback",
+         slow["failures"], "0", slow["failures"] == 0),
+        ("champion slowed: p99", f"{slow['p99_ms']:g} ms", f"≤ {result['budget_ms']:g} ms",
+         slow["p99_ms"] <= result["budget_ms"]),
+        ("archive per million requests", f"{result['archive']['mb_per_million_requests']} MB",
+         "", None),
+    ]  # fmt: skip
+    lines += ["", "| check | value | target | met |", "|---|---|---|---|"]
+    for label, value, target, ok in checks:
+        verdict = "" if ok is None else ("yes" if ok else "no")
+        lines.append(f"| {label} | {value} | {target} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="env.yaml", type=Path)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second offered")
+    parser.add_argument("--seconds", type=int, default=30, help="length of each run")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--moves", type=int, default=100, help="champion moves under load")
+    parser.add_argument("--drill-latency-ms", type=float, default=200.0)
+    parser.add_argument("--out", type=Path, help="default: the env's reports folder, then load/")
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="nbmlops-load-"))
+    try:
+        result = run(args.env, args.rate, args.seconds, args.users, args.moves,
+                     args.drill_latency_ms, scratch)  # fmt: skip
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out = args.out or Layout.from_env(args.env).reports / LOAD_PAGES
+    storage.write_json(out / "load.json", result)
+    text = markdown(result)
+    storage.write_text(out / "load.md", text)
+    storage.write_text(out / "index.html", html.page("Load test", html.markdown_tables(text),
+                                                           home="../index.html"))  # fmt: skip
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Training: candidate models built by name, fitted, compared on the held-out window and
+registered (the train and evaluate tasks)."""

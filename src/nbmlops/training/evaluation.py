@@ -1,0 +1,175 @@
+"""Evaluate candidates on the held-out window, log them all, and register the best."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import html, metrics, storage
+from ..monitoring import drift
+from ..registry import gates
+from ..registry import store as registry
+from ..spec import THRESHOLD, FeatureSpec
+from . import candidates as models
+
+
+@dataclass
+class Candidate:
+    """One trained candidate as the train task left it: the model, its record and file."""
+
+    pipeline: object
+    record: dict  # model, hyperparams, fit_seconds, train metrics
+    record_file: str
+
+
+@dataclass
+class Evaluation:
+    table: pd.DataFrame  # one row per candidate, best first
+    best: str
+    primary_metric: str
+    candidates: dict[str, Candidate]
+    probas: dict[str, np.ndarray]
+
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        return self.table.set_index("model").loc[self.best].to_dict()
+
+
+def evaluate_candidates(
+    trained: dict[str, dict], holdout: pd.DataFrame, spec: FeatureSpec, primary_metric: str
+) -> Evaluation:
+    """Score every trained candidate on the held-out window and rank them."""
+    probas, scores, candidates = {}, {}, {}
+    for products in trained.values():
+        record = storage.read_json(products["metrics"])
+        name = record["model"]
+        candidate = Candidate(
+            storage.read_pickle(products["model"]), record, str(products["metrics"])
+        )
+        probas[name] = metrics.predict_proba(candidate.pipeline, holdout, spec)
+        scores[name] = metrics.classification_metrics(holdout[spec.target], probas[name])
+        candidates[name] = candidate
+    table = models.compare(scores, primary_metric)
+    return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, candidates, probas)
+
+
+def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec):
+    """ROC curves and the main metrics of every candidate on the held-out window."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, proba in result.probas.items():
+        fpr, tpr, _ = roc_curve(holdout[spec.target], proba)
+        auc = result.table.set_index("model").loc[name, "roc_auc"]
+        axes[0].plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})", lw=2 if name == result.best else 1)
+    axes[0].plot([0, 1], [0, 1], ":", color="grey")
+    axes[0].set(
+        title="ROC on the held-out window",
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+    )
+    axes[0].legend(fontsize=8)
+    shown = ["roc_auc", "pr_auc", "f1", "precision", "recall"]
+    result.table.set_index("model")[shown].plot.bar(ax=axes[1], rot=0)
+    axes[1].set(title="Held-out metrics by candidate", ylim=(0, 1))
+    axes[1].legend(fontsize=8, ncols=3)
+    fig.tight_layout()
+    plt.close(fig)  # shown once, as the cell's result, not again by pyplot
+    return fig
+
+
+def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
+    """What data a model saw, as run and version tags."""
+    return {
+        "data_source": manifest["source"],
+        "target": spec.target,
+        "data_sha256": manifest["sha256"],
+        "raw_rows": sum(t["rows"] for t in manifest["tables"].values()),
+        "modelled_rows": spec.counts.get("rows"),
+        "train_window": spec.windows.get("train", ""),
+        "holdout_window": spec.windows.get("holdout", ""),
+        "features": ",".join(spec.columns),
+    }
+
+
+def evaluation_page(result: Evaluation, gate: gates.GateResult) -> str:
+    """The candidates compared on the held-out window and the gate table, as one HTML page."""
+    body = [
+        html.para(f"Best by {result.primary_metric}: {result.best}."),
+        html.heading("Candidates on the held-out window"),
+        html.table(result.table),
+        html.heading("Promotion gates against the committed baseline"),
+        html.table(gate.table, {"pass": "pass", "FAIL": "fail"}),
+    ]
+    return html.page("Candidate evaluation", "".join(body), home=None)
+
+
+@dataclass
+class Registered:
+    """What evaluation leaves for the build to write: its records and the best model's report."""
+
+    best: dict  # the challenger: model, version, run, hash, held-out metrics
+    metrics: dict  # every candidate, the gate table, whether the challenger is promotable
+    performance_page: str  # evidently's report of the best model on the held-out window
+
+
+def track_and_register(
+    result: Evaluation,
+    holdout: pd.DataFrame,
+    spec: FeatureSpec,
+    gate: gates.GateResult,
+    store: registry.Store,
+    context: dict,
+) -> Registered:
+    """Log every candidate to MLflow, then, if the gates pass, register the best as challenger.
+
+    Nothing is written to the build's products here: a build stopped by a gate leaves the
+    previous products, champion and baseline as they were.
+    """
+    scored = metrics.scored_frame(holdout, spec, result.probas[result.best])
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "performance.html"
+        drift.performance_report(scored, spec, report)
+        comparison = storage.write_text(
+            Path(tmp) / "evaluation.html", evaluation_page(result, gate)
+        )
+        start = time.perf_counter()
+        with registry.store_errors(store, "logging the candidates", "No version was registered."):
+            runs = registry.log_candidates(store, result, context, registry.build_id())
+            best_run = runs[result.best]
+            for run in runs.values():
+                registry.log_report(store, run["run_id"], comparison)
+            registry.log_report(store, best_run["run_id"], report)
+        gate.raise_if_failed()
+        version = registry.register_challenger(
+            store, best_run, {**context, "candidate": result.best}
+        )
+        tracking_seconds = time.perf_counter() - start
+        performance_page = report.read_text(encoding="utf-8")
+    best = {
+        "model": result.best,
+        "version": version,
+        "registered_model": store.model_name,
+        "run_id": best_run["run_id"],
+        "sha256": best_run["sha256"],
+        "primary_metric": result.primary_metric,
+        "threshold": THRESHOLD,
+        "holdout": result.best_metrics,
+        "tracking_seconds": round(tracking_seconds, 2),
+    }
+    record = {
+        "best": result.best,
+        "version": version,
+        "primary_metric": result.primary_metric,
+        "candidates": result.table.set_index("model").to_dict(orient="index"),
+        "runs": {name: run["run_id"] for name, run in runs.items()},
+        "gate": gate.table.to_dict(orient="records"),
+        "promotable": gate.promotable,
+    }
+    return Registered(best, record, performance_page)
