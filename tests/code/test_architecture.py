@@ -1,0 +1,136 @@
+"""The layout stays true: each part imports only the parts below it (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT
+
+PACKAGE = PROJECT / "src" / "nbmlops"
+BASE = "base"
+#: What each part may import, besides itself and the base modules.
+ALLOWED = {
+    BASE: set(),
+    "data": set(),
+    "registry": set(),
+    "monitoring": {"registry"},
+    "training": {"registry", "monitoring"},
+    "serving": {"registry"},
+    "reports": {"registry", "monitoring", "training"},
+    "tools": {"data", "registry", "monitoring", "training", "serving", "reports"},
+}
+#: Single modules a part may import outside its allowance, each with the reason.
+EXCEPTIONS = {
+    # The request contract applies the data contract's ranges and allowed values to requests.
+    ("serving", "nbmlops.data.contract"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every nbmlops module a file imports, at the top or inside a function."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "nbmlops"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] != "nbmlops":
+                continue
+            # `from . import x` names modules; `from .m import f` names one module.
+            names = [f"{module}.{a.name}" for a in node.names]
+            found |= {n for n in names if _is_module(n)} or {module}
+    return found
+
+
+def _is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def part(module: str) -> str:
+    """`data` for nbmlops.data.dataset; `base` for the modules at the top (nbmlops.spec)."""
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 2 or (PACKAGE / pieces[-1]).is_dir() else BASE
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def violations(edges: dict[str, set[str]]) -> list[str]:
+    """Imports that go the wrong way, as `importer -> imported`."""
+    wrong = []
+    for importer, targets in edges.items():
+        here = part(importer)
+        for target in sorted(targets):
+            there = part(target)
+            ok = there in {here, BASE} | ALLOWED[here] or (here, target) in EXCEPTIONS
+            if target == "nbmlops" or ok:
+                continue
+            wrong.append(f"{importer} ({here}) -> {target} ({there})")
+    return wrong
+
+
+def test_every_module_belongs_to_a_known_part():
+    assert {part(m) for m in graph()} == set(ALLOWED)
+
+
+def test_imports_go_one_way():
+    assert violations(graph()) == []
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported"),
+    [
+        ("nbmlops.serving.service", "nbmlops.data.dataset"),  # serving builds no dataset
+        ("nbmlops.serving.rendezvous", "nbmlops.training.candidates"),
+        ("nbmlops.monitoring.scoring", "nbmlops.training.evaluation"),
+        ("nbmlops.registry.cards", "nbmlops.reports.index"),
+        ("nbmlops.spec", "nbmlops.data.dataset"),  # base imports no part
+        ("nbmlops.reports.index", "nbmlops.tools.bench"),  # nothing imports the tools
+    ],
+)
+def test_a_wrong_way_import_is_caught(importer, imported):
+    edges = graph()
+    edges[importer] = edges[importer] | {imported}
+    assert violations(edges) == [f"{importer} ({part(importer)}) -> {imported} ({part(imported)})"]
+
+
+def test_the_parser_sees_relative_and_late_imports():
+    edges = graph()
+    assert "nbmlops.data.contract" in edges["nbmlops.serving.service"]  # from ..data import contract
+    assert "nbmlops.serving.payload" in edges["nbmlops.serving.shadow"]  # inside a function
+    assert "nbmlops.spec" in edges["nbmlops.data.dataset"]  # from ..spec import BATCH, ...
+
+
+def test_no_import_cycles():
+    edges = graph()
+    done, path = set(), []
+
+    def visit(module: str) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module) :] + [module]))
+        if module in done:
+            return
+        path.append(module)
+        for target in edges.get(module, ()):
+            visit(target)
+        path.pop()
+        done.add(module)
+
+    for module in edges:
+        visit(module)
