@@ -112,7 +112,9 @@ def test_a_wrong_way_import_is_caught(importer, imported):
 
 def test_the_parser_sees_relative_and_late_imports():
     edges = graph()
-    assert "nbmlops.data.contract" in edges["nbmlops.serving.service"]  # from ..data import contract
+    assert (
+        "nbmlops.data.contract" in edges["nbmlops.serving.service"]
+    )  # from ..data import contract
     assert "nbmlops.serving.payload" in edges["nbmlops.serving.shadow"]  # inside a function
     assert "nbmlops.spec" in edges["nbmlops.data.dataset"]  # from ..spec import BATCH, ...
 
@@ -123,7 +125,9 @@ def test_no_import_cycles():
 
     def visit(module: str) -> None:
         if module in path:
-            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module) :] + [module]))
+            raise AssertionError(
+                "import cycle: " + " -> ".join(path[path.index(module) :] + [module])
+            )
         if module in done:
             return
         path.append(module)
