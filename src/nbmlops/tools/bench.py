@@ -330,13 +330,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     out = Path(args.out or Layout.from_env(project / args.envs[0]).reports / BENCH_PAGES)
-    storage.write_json(out / "bench.json", result)
-    text = markdown(result)
-    storage.write_text(out / "bench.md", text)
-    storage.write_text(out / "index.html", html.page("Benchmark", html.markdown_tables(text),
-                                                      home="../index.html"))  # fmt: skip
-    print(text)
+    print(publish(out, "bench", "Benchmark", result, markdown(result)))
     return 0
+
+
+def publish(out: Path, stem: str, title: str, result: dict, text: str) -> str:
+    """`stem.json`, `stem.md` and an `index.html` the reports index links; returns the text."""
+    storage.write_json(out / f"{stem}.json", result)
+    storage.write_text(out / f"{stem}.md", text)
+    storage.write_text(out / "index.html", html.page(title, html.markdown_tables(text),
+                                                      home="../index.html"))  # fmt: skip
+    return text
 
 
 if __name__ == "__main__":

@@ -31,12 +31,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .. import html, storage
 from ..errors import ConfigError
 from ..layout import LOAD_PAGES, Layout
 from ..registry import store as registry
 from ..serving.payload import RequestContract
 from ..spec import FeatureSpec
+from .bench import publish
 
 BIN = Path(sys.executable).parent
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -372,12 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     out = args.out or Layout.from_env(args.env).reports / LOAD_PAGES
-    storage.write_json(out / "load.json", result)
-    text = markdown(result)
-    storage.write_text(out / "load.md", text)
-    storage.write_text(out / "index.html", html.page("Load test", html.markdown_tables(text),
-                                                           home="../index.html"))  # fmt: skip
-    print(text)
+    print(publish(out, "load", "Load test", result, markdown(result)))
     return 0
 
 
