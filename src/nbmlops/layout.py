@@ -31,12 +31,10 @@ class Layout:
 
     @classmethod
     def from_env(cls, env_file: str | Path) -> Layout:
-        """Read the env file and the pipeline.yaml beside it; relative paths start there."""
+        """Read the env file and its pipeline (`find_pipeline`); relative paths start there."""
         env_file = Path(env_file)
         env = load_env(env_file)
-        pipeline = env_file.resolve().parent / PIPELINE
-        if not pipeline.is_file():
-            raise ConfigError(f"{pipeline}: not found beside {env_file}")
+        pipeline = find_pipeline(env_file)
         tasks = yaml.safe_load(pipeline.read_text(encoding="utf-8")).get("tasks") or []
         products = {
             _task_name(task): {key: str(pipeline.parent / _render(str(path), env, pipeline))
@@ -53,14 +51,29 @@ class Layout:
             raise ConfigError(f"{PIPELINE} names no product {key!r} of a task {task!r}") from None
 
     def grid_products(self, task: str, key: str) -> list[Path]:
-        """The files one product of a grid task (e.g. `train-[[model]]`) has, one per task."""
-        pattern = re.sub(r"\[\[\w+\]\]", "*", str(self.product(task, key)))
+        """The files one product of a grid task (e.g. `train-[[model]]`) has, one per task.
+
+        Ploomber names them with the task's index in the grid: `logreg-0.pkl`, `hgb-1.pkl`.
+        """
+        pattern = re.sub(r"\[\[\w+\]\]", "*-[0-9]*", str(self.product(task, key)))
         path = Path(pattern)
         return sorted(path.parent.glob(path.name))
 
     @property
     def reports(self) -> Path:
         return self.env_file.resolve().parent / str(self.env["reports"])
+
+
+def find_pipeline(env_file: Path) -> Path:
+    """The pipeline.yaml beside the env file, else the one Ploomber would use from the
+    current folder (it looks there, then in each parent)."""
+    beside = env_file.resolve().parent / PIPELINE
+    if beside.is_file():
+        return beside
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / PIPELINE).is_file():
+            return folder / PIPELINE
+    raise ConfigError(f"{env_file}: no {PIPELINE} beside it or in {Path.cwd()} and its parents")
 
 
 def _task_name(task: dict) -> str:

@@ -108,7 +108,6 @@ class StoreSettings(Settings):
     tracking_uri: str
     artifact_root: str
     model_name: str
-    experiment: str = "nbmlops"
 
 
 @dataclass(frozen=True)

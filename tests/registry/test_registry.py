@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from nbmlops import storage
-from nbmlops.monitoring import scoring as shadow
+from nbmlops.monitoring import scoring
 from nbmlops.registry import gates, promotion
 from nbmlops.registry import store as registry
 from nbmlops.registry.store import IntegrityError, RegistryError
@@ -137,12 +137,12 @@ def test_broken_champion_falls_back_to_previous(store, builder, files):
     path.chmod(0o644)
     path.write_bytes(b"not a model")
     windows = {"reference": make_data(200, 7), "b1": make_data(200, 8)}
-    result = shadow.score(store, challenger, windows, SPEC)
+    result = scoring.score(store, challenger, windows, SPEC)
     assert set(result.scores["served_version"]) == {"1"}
     assert set(result.scores["served_role"]) == {"fallback"}
     assert result.scores["challenger_proba"].notna().all()
     assert any("champion v2 cannot be loaded" in e for e in result.events)
-    summary = shadow.summarize(result.scores, SPEC)
+    summary = scoring.summarize(result.scores, SPEC)
     assert list(summary["served_by"]) == ["v1", "v1"]
 
 
@@ -157,7 +157,7 @@ def test_champion_failing_while_scoring_falls_back_per_batch(store, builder, fil
         return Exploding() if version == "2" else registry.load_version(store, version)
 
     windows = {"reference": make_data(100, 7), "b1": make_data(100, 8)}
-    result = shadow.score(store, challenger, windows, SPEC, loader=loader)
+    result = scoring.score(store, challenger, windows, SPEC, loader=loader)
     assert set(result.scores["served_version"]) == {"1"}
     assert "reference: champion v2 failed while scoring: out of memory" in result.events
     assert "reference: falling back to v1" in result.events
@@ -166,25 +166,25 @@ def test_champion_failing_while_scoring_falls_back_per_batch(store, builder, fil
 def test_healthy_champion_serves_and_challenger_shadows(store, builder, files):
     challenger = _promote_two(store, builder, files)
     windows = {"reference": make_data(300, 7)}
-    result = shadow.score(store, challenger, windows, SPEC)
+    result = scoring.score(store, challenger, windows, SPEC)
     assert set(result.scores["served_role"]) == {"champion"} and not result.events
-    summary = shadow.summarize(result.scores, SPEC).iloc[0]
+    summary = scoring.summarize(result.scores, SPEC).iloc[0]
     assert 0 <= summary["disagreement"] <= 1 and summary["served_by"] == "v2"
 
 
 def test_no_champion_yet_the_challenger_acts(store, builder):
     version = builder.register()
-    result = shadow.score(store, version, {"reference": make_data(50, 3)}, SPEC)
+    result = scoring.score(store, version, {"reference": make_data(50, 3)}, SPEC)
     assert set(result.scores["served_role"]) == {"acting champion (no champion yet)"}
 
 
 def test_archive_is_content_addressed_and_read_only(tmp_path):
     df = make_data(30, 1)
-    first = shadow.archive(df, tmp_path)
-    again = shadow.archive(df, tmp_path)
+    first = scoring.archive(df, tmp_path)
+    again = scoring.archive(df, tmp_path)
     assert first == again and len(list(tmp_path.iterdir())) == 1
     assert not first.stat().st_mode & 0o222
-    assert shadow.archive(make_data(30, 2), tmp_path) != first
+    assert scoring.archive(make_data(30, 2), tmp_path) != first
 
 
 def test_tracking_uri_from_environment_wins(tmp_path, monkeypatch, builder, store):

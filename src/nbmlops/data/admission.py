@@ -30,14 +30,15 @@ class AdmissionRecord:
     windows: pd.DataFrame
 
     def write(self, path: str | Path) -> Path:
+        windows = self.windows.to_dict(orient="split", index=False)  # keeps the column order
         return write_json(path, {"checks": self.checks.to_dict(), "spec": self.spec.to_dict(),
-                                 "windows": self.windows.to_dict(orient="records")})  # fmt: skip
+                                 "windows": windows})  # fmt: skip
 
     @classmethod
     def read(cls, path: str | Path) -> AdmissionRecord:
         data = read_json(path)
         return cls(dc.CheckResult.from_dict(data["checks"]), FeatureSpec.from_dict(data["spec"]),
-                   pd.DataFrame(data["windows"]))  # fmt: skip
+                   pd.DataFrame(**data["windows"]))  # fmt: skip
 
 
 @dataclass

@@ -30,6 +30,8 @@ from ..errors import ConfigError, DataError, Problem
 TYPES = ("integer", "number", "string", "category", "datetime")
 COLUMN_KEYS = {"type", "required", "min", "max", "max_missing", "allowed", "unknown"}
 EXAMPLES = 3
+#: The columns of the per-column summary, in the order the data-quality page shows them.
+SUMMARY = ["file", "column", "type", "missing", "unique", "min", "max", "most common", "status"]
 
 
 @dataclass
@@ -49,7 +51,7 @@ class CheckResult:
             raise DataError(self.errors)
 
     def summary(self) -> pd.DataFrame:
-        return pd.DataFrame(self.columns)
+        return pd.DataFrame(self.columns, columns=SUMMARY)
 
     def merge(self, other: CheckResult) -> None:
         self.errors += other.errors

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import PipelineError
 from ..settings import StoreSettings
@@ -46,6 +46,8 @@ class IntegrityError(RegistryError):
 @dataclass(frozen=True)
 class Store(StoreSettings):
     """Where tracking and registry live, and the project's one registered model."""
+
+    experiment: ClassVar[str] = "nbmlops"
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from ..layout import BENCH_PAGES, LOAD_PAGES
 from ..monitoring import drift
 from ..registry import cards
 from ..registry import store as registry
+from ..spec import FeatureSpec
 
 
 def _products(upstream) -> dict[str, Mapping]:
@@ -83,7 +84,7 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
         return os.path.relpath(str(path), root)
 
     manifest = storage.read_json(products["ingest"]["manifest"])
-    spec = storage.read_json(products["features"]["spec"])
+    spec = FeatureSpec.read(products["features"]["spec"])
     best = storage.read_json(products["evaluate"]["best"])
     metrics = storage.read_json(products["evaluate"]["metrics"])
     tests = storage.read_json(products["monitor"]["tests"])
@@ -104,7 +105,7 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
             {
                 "source": manifest["source"],
                 "snapshot": manifest["sha256"][:12],
-                "rows modelled": spec["counts"]["rows"],
+                "rows modelled": spec.counts["rows"],
                 "champion": f"v{shadow_info['champion']}"
                 if shadow_info["champion"]
                 else "none yet",
@@ -148,7 +149,7 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
         html.heading("Executed notebooks"),
         html.link_list([(rel(page), name) for name, page in notebook_pages.items()]),
         html.heading("Rows on the way to the model"),
-        html.table(pd.DataFrame(list(spec["counts"].items()), columns=["count", "rows"])),
+        html.table(pd.DataFrame(list(spec.counts.items()), columns=["count", "rows"])),
     ]
     storage.write_text(
         str(product["index"]), html.page("Pipeline reports", "".join(body), home=None)

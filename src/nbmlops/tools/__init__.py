@@ -1,2 +1,2 @@
 """Tools for developing the template: benchmarks, the load test, nbval on rendered notebooks,
-scaled-up data. Nothing in the package imports them."""
+scaled-up data. Nothing outside tools/ imports them."""

@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(monitor_once(args.env_file, args.rows, args.out, args.max_rows)))
         return 0
     project = Path.cwd()
+    out = Path(args.out or Layout.from_env(project / args.envs[0]).reports / BENCH_PAGES)
     scratch = Path(tempfile.mkdtemp(prefix="nbmlops-bench-"))
     result = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
               "max_rows": args.max_rows, "builds": []}  # fmt: skip
@@ -329,7 +330,6 @@ def main(argv: list[str] | None = None) -> int:
                                                 args.rows)  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out = Path(args.out or Layout.from_env(project / args.envs[0]).reports / BENCH_PAGES)
     print(publish(out, "bench", "Benchmark", result, markdown(result)))
     return 0
 

@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drill-latency-ms", type=float, default=200.0)
     parser.add_argument("--out", type=Path, help="default: the env's reports folder, then load/")
     args = parser.parse_args(argv)
+    out = args.out or Layout.from_env(args.env).reports / LOAD_PAGES
     scratch = Path(tempfile.mkdtemp(prefix="nbmlops-load-"))
     try:
         result = run(args.env, args.rate, args.seconds, args.users, args.moves,
@@ -371,7 +372,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out = args.out or Layout.from_env(args.env).reports / LOAD_PAGES
     print(publish(out, "load", "Load test", result, markdown(result)))
     return 0
 

@@ -15,7 +15,7 @@ from ..monitoring import drift
 from ..registry import gates
 from ..registry import store as registry
 from ..spec import THRESHOLD, FeatureSpec
-from . import candidates as models
+from . import candidates
 
 
 @dataclass
@@ -44,7 +44,7 @@ def evaluate_candidates(
     trained: dict[str, dict], holdout: pd.DataFrame, spec: FeatureSpec, primary_metric: str
 ) -> Evaluation:
     """Score every trained candidate on the held-out window and rank them."""
-    probas, scores, candidates = {}, {}, {}
+    probas, scores, loaded = {}, {}, {}
     for products in trained.values():
         record = storage.read_json(products["metrics"])
         name = record["model"]
@@ -53,9 +53,9 @@ def evaluate_candidates(
         )
         probas[name] = metrics.predict_proba(candidate.pipeline, holdout, spec)
         scores[name] = metrics.classification_metrics(holdout[spec.target], probas[name])
-        candidates[name] = candidate
-    table = models.compare(scores, primary_metric)
-    return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, candidates, probas)
+        loaded[name] = candidate
+    table = candidates.compare(scores, primary_metric)
+    return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, loaded, probas)
 
 
 def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec):
