@@ -27,6 +27,9 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("faults")]
 
 #: Tasks in the order a build reaches them; the train grid runs as one step.
 STEPS = ["ingest", "validate", "features", "train", "evaluate", "score", "monitor", "index"]
+#: Seconds from a step's start to the kill. validate and features only read what ingest
+#: admitted and take a fraction of a second, so the kill must come sooner to land inside them.
+KILL_AFTER = {"validate": 0.05, "features": 0.05}
 LEFTOVER = (storage.TMP, storage.STAGING, storage.OLD)
 
 
@@ -124,7 +127,7 @@ def test_killed_in_every_task_then_rebuilt_whole_and_builds_never_overlap(tmp_pa
         since = time.time() - 0.01
         build = _start(project)
         _wait_for(build, lambda: _running(project, step, since))  # noqa: B023
-        time.sleep(0.3)
+        time.sleep(KILL_AFTER.get(step, 0.3))
         _kill(build)
         assert not _finished_since(project, step, since), f"{step} finished before the kill"
         killed_in.append(step)
