@@ -119,8 +119,7 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
             continue
         values = df[col]
         if values.nunique(dropna=False) <= 1:  # no information, and no drift to find
-            first = values.iloc[0]
-            dropped[col] = f"constant: every row is {getattr(first, 'item', lambda: first)()!r}"
+            dropped[col] = f"constant: every row is {values.iloc[:1].tolist()[0]!r}"
         elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             numeric.append(col)
         elif _mostly_numbers(values):
