@@ -50,5 +50,6 @@ storage.write_text(product["performance"], registered.performance_page)
 storage.write_json(product["best"], registered.best)
 storage.write_json(product["metrics"], registered.metrics)
 best = registered.best
-print(f"v{best['version']} registered as challenger; MLflow took {best['tracking_seconds']} s")
+how = "an identical model file, already registered" if best["matched_existing_version"] else "new"
+print(f"challenger: v{best['version']} ({how}); MLflow took {best['tracking_seconds']} s")
 best

@@ -26,9 +26,9 @@ def run_env(env_file: str | None = None) -> dict[str, str]:
     return build_env(env_file)
 
 
-def ploomber_build(project: Path, *args: str, env_file: str = "env.ci.yaml"):
+def ploomber_build(project: Path, *args: str, env_file: str = "env.ci.yaml", **variables: str):
     """`ploomber build` in `project` as a user runs it; returns the finished process."""
-    env = run_env(env_file)
+    env = run_env(env_file) | variables
     return subprocess.run(
         [str(BIN / "ploomber"), "build", *args],
         cwd=project,

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .settings import BLOCKS
+from .settings import BLOCKS, ServingSettings
 
 
 def load_env(env_file: str | Path) -> dict:
@@ -24,8 +24,6 @@ def load_env(env_file: str | Path) -> dict:
 
 #: Keys Ploomber fills in itself; an env file may use them without pipeline.yaml naming them.
 PLOOMBER_KEYS = {"here", "cwd", "root", "user", "now", "git", "git_hash", "build"}
-#: Blocks read by commands outside the pipeline (the scoring service).
-OUTSIDE_PIPELINE = {"serving"}
 
 
 def placeholders(pipeline_text: str) -> set[str]:
@@ -35,7 +33,7 @@ def placeholders(pipeline_text: str) -> set[str]:
 
 def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
     """Keys of an env file that pipeline.yaml never uses: typos that would be silently ignored."""
-    used = placeholders(pipeline_text) | PLOOMBER_KEYS | OUTSIDE_PIPELINE
+    used = placeholders(pipeline_text) | PLOOMBER_KEYS
     problems = [f"{env_name}: unknown key {key!r}" for key in env if key not in used]
     for block, settings in BLOCKS.items():
         known = settings.keys()
@@ -46,10 +44,12 @@ def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
     return problems
 
 
-def check_env_keys(dag=None, here: str | None = None) -> None:
+def check_env_keys(dag=None, here: str | None = None, serving: dict | None = None) -> None:
     """Ploomber `on_render` hook: refuse an env file with a key the pipeline does not use.
 
     Ploomber itself rejects unknown keys on the command line but ignores them in the file.
+    The `serving` block, read only by the scoring service, is checked here too, so a wrong
+    value shows at the next build rather than when the service starts.
     """
     folder = Path(here) if here else Path.cwd()
     env_path = folder / os.environ.get("PLOOMBER_ENV_FILENAME", "env.yaml")
@@ -61,3 +61,4 @@ def check_env_keys(dag=None, here: str | None = None) -> None:
     if problems:
         used = ", ".join(sorted(placeholders(pipeline_text)))
         raise ConfigError("; ".join(problems) + f" (pipeline.yaml uses: {used})")
+    ServingSettings.from_params(serving, env_path.name)

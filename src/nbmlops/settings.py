@@ -116,7 +116,7 @@ class ServingSettings(Settings):
 
     block: ClassVar[str] = "serving"
 
-    archive: str
+    archive: str = "data/requests"  # relative to the env file's folder
     host: str = "127.0.0.1"
     port: int = 8000
     latency_budget_ms: float = 50.0  # every answer within this, from the fallback if need be

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
+from nbmlops.build.imports import package_graph
 from tests.conftest import PROJECT
 
 PACKAGE = PROJECT / "src" / "nbmlops"
@@ -20,45 +18,14 @@ ALLOWED = {
     "training": {"registry", "monitoring"},
     "serving": {"registry"},
     "reports": {"registry", "monitoring", "training"},
-    "tools": {"data", "registry", "monitoring", "training", "serving", "reports"},
+    "build": {"data"},
+    "tools": {"build", "data", "registry", "monitoring", "training", "serving", "reports"},
 }
 #: Single modules a part may import outside its allowance, each with the reason.
 EXCEPTIONS = {
     # The request contract applies the data contract's ranges and allowed values to requests.
     ("serving", "nbmlops.data.contract"),
 }
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> set[str]:
-    """Every nbmlops module a file imports, at the top or inside a function."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "nbmlops"}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            if module.split(".")[0] != "nbmlops":
-                continue
-            # `from . import x` names modules; `from .m import f` names one module.
-            names = [f"{module}.{a.name}" for a in node.names]
-            found |= {n for n in names if _is_module(n)} or {module}
-    return found
-
-
-def _is_module(name: str) -> bool:
-    path = PACKAGE.parent.joinpath(*name.split("."))
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def part(module: str) -> str:
@@ -68,7 +35,7 @@ def part(module: str) -> str:
 
 
 def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+    return package_graph(PACKAGE)
 
 
 def violations(edges: dict[str, set[str]]) -> list[str]:

@@ -205,3 +205,70 @@ def test_unseen_categories_are_counted_per_column(flights):
     found = monitor.unseen_categories(monitor.known_categories(df.iloc[40:], spec), batch)
     assert found["carrier"] == {"<script>alert(1)</script>": 10}
     assert "origin" not in found
+
+
+def test_times_with_daylight_saving_offsets_are_taken_to_utc():
+    times = ["2024-03-09 10:00:00-08:00", "2024-03-11 10:00:00-07:00", "2024-11-04 09:00:00Z"]
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["no", "yes", "no"], "t": times})
+    data, _ = dataset.table_dataset(df, "f.csv", DataSettings(target="y", time_column="t"))
+    assert data[TIME].tolist() == [
+        pd.Timestamp("2024-03-09 18:00"),
+        pd.Timestamp("2024-03-11 17:00"),
+        pd.Timestamp("2024-11-04 09:00"),
+    ]
+    naive = dataset.parse_times(pd.Series(["2024-01-05", "2024-01-06 13:30", None]))
+    assert naive.tolist()[:2] == [pd.Timestamp("2024-01-05"), pd.Timestamp("2024-01-06 13:30")]
+    assert naive.isna().tolist() == [False, False, True]
+    us = dataset.parse_times(pd.Series(["01/05/2024", "01/06/2024"]))  # not ISO 8601
+    assert us.tolist() == [pd.Timestamp("2024-01-05"), pd.Timestamp("2024-01-06")]
+
+
+def test_constant_columns_are_dropped_with_the_reason():
+    df = pd.DataFrame({"x": range(60), "site": "A", "flag": 1, "y": [0, 1] * 30})
+    _, spec = dataset.table_dataset(df, "f.csv", DataSettings(target="y"))
+    assert spec.columns == ["x"]
+    assert spec.dropped_columns == {
+        "site": "constant: every row is 'A'",
+        "flag": "constant: every row is 1",
+    }
+
+
+@pytest.mark.parametrize(("positive", "expected"), [(True, [1, 0, 1]), (False, [0, 1, 0])])
+def test_an_unquoted_yes_or_no_names_the_label_spelled_so(positive, expected):
+    labels = pd.Series(["Yes", "No", "Yes"])
+    assert dataset.encode_target(labels, positive, "f.csv", "y").tolist() == expected
+
+
+def _daily(days: int, start="2024-01-01", rate=0.3, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = pd.date_range(start, periods=days, freq="D")
+    return pd.DataFrame({"x": rng.normal(size=days), "c": "a", "y": rng.random(days) < rate,
+                         TIME: t}).astype({"y": "int8"})  # fmt: skip
+
+
+def test_a_window_too_small_names_a_split_that_works():
+    df = _daily(300)  # ten months of one row a day: a month is too small a window
+    spec = FeatureSpec("y", ["x"], ["c"])
+    s = DataSettings(target="y", period="M", reference_periods=3)
+    with pytest.raises(DataError, match="this split works: period: Q") as caught:
+        dataset.time_split(df, spec, s, "f.csv")
+    option = dataset.split_options(df, "y", s)[0]
+    assert f"training {option.train_rows:,} rows" in str(caught.value)
+    fixed = DataSettings(**{**s.__dict__, **option.changes})
+    split = dataset.time_split(df, spec, fixed, "f.csv")  # the hint's split works
+    assert len(split.train) == option.train_rows and len(split.holdout) == option.holdout_rows
+    assert split.batches[BATCH].nunique() == option.batches
+
+
+def test_too_few_periods_names_a_split_that_works_or_says_none_can():
+    spec = FeatureSpec("y", ["x"], ["c"])
+    s = DataSettings(target="y", period="M", reference_periods=4)
+    small = DataSettings(target="y", period="M", reference_periods=4, min_rows_per_window=10)
+    with pytest.raises(DataError, match=r"this split works: reference_periods: 2 \(training 31"):
+        dataset.time_split(_daily(70, rate=0.5), spec, small, "f.csv")  # spans 3 months
+    with pytest.raises(DataError, match="no split of these 40 rows"):
+        dataset.time_split(_daily(40, rate=0.5), spec, s, "f.csv")
+    rare = _daily(400, rate=0.0)
+    rare.loc[10, "y"] = 1  # one positive: no held-out window can have both classes
+    with pytest.raises(DataError, match=r"no split of these 400 rows \(1 positive\)"):
+        dataset.time_split(rare, spec, s, "f.csv")

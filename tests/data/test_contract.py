@@ -163,3 +163,14 @@ def test_quality_page_lists_problems_escaped(tables):
     manifest = {"tables": {"d": {"rows": 1}}, "snapshot": "s", "sha256": "0" * 64}
     body = contract.quality_page_body(result, manifest)
     assert "FAIL" in body and "&lt;b&gt;x&lt;/b&gt;" in body and "<b>x</b>" not in body
+
+
+def test_an_unquoted_yes_is_taken_as_the_label_yes_with_a_warning():
+    df = pd.DataFrame({"x": range(4), "y": ["yes", "no", "no", "yes"]})
+    result = contract.check_target(df, "d.csv", "y", True)  # YAML's reading of `yes`
+    assert result.ok
+    assert "positive_label True (YAML's reading of an unquoted word) taken as the label 'yes'" in (
+        str(result.warnings[0])
+    )
+    wrong = contract.check_target(df.assign(y=["a", "b", "a", "b"]), "d.csv", "y", True)
+    assert "quote the label" in str(wrong.errors[0])

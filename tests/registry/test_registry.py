@@ -280,3 +280,15 @@ def test_store_path_that_cannot_exist_is_named(tmp_path):
     store = registry.Store(f"sqlite:///{tmp_path}/file/mlflow.db", str(tmp_path), "m")
     with pytest.raises(RegistryError, match=r"its folder .*/file cannot be created"):
         store.client()
+
+
+def test_an_identical_model_file_is_not_registered_twice(store, builder):
+    run = builder.log()
+    first = registry.register_challenger(store, run, {"candidate": "logreg"})
+    other = builder.register()  # a different model in between
+    assert registry.alias_version(store, registry.CHALLENGER) == other
+    again = registry.register_challenger(store, run, {"candidate": "logreg"})
+    assert again == first and registry.alias_version(store, registry.CHALLENGER) == first
+    assert sorted(registry.list_versions(store)["version"]) == [1, 2]
+    assert registry.version_with_hash(store, run["sha256"]) == first
+    assert registry.version_with_hash(store, "0" * 64) is None

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from ..errors import ConfigError, DataError, Problem
+from .dataset import positive_label_in
 
 TYPES = ("integer", "number", "string", "category", "datetime")
 COLUMN_KEYS = {"type", "required", "min", "max", "max_missing", "allowed", "unknown"}
@@ -232,15 +233,22 @@ def check_target(df: pd.DataFrame, file: str, target: str, positive_label=None) 
                 "set `positive_label` to the label that means a positive outcome",
             )
         )
-    elif positive_label is not None and str(positive_label) not in map(str, labels):
-        result.errors.append(
-            Problem(
-                file,
-                target,
-                f"positive_label {positive_label!r} does not occur",
-                f"labels found: {_examples(pd.Series(labels))}",
+    elif positive_label is not None:
+        named = positive_label_in(labels, positive_label)
+        yaml_word = isinstance(positive_label, bool)
+        if str(named) not in map(str, labels):
+            hint = f"labels found: {_examples(pd.Series(labels))}"
+            if yaml_word:
+                hint += "; YAML reads unquoted yes/no/on/off as booleans: quote the label"
+            result.errors.append(
+                Problem(file, target, f"positive_label {positive_label!r} does not occur", hint)
             )
-        )
+        elif named is not positive_label:
+            result.warnings.append(
+                Problem(file, target, f"positive_label {positive_label!r} (YAML's reading of an "
+                        f"unquoted word) taken as the label {named!r}",
+                        f'write it quoted: positive_label: "{named}"')
+            )  # fmt: skip
     return result
 
 

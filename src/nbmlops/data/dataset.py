@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,7 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
             raise DataError(
                 Problem(file, s.time_column, "time column is missing", "set `time_column`")
             )
-        parsed = pd.to_datetime(df[s.time_column], errors="coerce")
+        parsed = parse_times(df[s.time_column])
         bad = df[s.time_column][parsed.isna()]
         if len(bad):
             raise DataError(
@@ -117,7 +118,9 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
         if col in skip:
             continue
         values = df[col]
-        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        if values.nunique(dropna=False) <= 1:  # no information, and no drift to find
+            dropped[col] = f"constant: every row is {values.iloc[:1].tolist()[0]!r}"
+        elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             numeric.append(col)
         elif _mostly_numbers(values):
             raise DataError(
@@ -149,9 +152,41 @@ def _mostly_numbers(values: pd.Series, share: float = 0.95) -> bool:
     return share <= parsed < 1.0
 
 
+#: How YAML spells a boolean: an unquoted `positive_label: yes` arrives as True.
+YAML_BOOLEANS = {True: ("yes", "y", "true", "on"), False: ("no", "n", "false", "off")}
+
+
+def positive_label_in(labels: list, positive_label):
+    """The label `positive_label` names: for a YAML boolean that is not itself a label, the
+    one label spelled like it (`yes` for True); otherwise `positive_label` as it is."""
+    if isinstance(positive_label, bool) and str(positive_label) not in map(str, labels):
+        spelled = [x for x in labels if str(x).lower() in YAML_BOOLEANS[positive_label]]
+        if len(spelled) == 1:
+            return spelled[0]
+    return positive_label
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """Dates and times as naive UTC timestamps; NaT where a value is not a date.
+
+    The one rule: a timestamp with an offset (`-08:00`, `Z`) is converted to UTC, and one
+    without an offset is taken as UTC already, so one column may mix offsets (daylight saving).
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, utc=True)
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+        if parsed.notna().sum() < values.notna().sum():  # not ISO 8601: let pandas infer
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    return parsed.dt.tz_convert(None)
+
+
 def encode_target(labels: pd.Series, positive_label, file: str, column: str) -> pd.Series:
     """0/1 target: the positive label (or the larger of two labels) becomes 1."""
     values = labels.unique().tolist()
+    positive_label = positive_label_in(values, positive_label)
     if positive_label is None:
         if len(values) != 2:
             raise DataError(
@@ -244,7 +279,7 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
                 s.time_column,
                 f"data spans {len(periods)} periods; the split needs "
                 f"{needed} ({s.reference_periods} reference + at least 1 batch)",
-                "lower `reference_periods` or choose a shorter `period`",
+                split_hint(df, spec.target, s),
             )
         )
     train_p = periods[: s.reference_periods - s.holdout_periods]
@@ -260,7 +295,7 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
                     f"the {name} window has {len(window)} rows and "
                     f"{window[spec.target].nunique()} classes; need {s.min_rows_per_window} "
                     "rows and both classes",
-                    "use more data or fewer reference periods",
+                    split_hint(df, spec.target, s),
                 )
             )
     batches = df[~df[PERIOD].isin(train_p + hold_p)].copy()
@@ -269,6 +304,64 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
     if s.control_batches:
         batches = pd.concat([batches, control_batches(holdout, spec, s.seed)], ignore_index=True)
     return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), batches)
+
+
+#: Calendar periods a split may use, shortest first.
+PERIODS = ("D", "W", "M", "Q", "Y")
+#: Without a time column: how many row-order parts a split may use.
+ROW_PARTS = (12, 10, 8, 6, 5, 4, 3)
+
+
+@dataclass(frozen=True)
+class SplitOption:
+    """A split the data supports: the settings that differ, and the rows of each window."""
+
+    changes: dict
+    train_rows: int
+    holdout_rows: int
+    batches: int
+
+    def __str__(self) -> str:
+        keys = ", ".join(f"{k}: {v}" for k, v in self.changes.items()) or "the settings as they are"
+        return (f"{keys} (training {self.train_rows:,} rows, held-out {self.holdout_rows:,}, "
+                f"{self.batches} batches)")  # fmt: skip
+
+
+def split_options(df: pd.DataFrame, target: str, s: DataSettings) -> list[SplitOption]:
+    """Every split of `df` (with `_time` and a 0/1 target) that gives the training and the
+    held-out window `min_rows_per_window` rows and both classes, and leaves a batch to
+    monitor; the one closest to the settings first."""
+    timed = bool(df[TIME].notna().all())
+    choices = [("period", p) for p in PERIODS] if timed else [
+        ("row_periods", n) for n in dict.fromkeys((s.row_periods, *ROW_PARTS))]  # fmt: skip
+    found = []
+    for key, value in choices:
+        trial = replace(s, **{key: value})
+        counts = df.groupby(assign_periods(df, trial), sort=False)[target].agg(["size", "sum"])
+        rows, positives = counts["size"].to_numpy(), counts["sum"].to_numpy()
+        for holdout in dict.fromkeys((s.holdout_periods, 1)):
+            for reference in range(holdout + 1, len(rows)):
+                windows = (slice(0, reference - holdout), slice(reference - holdout, reference))
+                sizes = [(int(rows[w].sum()), int(positives[w].sum())) for w in windows]
+                if all(n >= s.min_rows_per_window and 0 < k < n for n, k in sizes):
+                    wanted = {key: value, "reference_periods": reference,
+                              "holdout_periods": holdout}  # fmt: skip
+                    changes = {k: v for k, v in wanted.items() if getattr(s, k) != v}
+                    distance = (key in changes, abs(reference - s.reference_periods),
+                                holdout != s.holdout_periods)  # fmt: skip
+                    option = SplitOption(changes, sizes[0][0], sizes[1][0], len(rows) - reference)
+                    found.append((distance, option))
+    return [option for _, option in sorted(found, key=lambda pair: pair[0])]
+
+
+def split_hint(df: pd.DataFrame, target: str, s: DataSettings) -> str:
+    """What to set so the split works, or why no split can."""
+    options = split_options(df, target, s)
+    if options:
+        return f"this split works: {options[0]}"
+    return (f"no split of these {len(df):,} rows ({int(df[target].sum()):,} positive) gives the "
+            f"training and the held-out window {s.min_rows_per_window} rows with both classes "
+            "and leaves a batch; lower `min_rows_per_window`, or add data")  # fmt: skip
 
 
 def current_files(pattern: str | None, root: str | Path, within_root: bool) -> list[Path]:
@@ -312,7 +405,7 @@ def read_current_batch(path: Path, spec: FeatureSpec, s: DataSettings) -> pd.Dat
     else:
         out[spec.target] = encode_target(labels.dropna(), s.positive_label, file, spec.target)
     has_time = s.time_column and s.time_column in df
-    out[TIME] = pd.to_datetime(df[s.time_column], errors="coerce") if has_time else pd.NaT
+    out[TIME] = parse_times(df[s.time_column]) if has_time else pd.NaT
     out[PERIOD] = out[BATCH] = path.name.split(".")[0]
     out[CONTROL] = ""
     return out.reset_index(drop=True)

@@ -212,15 +212,31 @@ def log_report(store: Store, run_id: str, path: str | Path, folder: str = "repor
     store.client().log_artifact(run_id, str(path), folder)
 
 
+def version_with_hash(store: Store, sha256: str, client=None) -> str | None:
+    """The newest version whose model file has this sha256, or None."""
+    client = client or store.client()
+    found = [int(mv.version) for mv in client.search_model_versions(f"name='{store.model_name}'")
+             if mv.tags.get("sha256") == sha256]  # fmt: skip
+    return str(max(found)) if found else None
+
+
 def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
     """Register the run's model as a new version with its hash; point `challenger` at it.
 
-    The version and its tags (the model file's sha256 among them) are written in one call, which
-    the store commits as one transaction: a version never exists without its hash.
+    A model file byte-identical to an existing version's is not registered again: that version
+    becomes the challenger. The version and its tags (the model file's sha256 among them) are
+    written in one call, which the store commits as one transaction: a version never exists
+    without its hash.
     """
     import mlflow
 
     client = store.client()
+    with store_errors(store, "registering the challenger", "No version was registered."):
+        version = version_with_hash(store, run["sha256"], client)
+    if version is not None:
+        with store_errors(store, f"marking v{version} as challenger"):
+            client.set_registered_model_alias(store.model_name, CHALLENGER, version)
+        return version
     with store_errors(store, "registering the challenger", "No version was registered."):
         all_tags = {**tags, "sha256": run["sha256"], "run_id": run["run_id"]}
         version = mlflow.register_model(

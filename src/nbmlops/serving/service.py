@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -250,8 +251,8 @@ def service_from_env(env_file: str | Path, overrides: dict | None = None,
     layout = Layout.from_env(env_file)
     env, where = layout.env, str(env_file)
     project = Path(env_file).resolve().parent
-    params = {"archive": str(project / "data" / "requests")} | (env.get("serving") or {})
-    settings = ServingSettings.from_params(params | (overrides or {}), where)
+    settings = ServingSettings.from_params((env.get("serving") or {}) | (overrides or {}), where)
+    settings = replace(settings, archive=str(project / settings.archive))
     spec_file = layout.product("features", "spec")
     if not spec_file.is_file():
         raise ConfigError(f"{spec_file}: no feature spec; run a build first (make build)")

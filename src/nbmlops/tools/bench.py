@@ -159,7 +159,7 @@ def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
     names = ["train-logreg", "train-hgb", "train-rf"]
     ploomber = str(BIN / "ploomber")
     serial, parallel = [], []
-    from ..buildlock import THREAD_VARIABLES  # imports Ploomber; only the grid needs it
+    from ..build.executor import THREAD_VARIABLES  # imports Ploomber; only the grid needs it
 
     env = build_env(env_file) | dict.fromkeys(THREAD_VARIABLES, "1")  # as the executor sets
     for _ in range(repeats):

@@ -147,6 +147,8 @@ def track_and_register(
                 registry.log_report(store, run["run_id"], comparison)
             registry.log_report(store, best_run["run_id"], report)
         gate.raise_if_failed()
+        with registry.store_errors(store, "looking for an identical model"):
+            matched = registry.version_with_hash(store, best_run["sha256"]) is not None
         version = registry.register_challenger(
             store, best_run, {**context, "candidate": result.best}
         )
@@ -155,6 +157,7 @@ def track_and_register(
     best = {
         "model": result.best,
         "version": version,
+        "matched_existing_version": matched,  # the same model file was registered before
         "registered_model": store.model_name,
         "run_id": best_run["run_id"],
         "sha256": best_run["sha256"],

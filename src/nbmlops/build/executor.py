@@ -17,10 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ploomber.constants import TaskStatus
 from ploomber.exceptions import DAGBuildError
 from ploomber.executors import Parallel
 
-from .storage import sweep_partial_writes
+from ..storage import sweep_partial_writes
+from .inputs import Inputs
 
 #: Thread pools of OpenMP (HistGradientBoosting) and BLAS (LogisticRegression) read these.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -97,29 +99,51 @@ class BuildLock:
 class LockedParallel(Parallel):
     """Ploomber's parallel executor that first takes the project's build lock.
 
-    Holding it, it removes what an interrupted build left half-written in `sweep` folders.
+    Holding it, it removes what an interrupted build left half-written in `sweep` folders, then
+    reruns every task whose inputs changed since it last ran (`inputs`, the record of them).
     """
 
-    def __init__(
-        self, lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task=None, **kwargs
-    ):
+    def __init__(self, lock_file: str, wait_seconds: float = 0.0, sweep=(),
+                 threads_per_task=None, inputs: str | None = None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.lock = BuildLock(lock_file, wait_seconds)
         self.sweep = list(sweep)
         self.threads_per_task = threads_per_task
+        self.inputs = inputs
 
     def __call__(self, dag, show_progress):
         if self.threads_per_task:  # several tasks at once, each with every core, oversubscribe
             for name in THREAD_VARIABLES:
                 os.environ.setdefault(name, str(self.threads_per_task))
         with self.lock:
+            forced = _build_forced()
             if self.lock.waited:  # the other build changed products: decide again what is stale
-                dag._clear_metadata()
-                dag.render(force=_build_forced(), show_progress=False)
+                _render_again(dag, forced)
             removed = sweep_partial_writes(self.sweep)
             if removed:
                 print(f"removed {len(removed)} partial writes of an interrupted build", flush=True)
-            return super().__call__(dag, show_progress)
+            if self.inputs is None:
+                return super().__call__(dag, show_progress)
+            inputs = Inputs(dag, self.inputs)
+            changed = {} if forced else inputs.changed()
+            stale = [n for n in changed if dag[n].exec_status == TaskStatus.Skipped]
+            for name in stale:
+                print(f"{name}: its inputs changed: {', '.join(changed[name][:3])}"
+                      + (f" and {len(changed[name]) - 3} more" if len(changed[name]) > 3 else ""),
+                      flush=True)  # fmt: skip
+                dag[name].product.metadata.delete()  # Ploomber now sees it, and downstream, stale
+            if stale:
+                _render_again(dag, forced)
+            try:
+                return super().__call__(dag, show_progress)
+            finally:
+                inputs.record([n for n in dag if dag[n].exec_status == TaskStatus.Executed])
+
+
+def _render_again(dag, forced: bool) -> None:
+    """Decide afresh what is stale, forgetting the status Ploomber cached when it rendered."""
+    dag._clear_metadata()
+    dag.render(force=forced, show_progress=False)
 
 
 def _build_forced() -> bool:
@@ -132,8 +156,7 @@ def _build_forced() -> bool:
     return False
 
 
-def locked_parallel(
-    lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task=None, **kwargs
-) -> LockedParallel:
+def locked_parallel(lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task=None,
+                    inputs: str | None = None, **kwargs) -> LockedParallel:  # fmt: skip
     """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects)."""
-    return LockedParallel(lock_file, wait_seconds, sweep, threads_per_task, **kwargs)
+    return LockedParallel(lock_file, wait_seconds, sweep, threads_per_task, inputs, **kwargs)

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from nbmlops.buildlock import BuildLock, BuildLocked
+from nbmlops.build.executor import BuildLock, BuildLocked
 
 HOLD = """
 import sys, time
-from nbmlops.buildlock import BuildLock
+from nbmlops.build.executor import BuildLock
 lock = BuildLock(sys.argv[1]); lock.acquire()
 print("held", flush=True); time.sleep(float(sys.argv[2]))
 """
