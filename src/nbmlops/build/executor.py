@@ -128,9 +128,11 @@ class LockedParallel(Parallel):
             changed = {} if forced else inputs.changed()
             stale = [n for n in changed if dag[n].exec_status == TaskStatus.Skipped]
             for name in stale:
-                print(f"{name}: its inputs changed: {', '.join(changed[name][:3])}"
-                      + (f" and {len(changed[name]) - 3} more" if len(changed[name]) > 3 else ""),
-                      flush=True)  # fmt: skip
+                files = changed[name]
+                more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+                why = f"its inputs changed: {', '.join(files[:3])}{more}" if files else (
+                    "no record of what it read when it last ran")  # fmt: skip
+                print(f"{name}: {why}", flush=True)
                 dag[name].product.metadata.delete()  # Ploomber now sees it, and downstream, stale
             if stale:
                 _render_again(dag, forced)

@@ -89,12 +89,12 @@ class Inputs:
         self.then = read_json(self.record_file) if self.record_file.is_file() else {}
 
     def changed(self) -> dict[str, list[str]]:
-        """Task -> the files that changed since it last ran (every file, if it never ran here)."""
+        """Task -> the files that changed since it last ran ([] when no run of it is recorded)."""
         found = {}
         for name, now in self.now.items():
             then = self.then.get(name)
             if then is None:
-                found[name] = ["(no record of its last run)"]
+                found[name] = []
                 continue
             diff = sorted(p for p in now.keys() | then.keys() if now.get(p) != then.get(p))
             if diff:
