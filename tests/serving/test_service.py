@@ -69,7 +69,9 @@ def _proba(served, version: str, records: list[dict]) -> np.ndarray:
 
 def test_answers_come_from_the_champion_and_match_its_model(served):
     records = _records(served, 5)
-    with Server(served["root"]) as server:
+    # Who answers, not how fast: a budget a busy test machine cannot miss (the budget itself is
+    # tested with a slowed champion below).
+    with Server(served["root"], latency_budget_ms=2000) as server:
         one = server.post(records[0])
         many = server.post(records)
         assert server.get("/health").status_code == 200

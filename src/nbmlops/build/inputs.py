@@ -102,8 +102,10 @@ class Inputs:
         return found
 
     def record(self, tasks: list[str]) -> None:
-        """Keep the inputs `tasks` ran with (called after they ran)."""
+        """Keep the inputs `tasks` ran with (called after they ran). A build that ran no task
+        writes nothing, not even the hash cache: a failed or no-op build leaves products as
+        they were."""
         if tasks:
             self.then |= {name: self.now[name] for name in tasks}
             write_json(self.record_file, self.then)
-        self.hasher.save()
+            self.hasher.save()

@@ -323,8 +323,9 @@ class SplitOption:
 
     def __str__(self) -> str:
         keys = ", ".join(f"{k}: {v}" for k, v in self.changes.items()) or "the settings as they are"
+        batches = f"{self.batches} batch" + ("es" if self.batches != 1 else "")
         return (f"{keys} (training {self.train_rows:,} rows, held-out {self.holdout_rows:,}, "
-                f"{self.batches} batches)")  # fmt: skip
+                f"{batches})")  # fmt: skip
 
 
 def split_options(df: pd.DataFrame, target: str, s: DataSettings) -> list[SplitOption]:
