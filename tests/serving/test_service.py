@@ -127,7 +127,8 @@ def test_bad_requests_get_422_naming_the_field(served):
 def test_every_record_is_archived_with_the_shadow_and_reads_as_a_batch(served, tmp_path):
     archive = tmp_path / "archive"
     records = _records(served, 30)
-    with Server(served["root"], "--archive", str(archive)) as server:
+    # Who answered is checked below; a budget a busy machine cannot miss keeps that the champion.
+    with Server(served["root"], "--archive", str(archive), latency_budget_ms=2000) as server:
         for i in range(0, 30, 3):
             assert server.post(records[i : i + 3]).status_code == 200
         deadline = time.monotonic() + 30
