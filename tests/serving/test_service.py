@@ -235,7 +235,7 @@ def test_a_champion_that_cannot_be_loaded_leaves_the_old_one_serving(served):
     bad = mlflow.register_model(source, store.model_name, tags={"sha256": "0" * 64}).version
     record = _records(served, 1)[0]
     try:
-        with Server(served["root"]) as server:
+        with Server(served["root"], latency_budget_ms=2000) as server:  # who answers, not how fast
             registry.set_champion(store, str(bad), ["1", str(bad)])
             deadline = time.monotonic() + 30
             while not (server.get("/models").json()["registry_error"] or "").count("sha256"):
