@@ -88,11 +88,6 @@ def _snapshot_intact(snapshot: Path, files: dict[str, Path], hashes: dict[str, s
     )
 
 
-def load_snapshot(manifest: dict) -> dict:
-    """The snapshot's tables as DataFrames, by name."""
-    return {name: read_table(meta["file"]) for name, meta in manifest["tables"].items()}
-
-
 def manifest_table(manifest: dict):
     """The manifest as a small table for display."""
     import pandas as pd
