@@ -22,11 +22,13 @@ from nbmlops.data import admission, dataset, snapshot
 from nbmlops.data.contract import load_contract
 from nbmlops.settings import DataSettings
 
+settings = DataSettings.from_params(data)
 manifest, tables = snapshot.read_source(
-    source, raw_store, root=root, within_root=data_within_project
-)
+    source, raw_store, root=root, within_root=data_within_project,
+    missing_values=settings.missing_values,
+)  # fmt: skip
 admitted = admission.admit(
-    manifest, tables, settings=DataSettings.from_params(data), contract=load_contract(contract),
+    manifest, tables, settings=settings, contract=load_contract(contract),
     current=dataset.current_files(current_batches, root, data_within_project),
 )  # fmt: skip
 snapshot.store_snapshot(manifest)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nbmlops.layout import Layout
 from nbmlops.tools.bench import build_env, copy_pipeline
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -43,14 +44,19 @@ def ploomber_build(project: Path, *args: str, env_file: str = "env.ci.yaml", **v
 class Build:
     project: Path
     log: str
+    env_file: str = "env.ci.yaml"
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.from_env(self.project / self.env_file)
 
     @property
     def products(self) -> Path:
-        return self.project / "products"
+        return Path(self.layout.env["products"])
 
     @property
     def reports(self) -> Path:
-        return self.project / "reports"
+        return self.layout.reports
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +95,7 @@ def patients_env(project: Path) -> str:
         .replace("sample_frac: 0.1", "sample_frac: 1.0")
         .replace("model_name: flight-delay-ci", "model_name: patients")
         .replace("baseline.ci.json", "baseline.patients.json")
+        .replace('/ci"', '/patients"')
     )
 
 
@@ -111,4 +118,4 @@ def byo_build(tmp_path_factory) -> Build:
     (project / BYO_ENV).write_text(patients_env(project))
     done = ploomber_build(project, env_file=BYO_ENV)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return Build(project, done.stdout + done.stderr)
+    return Build(project, done.stdout + done.stderr, BYO_ENV)

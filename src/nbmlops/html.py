@@ -48,9 +48,11 @@ code{background:#eef1f5;padding:0 .25rem;border-radius:3px}
 """
 
 
-def page(title: str, body: str, home: str | None = "index.html") -> str:
+def page(
+    title: str, body: str, home: str | None = "index.html", home_label: str = "all reports"
+) -> str:
     """A whole HTML document; `body` is trusted markup built with the helpers below."""
-    nav = f'<a href="{escape(home)}">&larr; all reports</a>' if home else ""
+    nav = f'<a href="{escape(home)}">&larr; {escape(home_label)}</a>' if home else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -15,6 +15,9 @@ from .errors import ConfigError
 
 #: Where a block's values came from, when the caller cannot name the env file.
 PARAMETERS = "pipeline parameters"
+#: Cells of a CSV file read as missing unless `data.missing_values` says otherwise. Nothing
+#: else is: `n/a`, `-` or `?` in a numeric column stop the build and name the cells.
+MISSING_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,16 @@ class DataSettings(Settings):
     max_categories: int = 200
     min_rows_per_window: int = 50
     control_batches: bool = False
+    missing_values: tuple[str, ...] = MISSING_VALUES
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
         if "drop_columns" in params:
             params["drop_columns"] = tuple(params["drop_columns"] or ())
+        if "missing_values" in params:  # YAML reads an unquoted `null` in the list as None
+            params["missing_values"] = tuple(
+                "null" if v is None else str(v) for v in params["missing_values"] or ()
+            )
         return params
 
     def _check(self, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import MISSING, fields
 
@@ -28,6 +29,9 @@ def as_text(value) -> str:
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(map(as_text, value)) + "]"
+    plain = isinstance(value, str) and (value == "" or value[0] not in "{'\"")
+    if plain and yaml.safe_load(f"[{value}]") != [value]:
+        return json.dumps(value)  # quoted where YAML would read another value
     return str(value)
 
 

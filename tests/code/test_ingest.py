@@ -81,12 +81,29 @@ def test_parquet_source_reads(tmp_path):
     assert read_table(tmp_path / "d.parquet").shape == (1, 2)
 
 
-def test_semicolon_file_is_named_as_such(tmp_path):
-    path = _csv(tmp_path / "semi.csv", "a;b;y\n1;2;0\n3;4;1\n")
-    with pytest.raises(
-        DataError, match=r"semi.csv: has one column named 'a;b;y' \(the file looks ';'-separated"
-    ):
-        read_table(path)
+@pytest.mark.parametrize(
+    "name, encoding, sep",
+    [("semi.csv", "utf-8", ";"), ("pipe.csv", "utf-8", "|"), ("tab.csv", "utf-8", "\t"),
+     ("bom.csv", "utf-8-sig", ","), ("wide.csv", "utf-16", ";"), ("latin.csv", "cp1252", ",")],
+)  # fmt: skip
+def test_delimiter_and_encoding_are_found_and_recorded(tmp_path, name, encoding, sep):
+    df = pd.DataFrame({"amount": [1.5, 2.0], "city": ["Zürich", "a;b|c,d"], "y": ["yes", "no"]})
+    (tmp_path / name).write_bytes(df.to_csv(index=False, sep=sep).encode(encoding))
+    read = read_table(tmp_path / name)
+    assert read.columns.tolist() == ["amount", "city", "y"]  # no BOM in the first name
+    assert read["city"].tolist() == ["Zürich", "a;b|c,d"]
+    assert read.attrs["read_as"] == {"format": "csv", "encoding": encoding, "delimiter": sep}
+
+
+def test_only_the_missing_values_named_are_read_as_missing(tmp_path):
+    path = _csv(tmp_path / "m.csv", "a,b,y\n1,NA,0\nn/a,,1\n3,null,0\n")
+    read = read_table(path)
+    assert read["a"].tolist() == ["1", "n/a", "3"]  # n/a is text: the dataset refuses it
+    assert read["b"].isna().all()
+    read = read_table(path, missing_values=("n/a", ""))
+    assert read["a"].isna().tolist() == [False, True, False]
+    assert read["b"].tolist() == ["NA", None, "null"] or read["b"].isna().tolist() == [
+        False, True, False]  # fmt: skip
 
 
 def test_repeated_column_names_are_reported_not_renamed(tmp_path):

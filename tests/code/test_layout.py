@@ -10,10 +10,18 @@ from tests.conftest import PROJECT
 
 def test_products_are_the_paths_pipeline_yaml_names_with_the_env_values():
     layout = Layout.from_env(PROJECT / "env.ci.yaml")
-    assert layout.product("features", "spec") == PROJECT / "products" / "data" / "features.json"
-    assert layout.product("ingest", "holdout") == PROJECT / "products" / "data" / "holdout.parquet"
-    assert layout.product("monitor", "tests") == PROJECT / "reports" / "monitoring" / "tests.json"
-    assert layout.reports == PROJECT / "reports"
+    assert (
+        layout.product("features", "spec") == PROJECT / "products" / "ci" / "data" / "features.json"
+    )
+    assert (
+        layout.product("ingest", "holdout")
+        == PROJECT / "products" / "ci" / "data" / "holdout.parquet"
+    )
+    assert (
+        layout.product("monitor", "tests")
+        == PROJECT / "reports" / "ci" / "monitoring" / "tests.json"
+    )
+    assert layout.reports == PROJECT / "reports" / "ci"
 
 
 def test_an_unknown_product_is_named():
@@ -23,7 +31,7 @@ def test_an_unknown_product_is_named():
 
 def test_relative_paths_start_at_the_pipeline_folder(tmp_path):
     shutil.copy(PROJECT / "pipeline.yaml", tmp_path)
-    text = (PROJECT / "env.ci.yaml").read_text().replace('"{{here}}/products"', "build/out")
+    text = (PROJECT / "env.ci.yaml").read_text().replace('"{{here}}/products/ci"', "build/out")
     (tmp_path / "env.x.yaml").write_text(text)
     layout = Layout.from_env(tmp_path / "env.x.yaml")
     assert (
@@ -35,7 +43,8 @@ def test_an_env_file_elsewhere_uses_the_pipeline_of_the_current_folder(tmp_path,
     shutil.copy(PROJECT / "env.ci.yaml", tmp_path / "env.elsewhere.yaml")
     monkeypatch.chdir(PROJECT / "notebooks")  # Ploomber looks in the folder, then its parents
     layout = Layout.from_env(tmp_path / "env.elsewhere.yaml")
-    assert layout.product("features", "spec") == tmp_path / "products" / "data" / "features.json"
+    expected = tmp_path / "products" / "ci" / "data" / "features.json"
+    assert layout.product("features", "spec") == expected
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="no pipeline.yaml beside it"):
         Layout.from_env(tmp_path / "env.elsewhere.yaml")
@@ -44,7 +53,7 @@ def test_an_env_file_elsewhere_uses_the_pipeline_of_the_current_folder(tmp_path,
 def test_grid_products_are_the_files_of_each_grid_task(tmp_path):
     shutil.copy(PROJECT / "pipeline.yaml", tmp_path)
     shutil.copy(PROJECT / "env.ci.yaml", tmp_path)
-    models = tmp_path / "products" / "models"
+    models = tmp_path / "products" / "ci" / "models"
     models.mkdir(parents=True)
     for name in ("logreg-0.pkl", "hgb-1.pkl", "logreg-0.json", "hgb-1.json", "best.json"):
         (models / name).write_text("")

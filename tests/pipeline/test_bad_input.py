@@ -18,8 +18,8 @@ from tests.helpers import breast_cancer_frame
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("byo")]
 
 #: Rewritten by every build on purpose (who holds the build lock); not a product.
-VOLATILE = {"products/build.lock"}
-FAILED_NOTEBOOK = "products/notebooks/ingest.ipynb"
+VOLATILE = {"products/patients/build.lock"}
+FAILED_NOTEBOOK = "products/patients/notebooks/ingest.ipynb"
 
 
 def state(project) -> dict[str, str]:
@@ -70,12 +70,6 @@ def _set(column, value, rows=slice(0, 5)):
     return change
 
 
-def _latin1(project):
-    df = _good().assign(clinic="Zürich")
-    (project / "latin1.csv").write_bytes(df.to_csv(index=False).encode("latin-1"))
-    return ["--env--source", "latin1.csv"]
-
-
 def _duplicate_header(project):
     text = _good().to_csv(index=False)
     header, rest = text.split("\n", 1)
@@ -111,8 +105,6 @@ CASES = {
     "header-only": (_bytes("header.csv", b"a,b,diagnosis\n"), "header.csv: has a header but no rows"),
     "not-csv-or-parquet": (_bytes("data.xlsx", b"PK\x03\x04"), "data.xlsx: is neither CSV nor Parquet"),
     "corrupt-parquet": (_bytes("data.parquet", b"PAR1 not really"), "data.parquet: cannot be read as parquet"),
-    "semicolons": (_csv("semi.csv", sep=";"), "semi.csv: has one column named"),
-    "latin-1": (_latin1, "latin1.csv: is not UTF-8 text"),
     "target-missing": (lambda p: ["--env--data--target", "churned"],
                        "patients.csv, column 'churned': target column is missing"),
     "target-one-class": (_csv("one.csv", lambda d: d.assign(diagnosis="benign")),

@@ -211,10 +211,9 @@ def test_an_edit_reruns_evaluation_and_downstream_only(ci_build, path, addition)
 
 @pytest.mark.xdist_group("byo")
 def test_bring_your_own_csv(byo_build):
-    project = byo_build.project
-    metrics = storage.read_json(project / "reports" / "metrics.json")
+    metrics = storage.read_json(byo_build.reports / "metrics.json")
     assert metrics["candidates"][metrics["best"]]["roc_auc"] > 0.9
-    tests = storage.read_json(project / "reports" / "monitoring" / "tests.json")
+    tests = storage.read_json(byo_build.reports / "monitoring" / "tests.json")
     assert [b["batch"] for b in tests["batches"]] == [
         "2024-04",
         "2024-05",
@@ -223,7 +222,7 @@ def test_bring_your_own_csv(byo_build):
         "control-same",
         "control-shifted",
     ]
-    spec = storage.read_json(project / "products" / "data" / "features.json")
+    spec = storage.read_json(byo_build.products / "data" / "features.json")
     assert "clinic" in spec["categorical"] and "visit_date" not in spec["numeric"]
     assert HOSTILE_COLUMN in spec["numeric"]
     assert all(row["baseline"] is None for row in metrics["gate"])  # its own, empty baseline
@@ -231,13 +230,13 @@ def test_bring_your_own_csv(byo_build):
     assert current["rows"] == 120 and "roc_auc" not in current
     assert current["unseen_categories"] == {"clinic": {HOSTILE[2]: 30}}
     assert current["warnings"] == [f"clinic: values unseen in training: {HOSTILE[2]!r} (30 rows)"]
-    page = (project / "reports" / "monitoring" / "index.html").read_text(encoding="utf-8")
+    page = (byo_build.reports / "monitoring" / "index.html").read_text(encoding="utf-8")
     assert "Category values training never saw" in page and escape(HOSTILE[2]) in page
 
 
-def _outputs(project: Path, name: str) -> tuple[list[str], set[str]]:
+def _outputs(products: Path, name: str) -> tuple[list[str], set[str]]:
     """Mime types of every rich output of an executed notebook, and who executed its cells."""
-    nb = nbformat.read(project / "products" / "notebooks" / f"{name}.ipynb", as_version=4)
+    nb = nbformat.read(products / "notebooks" / f"{name}.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     mimes = [m for c in code for o in c.outputs for m in o.get("data", {})]
     runners = {k for c in code for k in c.metadata if k in ("papermill", "ploomber")}
@@ -246,7 +245,7 @@ def _outputs(project: Path, name: str) -> tuple[list[str], set[str]]:
 
 @pytest.mark.parametrize("name", ["evaluate", "monitor"])
 def test_each_figure_shows_once_in_the_executed_notebook(ci_build, name):
-    mimes, runners = _outputs(ci_build.project, name)
+    mimes, runners = _outputs(ci_build.products, name)
     assert runners == {"ploomber"}  # env.ci.yaml: ploomber-engine, in the worker process
     assert mimes.count("image/png") == 1
 
@@ -254,7 +253,7 @@ def test_each_figure_shows_once_in_the_executed_notebook(ci_build, name):
 @pytest.mark.xdist_group("byo")
 @pytest.mark.parametrize("name", ["evaluate", "monitor"])
 def test_papermill_executor_shows_the_same_figures(byo_build, name):
-    mimes, runners = _outputs(byo_build.project, name)
+    mimes, runners = _outputs(byo_build.products, name)
     assert runners == {"papermill"}  # one Jupyter kernel per notebook
     assert mimes.count("image/png") == 1
 

@@ -42,12 +42,12 @@ def _start(project: Path, *args: str) -> subprocess.Popen:
 
 
 def _notebooks(project: Path, step: str) -> list[Path]:
-    return sorted((project / "products" / "notebooks").glob(f"{step}*.ipynb"))
+    return sorted((project / "products" / "ci" / "notebooks").glob(f"{step}*.ipynb"))
 
 
 def _metadata(project: Path, step: str) -> list[Path]:
     if step == "index":
-        return [project / "reports" / ".index.html.metadata"]
+        return [project / "reports" / "ci" / ".index.html.metadata"]
     return [p.with_name(f".{p.name}.metadata") for p in _notebooks(project, step)]
 
 
@@ -63,7 +63,7 @@ def _running(project: Path, step: str, since: float) -> bool:
     written only when it ends, so its own file cannot tell."""
     i = STEPS.index(step)
     if i == 0:
-        lock = project / "products" / "build.lock"
+        lock = project / "products" / "ci" / "build.lock"
         return lock.is_file() and lock.stat().st_mtime >= since and lock.stat().st_size > 0
     return _finished_since(project, STEPS[i - 1], since)
 
@@ -105,17 +105,19 @@ def _whole(project: Path) -> int:
 
 
 def _results(project: Path) -> dict:
-    products = project / "products"
+    products = project / "products" / "ci"
     return {
         "frames": {
             name: pd.read_parquet(products / "data" / f"{name}.parquet")
             for name in ("train", "holdout", "batches")
         },  # fmt: skip
         "scores": pd.read_parquet(products / "scoring" / "scores.parquet"),
-        "candidates": storage.read_json(project / "reports" / "metrics.json")["candidates"],
+        "candidates": storage.read_json(project / "reports" / "ci" / "metrics.json")["candidates"],
         "drift": [
             (b["batch"], b["drift_share"], b["status"])
-            for b in storage.read_json(project / "reports" / "monitoring" / "tests.json")["batches"]
+            for b in storage.read_json(project / "reports" / "ci" / "monitoring" / "tests.json")[
+                "batches"
+            ]
         ],
     }
 

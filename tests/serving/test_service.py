@@ -35,9 +35,10 @@ def served(ci_build, tmp_path_factory):
     for name in ("env.ci.yaml", "contracts"):
         src = ci_build.project / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
+    data = root / ci_build.products.relative_to(ci_build.project) / "data"
+    data.mkdir(parents=True)
     for name in ("features.json", "holdout.parquet"):
-        (root / "products" / "data").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ci_build.products / "data" / name, root / "products" / "data" / name)
+        shutil.copy2(ci_build.products / "data" / name, data / name)
     (root / "mlruns").mkdir()
     shutil.copy2(ci_build.project / "mlruns" / "mlflow.db", root / "mlruns" / "mlflow.db")
     store = registry.Store(f"sqlite:///{root}/mlruns/mlflow.db",
@@ -50,8 +51,8 @@ def served(ci_build, tmp_path_factory):
     registry.set_champion(store, fallback, [fallback])
     registry.set_champion(store, "1", [fallback, "1"])
     client.set_registered_model_alias(store.model_name, registry.CHALLENGER, challenger)
-    spec = FeatureSpec.from_dict(storage.read_json(root / "products" / "data" / "features.json"))
-    holdout = pd.read_parquet(root / "products" / "data" / "holdout.parquet").head(200)
+    spec = FeatureSpec.from_dict(storage.read_json(data / "features.json"))
+    holdout = pd.read_parquet(data / "holdout.parquet").head(200)
     return {"root": root, "store": store, "spec": spec, "holdout": holdout,
             "champion": "1", "fallback": fallback, "challenger": challenger}  # fmt: skip
 

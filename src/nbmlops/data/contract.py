@@ -278,6 +278,20 @@ def quality_page_body(result: CheckResult, manifest: dict):
             html.heading("Problems"),
             html.table(problems, {"error": "fail", "warning": "warn"}),
         ]
+    read = pd.DataFrame([
+        {"file": Path(meta["origin"]).name, "format": how.get("format", ""),
+         "encoding": how.get("encoding", ""), "delimiter": repr(how.get("delimiter", "")),
+         "read as missing": ", ".join(map(repr, how.get("missing_values", [])))}
+        for meta in manifest["tables"].values() if (how := meta.get("read_as"))
+    ])  # fmt: skip
+    if len(read):
+        parts += [
+            html.heading("How the files were read"),
+            html.para("Cells holding exactly one of these values (`data.missing_values` in "
+                      "the env file) count as missing below; any other text in a numeric "
+                      "column stops the build."),
+            html.table(read),
+        ]  # fmt: skip
     parts += [html.heading("Columns"), html.table(result.summary(), {"ok": "pass"})]
     return "".join(parts)
 

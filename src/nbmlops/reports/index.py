@@ -1,4 +1,5 @@
-"""reports/index.html: a run summary and a link to every report the build wrote."""
+"""The index task: a project's reports page (a run summary and a link to every report the
+build wrote), its summary for the front page, and the front page of every project built here."""
 
 from __future__ import annotations
 
@@ -68,8 +69,15 @@ def plot_history(versions: pd.DataFrame, batches: pd.DataFrame):
     return fig
 
 
-def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file: str) -> None:
-    """Ploomber task: executed notebooks as HTML, model cards, then the reports index."""
+#: A project's summary beside its reports page; the front page lists every one it finds.
+SUMMARY_FILE = "project.json"
+
+
+def build_index(
+    product, upstream, mlflow: dict, gates_file: str, baseline_file: str, site: str
+) -> None:
+    """Ploomber task: executed notebooks as HTML, model cards, the project's reports page and
+    summary, then the front page of every project under `site`."""
     products = _products(upstream)
     store = registry.Store.from_params(mlflow)
     with registry.store_errors(store, "writing the model cards"):
@@ -151,6 +159,47 @@ def build_index(product, upstream, mlflow: dict, gates_file: str, baseline_file:
         html.heading("Rows on the way to the model"),
         html.table(pd.DataFrame(list(spec.counts.items()), columns=["count", "rows"])),
     ]
+    title = f"{root.name}: pipeline reports"
+    front = os.path.relpath(Path(site) / "index.html", root)
     storage.write_text(
-        str(product["index"]), html.page("Pipeline reports", "".join(body), home=None)
+        str(product["index"]), html.page(title, "".join(body), front, "all projects")
     )
+    storage.write_json(str(product["summary"]), {
+        "project": root.name,
+        "model_name": store.model_name,
+        "source": manifest["source"],
+        "rows": spec.counts["rows"],
+        "champion": shadow_info["champion"],
+        "challenger": best["version"],
+        "gates": "pass" if all(r["status"] == "pass" for r in metrics["gate"]) else "fail",
+        "batches": len(batches),
+        "batches_failing": failing,
+        "built": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    })  # fmt: skip
+    write_front_page(site)
+
+
+def write_front_page(site: str | Path) -> Path:
+    """`site`/index.html: one row per project whose reports folder under `site` holds a
+    summary, linking to that project's own reports page."""
+    site = Path(site)
+    rows = []
+    for path in sorted(site.glob(f"*/{SUMMARY_FILE}")):
+        summary = storage.read_json(path)
+        rows.append({
+            "project": summary["project"],
+            "model": summary["model_name"],
+            "data": summary["source"],
+            "rows": summary["rows"],
+            "champion": f"v{summary['champion']}" if summary["champion"] else "none yet",
+            "challenger": f"v{summary['challenger']}",
+            "gates": summary["gates"],
+            "monitoring": (f"{summary['batches_failing']} of {summary['batches']} batches fail"
+                           if summary["batches_failing"] else "pass"),
+            "last build": summary["built"],
+        })  # fmt: skip
+    links = [f"{path.parent.name}/index.html" for path in sorted(site.glob(f"*/{SUMMARY_FILE}"))]
+    body = html.para("Every project built in this folder; each links to its own reports.")
+    body += html.table(pd.DataFrame(rows), {"pass": "pass", "fail": "fail"},
+                       links={"project": links})  # fmt: skip
+    return storage.write_text(site / "index.html", html.page("Projects", body, home=None))

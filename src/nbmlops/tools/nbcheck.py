@@ -29,7 +29,8 @@ def scratch_env(project: Path, env_file: str, scratch: Path) -> dict:
         "model_name": "nbval",
     }
     env |= {
-        name: str(scratch / name) for name in ("products", "reports", "raw_store", "scored_store")
+        name: str(scratch / name)
+        for name in ("products", "reports", "site", "raw_store", "scored_store")
     }
     return env
 
