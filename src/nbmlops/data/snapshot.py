@@ -33,7 +33,10 @@ def snapshot_source(
 
 
 def read_source(
-    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False,
+    source: str,
+    raw_store: str | Path,
+    root: str | Path = ".",
+    within_root: bool = False,
     missing_values=MISSING_VALUES,
 ) -> tuple[dict, dict]:
     """Read and hash the source's files: the manifest-to-be and the tables. Writes nothing."""

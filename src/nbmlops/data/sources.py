@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import csv
 import importlib.util
 from pathlib import Path
 
