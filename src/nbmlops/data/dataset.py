@@ -320,6 +320,9 @@ class SplitOption:
     train_rows: int
     holdout_rows: int
     batches: int
+    holdout_positives: int = 0
+    batch_rows: int = 0  # the median batch's rows
+    reference_share: float = 0.0  # of all rows, in the training and held-out windows
 
     def __str__(self) -> str:
         keys = ", ".join(f"{k}: {v}" for k, v in self.changes.items()) or "the settings as they are"
@@ -328,10 +331,10 @@ class SplitOption:
                 f"{batches})")  # fmt: skip
 
 
-def split_options(df: pd.DataFrame, target: str, s: DataSettings) -> list[SplitOption]:
-    """Every split of `df` (with `_time` and a 0/1 target) that gives the training and the
-    held-out window `min_rows_per_window` rows and both classes, and leaves a batch to
-    monitor; the one closest to the settings first."""
+def _splits(df: pd.DataFrame, target: str, s: DataSettings, holdouts) -> list[SplitOption]:
+    """Every split of `df` (with `_time` and a 0/1 target) by calendar periods (or row-order
+    parts, without times) that gives the training and the held-out window
+    `min_rows_per_window` rows and both classes, and leaves a batch to monitor."""
     timed = bool(df[TIME].notna().all())
     choices = [("period", p) for p in PERIODS] if timed else [
         ("row_periods", n) for n in dict.fromkeys((s.row_periods, *ROW_PARTS))]  # fmt: skip
@@ -340,7 +343,7 @@ def split_options(df: pd.DataFrame, target: str, s: DataSettings) -> list[SplitO
         trial = replace(s, **{key: value})
         counts = df.groupby(assign_periods(df, trial), sort=False)[target].agg(["size", "sum"])
         rows, positives = counts["size"].to_numpy(), counts["sum"].to_numpy()
-        for holdout in dict.fromkeys((s.holdout_periods, 1)):
+        for holdout in dict.fromkeys(holdouts):
             for reference in range(holdout + 1, len(rows)):
                 windows = (slice(0, reference - holdout), slice(reference - holdout, reference))
                 sizes = [(int(rows[w].sum()), int(positives[w].sum())) for w in windows]
@@ -348,11 +351,56 @@ def split_options(df: pd.DataFrame, target: str, s: DataSettings) -> list[SplitO
                     wanted = {key: value, "reference_periods": reference,
                               "holdout_periods": holdout}  # fmt: skip
                     changes = {k: v for k, v in wanted.items() if getattr(s, k) != v}
-                    distance = (key in changes, abs(reference - s.reference_periods),
-                                holdout != s.holdout_periods)  # fmt: skip
-                    option = SplitOption(changes, sizes[0][0], sizes[1][0], len(rows) - reference)
-                    found.append((distance, option))
-    return [option for _, option in sorted(found, key=lambda pair: pair[0])]
+                    found.append(SplitOption(
+                        changes, sizes[0][0], sizes[1][0], len(rows) - reference,
+                        holdout_positives=sizes[1][1],
+                        batch_rows=int(np.median(rows[reference:])),
+                        reference_share=float(rows[:reference].sum() / rows.sum()),
+                    ))  # fmt: skip
+    return found
+
+
+def split_options(df: pd.DataFrame, target: str, s: DataSettings) -> list[SplitOption]:
+    """Every split `_splits` finds (held out: `holdout_periods` or one period), the one
+    closest to the settings first."""
+    options = _splits(df, target, s, (s.holdout_periods, 1))
+
+    def distance(option: SplitOption):
+        reference = option.changes.get("reference_periods", s.reference_periods)
+        holdout = option.changes.get("holdout_periods", s.holdout_periods)
+        return ({"period", "row_periods"} & option.changes.keys() != set(),
+                abs(reference - s.reference_periods), holdout != s.holdout_periods)  # fmt: skip
+
+    return sorted(options, key=distance)
+
+
+#: What a proposed split aims at: positives in the held-out window, batches to monitor, and
+#: the share of rows the models learn from and are judged on.
+PROPOSAL_POSITIVES, PROPOSAL_BATCHES, PROPOSAL_SHARE = 10, (3, 12), 0.6
+
+
+def propose_split(df: pd.DataFrame, target: str, s: DataSettings) -> SplitOption | None:
+    """The split a new project starts with, or None when the data supports none.
+
+    Of every split `_splits` finds (held out: one to three periods), the first that best meets,
+    in this order: `PROPOSAL_POSITIVES` positives held out (a ROC AUC on fewer is noise), a
+    number of batches within `PROPOSAL_BATCHES`, batches of `min_rows_per_window` rows, and
+    about `PROPOSAL_SHARE` of the rows in the training and held-out windows.
+    """
+    low, high = PROPOSAL_BATCHES
+
+    def badness(option: SplitOption):
+        return (
+            option.holdout_positives < PROPOSAL_POSITIVES,
+            not low <= option.batches <= high,
+            option.batch_rows < s.min_rows_per_window,
+            round(abs(option.reference_share - PROPOSAL_SHARE), 1),
+            -option.holdout_positives if option.holdout_positives < PROPOSAL_POSITIVES else 0,
+            abs(option.batches - (low + high) // 2),
+        )
+
+    options = _splits(df, target, s, (1, 2, 3))
+    return min(options, key=badness) if options else None
 
 
 def split_hint(df: pd.DataFrame, target: str, s: DataSettings) -> str:

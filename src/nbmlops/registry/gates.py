@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -99,3 +100,30 @@ def check(challenger: dict[str, float], baseline: dict | None, gates: dict) -> G
 
 def _num(x: float) -> str:
     return "-inf" if x == -math.inf else "inf" if x == math.inf else f"{x:.4f}"
+
+
+def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
+    """Gates for a new dataset, measured on its own windows, and the metrics they came from.
+
+    The trivial model predicts the training window's positive rate for every row. A candidate
+    must rank no worse on the held-out window: ROC AUC at least 0.5, PR AUC at least the
+    held-out positive rate. The candidates weight both classes equally, so their
+    probabilities are not the positive rate's scale: their Brier ceiling is that of saying 0.5
+    for every row (0.25), not the trivial model's. The allowed PR AUC regression scales with
+    the positive rate, so a rare class is not judged by a common class's numbers.
+    """
+    from ..metrics import classification_metrics
+
+    y_train, y_holdout = np.asarray(y_train), np.asarray(y_holdout)
+    trivial = classification_metrics(y_holdout, np.full(len(y_holdout), y_train.mean()))
+    rate = float(y_holdout.mean())
+    gates = {
+        "primary_metric": "roc_auc",
+        "metrics": {
+            "roc_auc": {"floor": 0.5, "max_regression": 0.02, "min_improvement": 0.002},
+            "pr_auc": {"floor": math.floor(rate * 1000) / 1000,
+                       "max_regression": round(max(0.005, 0.15 * rate), 3)},
+            "brier": {"ceiling": 0.25, "max_regression": 0.02},
+        },
+    }  # fmt: skip
+    return gates, {k: trivial[k] for k in ("roc_auc", "pr_auc", "brier", "positive_rate")}

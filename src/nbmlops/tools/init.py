@@ -1,0 +1,318 @@
+"""`nbmlops init NAME --source FILE --target COLUMN`: a new project for one dataset.
+
+It reads the file once, profiles it, and writes what a build needs, ready to review:
+`env.NAME.yaml` (its own folders, model name, baseline and a split the data satisfies),
+`contracts/NAME.yaml` (inferred from the data) and `model/gates.NAME.yaml` (measured against a
+trivial model on the data's own held-out window). Before it writes anything it admits the data
+through the very checks the build's ingest task runs, so `make build ENV=NAME` passes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .. import storage
+from ..data import admission, dataset, snapshot
+from ..data import contract as dc
+from ..errors import ConfigError, DataError, PipelineError, Problem
+from ..registry.gates import trivial_gates
+from ..settings import MISSING_VALUES, DataSettings
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+#: Text that stands for a missing number: added to `missing_values` when a numeric column
+#: holds it (and nothing else that is not a number).
+MISSING_WORDS = {"n/a", "na", "nan", "none", "null", "missing", "?", "-", "--", ".", "#n/a"}
+#: Of the rows a date-like column must parse, to be called dates.
+DATE_SHARE = 0.99
+
+
+@dataclass
+class Proposal:
+    """What `init` found and decided, and the files it wrote."""
+
+    name: str
+    source: str
+    manifest: dict
+    settings: DataSettings
+    admitted: admission.Admitted
+    notes: dict[str, str]
+    gates: dict
+    trivial: dict[str, float]
+    date_columns: list[str]
+    written: list[Path]
+    labels: list
+
+
+def paths(project: Path, name: str) -> dict[str, Path]:
+    return {
+        "env": project / f"env.{name}.yaml",
+        "contract": project / "contracts" / f"{name}.yaml",
+        "gates": project / "model" / f"gates.{name}.yaml",
+    }
+
+
+def init_project(
+    project: str | Path, name: str, source: str, target: str,
+    positive=None, time: str | None = None, force: bool = False,
+) -> Proposal:  # fmt: skip
+    """Profile `source` and write the project `name`; raises PipelineError, writing nothing."""
+    project = Path(project).resolve()
+    if not NAME.match(name):
+        raise ConfigError(f"project name {name!r}: use lower-case letters, digits, '-' and '_'")
+    files = paths(project, name)
+    taken = [str(p.relative_to(project)) for p in files.values() if p.exists()]
+    if taken and not force:
+        raise ConfigError(f"{', '.join(taken)} already exist(s); pass --force to replace")
+    source = _within(project, source)
+    settings = DataSettings.from_params(
+        {"target": target, "positive_label": positive, "time_column": time}, "nbmlops init"
+    )
+    manifest, tables = snapshot.read_source(source, project / "data" / "raw" / name,
+                                            root=project, within_root=True,
+                                            missing_values=settings.missing_values)  # fmt: skip
+    words = _missing_words(tables["data"], exclude={target, time})
+    if words:  # read once more, with those words as missing: the build will read it so
+        settings = replace(settings, missing_values=settings.missing_values + tuple(words))
+        manifest, tables = snapshot.read_source(source, project / "data" / "raw" / name,
+                                                root=project, within_root=True,
+                                                missing_values=settings.missing_values)  # fmt: skip
+    raw = tables["data"]
+    checks = dc.check_target(raw, source, target, positive)
+    checks.raise_if_failed()
+    inferred = dc.infer_table(raw, time_column=time, target=target,
+                              max_categories=settings.max_categories)  # fmt: skip
+    dates = [] if time else _date_columns(raw, exclude={target})
+    notes = dict(inferred.notes)
+    for column in dates:
+        notes[column] = f"dates: not a feature (pass --time {column} to split by them)"
+    drop = list(dict.fromkeys([*inferred.ids, *dates]))
+    settings = replace(settings, drop_columns=tuple(drop))
+    data, _ = dataset.build_dataset(tables, manifest, settings)
+    option = dataset.propose_split(data, target, settings)
+    if option is None:
+        positives = int(data[target].sum())
+        hint = "add rows (or positives): three times that many rows with both classes would do"
+        raise DataError(Problem(source, target,
+            f"no split of its {len(data):,} rows ({positives:,} positive) gives a training and a "
+            f"held-out window of {settings.min_rows_per_window} rows with both classes and "
+            "leaves a batch to monitor", hint))  # fmt: skip
+    settings = replace(settings, **option.changes)
+    contract_text = dc.contract_yaml(
+        {"data": inferred},
+        f"Data contract of {source}, inferred by `nbmlops init {name}` from "
+        f"{len(raw):,} rows.\nReview it: ranges reach {dc.RANGE_MARGIN:.0%} beyond the values "
+        "seen; new categories warn.\nKeys: see nbmlops.data.contract.",
+    )
+    admitted = admission.admit(manifest, tables, settings=settings,
+                               contract=yaml.safe_load(contract_text), current=[])  # fmt: skip
+    gates, trivial = trivial_gates(admitted.split.train[target], admitted.split.holdout[target])
+    gates_text = _gates_yaml(gates, trivial, name)
+    env_text = env_yaml(name, source, settings, gates)
+    written = [
+        storage.write_text(files["contract"], contract_text),
+        storage.write_text(files["gates"], gates_text),
+        storage.write_text(files["env"], env_text),  # last: it names the two above
+    ]
+    labels = raw[target].dropna().unique().tolist()
+    return Proposal(name, source, manifest, settings, admitted, notes, gates, trivial, dates,
+                    written, labels)  # fmt: skip
+
+
+def _within(project: Path, source: str) -> str:
+    """`source` as a path relative to the project; a file outside it is refused."""
+    path = Path(source)
+    path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+    if not path.is_relative_to(project):
+        raise DataError(Problem(source, None, f"is outside the project folder {project}",
+                                "copy it into the project, e.g. under data/"))  # fmt: skip
+    if not path.is_file():
+        raise DataError(Problem(source, None, "file not found"))
+    return str(path.relative_to(project))
+
+
+def _missing_words(df: pd.DataFrame, exclude: set) -> list[str]:
+    """Words of `MISSING_WORDS` that numeric columns hold as their only text."""
+    found = []
+    for name in df.columns:
+        values = df[name]
+        if name in exclude or values.dtype != object:
+            continue
+        present = values.dropna().astype(str)
+        text = present[pd.to_numeric(present, errors="coerce").isna()].str.strip()
+        if len(text) and len(text) < len(present) and set(text.str.lower()) <= MISSING_WORDS:
+            found += sorted(set(text))
+    return list(dict.fromkeys(found))
+
+
+def _date_columns(df: pd.DataFrame, exclude: set) -> list[str]:
+    """Text columns of which nearly every value is a date."""
+    found = []
+    for name in df.columns:
+        values = df[name].dropna()
+        if name in exclude or values.dtype != object or values.empty:
+            continue
+        sample = values.sample(min(len(values), 500), random_state=0)
+        if pd.to_numeric(sample, errors="coerce").notna().mean() > 0.5:
+            continue
+        if dataset.parse_times(sample).notna().mean() >= DATE_SHARE:
+            found.append(str(name))
+    return found
+
+
+def _dump(value) -> str:
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=10**6)
+        .strip()
+        .removesuffix("...")
+        .strip()
+    )
+
+
+def _gates_yaml(gates: dict, trivial: dict[str, float], name: str) -> str:
+    m = gates["metrics"]
+    lines = [
+        f"# Promotion gates of {name}, written by `nbmlops init` from its own held-out window.",
+        "# The trivial model predicts the training window's positive rate for every row; on the",
+        f"# held-out window it scores ROC AUC 0.5, PR AUC {trivial['pr_auc']:.3f}, Brier "
+        f"{trivial['brier']:.3f}. The floors say: no worse than",
+        "# that. Raise them once you know what your models reach. Allowed regressions scale",
+        "# with the positive rate. See model/gates.yaml for what each key means.",
+        f"primary_metric: {gates['primary_metric']}",
+        "metrics:",
+    ] + [f"  {metric}: {_dump(rule)}" for metric, rule in m.items()]
+    return "\n".join(lines) + "\n"
+
+
+def env_yaml(name: str, source: str, s: DataSettings, gates: dict) -> str:
+    """The env file of a project made by `init`: every folder its own, every key stated."""
+    here = "{{here}}"
+    data = {
+        "target": s.target, "positive_label": s.positive_label, "time_column": s.time_column,
+        "period": s.period, "row_periods": s.row_periods,
+        "reference_periods": s.reference_periods, "holdout_periods": s.holdout_periods,
+        "sample_frac": 1.0, "seed": 0, "drop_columns": list(s.drop_columns),
+        "missing_values": list(s.missing_values), "max_categories": s.max_categories,
+        "min_rows_per_window": s.min_rows_per_window, "control_batches": False,
+    }  # fmt: skip
+    split = (f"calendar periods ({s.period}) of {s.time_column}" if s.time_column else
+             f"row order, {s.row_periods} equal parts (rows taken as in time order)")  # fmt: skip
+    data_lines = "\n".join(f"  {k}: {_dump(v)}" for k, v in data.items())
+    return f"""# Project {name}: {source}, written by `nbmlops init {name}`. Every key is described
+# in docs/configuration.md. Build it with `make build ENV={name}`.
+products: "{here}/products/{name}"
+reports: "{here}/reports/{name}"
+site: "{here}/reports"
+raw_store: "{here}/data/raw/{name}"
+scored_store: "{here}/data/scored/{name}"
+build_lock_wait: 0
+notebook_executor: ploomber-engine
+
+source: {_dump(source)}
+data_within_project: true
+contract: "{here}/contracts/{name}.yaml"
+current_batches: null
+# Split by {split}: the first
+# periods train, the next are held out, every later one is a monitored batch.
+data:
+{data_lines}
+
+seed: 0
+hyperparams:
+  logreg: {{C: 1.0}}
+  hgb: {{max_iter: 200, learning_rate: 0.1}}
+  rf: {{n_estimators: 150, min_samples_leaf: 20}}
+
+drift_share: 0.5
+min_roc_auc: {gates["metrics"]["roc_auc"]["floor"]}   # a batch below this fails (the gate's floor)
+monitor_last: 0
+monitor_max_rows: 100000
+
+mlflow:
+  tracking_uri: "sqlite:///{here}/mlruns/mlflow.db"
+  artifact_root: "{here}/mlruns/artifacts"
+  model_name: {_dump(name)}
+serving:
+  archive: "{here}/data/requests/{name}"
+gates: "{here}/model/gates.{name}.yaml"
+baseline: "{here}/model/baseline.{name}.json"
+"""
+
+
+def summary(p: Proposal, project: Path) -> str:
+    """What `init` found and proposes, for the person who ran it."""
+    s, spec = p.settings, p.admitted.spec
+    table = p.manifest["tables"]["data"]
+    read = table["read_as"]
+    how = (f"{read['format']}" + (f", {read['encoding']}, delimiter {read['delimiter']!r}"
+                                  if read["format"] == "csv" else ""))  # fmt: skip
+    rows = spec.counts["rows"]
+    positives = spec.counts["positive"]
+    windows = p.admitted.windows
+    batches = windows[windows["window"].str.startswith("batch ")]
+    labels = sorted(map(str, p.labels))
+    positive = dataset.positive_label_in(p.labels, s.positive_label)
+    named = (f"positive label {positive!r}" if s.positive_label is not None else
+             f"positive label {labels[-1]!r}, the larger of {labels} (or --positive)")  # fmt: skip
+    out = [
+        f"{p.source}: {table['rows']:,} rows, {len(table['columns'])} columns (read as {how})",
+        f"target {s.target!r}: {positives:,} positive of {rows:,} rows "
+        f"({positives / rows:.1%}); {named}",
+    ]
+    if s.time_column:
+        out.append(f"split by {s.time_column!r} in calendar periods {s.period!r} (times in UTC)")
+    else:
+        out.append(f"no time column: split by row order into {s.row_periods} parts; the rows "
+                   "are taken to be in time order")  # fmt: skip
+    out.append("windows:")
+    for _, w in windows.iloc[:2].iterrows():
+        out.append(f"  {w['window']:<9} {w['periods']:<24} {w['rows']:>10,} rows, "
+                   f"{w['positive_rate']:.1%} positive")  # fmt: skip
+    out.append(f"  batches   {len(batches)} to monitor, {int(batches['rows'].min()):,} to "
+               f"{int(batches['rows'].max()):,} rows each")  # fmt: skip
+    out.append(f"features: {len(spec.numeric)} numeric, {len(spec.categorical)} categorical")
+    dropped = {**{c: p.notes[c] for c in s.drop_columns if c in p.notes}, **spec.dropped_columns}
+    for column, why in dropped.items():
+        out.append(f"  dropped {column!r}: {why}")
+    extra = [v for v in s.missing_values if v not in MISSING_VALUES]
+    if extra:
+        out.append(f"read as missing as well: {', '.join(map(repr, extra))} (data.missing_values)")
+    m = p.gates["metrics"]
+    out.append(f"gates (held out: ranks no worse than one guess for every row): roc_auc >= "
+               f"{m['roc_auc']['floor']}, pr_auc >= {m['pr_auc']['floor']} (the positive "
+               f"rate), brier <= {m['brier']['ceiling']}")  # fmt: skip
+    out.append("wrote " + ", ".join(str(f.relative_to(project)) for f in p.written))
+    out.append(f"next: make build ENV={p.name}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbmlops", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    init = commands.add_parser("init", help="a new project for one dataset")
+    init.add_argument("name", help="the project's name: env.NAME.yaml, reports/NAME, ...")
+    init.add_argument("--source", required=True, help="a CSV or Parquet file in the project")
+    init.add_argument("--target", required=True, help="the column to predict (two labels)")
+    init.add_argument("--positive", help="the label that means positive (default: the larger)")
+    init.add_argument("--time", help="a column of dates to split by (default: row order)")
+    init.add_argument("--project", default=".", help="the project folder (default: here)")
+    init.add_argument("--force", action="store_true", help="replace the project's files")
+    args = parser.parse_args(argv)
+    try:
+        proposal = init_project(args.project, args.name, args.source, args.target,
+                                args.positive, args.time, args.force)  # fmt: skip
+    except PipelineError as exc:
+        print(f"nbmlops init: {exc}", file=sys.stderr)
+        return 2
+    print(summary(proposal, Path(args.project).resolve()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

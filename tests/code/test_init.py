@@ -1,0 +1,120 @@
+"""`nbmlops init` on data that is not flights: what it proposes, what it writes, what it refuses."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from nbmlops.data import contract as dc
+from nbmlops.envfile import load_env
+from nbmlops.errors import ConfigError, DataError
+from nbmlops.settings import DataSettings
+from nbmlops.tools import init
+from tests.conftest import copy_project
+from tests.helpers import breast_cancer_frame, credit_frame, sensor_frame
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A copy of the project, and the current folder (a relative `--source` starts there)."""
+    project = copy_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    return project
+
+
+def _written(project, name) -> set[str]:
+    return {str(p.relative_to(project)) for p in init.paths(project, name).values() if p.exists()}
+
+
+def test_daily_dates_and_string_labels(project, capsys):
+    breast_cancer_frame().to_csv(project / "patients.csv", index=False)
+    code = init.main(["init", "patients", "--source", str(project / "patients.csv"),
+                      "--target", "diagnosis", "--positive", "malignant", "--time", "visit_date",
+                      "--project", str(project)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert _written(project, "patients") == {
+        "env.patients.yaml", "contracts/patients.yaml", "model/gates.patients.yaml"}  # fmt: skip
+    env = load_env(project / "env.patients.yaml")
+    s = DataSettings.from_params(env["data"])
+    assert (s.period, s.reference_periods, s.holdout_periods) == ("M", 3, 1)
+    assert env["products"] == str(project / "products" / "patients")
+    assert env["mlflow"]["model_name"] == "patients"
+    assert env["serving"]["archive"] == str(project / "data" / "requests" / "patients")
+    contract = dc.load_contract(env["contract"])["tables"]["data"]["columns"]
+    assert contract["clinic"] == {"type": "category", "allowed": ["east", "north", "south"],
+                                  "unknown": "warn", "max_missing": 0.01}  # fmt: skip
+    radius = breast_cancer_frame()["mean_radius"]
+    assert (
+        contract["mean_radius"]["min"]
+        < radius.min()
+        < radius.max()
+        < contract["mean_radius"]["max"]
+    )
+    assert contract["visit_date"]["type"] == "datetime"
+    gates = yaml.safe_load((project / "model" / "gates.patients.yaml").read_text())
+    holdout_rate = float(out.split("holdout")[1].split("rows, ")[1].split("%")[0]) / 100
+    assert gates["metrics"]["pr_auc"]["floor"] == pytest.approx(holdout_rate, abs=0.001)
+    assert "2024-03" in out and "3 to monitor" in out and "next: make build ENV=patients" in out
+
+
+def test_no_time_column_rare_class_ids_constants_and_missing_words(project, capsys):
+    credit_frame().to_csv(project / "loans.csv", sep=";", index=False, encoding="utf-8-sig")
+    proposal = init.init_project(project, "loans", str(project / "loans.csv"), "default")
+    s = proposal.settings
+    assert s.time_column is None and s.row_periods >= 3
+    assert s.drop_columns == ("customer_id",)
+    assert "n/a" in s.missing_values
+    assert proposal.admitted.spec.dropped_columns["country"].startswith("constant")
+    assert proposal.admitted.spec.numeric == ["income", "debt_ratio"]
+    holdout = proposal.admitted.split.holdout
+    assert holdout["default"].sum() >= init.dataset.PROPOSAL_POSITIVES
+    text = init.summary(proposal, project)
+    assert "no time column: split by row order" in text and "'n/a'" in text
+    assert "positive label 'Y', the larger of ['N', 'Y']" in text
+    columns = yaml.safe_load((project / "contracts" / "loans.yaml").read_text())
+    ids = columns["tables"]["data"]["columns"]["customer_id"]
+    assert "min" not in ids and "max" not in ids  # new customers bring new numbers
+
+
+def test_time_zone_offsets_and_boolean_labels(project):
+    sensor_frame().to_parquet(project / "sensors.parquet")
+    proposal = init.init_project(project, "sensors", "sensors.parquet", "high", time="taken_at")
+    train = proposal.admitted.split.train
+    assert train["_time"].min() == pd.Timestamp("2024-02-01 08:00")  # 00:00 at -08:00, in UTC
+    assert proposal.settings.period in ("W", "D")
+    assert len(proposal.admitted.split.batches["_batch"].unique()) >= 3
+    assert load_env(project / "env.sensors.yaml")["data"]["positive_label"] is None
+
+
+def test_a_date_column_without_time_is_not_a_feature(project):
+    breast_cancer_frame().to_csv(project / "patients.csv", index=False)
+    proposal = init.init_project(project, "p", "patients.csv", "diagnosis")
+    assert "visit_date" in proposal.settings.drop_columns
+    assert "pass --time visit_date" in proposal.notes["visit_date"]
+
+
+def test_what_init_refuses_leaves_nothing_behind(project, tmp_path):
+    breast_cancer_frame().head(120).to_csv(project / "small.csv", index=False)
+    with pytest.raises(DataError, match=r"small.csv, column 'diagnosis': no split of its 120 rows"):
+        init.init_project(project, "small", "small.csv", "diagnosis")
+    assert _written(project, "small") == set()
+    breast_cancer_frame().to_csv(tmp_path / "outside.csv", index=False)
+    with pytest.raises(DataError, match="is outside the project folder"):
+        init.init_project(project, "out", str(tmp_path / "outside.csv"), "diagnosis")
+    with pytest.raises(ConfigError, match="project name 'My Data'"):
+        init.init_project(project, "My Data", "small.csv", "diagnosis")
+    breast_cancer_frame().to_csv(project / "patients.csv", index=False)
+    with pytest.raises(DataError, match="column 'churn': target column is missing"):
+        init.init_project(project, "p", "patients.csv", "churn")
+    init.init_project(project, "p", "patients.csv", "diagnosis")
+    with pytest.raises(ConfigError, match="env.p.yaml.* already exist"):
+        init.init_project(project, "p", "patients.csv", "diagnosis")
+
+
+def test_a_refusal_is_one_line_and_exit_2(project, capsys):
+    code = init.main(["init", "x", "--source", "nowhere.csv", "--target", "y",
+                      "--project", str(project)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("nbmlops init: ") and "Traceback" not in err
