@@ -18,7 +18,7 @@ export UV_COMPILE_BYTECODE := 1
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help setup build test test-fast test-pipeline lint lab plot lock clean clean-products \
+.PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
 	serve load
 
@@ -33,6 +33,10 @@ $(BIN)/.ready: requirements.lock pyproject.toml
 	@touch $@
 
 setup: $(BIN)/.ready ## create .venv from the lock (idempotent)
+
+init: setup ## a new project for your data: make init NAME=churn SOURCE=data/churn.csv TARGET=churned [POSITIVE=yes] [TIME=signup_date]
+	@test -n "$(NAME)" -a -n "$(SOURCE)" -a -n "$(TARGET)" || { echo "usage: make init NAME=… SOURCE=… TARGET=… [POSITIVE=…] [TIME=…]"; exit 2; }
+	$(BIN)/nbmlops init "$(NAME)" --source "$(SOURCE)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(FORCE),--force)
 
 build: setup ## run the pipeline (ENV=ci for the CI sample) and write reports/
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build

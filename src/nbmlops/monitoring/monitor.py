@@ -124,6 +124,13 @@ def monitoring_page(result: Monitored, drift_threshold: float) -> str:
     """The monitoring summary: counts, plots over batches, and a table linking every report."""
     summary, rows = result.summary, result.rows
     real = summary[summary["control"] == ""]
+    controls = len(real) < len(summary)
+    explained = ("The served model is the champion (or its fallback); the challenger scores the "
+                 "same rows in shadow. Reference: the held-out window.")  # fmt: skip
+    if controls:
+        explained += (" Control batches check the monitoring itself: 'same' is drawn from the "
+                      "reference and should pass, 'shifted' has every numeric feature moved by "
+                      "one standard deviation and must fail.")  # fmt: skip
     body = [
         html.cards(
             {
@@ -140,16 +147,11 @@ def monitoring_page(result: Monitored, drift_threshold: float) -> str:
             summary.assign(
                 reasons=["; ".join(r["reasons"]) for r in rows],
                 warnings=["; ".join(r["warnings"]) for r in rows],
-            ),  # fmt: skip
+            ).drop(columns=[] if controls else ["control"]),  # fmt: skip
             {"pass": "pass", "fail": "fail", "True": "fail"},
             links={"batch": [r["report"] for r in rows]},
         ),
-        html.para(
-            "The served model is the champion (or its fallback); the challenger scores the same "
-            "rows in shadow. Reference: the held-out window. Control batches check the "
-            "monitoring itself: 'same' is drawn from the reference and should pass, "
-            "'shifted' has every numeric feature moved by one standard deviation and must fail."
-        ),
+        html.para(explained),
     ]
     unseen = [{"batch": r["batch"], "column": col, "value": value, "rows": n}
               for r in rows for col, values in r["unseen_categories"].items()

@@ -150,7 +150,8 @@ def build_index(
         html.table(candidates[["model", "roc_auc", "pr_auc", "f1", "recall", "brier"]]),
         html.heading("Monitoring batches"),
         html.table(
-            batch_table[["batch", "control", "rows", "drift_share", "prediction_drift", "status"]],
+            batch_table[["batch", "control", "rows", "drift_share", "prediction_drift", "status"]]
+            .drop(columns=[] if (batch_table["control"] != "").any() else ["control"]),
             {"pass": "pass", "fail": "fail"},
             links={"batch": [rel(monitoring_dir / b["report"]) for b in tests["batches"]]},
         ),
