@@ -38,8 +38,8 @@ init: setup ## a new project for your data: make init NAME=churn SOURCE=data/chu
 	@test -n "$(NAME)" -a -n "$(SOURCE)" -a -n "$(TARGET)" || { echo "usage: make init NAME=… SOURCE=… TARGET=… [POSITIVE=…] [TIME=…]"; exit 2; }
 	$(BIN)/nbmlops init "$(NAME)" --source "$(SOURCE)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") $(if $(TIME),--time "$(TIME)") $(if $(FORCE),--force)
 
-build: setup ## run the pipeline (ENV=ci for the CI sample) and write reports/
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build
+build: setup ## run the pipeline (ENV=ci for the CI sample; ARGS="--env--seed 1" to override) and write reports/
+	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) $(ARGS)
 
 test: setup browser ## run every test: code, data, registry, model, nbval, browser, full builds
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
@@ -88,7 +88,7 @@ export-airflow: setup ## Airflow DAG of the pipeline in airflow/ (the image is b
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export airflow --skip-docker --mode force
 
 monitor-latest: setup ## monitor only the newest batch; fail when its drift or performance gate trips
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build --env--monitor_last 1
+	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) --env--monitor_last 1
 	$(BIN)/nbmlops-report --env $(ENV_FILE) monitoring
 
 browser: ## install Debian's chromium for the browser test when it is missing (needs root)
@@ -117,12 +117,12 @@ models: setup ## list the registered versions, champion and challenger
 promote: setup ## make the challenger (or VERSION=N) champion, rewrite the baseline, rescore
 	$(BIN)/nbmlops-models --env $(ENV_FILE) promote $(VERSION) $(if $(FORCE),--force)
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber task score --force
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build
+	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE)
 
 rollback: setup ## make the previous champion champion again, rewrite the baseline, rescore
 	$(BIN)/nbmlops-models --env $(ENV_FILE) rollback
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber task score --force
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber build
+	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE)
 
 mlflow-ui: setup ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \

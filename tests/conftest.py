@@ -40,6 +40,14 @@ def ploomber_build(project: Path, *args: str, env_file: str = "env.ci.yaml", **v
     )
 
 
+def make_build(project: Path, *args: str, env_file: str = "env.ci.yaml"):
+    """A build as `make build` runs it (`nbmlops.build.run`): one clear message on failure."""
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "nbmlops.build.run", "--env", env_file, *args],
+        cwd=project, env=run_env(env_file), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
 @dataclass
 class Build:
     project: Path

@@ -12,7 +12,7 @@ import pytest
 
 from nbmlops import storage
 from nbmlops.registry import store as registry
-from tests.conftest import BYO_ENV, ploomber_build
+from tests.conftest import BYO_ENV, make_build
 from tests.helpers import breast_cancer_frame
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("byo")]
@@ -142,14 +142,18 @@ def test_bad_input_fails_clearly_and_loses_nothing(byo_build, case):
     args = setup(project)
     env_file = args.pop()[4:] if args and args[-1].startswith("env:") else BYO_ENV
     before = state(project)
-    done = ploomber_build(project, *args, env_file=env_file)
+    done = make_build(project, *args, env_file=env_file)
     out = done.stdout + done.stderr
     assert done.returncode != 0, out[-2000:]
     assert expected in out, out[-3000:]
+    # What `make build` shows: the message, not a traceback through Ploomber and IPython.
+    assert "Traceback" not in out and "ploomber.exceptions" not in out, out[-3000:]
+    log = project / "logs" / f"build-{env_file.removeprefix('env.').removesuffix('.yaml')}.log"
+    assert f"full log: {log}" in out or "unrecognized arguments" in out
     after = state(project)
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     # Only the failed task's working notebook changes: it now shows the error. The published
     # copy of the last good one (reports/notebooks/ingest.html) is compared with the rest.
     assert changed <= {FAILED_NOTEBOOK}, f"a failed build changed {sorted(changed)}"
     if changed:
-        assert "Error when executing task 'ingest'" in out  # the earliest task stopped it
+        assert "build failed in task 'ingest'" in out  # the earliest task stopped it

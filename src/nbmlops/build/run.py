@@ -1,0 +1,125 @@
+"""`make build`: `ploomber build`, with a failure shown as the one message that matters.
+
+Ploomber shows a task's error as the last line of a long traceback through Ploomber, IPython
+or papermill, followed by its help banner. Here the whole output goes to a log file and, as it
+comes, to the terminal until a traceback starts. When the build fails on one of the errors the
+package raises on purpose (bad data, a wrong setting, a broken gate, a locked build), the
+terminal shows that error's message, the task it stopped and where the full log is, with no
+traceback. Any other failure shows Ploomber's output in full, traceback included.
+
+    python -m nbmlops.build.run --env env.ci.yaml [ploomber build options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+#: The errors raised on purpose, whose message is written for the person building.
+OURS = ("PipelineError", "ConfigError", "DataError", "GateError", "RegistryError",
+        "IntegrityError", "BuildLocked")  # fmt: skip
+_ERROR = re.compile(
+    rf"^(?:nbmlops(?:\.\w+)*\.)?(?:\x1b\[[\d;]*m)*({'|'.join(OURS)})(?:\x1b\[[\d;]*m)*: (.*)$"
+)
+#: How Ploomber reports an error of the on_render hook (the env file's check, nbmlops.envfile).
+_RENDER = re.compile(r'^Exception when running on_render for DAG "[^"]*": (.*)$')
+_TASK = re.compile(r"Error when executing task '([^']+)'|Error building task \"([^\"]+)\"")
+#: Where a traceback or Ploomber's failure report starts.
+_START = ("Traceback (most recent call last)", "-" * 40, "=" * 20, "Error when executing task",
+          "Error building task", "ploomber.exceptions", "Exception encountered")  # fmt: skip
+_ANSI = re.compile(r"\x1b\[[\d;]*m")
+
+
+def clear_message(output: str) -> tuple[str, str] | None:
+    """The task that failed and the message of the package's own error in a build's output,
+    or None when the failure is something else. A message runs on to the next blank line
+    (a data error's `also:` lines, a gate table)."""
+    lines = _ANSI.sub("", output).splitlines()
+    found = None
+    for i, line in enumerate(lines):
+        match = _ERROR.match(line.strip())
+        if match:
+            found = (i, match[2])
+        elif render := _RENDER.match(line.strip()):
+            found = (i, render[1])
+    if found is None:
+        return None
+    i, head = found
+    more = []
+    for line in lines[i + 1 :]:
+        if not line.strip() or any(line.lstrip().startswith(s) for s in _START):
+            break
+        more.append(line)
+    tasks = [m[1] or m[2] for m in _TASK.finditer(output)]
+    return (tasks[0] if tasks else ""), "\n".join([head, *more]).rstrip()
+
+
+def log_path(env_file: str) -> Path:
+    """logs/build-<env>.log, beside the env file (never inside a project's products)."""
+    env = Path(env_file)
+    name = env.name.removeprefix("env.").removesuffix(".yaml").removesuffix(".yml") or "env"
+    return env.resolve().parent / "logs" / f"build-{name if name != 'env' else 'default'}.log"
+
+
+def run(env_file: str, args: list[str], ploomber: str) -> int:
+    log = log_path(env_file)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    environ = os.environ | {"PLOOMBER_ENV_FILENAME": env_file}
+    shown = True
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([ploomber, "build", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=environ)  # fmt: skip
+        assert proc.stdout is not None
+        chunks = []
+        for line in iter(proc.stdout.readline, b""):
+            out.write(line)
+            out.flush()
+            chunks.append(line)
+            text = _ANSI.sub("", line.decode("utf-8", "replace")).lstrip("\r")
+            if shown and any(text.lstrip().startswith(s) for s in _START):
+                shown = False  # from here on only the log has it, unless nothing clear is found
+            if shown:
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+        code = proc.wait()
+    if code == 0:
+        return 0
+    output = b"".join(chunks).decode("utf-8", "replace")
+    found = clear_message(output)
+    if found is None:  # not one of ours: everything Ploomber said
+        if not shown:
+            sys.stdout.write(output[len(_shown_prefix(chunks)) :])
+        print(f"\nbuild failed; full log: {log}", file=sys.stderr)
+        return code
+    task, message = found
+    where = f" in task '{task}'" if task else ""
+    print(f"\nbuild failed{where}:\n{message}\n\nfull log: {log}", file=sys.stderr)
+    return code
+
+
+def _shown_prefix(chunks: list[bytes]) -> str:
+    """The part of the output already shown on the terminal (up to the first traceback)."""
+    shown = []
+    for line in chunks:
+        text = _ANSI.sub("", line.decode("utf-8", "replace")).lstrip("\r")
+        if any(text.lstrip().startswith(s) for s in _START):
+            break
+        shown.append(line.decode("utf-8", "replace"))
+    return "".join(shown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nbmlops.build.run",
+                                     description=__doc__.split("\n")[0])  # fmt: skip
+    parser.add_argument("--env", default="env.yaml", help="the env file (default: env.yaml)")
+    parser.add_argument("--ploomber", default=str(Path(sys.executable).parent / "ploomber"))
+    known, rest = parser.parse_known_args(argv)
+    return run(known.env, rest, known.ploomber)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
