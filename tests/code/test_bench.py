@@ -42,3 +42,15 @@ def test_markdown_becomes_escaped_html_tables():
     page = html.markdown_tables("# T\n\n## A <b>\n\n| x | y |\n|---|---|\n| <i> | 2 |\ntext\n")
     assert "<h2>A &lt;b&gt;</h2>" in page and "<td>&lt;i&gt;</td>" in page
     assert page.count("<tr>") == 2 and "<p>text</p>" in page
+
+
+def test_init_figures_against_their_target():
+    def init(seconds, peak):
+        return {"rows": 1_000_000, "columns": 12, "file_mb": 70, "init_vs_read": 4.0,
+                "init": {"seconds": seconds, "peak_mb": peak},
+                "read": {"seconds": 2.0, "peak_mb": 500}}  # fmt: skip
+
+    result = _result(60, 58, 50, 4, 2.0, 12.0, kernels=62)
+    assert _verdicts(bench.markdown(result | {"init": init(12.0, 1500)}))[5] == "yes"
+    assert _verdicts(bench.markdown(result | {"init": init(31.0, 1500)}))[5] == "no"
+    assert _verdicts(bench.markdown(result | {"init": init(12.0, 2100)}))[5] == "no"

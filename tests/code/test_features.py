@@ -272,3 +272,18 @@ def test_too_few_periods_names_a_split_that_works_or_says_none_can():
     rare.loc[10, "y"] = 1  # one positive: no held-out window can have both classes
     with pytest.raises(DataError, match=r"no split of these 400 rows \(1 positive\)"):
         dataset.time_split(rare, spec, s, "f.csv")
+
+
+def test_numbers_in_parses_each_distinct_value_as_to_numeric_does():
+    values = pd.Series(["1", "2.5", "n/a", None, "1", np.nan, 3, "1e3", "x", "2.5"] * 50)
+    expected = pd.to_numeric(values, errors="coerce").astype("float64")
+    assert dataset.numbers_in(values).equals(expected)
+    numbers = pd.Series([1, 2, None], dtype="float64")
+    assert dataset.numbers_in(numbers).equals(numbers)
+
+
+def test_periods_are_labelled_in_calendar_order():
+    times = pd.to_datetime(["2024-03-05", "2024-01-02", "2024-03-30", "2023-12-31"])
+    df = pd.DataFrame({TIME: times}, index=[7, 8, 9, 10])
+    labels = dataset.assign_periods(df, DataSettings(target="y", period="M"))
+    assert labels.to_dict() == {7: "2024-03", 8: "2024-01", 9: "2024-03", 10: "2023-12"}

@@ -10,7 +10,7 @@ from nbmlops.data import contract as dc
 from nbmlops.envfile import load_env
 from nbmlops.errors import ConfigError, DataError
 from nbmlops.settings import DataSettings
-from nbmlops.tools import init
+from nbmlops.tools import init, scaleup
 from tests.conftest import copy_project
 from tests.helpers import breast_cancer_frame, credit_frame, sensor_frame
 
@@ -118,3 +118,13 @@ def test_a_refusal_is_one_line_and_exit_2(project, capsys):
                       "--project", str(project)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("nbmlops init: ") and "Traceback" not in err
+
+
+def test_the_benchmarks_user_table_is_a_project(project):
+    """The table `make bench` times init on: daily dates, 'yes'/'no', an ID and `n/a`."""
+    scaleup.user_table(20_000).to_csv(project / "customers.csv", index=False)
+    proposal = init.init_project(project, "customers", "customers.csv", "churned",
+                                 positive="yes", time="signup_date")  # fmt: skip
+    s = proposal.settings
+    assert s.drop_columns == ("customer_id",) and "n/a" in s.missing_values
+    assert len(proposal.admitted.split.batches["_batch"].unique()) >= 3

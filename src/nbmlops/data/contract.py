@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from ..errors import ConfigError, DataError, Problem
-from .dataset import parse_times, positive_label_in
+from .dataset import numbers_in, parse_times, positive_label_in
 
 TYPES = ("integer", "number", "string", "category", "datetime")
 COLUMN_KEYS = {"type", "required", "min", "max", "max_missing", "allowed", "unknown"}
@@ -147,7 +147,7 @@ def check_column(series: pd.Series, file: str, name: str, spec: dict | None) -> 
 
     values = series
     if kind in ("integer", "number"):
-        values = pd.to_numeric(series, errors="coerce")
+        values = numbers_in(series)
         bad = series[values.isna() & series.notna()]
         if len(bad):
             error(f"expected numbers, found text in {len(bad)} rows, e.g. {_examples(bad)}")

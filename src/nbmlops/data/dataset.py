@@ -137,9 +137,23 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
     return _finish(df[spec.columns + [s.target, TIME]], spec, s)
 
 
+def numbers_in(values: pd.Series) -> pd.Series:
+    """`values` as float numbers, NaN where a value is missing or is not a number.
+
+    Text is parsed once per distinct value: a column of a million cells holding a few
+    categories costs a few parses, not a million.
+    """
+    if values.dtype != object:
+        return pd.to_numeric(values, errors="coerce")
+    codes, distinct = pd.factorize(values)  # missing values get code -1
+    parsed = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce")
+    table = np.append(parsed.to_numpy(dtype="float64"), np.nan)  # code -1 reads the NaN
+    return pd.Series(table[codes], index=values.index)
+
+
 def _text_cells(values: pd.Series) -> str:
     """How many cells of a numeric column are text, with examples: "3 rows, e.g. 'n/a'"."""
-    bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+    bad = values[numbers_in(values).isna() & values.notna()]
     return f"{len(bad)} rows, e.g. {', '.join(map(repr, bad.unique()[:3]))}" if len(bad) else ""
 
 
@@ -148,7 +162,7 @@ def _mostly_numbers(values: pd.Series, share: float = 0.95) -> bool:
     present = values.dropna()
     if present.empty:
         return False
-    parsed = pd.to_numeric(present, errors="coerce").notna().mean()
+    parsed = numbers_in(present).notna().mean()
     return share <= parsed < 1.0
 
 
@@ -219,7 +233,8 @@ def _finish(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings):
 def assign_periods(df: pd.DataFrame, s: DataSettings) -> pd.Series:
     """Period label of each row: calendar periods of `_time`, or equal chunks in row order."""
     if df[TIME].notna().all():
-        return df[TIME].dt.to_period(s.period).astype(str)
+        codes, periods = pd.factorize(df[TIME].dt.to_period(s.period))
+        return pd.Series(periods.astype(str).to_numpy()[codes], index=df.index)
     chunk = np.arange(len(df)) * s.row_periods // max(len(df), 1)
     return pd.Series([f"part-{i + 1:02d}" for i in chunk], index=df.index)
 

@@ -10,6 +10,8 @@ because shared machines are noisy:
 - the candidate grid run at once against the same three tasks one after another;
 - monitoring one batch of 100k, 1M and 5M rows (scaled-up flights, `nbmlops.scaleup`):
   wall time, peak memory and report size, against the 100k batch;
+- `nbmlops init` on a 1M-row CSV that is not flights (`scaleup.user_table`): wall time and
+  peak memory, against reading the same file with `pandas.read_csv` in the same run;
 - setup: a fresh clone of the committed project to a ready environment (`make setup`).
 
 Writes `bench.json`, `bench.md` and `index.html` into the output folder (reports/bench).
@@ -44,6 +46,7 @@ PIPELINE_FILES = [
 ]
 BIN = Path(sys.executable).parent
 ROWS = (100_000, 1_000_000, 5_000_000)
+INIT_ROWS = 1_000_000
 
 
 def copy_pipeline(project: Path, dest: Path) -> Path:
@@ -250,6 +253,54 @@ TARGETS = {
 }
 
 
+def init_once(project: Path, source: Path, mode: str, rows: int = INIT_ROWS) -> dict:
+    """`nbmlops init` on `source` in `project`, or the baseline: `pandas.read_csv` of it; or
+    (`write`) the file itself, made in a process of its own so that no measured process
+    inherits the memory it took (Linux keeps a peak across fork and exec)."""
+    import pandas as pd
+
+    from . import init, scaleup
+
+    start = time.perf_counter()
+    if mode == "write":
+        source.parent.mkdir(parents=True, exist_ok=True)
+        scaleup.user_table(rows).to_csv(source, index=False)
+    elif mode == "read":
+        pd.read_csv(source)
+    else:
+        init.init_project(project, "bench", str(source), "churned", positive="yes",
+                          time="signup_date", force=True)  # fmt: skip
+    return {"seconds": round(time.perf_counter() - start, 2),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}  # fmt: skip
+
+
+def bench_init(project: Path, scratch: Path, repeats: int, rows: int = INIT_ROWS) -> dict:
+    """`init` on a `rows`-row CSV against reading the file, each in a fresh process."""
+    copy = copy_pipeline(project, scratch / "init")
+    source = copy / "data" / "customers.csv"
+
+    def once(mode: str) -> dict:
+        done = subprocess.run(
+            [str(BIN / "python"), "-m", "nbmlops.tools.bench", "init", mode, str(copy),
+             str(source), "--rows", str(rows)], capture_output=True, text=True, env=build_env(),
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"init bench ({mode}) failed:\n{done.stderr[-4000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    once("write")
+    runs: dict[str, list[dict]] = {"read": [], "init": []}
+    for i in range(repeats):
+        for mode in runs:
+            runs[mode].append(once(mode))
+            print(f"[{i + 1}/{repeats}] {mode} {rows:,} rows: {runs[mode][-1]['seconds']} s, "
+                  f"{runs[mode][-1]['peak_mb']} MB", flush=True)  # fmt: skip
+    med = {mode: {k: _median([r[k] for r in found]) for k in ("seconds", "peak_mb")}
+           for mode, found in runs.items()}  # fmt: skip
+    return {"rows": rows, "columns": 12, "file_mb": source.stat().st_size // 2**20, **med,
+            "init_vs_read": round(med["init"]["seconds"] / med["read"]["seconds"], 2)}  # fmt: skip
+
+
 def markdown(result: dict) -> str:
     """The benchmark as Markdown tables, each figure with its target and verdict."""
     lines = ["# Benchmark", "", f"Machine: {result['machine']}", ""]
@@ -274,6 +325,15 @@ def markdown(result: dict) -> str:
                   "|---|---|---|---|---|",
                   f"| {grid['serial']} | {grid['parallel']} | {grid['speedup']} | ≥ 1.6 | {met} |",
                   ""]  # fmt: skip
+    if result.get("init"):
+        r = result["init"]
+        met = "yes" if r["init"]["seconds"] <= 30 and r["init"]["peak_mb"] <= 2048 else "no"
+        lines += [f"## `nbmlops init` on {r['rows']:,} rows ({r['columns']} columns, "
+                  f"{r['file_mb']} MB of CSV)", "",
+                  "| init s | peak MB | read_csv s | peak MB | init / read | ≤ 30 s, ≤ 2 GB |",
+                  "|---|---|---|---|---|---|",
+                  f"| {r['init']['seconds']} | {r['init']['peak_mb']} | {r['read']['seconds']} "
+                  f"| {r['read']['peak_mb']} | {r['init_vs_read']} | {met} |", ""]  # fmt: skip
     if result.get("monitoring"):
         lines += [f"## Monitoring one batch (compared on ≤ {result['max_rows']:,} rows)", "",
                   "| rows | seconds | × 100k | peak MB | report KB | report × 100k "
@@ -301,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     base = sub.add_parser("baseline", help="(internal) one baseline run in the current folder")
     base.add_argument("mode", choices=["papermill", "script"])
     base.add_argument("--env", default="env.ci.yaml")
+    run.add_argument("--init-rows", type=int, default=INIT_ROWS, help="0 skips timing init")
+    once = sub.add_parser("init", help="(internal) init, or read the file, in a project")
+    once.add_argument("mode", choices=["init", "read", "write"])
+    once.add_argument("project", type=Path)
+    once.add_argument("source", type=Path)
+    once.add_argument("--rows", type=int, default=INIT_ROWS)
     mon = sub.add_parser("monitor", help="(internal) monitor one scaled-up batch")
     mon.add_argument("env_file", type=Path, help="env file of a built project")
     mon.add_argument("rows", type=int)
@@ -310,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "baseline":
         run_baseline(Path.cwd(), args.env, args.mode)
+        return 0
+    if args.command == "init":
+        print(json.dumps(init_once(args.project, args.source, args.mode, args.rows)))
         return 0
     if args.command == "monitor":
         print(json.dumps(monitor_once(args.env_file, args.rows, args.out, args.max_rows)))
@@ -324,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             result["builds"].append(bench_builds(project, env_file, args.repeats, scratch))
         if args.setup:
             result["setup"] = bench_setup(project, scratch)
+        if args.init_rows:
+            result["init"] = bench_init(project, scratch, args.repeats, args.init_rows)
         built = scratch / "cold-0"
         result["grid"] = bench_grid(built, args.envs[0], args.repeats)
         result["monitoring"] = bench_monitoring(built / args.envs[0], scratch, args.max_rows,

@@ -144,9 +144,9 @@ def _missing_words(df: pd.DataFrame, exclude: set) -> list[str]:
         values = df[name]
         if name in exclude or values.dtype != object:
             continue
-        present = values.dropna().astype(str)
-        text = present[pd.to_numeric(present, errors="coerce").isna()].str.strip()
-        if len(text) and len(text) < len(present) and set(text.str.lower()) <= MISSING_WORDS:
+        distinct = pd.Series(values.dropna().unique()).astype(str)
+        text = distinct[dataset.numbers_in(distinct).isna()].str.strip()
+        if len(text) and len(text) < len(distinct) and set(text.str.lower()) <= MISSING_WORDS:
             found += sorted(set(text))
     return list(dict.fromkeys(found))
 

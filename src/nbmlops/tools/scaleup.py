@@ -1,4 +1,4 @@
-"""Batches larger than the real data, for benchmarks: resample a month's rows and add noise.
+"""Data larger than the real data, for benchmarks: scaled-up batches and a user's table.
 
 `scale_batch(batch, spec, rows, seed)` draws `rows` rows with replacement from one batch (one
 month of flights), then moves every numeric feature by Gaussian noise of `noise` times that
@@ -8,6 +8,11 @@ month's delay rate are kept; no row is an exact copy of a real one, so a model o
 cannot tell a scaled batch from a larger month by duplicate rows. Labels and the model inputs
 travel together, so a model's performance on a scaled batch matches its performance on the
 month it came from.
+
+`user_table(rows, seed)` is a table of the kind `nbmlops init` is pointed at, of any size: a
+customer book with a daily sign-up date, a customer number on every row, numbers (one with
+`n/a` where unknown), categories and a 'yes'/'no' label that the numbers predict, about 15 %
+'yes'.
 """
 
 from __future__ import annotations
@@ -35,3 +40,33 @@ def scale_batch(
             values += rng.normal(0.0, noise * spread, rows)
         picked[col] = values
     return picked
+
+
+def user_table(rows: int, seed: int = 0) -> pd.DataFrame:
+    """A churn table of `rows` rows over two years of daily sign-ups (12 columns)."""
+    rng = np.random.default_rng(seed)
+    days = np.sort(rng.integers(0, 730, rows))
+    age = rng.integers(18, 90, rows)
+    tenure = rng.integers(0, 120, rows)
+    products = rng.integers(1, 5, rows)
+    balance = np.round(rng.gamma(2.0, 2500.0, rows), 2)
+    score = np.round(rng.normal(650, 80, rows), 1)
+    plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.6, 0.3, 0.1])
+    logit = -2.4 - 0.02 * (tenure - 60) + 0.6 * (products == 1) + 0.5 * (plan == "basic")
+    churned = rng.random(rows) < 1 / (1 + np.exp(-logit))
+    income = np.round(np.exp(rng.normal(10.5, 0.5, rows)), 0).astype(object)
+    income[rng.random(rows) < 0.02] = "n/a"
+    return pd.DataFrame({
+        "signup_date": (np.datetime64("2023-01-01") + days.astype("timedelta64[D]")).astype(str),
+        "customer_id": np.arange(1_000_000, 1_000_000 + rows),
+        "age": age,
+        "income": income,
+        "balance": balance,
+        "tenure_months": tenure,
+        "products": products,
+        "credit_score": score,
+        "region": rng.choice(["north", "south", "east", "west", "centre"], rows),
+        "plan": plan,
+        "channel": rng.choice(["web", "shop", "phone", "partner"], rows),
+        "churned": np.where(churned, "yes", "no"),
+    })  # fmt: skip
