@@ -134,6 +134,8 @@ class ServingSettings(Settings):
     poll_seconds: float = 1.0  # how often the registry's aliases are read
     rotate_rows: int = 100_000  # archive: a new file after this many records...
     rotate_seconds: float = 3600.0  # ...or this many seconds
+    archive_sync_seconds: float = 1.0  # records are synced to the disk at least this often
+    archive_backlog_mb: float = 64.0  # requests waiting to be archived; past it, 503
     breaker_failures: int = 5  # champion failures in a row before it is skipped
     breaker_cooldown_seconds: float = 5.0  # then one request tries it again
 
@@ -148,9 +150,10 @@ class ServingSettings(Settings):
             budget = self.latency_budget_ms
             raise ConfigError(f"{where}: serving.fallback_reserve_ms must be at least 0 and "
                               f"below serving.latency_budget_ms ({budget})")  # fmt: skip
-        if self.rotate_rows < 1 or self.rotate_seconds <= 0 or self.poll_seconds <= 0:
-            raise ConfigError(f"{where}: serving.rotate_rows, rotate_seconds and poll_seconds "
-                              "must be positive")  # fmt: skip
+        positive = ("rotate_rows", "rotate_seconds", "poll_seconds", "archive_sync_seconds",
+                    "archive_backlog_mb")  # fmt: skip
+        if any(getattr(self, key) <= 0 for key in positive):
+            raise ConfigError(f"{where}: serving.{', '.join(positive)} must be positive")
 
 
 #: The env file's blocks, by key.

@@ -61,6 +61,10 @@ def write_text(path: str | Path, text: str) -> Path:
     return _write_with(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return _write_with(path, lambda p: p.write_bytes(data))
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
     return write_text(path, text)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from nbmlops.serving.archive import Archive, ArchiveSettings
 from nbmlops.serving.fused import Fused, fuse
 from nbmlops.serving.payload import InvalidRequest, RequestContract
 from nbmlops.serving.rendezvous import (
@@ -29,7 +30,7 @@ from nbmlops.serving.rendezvous import (
     check_rows,
     wanted,
 )
-from nbmlops.serving.shadow import Archive, ArchiveSettings, archive_rows, shadow_outputs
+from nbmlops.serving.shadow import archive_rows, shadow_outputs
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
 
@@ -87,6 +88,9 @@ def test_contract_checks_each_field_and_normalises():
     with pytest.raises(InvalidRequest, match="'z' is 6.0, outside the contract's range -5 to 5"):
         rc.records(json.dumps(RECORD | {"z": 6.0}).encode())  # a joined table's range holds
     assert RequestContract(SPEC).records(json.dumps(RECORD | {"c": "q"}).encode())[0]
+    with pytest.raises(InvalidRequest, match="'c' is not valid Unicode text") as caught:
+        RequestContract(SPEC).records(b'{"x": 1, "z": 2, "c": "\\ud800"}')  # JSON escapes it
+    assert caught.value.problems[0]["type"] == "string_unicode"
 
 
 def test_breaker_opens_after_failures_in_a_row_and_tries_again_after_cooldown():
@@ -191,10 +195,10 @@ def test_archive_rotates_by_rows_and_age_and_files_are_whole(tmp_path):
     assert first is not None and len(pd.read_parquet(first)) == 6
     assert archive.add(archive_rows(message, outs[0])) is None and not archive.due()
     now[0] = 61.0
-    assert archive.due()
-    second = archive.flush()
+    second = archive.tick()
     rows = pd.read_parquet(second)
-    assert len(rows) == 3 and sorted(tmp_path.iterdir()) == sorted([first, second])
+    assert len(rows) == 3 and sorted(tmp_path.glob("*.parquet")) == sorted([first, second])
+    assert not list((tmp_path / ".segments").iterdir())  # every segment compacted
     assert (
         str(rows["received_at"].dtype).startswith("datetime64")
         and rows["fallback_reason"].isna().all()

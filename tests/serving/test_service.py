@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 import threading
 import time
 
@@ -116,12 +118,14 @@ def test_bad_requests_get_422_naming_the_field(served):
             assert words in problems[0]["msg"], label
         for raw, words in [(b"{not json", "not JSON"), (b"[]", "no records"),
                            (json.dumps(record).replace('"temp": ', '"temp": NaN, "x": ')
-                            .encode(), "must be finite")]:  # fmt: skip
+                            .encode(), "must be finite"),
+                           (json.dumps(record | {"dest": "\ud800"}).encode(),
+                            "not valid Unicode text")]:  # fmt: skip
             answer = server.post_raw(raw)
             assert answer.status_code == 422 and words in answer.text, raw
         assert server.post(record).status_code == 200  # still serving
         text = server.get("/metrics").text
-    assert f'nbmlops_requests_total{{outcome="invalid"}} {len(BAD) + 3}.0' in text
+    assert f'nbmlops_requests_total{{outcome="invalid"}} {len(BAD) + 4}.0' in text
     assert 'nbmlops_requests_total{outcome="ok"} 1.0' in text
 
 
@@ -252,3 +256,74 @@ def test_a_champion_that_cannot_be_loaded_leaves_the_old_one_serving(served):
         models["serving"]["champion"] == "1" and "refusing to load it" in models["registry_error"]
     )
     assert "nbmlops_registry_errors_total 0.0" not in text
+
+
+def _metric(text: str, name: str) -> float:
+    return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(name + " ")))
+
+
+def test_a_service_killed_under_load_keeps_every_record_answered_a_second_before(served, tmp_path):
+    """kill -9 of the service and its archive process while four clients post; a restart on
+    the same folder compacts what was left, and every answer older than a second is there."""
+    archive = tmp_path / "archive"
+    records = _records(served, 40)
+    answered: list[tuple[float, str]] = []  # (when the answer came, request id)
+    stop = threading.Event()
+
+    def client(url: str, offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=5) as c:
+            i = offset
+            while not stop.is_set() and len(answered) < 50_000:
+                try:
+                    answer = c.post("/predict", json=records[i % len(records)])
+                except httpx.HTTPError:
+                    return  # the service is gone
+                if answer.status_code == 200:
+                    answered.append((time.monotonic(), answer.json()["request_id"]))
+                i += 1
+
+    with Server(served["root"], "--archive", str(archive), latency_budget_ms=2000) as server:
+        threads = [threading.Thread(target=client, args=(server.url, k)) for k in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(4)
+        killed = time.monotonic()
+        os.killpg(server.process.proc.pid, signal.SIGKILL)
+        server.process.proc.wait(30)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert len(answered) > 100, "too little load to prove anything"
+    with Server(served["root"], "--archive", str(archive)) as again:
+        text = again.get("/metrics").text
+    kept = set(pd.concat([pd.read_parquet(f) for f in archive.glob("*.parquet")])["request_id"])
+    old = {rid for at, rid in answered if at < killed - 1.0}
+    lost = [rid for _, rid in answered if rid not in kept]
+    print(f"kill -9 under load: {len(answered)} answered, {len(lost)} not on disk")
+    assert old <= kept, f"{len(old - kept)} answers older than a second were lost"
+    assert _metric(text, "nbmlops_archive_recovered_records_total") >= len(old)
+    assert not list((archive / ".segments").glob("*.jsonl"))  # all compacted on stop
+
+
+def test_an_unwritable_archive_turns_ready_off_and_keeps_the_records_until_it_is_back(
+    served, tmp_path
+):
+    archive = tmp_path / "archive"
+    archive.write_text("a file where the archive folder should be")
+    records = _records(served, 6)
+    with Server(served["root"], "--archive", str(archive), latency_budget_ms=2000) as server:
+        for record in records:
+            assert server.post(record).status_code == 200
+        deadline = time.monotonic() + 20
+        while server.get("/ready").status_code == 200:
+            assert time.monotonic() < deadline, "/ready stayed 200 with no archive to write"
+            time.sleep(0.2)
+        assert "cannot write the request archive" in server.get("/ready").json()["reason"]
+        archive.unlink()
+        while server.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline + 20, "/ready did not come back"
+            time.sleep(0.2)
+        text = server.get("/metrics").text
+    assert _metric(text, "nbmlops_archived_records_total") == 6
+    assert _metric(text, "nbmlops_archive_dropped_records_total") == 0
+    assert len(pd.concat([pd.read_parquet(f) for f in archive.glob("*.parquet")])) == 6

@@ -130,6 +130,12 @@ class RequestContract:
                                      "string_type"))  # fmt: skip
             return None
         text = str(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # JSON may escape half of a surrogate pair; no text has one
+            problems.append(_problem(loc, f"field {f.name!r} is not valid Unicode text (it "
+                                          "holds a lone surrogate)", "string_unicode"))  # fmt: skip
+            return None
         if f.allowed is not None and text not in f.allowed:
             problems.append(_problem(loc, f"field {f.name!r} is {text!r}, not one of the "
                                           f"contract's values {sorted(f.allowed)}",

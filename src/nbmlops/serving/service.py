@@ -33,11 +33,14 @@ from ..layout import Layout
 from ..registry.store import Store
 from ..settings import ServingSettings
 from ..spec import THRESHOLD, FeatureSpec
+from .archive import ArchiveSettings
 from .payload import InvalidRequest, RequestContract
 from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
-from .shadow import ArchiveSettings, ShadowProcess
+from .shadow import ShadowProcess
 
 CHECK_ROWS = 64
+#: Seconds without a report from the shadow and archive process before it is restarted.
+STUCK_SECONDS = 15.0
 LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
                    0.2, 0.5, 1.0)  # fmt: skip
 
@@ -66,9 +69,23 @@ class Metrics:
         self.shadow_dropped = Counter("nbmlops_shadow_dropped",
                                       "Requests not handed to the shadow process (it was behind)",
                                       registry=r)  # fmt: skip
-        self.archived = Counter("nbmlops_archived_records", "Records written to the archive",
-                                registry=r)  # fmt: skip
+        self.shadow_restarts = Counter("nbmlops_shadow_restarts",
+                                       "Shadow and archive processes restarted, by cause",
+                                       ["cause"], registry=r)  # fmt: skip
+        self.archived = Counter("nbmlops_archived_records", "Records written to the archive's "
+                                "disk (survive a kill of the service)", registry=r)  # fmt: skip
+        self.archive_dropped = Counter("nbmlops_archive_dropped_records",
+                                       "Records answered but not archived", registry=r)  # fmt: skip
+        self.archive_dead_letter = Counter("nbmlops_archive_dead_letter_records",
+                                           "Archived records Parquet could not hold, kept in "
+                                           "dead-letter.jsonl", registry=r)  # fmt: skip
+        self.archive_recovered = Counter("nbmlops_archive_recovered_records",
+                                         "Records of segments left by an earlier process, "
+                                         "compacted at start", registry=r)  # fmt: skip
         self.archive_files = Counter("nbmlops_archive_files", "Archive files written", registry=r)
+        self.archive_backlog = Gauge("nbmlops_archive_backlog_bytes",
+                                     "Bytes of requests waiting to be archived",
+                                     registry=r)  # fmt: skip
         self.swaps = Counter("nbmlops_model_swaps", "Model sets swapped in", registry=r)
         self.registry_errors = Counter("nbmlops_registry_errors", "Failed registry reads",
                                        registry=r)  # fmt: skip
@@ -83,7 +100,10 @@ class Metrics:
             self.version.labels(role).set(float(version) if version else 0)
 
     def take(self, report: dict) -> None:
-        self.archived.inc(report["rows"])
+        self.archived.inc(report["written"])
+        self.archive_dropped.inc(report["dropped"])
+        self.archive_dead_letter.inc(report["dead_letter"])
+        self.archive_recovered.inc(report["recovered"])
         self.archive_files.inc(report["files"])
         for alias, _version, ms, ok in report["shadow"]:
             self.shadow_latency.labels(alias).observe(ms / 1000)
@@ -108,9 +128,11 @@ class Service:
                                on_swap=self._swapped,
                                on_error=lambda e: self.metrics.registry_errors.inc(),
                                sample=self.contract.frame(sample) if sample else None)  # fmt: skip
-        archive = ArchiveSettings(settings.archive, settings.rotate_rows, settings.rotate_seconds)
-        self.shadow = ShadowProcess(store, spec.to_dict(), archive, settings.shadow,
-                                    sample or [])  # fmt: skip
+        self._archive = ArchiveSettings(settings.archive, settings.rotate_rows,
+                                        settings.rotate_seconds,
+                                        settings.archive_sync_seconds)  # fmt: skip
+        self._spec, self._sample = spec.to_dict(), sample or []
+        self.shadow = self._shadow_process()
         self.drill_latency_ms = drill_latency_ms
         self.started = time.time()
         self._stop = threading.Event()
@@ -129,10 +151,31 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        self._pump.join(5)
         self.watcher.stop()
         for report in self.shadow.stop():
             self.metrics.take(report)
+        self.metrics.archive_dropped.inc(max(0, self.shadow.unaccounted()))
         self.router.close()
+
+    def _shadow_process(self) -> ShadowProcess:
+        return ShadowProcess(self.store, self._spec, self._archive, self.settings.shadow,
+                             self._sample)  # fmt: skip
+
+    def _restart_shadow(self, cause: str) -> None:
+        """A new shadow and archive process for one that died or stopped reporting; the
+        records the old one never accounted for are counted as dropped. The new process
+        compacts what the old one left on disk."""
+        old, self.shadow = self.shadow, self._shadow_process()
+        self.shadow.start()
+        if old.alive():
+            old.process.kill()
+        old.process.join(5)
+        time.sleep(0.05)  # a request that took the old process just before the swap
+        for report in old.reports():
+            self.metrics.take(report)
+        self.metrics.archive_dropped.inc(max(0, old.unaccounted()))
+        self.metrics.shadow_restarts.labels(cause).inc()
 
     def _swapped(self, models: ModelSet) -> None:
         gc.freeze()  # the new models are long-lived too
@@ -143,12 +186,19 @@ class Service:
             for report in self.shadow.reports():
                 self.metrics.take(report)
             self.metrics.breaker_open.set(self.router.breaker.state != "closed")
+            self.metrics.archive_backlog.set(self.shadow.backlog_bytes())
+            if not self.shadow.alive():
+                self._restart_shadow("stopped")
+            elif time.monotonic() - self.shadow.heard > STUCK_SECONDS:
+                self._restart_shadow("stuck")
 
     def ready(self) -> tuple[bool, str]:
         if self.router.models is None:
             return False, self.watcher.last_error or "loading models from the registry"
         if not self.shadow.alive():
-            return False, "the shadow and archive process has stopped"
+            return False, "the shadow and archive process has stopped; it is being restarted"
+        if self.shadow.error:
+            return False, self.shadow.error
         return True, "ready"
 
     def describe(self) -> dict:
@@ -173,6 +223,9 @@ class Service:
     async def predict(self, body: bytes) -> tuple[int, dict]:
         """(HTTP status, JSON body) for one /predict request."""
         start = time.perf_counter()
+        if self.shadow.backlog_bytes() + len(body) > self.settings.archive_backlog_mb * 2**20:
+            self.metrics.requests.labels("shed").inc()  # answered, it could not be kept
+            return 503, {"detail": "the request archive is behind; try again shortly"}
         try:
             records, many = self.contract.records(body)
         except InvalidRequest as exc:
@@ -189,8 +242,9 @@ class Service:
                    "model_ms": answer.model_ms, "batch_rows": answer.batch_rows,
                    "reason": answer.reason,
                    "shadows": answer.shadows}  # fmt: skip
-        if not self.shadow.send(message):
+        if not self.shadow.send(message, len(body)):
             self.metrics.shadow_dropped.inc()
+            self.metrics.archive_dropped.inc(len(records))
         m = self.metrics
         m.requests.labels("ok").inc()
         m.records.inc(len(records))

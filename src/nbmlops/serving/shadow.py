@@ -2,10 +2,9 @@
 
 The service hands each answered request to this process through a bounded queue and returns at
 once; here every shadow model scores the same records, and each record, with every model's output
-and latency, is appended to the archive. The archive is a folder of Parquet files, each complete
-or absent (written under a temporary name, then renamed), rotated by rows and by age. Each file
-holds the models' input columns, so monitoring reads the folder as current batches:
-`current_batches: "data/requests/*.parquet"`.
+and latency, is appended to the archive (`archive.py`): on disk at once, in Parquet files rotated
+by rows and by age. Each file holds the models' input columns, so monitoring reads the folder as
+current batches: `current_batches: "data/requests/*.parquet"`.
 """
 
 from __future__ import annotations
@@ -14,62 +13,11 @@ import multiprocessing as mp
 import os
 import queue
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
-import pandas as pd
-
-from .. import storage
 from ..registry.store import Store
+from .archive import Archive, ArchiveSettings
 
 STOP = None
-
-
-@dataclass(frozen=True)
-class ArchiveSettings:
-    folder: str
-    rotate_rows: int = 100_000
-    rotate_seconds: float = 3600.0
-
-
-class Archive:
-    """Rows kept in memory until a file's worth (or age) is reached, then written as one file."""
-
-    def __init__(self, settings: ArchiveSettings, clock=time.monotonic):
-        self.folder = Path(settings.folder)
-        self.settings, self.clock = settings, clock
-        self.rows: list[dict] = []
-        self.started = clock()
-        self.files: list[Path] = []
-        self._seq = 0
-
-    def add(self, rows: list[dict]) -> Path | None:
-        if not self.rows:
-            self.started = self.clock()
-        self.rows.extend(rows)
-        return self.flush() if self.due() else None
-
-    def due(self) -> bool:
-        full = len(self.rows) >= self.settings.rotate_rows
-        old = self.clock() - self.started >= self.settings.rotate_seconds
-        return bool(self.rows) and (full or old)
-
-    def flush(self) -> Path | None:
-        """Write the rows kept so far as one new file; its name sorts in time order."""
-        if not self.rows:
-            return None
-        self._seq += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        path = self.folder / f"requests-{stamp}-{os.getpid()}-{self._seq:05d}.parquet"
-        df = pd.DataFrame.from_records(self.rows)
-        df["received_at"] = pd.to_datetime(df["received_at"], unit="s", utc=True)
-        text = df.select_dtypes(include=object).columns  # a column of nulls stays a string column
-        df[text] = df[text].astype("string")
-        storage.write_parquet(path, df)
-        self.rows = []
-        self.files.append(path)
-        return path
 
 
 def archive_rows(message: dict, shadow_out: dict[str, dict]) -> list[dict]:
@@ -163,8 +111,8 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
     cache = ModelCache(
         store, check_rows(feature_spec.columns, to_frame(sample) if sample else None)
     )
-    log = Archive(archive)
-    report = {"rows": 0, "files": 0, "shadow": []}
+    log = Archive(archive)  # compacts what a process before it left behind
+    report: dict = {"shadow": [], "bytes": 0}
     last = time.monotonic()
     while True:
         messages, stop = _take(inbox, tick, max_records)
@@ -172,22 +120,21 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
         for message, out in zip(messages, outs, strict=True):
             report["shadow"] += [(a, o["version"], o["ms"], o["error"] is None)
                                  for a, o in out.items()]  # fmt: skip
-            rows = archive_rows(message, out)
-            report["rows"] += len(rows)
-            report["files"] += log.add(rows) is not None
-        if not messages and log.due():
-            report["files"] += log.flush() is not None
+            log.add(archive_rows(message, out))
+            report["bytes"] += message.get("bytes", 0)
+        log.tick()
         if stop or os.getppid() != parent:
             break
         if time.monotonic() - last >= tick:
-            outbox.put(report)
-            report, last = {"rows": 0, "files": 0, "shadow": []}, time.monotonic()
-    report["files"] += log.flush() is not None
-    outbox.put(report)
+            outbox.put(report | log.counts.take() | {"error": log.error})
+            report, last = {"shadow": [], "bytes": 0}, time.monotonic()
+    log.close()
+    outbox.put(report | log.counts.take() | {"error": log.error})
 
 
 class ShadowProcess:
-    """The worker process and its two queues, as the service sees them."""
+    """The worker process and its two queues, as the service sees them, with what was handed
+    over and what the worker has accounted for (records on disk or dropped, and bytes)."""
 
     def __init__(self, store: Store, spec: dict, archive: ArchiveSettings,
                  shadow: bool, sample: list[dict], queue_size: int = 20_000):  # fmt: skip
@@ -197,25 +144,45 @@ class ShadowProcess:
         self.process = ctx.Process(target=worker, name="nbmlops-shadow", daemon=True,
                                    args=(self.inbox, self.outbox, store, spec, archive,
                                          shadow, sample))  # fmt: skip
+        # `sent_*` change on the answering thread only, `done_*` on the one reading reports
+        self.sent_records = self.sent_bytes = self.done_records = self.done_bytes = 0
+        self.heard = time.monotonic()  # the worker's last report
+        self.error: str | None = None  # why the archive cannot keep records, as last reported
 
     def start(self) -> None:
+        self.heard = time.monotonic()
         self.process.start()
 
-    def send(self, message: dict) -> bool:
-        """Hand a request over without waiting; False when the worker is too far behind."""
+    def send(self, message: dict, size: int) -> bool:
+        """Hand a request of `size` bytes over without waiting; False when the worker is too
+        far behind."""
         try:
-            self.inbox.put_nowait(message)
-            return True
+            self.inbox.put_nowait(message | {"bytes": size})
         except queue.Full:
             return False
+        self.sent_records += len(message["records"])
+        self.sent_bytes += size
+        return True
+
+    def backlog_bytes(self) -> int:
+        """Bytes of requests handed over and not yet archived."""
+        return self.sent_bytes - self.done_bytes
+
+    def unaccounted(self) -> int:
+        """Records handed over that the worker has not reported as archived or dropped."""
+        return self.sent_records - self.done_records
 
     def reports(self) -> list[dict]:
         found = []
         while True:
             try:
-                found.append(self.outbox.get_nowait())
+                report = self.outbox.get_nowait()
             except queue.Empty:
                 return found
+            found.append(report)
+            self.done_records += report["written"] + report["dropped"]
+            self.done_bytes += report["bytes"]
+            self.error, self.heard = report["error"], time.monotonic()
 
     def alive(self) -> bool:
         return self.process.is_alive()

@@ -1,0 +1,293 @@
+"""The request archive: every answered record on disk at once, in Parquet files soon after.
+
+Rows are appended as JSON lines to a segment file (`.segments/` in the archive folder) and
+handed to the operating system straight away, so a killed service, even by kill -9, loses only
+the records still on their way to this process; the segment is also synced to the disk every
+`sync_seconds`. When a file's worth of rows (`rotate_rows`) or age (`rotate_seconds`) is
+reached, the segment is compacted into one Parquet file (written under a temporary name, then
+renamed) and deleted.
+
+A segment left behind by a process that died is compacted by the next archive started on the
+folder. The writer of a segment holds a lock on it, and a compacted segment is named by its
+Parquet file. So two archives on one folder never compact a segment twice, and compacting again
+after a crash rewrites the same file.
+
+A row that Parquet cannot hold goes to `dead-letter.jsonl` with the reason and never takes the
+others with it. While the folder cannot be written, rows wait in memory up to `buffer_bytes`;
+rows beyond that are dropped and counted, and `error` says why.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .. import storage
+
+SEGMENTS = ".segments"
+DEAD_LETTER = "dead-letter.jsonl"
+#: Name parts of a segment, and of the Parquet file it becomes.
+SEGMENT_PREFIX, SEGMENT_SUFFIX, FILE_PREFIX = "segment-", ".jsonl", "requests-"
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    folder: str
+    rotate_rows: int = 100_000
+    rotate_seconds: float = 3600.0
+    sync_seconds: float = 1.0
+    buffer_bytes: int = 64 * 2**20
+
+
+@dataclass
+class Counts:
+    """Rows since the archive started: on disk, dropped, dead-lettered; files compacted."""
+
+    written: int = 0
+    dropped: int = 0
+    dead_letter: int = 0
+    files: int = 0
+    recovered: int = 0  # rows of segments left behind by an earlier process
+
+    def take(self) -> dict[str, int]:
+        """The counts so far, and zero from now on (each report carries what is new)."""
+        out = dict(vars(self))
+        for key in out:
+            setattr(self, key, 0)
+        return out
+
+
+def _line(row: dict) -> bytes:
+    # ASCII escapes keep any text the service accepted, lone surrogates included, on one line
+    return (json.dumps(row, ensure_ascii=True, default=str) + "\n").encode("ascii")
+
+
+class Archive:
+    """Segments of JSON lines, compacted into Parquet files; see the module's docstring."""
+
+    def __init__(self, settings: ArchiveSettings, clock=time.monotonic):
+        self.settings, self.clock = settings, clock
+        self.folder = Path(settings.folder)
+        self.counts = Counts()
+        self.files: list[Path] = []
+        self.write_error: str | None = None  # rows cannot reach the disk
+        self.compact_error: str | None = None  # segments cannot become Parquet files
+        self._buffer = bytearray()  # lines not yet written (the folder could not be written)
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._rows = 0  # in the open segment
+        self._opened = self._synced = self._retried = clock()
+        self._seq = 0
+        self.compact_leftovers()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(self, rows: list[dict]) -> Path | None:
+        """Append `rows` to the segment; the Parquet file written if that made one due."""
+        lines = b"".join(_line(row) for row in rows)
+        if len(self._buffer) + len(lines) > self.settings.buffer_bytes:
+            self.counts.dropped += len(rows)
+            return None
+        self._buffer += lines
+        self._write()
+        return self.rotate() if self.due() else None
+
+    @property
+    def error(self) -> str | None:
+        """Why records cannot be kept now, or None."""
+        return self.write_error or self.compact_error
+
+    def _write(self) -> None:
+        """Hand the buffered lines to the operating system; what fails stays buffered."""
+        if not self._buffer:
+            return
+        try:
+            if self._fd is None:
+                self._open()
+            while self._buffer:
+                n = os.write(self._fd, self._buffer)
+                written = self._buffer[:n].count(b"\n")
+                self.counts.written += written
+                self._rows += written
+                del self._buffer[:n]
+            self.write_error = None
+        except OSError as exc:
+            self.write_error = f"cannot write the request archive in {self.folder}: {_why(exc)}"
+
+    def _open(self) -> None:
+        folder = self.folder / SEGMENTS
+        folder.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = folder / f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}-{self._seq:05d}{SEGMENT_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file of ours: nobody else holds it
+        self._fd, self._path, self._rows = fd, path, 0
+        self._opened = self._synced = self.clock()
+
+    def due(self) -> bool:
+        full = self._rows >= self.settings.rotate_rows
+        old = self.clock() - self._opened >= self.settings.rotate_seconds
+        return self._fd is not None and self._rows > 0 and (full or old)
+
+    def tick(self) -> Path | None:
+        """Call often: syncs the segment, retries what failed, rotates an old segment."""
+        now = self.clock()
+        if self._fd is not None and now - self._synced >= self.settings.sync_seconds:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self.write_error = f"cannot sync the request archive in {self.folder}: {_why(exc)}"
+            self._synced = now
+        if self.error and now - self._retried >= self.settings.sync_seconds:
+            self._retried = now
+            self._write()
+            self.compact_leftovers()
+        return self.rotate() if self.due() else None
+
+    def rotate(self) -> Path | None:
+        """Close the segment and compact it into a Parquet file (None if nothing to write)."""
+        if self._fd is None:
+            return None
+        path, fd = self._path, self._fd
+        self._fd = self._path = None
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # compaction reads it back either way
+        os.close(fd)  # releases the lock: a compaction elsewhere may take it, once
+        if not self._rows:
+            path.unlink(missing_ok=True)
+            return None
+        made, _ = self._compact(path)
+        self.compact_leftovers()  # any that failed before
+        return made
+
+    def close(self) -> None:
+        """Write what is buffered, then compact the open segment."""
+        if self._buffer:
+            self._write()
+        self.rotate()
+
+    # -- compacting ------------------------------------------------------------------------
+
+    def compact_leftovers(self) -> list[Path]:
+        """Compact every segment in the folder that no live archive is writing: those left
+        behind by a process that died, and those whose compaction failed before."""
+        folder = self.folder / SEGMENTS
+        if not folder.is_dir():
+            return []
+        found = []
+        self.compact_error = None
+        for path in sorted(folder.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}")):
+            if path != self._path:
+                made, rows = self._compact(path)
+                self.counts.recovered += rows
+                found += [made] if made else []
+        return found
+
+    def _compact(self, path: Path) -> tuple[Path | None, int]:
+        """One segment into `requests-….parquet` under the segment's lock, and the rows it
+        held; (None, 0) if another process has it or it is gone; the segment stays, with
+        `compact_error` set, if the file cannot be written."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None, 0
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None, 0  # a live archive is writing it
+            try:
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    return None, 0
+            except FileNotFoundError:
+                return None, 0  # compacted by another process while we waited
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                rows, bad = _parse(fh.read())
+            target = self.folder / (FILE_PREFIX + path.name.removeprefix(SEGMENT_PREFIX)
+                                    .removesuffix(SEGMENT_SUFFIX) + ".parquet")  # fmt: skip
+            try:
+                made = self._write_rows(target, rows, bad)
+            except OSError as exc:
+                self.compact_error = (f"cannot write the request archive in {self.folder}: "
+                                      f"{_why(exc)}")  # fmt: skip
+                return None, 0
+            path.unlink()
+            return made, len(rows)
+        finally:
+            os.close(fd)
+
+    def _write_rows(self, target: Path, rows: list[dict], bad: list[bytes]) -> Path | None:
+        """`rows` as one Parquet file; rows it cannot hold, and lines that are not JSON (a
+        line cut short by a kill), into the dead-letter file with the reason."""
+        dead = [{"reason": "not a whole JSON line (cut short when the process was killed?)",
+                 "line": line.decode("ascii", "replace")} for line in bad]  # fmt: skip
+        data = None
+        if rows:
+            try:
+                data = _parquet(rows)
+            except Exception:  # noqa: BLE001 - find the rows Parquet refuses; keep every other
+                good = []
+                for row in rows:
+                    try:
+                        _parquet([row])
+                        good.append(row)
+                    except Exception as exc:  # noqa: BLE001
+                        dead.append({"reason": f"{type(exc).__name__}: {exc}", "row": row})
+                data = _parquet(good) if good else None
+        if dead:
+            with open(self.folder / DEAD_LETTER, "ab") as fh:
+                fh.write(b"".join(_line(d) for d in dead))
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.counts.dead_letter += len(dead)
+        if data is None:
+            return None
+        storage.write_bytes(target, data)
+        self.counts.files += 1
+        self.files.append(target)
+        return target
+
+
+def _parse(data: bytes) -> tuple[list[dict], list[bytes]]:
+    """The rows of a segment, and the lines that are not JSON objects."""
+    rows, bad = [], []
+    for line in data.split(b"\n"):
+        if line:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            (rows.append(row) if isinstance(row, dict) else bad.append(line))
+    return rows, bad
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _parquet(rows: list[dict]) -> bytes:
+    """Archive rows as the bytes of a Parquet file."""
+    df = pd.DataFrame.from_records(rows)
+    df["received_at"] = pd.to_datetime(df["received_at"], unit="s", utc=True)
+    text = df.select_dtypes(include=object).columns  # a column of nulls stays a string column
+    df[text] = df[text].astype("string")
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def segment_rows(folder: str | Path) -> int:
+    """Rows in the segments of an archive folder that are not yet Parquet files."""
+    found = Path(folder) / SEGMENTS
+    return sum(p.read_bytes().count(b"\n") for p in found.glob(f"*{SEGMENT_SUFFIX}"))
