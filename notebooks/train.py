@@ -12,7 +12,7 @@ seed = 0
 # %%
 import pandas as pd
 
-from nbmlops import metrics, storage
+from nbmlops import metrics
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates
 
@@ -25,14 +25,11 @@ train_metrics = metrics.classification_metrics(
 )
 
 # %%
-storage.write_pickle(product["model"], pipeline)
-storage.write_json(
-    product["metrics"],
-    {
-        "model": model,
-        "hyperparams": hyperparams.get(model, {}),
-        "fit_seconds": seconds,
-        "train": train_metrics,
-    },
-)
+record = {
+    "model": model,
+    "hyperparams": hyperparams.get(model, {}),
+    "fit_seconds": seconds,
+    "train": train_metrics,
+}
+candidates.save(pipeline, record, product["model"], product["metrics"])
 pd.Series(train_metrics, name=f"{model} (training window)")

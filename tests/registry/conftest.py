@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import storage
 from nbmlops.registry import store as registry
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
@@ -55,9 +54,8 @@ class Builder:
             hp = (hyperparams or {}).get(name, {})
             pipeline, seconds = models.fit(models.build_candidate(name, SPEC, **hp), train, SPEC)
             base = self.folder / f"build{self.count}" / name
-            storage.write_pickle(f"{base}.pkl", pipeline)
-            storage.write_json(f"{base}.json", {"model": name, "hyperparams": hp,
-                                                "fit_seconds": seconds, "train": {}})  # fmt: skip
+            record = {"model": name, "hyperparams": hp, "fit_seconds": seconds, "train": {}}
+            models.save(pipeline, record, f"{base}.pkl", f"{base}.json")
             trained[f"train-{name}"] = {"model": f"{base}.pkl", "metrics": f"{base}.json"}
         result = evaluation.evaluate_candidates(trained, self.holdout, SPEC, "roc_auc")
         runs = registry.log_candidates(self.store, result, CONTEXT, f"b{self.count}")

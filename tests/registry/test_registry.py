@@ -1,5 +1,6 @@
 """Tracking, registry, promotion, rollback, integrity and fallback, against a real MLflow store."""
 
+import json
 import re
 from pathlib import Path
 
@@ -119,6 +120,53 @@ def test_tampered_model_file_is_refused(store, builder):
     path.chmod(0o644)
     path.write_bytes(path.read_bytes() + b"tampered")
     with pytest.raises(IntegrityError, match=r"v1: model.pkl has sha256 .* refusing to load"):
+        registry.load_version(store, version)
+
+
+def _artifact_folder(store, version) -> Path:
+    return _model_file(store, version).parent
+
+
+def test_a_redirected_mlmodel_is_refused(store, builder):
+    """MLmodel may name another pickle; with every file hashed, the edit itself is refused."""
+    import pickle
+
+    from sklearn.dummy import DummyClassifier
+
+    version = builder.register()
+    folder = _artifact_folder(store, version)
+    other = folder / "other.pkl"
+    other.write_bytes(pickle.dumps(DummyClassifier()))
+    with pytest.raises(IntegrityError, match=r"v1: other.pkl was added; refusing to load"):
+        registry.load_version(store, version)
+    other.unlink()
+    mlmodel = folder / "MLmodel"
+    mlmodel.chmod(0o644)
+    mlmodel.write_text(mlmodel.read_text().replace("pickled_model: model.pkl",
+                                                   "pickled_model: other.pkl"))  # fmt: skip
+    with pytest.raises(IntegrityError, match=r"v1: MLmodel has sha256 .*, registered"):
+        registry.load_version(store, version)
+
+
+def test_every_file_of_a_version_is_in_its_manifest(store, builder):
+    version = builder.register()
+    tags = registry.version_details(store, version)["tags"]
+    manifest = json.loads(tags[registry.MANIFEST_TAG])
+    folder = _artifact_folder(store, version)
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert set(manifest) == on_disk and {"MLmodel", registry.MODEL_FILE} <= on_disk
+    assert manifest[registry.MODEL_FILE] == tags["sha256"]
+    assert registry.load_version(store, version).predict_proba(builder.holdout[SPEC.columns]).shape
+
+
+def test_a_version_from_before_manifests_is_checked_by_its_model_file(store, builder):
+    version = builder.register()
+    store.client().delete_model_version_tag(store.model_name, version, registry.MANIFEST_TAG)
+    assert registry.load_version(store, version) is not None
+    path = _model_file(store, version)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(IntegrityError, match=r"model.pkl has sha256"):
         registry.load_version(store, version)
 
 
@@ -292,3 +340,22 @@ def test_an_identical_model_file_is_not_registered_twice(store, builder):
     assert sorted(registry.list_versions(store)["version"]) == [1, 2]
     assert registry.version_with_hash(store, run["sha256"]) == first
     assert registry.version_with_hash(store, "0" * 64) is None
+
+
+def test_a_candidate_file_changed_after_training_is_refused(tmp_path):
+    import pickle
+
+    from sklearn.dummy import DummyClassifier
+
+    from nbmlops.training import candidates, evaluation
+
+    pipeline, _ = candidates.fit(candidates.build_candidate("logreg", SPEC), make_data(300, 1),
+                                 SPEC)  # fmt: skip
+    model, record = tmp_path / "logreg.pkl", tmp_path / "logreg.json"
+    candidates.save(pipeline, {"model": "logreg", "hyperparams": {}}, model, record)
+    trained = {"train-logreg": {"model": str(model), "metrics": str(record)}}
+    holdout = make_data(200, 2)
+    assert evaluation.evaluate_candidates(trained, holdout, SPEC, "roc_auc").best == "logreg"
+    model.write_bytes(pickle.dumps(DummyClassifier().fit(holdout[SPEC.columns], holdout["y"])))
+    with pytest.raises(IntegrityError, match=r"logreg.pkl: sha256 .* its metrics file records"):
+        evaluation.evaluate_candidates(trained, holdout, SPEC, "roc_auc")

@@ -26,12 +26,17 @@ from typing import Any, ClassVar
 
 from ..errors import PipelineError
 from ..settings import StoreSettings
-from ..storage import sha256_file
+from ..storage import read_pickle, sha256_file
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
 MODEL_FILE = "model.pkl"
+#: The version tag that holds the sha256 of every file of the version's artifact.
+MANIFEST_TAG = "manifest"
+#: Written by MLflow into every download of a registered version (its name and version); never
+#: read when a model is loaded here.
+DOWNLOAD_FILES = {"registered_model_meta"}
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
@@ -189,8 +194,9 @@ def log_candidates(
                 candidate.pipeline, name="model", serialization_format="pickle",
                 pip_requirements=_requirements(),
             )  # fmt: skip
+        manifest = artifact_manifest(model_info.model_uri)
         logged[name] = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
-                        "sha256": _model_file_hash(model_info.model_uri)}  # fmt: skip
+                        "sha256": manifest[MODEL_FILE], "manifest": manifest}  # fmt: skip
     return logged
 
 
@@ -200,12 +206,23 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("scikit-learn", "pandas", "numpy")]
 
 
-def _model_file_hash(model_uri: str) -> str:
+def artifact_manifest(model_uri: str) -> dict[str, str]:
+    """sha256 of every file of a logged model (MLmodel, the model file, environment files)."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-        return sha256_file(Path(local) / MODEL_FILE)
+        return _manifest(Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
+                                                                  dst_path=tmp)))  # fmt: skip
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in DOWNLOAD_FILES}  # fmt: skip
+
+
+def _manifest_tags(manifest: dict[str, str]) -> dict[str, str]:
+    """The tags a version carries for its check: the model file's hash and every file's."""
+    return {"sha256": manifest[MODEL_FILE], MANIFEST_TAG: json.dumps(manifest, sort_keys=True)}
 
 
 def log_report(store: Store, run_id: str, path: str | Path, folder: str = "reports") -> None:
@@ -238,7 +255,7 @@ def register_challenger(store: Store, run: dict, tags: dict[str, Any]) -> str:
             client.set_registered_model_alias(store.model_name, CHALLENGER, version)
         return version
     with store_errors(store, "registering the challenger", "No version was registered."):
-        all_tags = {**tags, "sha256": run["sha256"], "run_id": run["run_id"]}
+        all_tags = {**tags, **_manifest_tags(run["manifest"]), "run_id": run["run_id"]}
         version = mlflow.register_model(
             run["model_uri"], store.model_name, tags={k: str(v) for k, v in all_tags.items()}
         ).version
@@ -273,7 +290,10 @@ def champion_history(store: Store, client=None) -> list[str]:
 
 
 def load_version(store: Store, version: str):
-    """Load a registered version after checking its model file against the registered sha256."""
+    """Load a registered version after checking every file of it against the hashes recorded
+    at registration; the model file is then read directly (MLmodel's pointer to it is not
+    followed). A version registered before manifests were recorded is checked by its model
+    file's hash alone."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -298,7 +318,21 @@ def load_version(store: Store, version: str):
                 f"model {store.model_name!r} v{version}: {MODEL_FILE} has sha256 {actual[:16]}…, "
                 f"registered {str(expected)[:16]}…; refusing to load it"
             )
-        return mlflow.sklearn.load_model(str(local))
+        if MANIFEST_TAG in meta.tags:
+            changed = manifest_changes(json.loads(meta.tags[MANIFEST_TAG]), _manifest(local))
+            if changed:
+                raise IntegrityError(f"model {store.model_name!r} v{version}: "
+                                     f"{'; '.join(changed)}; refusing to load it")  # fmt: skip
+        return read_pickle(model_file)
+
+
+def manifest_changes(expected: dict[str, str], found: dict[str, str]) -> list[str]:
+    """What differs between the files registered and the files found, one phrase each."""
+    out = [f"{name} is missing" for name in expected if name not in found]
+    out += [f"{name} was added" for name in found if name not in expected]
+    out += [f"{name} has sha256 {found[name][:16]}…, registered {expected[name][:16]}…"
+            for name in expected if name in found and found[name] != expected[name]]  # fmt: skip
+    return out
 
 
 def version_metrics(store: Store, version: str, client=None) -> dict[str, float]:
@@ -389,7 +423,7 @@ def register_candidate(store: Store, build_id: str, candidate: str) -> str:
     if not logged:
         raise RegistryError(f"run {run_id} ({candidate}) has no logged model")
     uri = logged[0].model_uri
-    tags = {"sha256": _model_file_hash(uri), "run_id": run_id, "build_id": build_id,
+    tags = {**_manifest_tags(artifact_manifest(uri)), "run_id": run_id, "build_id": build_id,
             "candidate": candidate}  # fmt: skip
     with store_errors(store, f"registering {candidate} of build {build_id}"):
         return str(mlflow.register_model(uri, store.model_name, tags=tags).version)

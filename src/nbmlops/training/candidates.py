@@ -15,7 +15,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from .. import storage
 from ..errors import ConfigError
+from ..registry.store import IntegrityError
 from ..spec import HIGHER_IS_BETTER, FeatureSpec
 
 
@@ -97,6 +99,25 @@ def fit(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec) -> tuple[Pipe
     start = time.perf_counter()
     pipeline.fit(data[spec.columns], data[spec.target])
     return pipeline, time.perf_counter() - start
+
+
+def save(pipeline: Pipeline, record: dict[str, Any], model_file, metrics_file) -> None:
+    """A trained candidate: the model file, then its record with the model file's sha256."""
+    storage.write_pickle(model_file, pipeline)
+    storage.write_json(metrics_file, record | {"sha256": storage.sha256_file(model_file)})
+
+
+def load(model_file, record: dict[str, Any]) -> Pipeline:
+    """A trained candidate's model, after checking the file against the sha256 its record
+    holds (a file changed or swapped since training is refused)."""
+    expected = record.get("sha256")
+    actual = storage.sha256_file(model_file)
+    if actual != expected:
+        raise IntegrityError(
+            f"{model_file}: sha256 {actual[:16]}…, its metrics file records "
+            f"{str(expected)[:16]}…; refusing to load it (make build trains it again)"
+        )
+    return storage.read_pickle(model_file)
 
 
 def compare(candidates: dict[str, dict[str, float]], primary: str) -> pd.DataFrame:

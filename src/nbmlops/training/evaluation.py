@@ -49,7 +49,7 @@ def evaluate_candidates(
         record = storage.read_json(products["metrics"])
         name = record["model"]
         candidate = Candidate(
-            storage.read_pickle(products["model"]), record, str(products["metrics"])
+            candidates.load(products["model"], record), record, str(products["metrics"])
         )
         probas[name] = metrics.predict_proba(candidate.pipeline, holdout, spec)
         scores[name] = metrics.classification_metrics(holdout[spec.target], probas[name])
