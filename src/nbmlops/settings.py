@@ -138,11 +138,17 @@ class ServingSettings(Settings):
     archive_backlog_mb: float = 64.0  # requests waiting to be archived; past it, 503
     breaker_failures: int = 5  # champion failures in a row before it is skipped
     breaker_cooldown_seconds: float = 5.0  # then one request tries it again
+    max_body_kb: int = 2048  # a larger request body is refused (413) before it is read whole
+    max_text_chars: int = 1000  # a longer text field is refused (422)
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")  # Host header names
+    token_env: str = "NBMLOPS_SERVING_TOKEN"  # when this variable is set, a bearer token
+    docs: bool = False  # FastAPI's /docs and /openapi.json
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
-        if "shadows" in params:
-            params["shadows"] = tuple(params["shadows"] or ())
+        for key in ("shadows", "allowed_hosts"):
+            if key in params:
+                params[key] = tuple(params[key] or ())
         return params
 
     def _check(self, where: str) -> None:
@@ -151,7 +157,7 @@ class ServingSettings(Settings):
             raise ConfigError(f"{where}: serving.fallback_reserve_ms must be at least 0 and "
                               f"below serving.latency_budget_ms ({budget})")  # fmt: skip
         positive = ("rotate_rows", "rotate_seconds", "poll_seconds", "archive_sync_seconds",
-                    "archive_backlog_mb")  # fmt: skip
+                    "archive_backlog_mb", "max_body_kb", "max_text_chars")  # fmt: skip
         if any(getattr(self, key) <= 0 for key in positive):
             raise ConfigError(f"{where}: serving.{', '.join(positive)} must be positive")
 

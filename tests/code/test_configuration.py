@@ -30,8 +30,13 @@ def as_text(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(map(as_text, value)) + "]"
     plain = isinstance(value, str) and (value == "" or value[0] not in "{'\"")
-    if plain and yaml.safe_load(f"[{value}]") != [value]:
-        return json.dumps(value)  # quoted where YAML would read another value
+    if plain:
+        try:
+            same = yaml.safe_load(f"[{value}]") == [value]
+        except yaml.YAMLError:
+            same = False
+        if not same:
+            return json.dumps(value)  # quoted where YAML would read another value (or none)
     return str(value)
 
 

@@ -39,5 +39,5 @@ class Server:
     def post(self, body) -> httpx.Response:
         return self.client.post("/predict", json=body)
 
-    def post_raw(self, raw: bytes) -> httpx.Response:
-        return self.client.post("/predict", content=raw)
+    def post_raw(self, raw: bytes, kind: str = "application/json", **headers) -> httpx.Response:
+        return self.client.post("/predict", content=raw, headers={"content-type": kind} | headers)

@@ -327,3 +327,60 @@ def test_an_unwritable_archive_turns_ready_off_and_keeps_the_records_until_it_is
     assert _metric(text, "nbmlops_archived_records_total") == 6
     assert _metric(text, "nbmlops_archive_dropped_records_total") == 0
     assert len(pd.concat([pd.read_parquet(f) for f in archive.glob("*.parquet")])) == 6
+
+
+def _rss_mb(pid: int) -> float:
+    status = open(f"/proc/{pid}/status").read()
+    return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS"))) / 1024
+
+
+def test_hostile_requests_are_refused_before_they_cost_memory_or_a_500(served):
+    record = _records(served, 1)[0]
+    with Server(served["root"]) as server:
+        pid = server.process.proc.pid
+        before = _rss_mb(pid)
+        declared = server.post_raw(b'{"dest": "' + b"x" * (50 * 2**20) + b'"}')
+        assert declared.status_code == 413 and "max_body_kb" in declared.text
+
+        def chunks():  # no Content-Length: refused once 2 MB have arrived
+            for _ in range(50):
+                yield b"x" * 2**20
+
+        streamed = server.client.post("/predict", content=chunks(),
+                                      headers={"content-type": "application/json"})  # fmt: skip
+        assert streamed.status_code == 413
+        grew = _rss_mb(pid) - before
+        print(f"server memory after two 50 MB bodies: +{grew:.0f} MB")
+        assert grew < 100
+        for raw, words in [
+            (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+            (json.dumps(record | {"distance": 10**400}).encode(), "too large for a float"),
+            (json.dumps(record | {"dest": "J" * 5000}).encode(), "5,000 characters"),
+        ]:
+            answer = server.post_raw(raw)
+            assert answer.status_code == 422 and words in answer.text, words
+        text_plain = server.post_raw(json.dumps(record).encode(), kind="text/plain")
+        assert text_plain.status_code == 415  # what a page elsewhere can post without asking
+        other_host = server.client.post("/predict", json=record, headers={"host": "evil.test"})
+        assert other_host.status_code == 400
+        assert server.get("/docs").status_code == 404
+        assert server.get("/openapi.json").status_code == 404
+        models = json.dumps(server.get("/models").json())
+        assert str(served["root"]) not in models and "sqlite: …/mlflow.db" in models
+        assert server.post(record).status_code == 200 and server.get("/health").status_code == 200
+
+
+def test_a_token_guards_everything_but_the_probes(served, monkeypatch):
+    monkeypatch.setenv("NBMLOPS_TEST_TOKEN", "s3cret")
+    record = _records(served, 1)[0]
+    with Server(served["root"], token_env="NBMLOPS_TEST_TOKEN") as server:
+        assert server.post(record).status_code == 401
+        assert server.get("/metrics").status_code == 401
+        assert server.get("/models").status_code == 401
+        assert server.get("/ready").status_code == 200
+        wrong = server.client.post("/predict", json=record,
+                                   headers={"authorization": "Bearer guess"})  # fmt: skip
+        assert wrong.status_code == 401
+        right = server.client.post("/predict", json=record,
+                                   headers={"authorization": "Bearer s3cret"})  # fmt: skip
+        assert right.status_code == 200

@@ -57,7 +57,8 @@ def _rule(name: str, numeric: bool, column: dict | None) -> Field:
 class RequestContract:
     """The fields a request needs, from the feature spec and the data contract."""
 
-    def __init__(self, spec: FeatureSpec, contract: dict | None = None):
+    def __init__(self, spec: FeatureSpec, contract: dict | None = None,
+                 max_text_chars: int = 1000):  # fmt: skip
         columns: dict[str, dict] = {}
         for i, table in enumerate((contract or {}).get("tables", {}).values()):
             for name, column in (table.get("columns") or {}).items():
@@ -66,7 +67,7 @@ class RequestContract:
                 # their `max_missing: 0` holds for the table, not for a request.
                 rule = column if i == 0 else {k: v for k, v in column.items() if k != "max_missing"}
                 columns.setdefault(name, rule)
-        self.spec = spec
+        self.spec, self.max_text_chars = spec, max_text_chars
         self.fields = [_rule(n, True, columns.get(n)) for n in spec.numeric]
         self.fields += [_rule(n, False, columns.get(n)) for n in spec.categorical]
 
@@ -80,6 +81,16 @@ class RequestContract:
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequest(
                 [_problem([], f"body is not JSON: {exc}", "json_invalid")]
+            ) from exc
+        except RecursionError as exc:
+            raise InvalidRequest(
+                [
+                    _problem(
+                        [],
+                        "body is nested too deeply; a record is one object of field: value",
+                        "json_invalid",
+                    )
+                ]
             ) from exc
         many = isinstance(data, list)
         items = data if many else [data]
@@ -116,20 +127,32 @@ class RequestContract:
                 problems.append(_problem(loc, f"field {f.name!r} must be a number, got "
                                               f"{value!r}", "float_type"))  # fmt: skip
                 return None
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:
+                problems.append(_problem(loc, f"field {f.name!r} is a number too large for a "
+                                              f"float ({len(str(abs(value)))} digits)",
+                                         "finite_number"))  # fmt: skip
+                return None
+            if not math.isfinite(number):
                 problems.append(_problem(loc, f"field {f.name!r} must be finite, got {value}",
                                          "finite_number"))  # fmt: skip
                 return None
-            if (f.low is not None and value < f.low) or (f.high is not None and value > f.high):
+            if (f.low is not None and number < f.low) or (f.high is not None and number > f.high):
                 problems.append(_problem(loc, f"field {f.name!r} is {value}, outside the "
                                               f"contract's range {f.low} to {f.high}",
                                          "range"))  # fmt: skip
-            return float(value)
+            return number
         if isinstance(value, (dict, list, bool)):
             problems.append(_problem(loc, f"field {f.name!r} must be a string, got {value!r}",
                                      "string_type"))  # fmt: skip
             return None
         text = str(value)
+        if len(text) > self.max_text_chars:
+            problems.append(_problem(loc, f"field {f.name!r} has {len(text):,} characters; at "
+                                          f"most {self.max_text_chars:,}",
+                                     "string_too_long"))  # fmt: skip
+            return None
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # JSON may escape half of a surrogate pair; no text has one

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -222,7 +223,10 @@ class Router:
                 cause = OVER_BUDGET
                 reason = f"{cause} (no answer in {self.deadline * 1000:.0f} ms)"
             except Exception as exc:  # noqa: BLE001 - any champion failure falls back
-                cause, reason = ERROR, f"{ERROR}: {type(exc).__name__}: {exc}"
+                # the answer names the kind of failure; its text (paths, data) goes to the log
+                cause, reason = ERROR, f"{ERROR}: {type(exc).__name__}"
+                print(f"champion v{models.answering.version} failed: {type(exc).__name__}: "
+                      f"{exc}", file=sys.stderr, flush=True)  # fmt: skip
             self.breaker.record(False)
         if models.fallback is None:
             raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "

@@ -12,7 +12,9 @@ process; every record is archived. `GET /health`, `/ready`, `/models` and `/metr
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import hmac
 import os
 import sys
 import threading
@@ -39,6 +41,10 @@ from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
 from .shadow import ShadowProcess
 
 CHECK_ROWS = 64
+#: Bodies up to this size are parsed on the event loop; larger ones in a thread.
+PARSE_ON_LOOP_BYTES = 64 * 1024
+#: Paths open without the bearer token: a balancer's probes.
+OPEN_PATHS = ("/health", "/ready")
 #: Seconds without a report from the shadow and archive process before it is restarted.
 STUCK_SECONDS = 15.0
 LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
@@ -118,7 +124,8 @@ class Service:
                  settings: ServingSettings, drill_latency_ms: float = 0.0,
                  sample: list[dict] | None = None):  # fmt: skip
         self.store, self.settings, self.threshold = store, settings, THRESHOLD
-        self.contract = RequestContract(spec, contract)
+        self.contract = RequestContract(spec, contract, settings.max_text_chars)
+        self.token = os.environ.get(settings.token_env) or None
         self.metrics = Metrics()
         self.router = Router(self.contract.frame, spec.columns, settings.latency_budget_ms,
                              settings.fallback_reserve_ms,
@@ -205,7 +212,7 @@ class Service:
         models = self.router.models
         return {
             "model_name": self.store.model_name,
-            "registry": self.store.tracking_uri,
+            "registry": redact_uri(self.store.tracking_uri),
             "serving": models.versions() if models else {},
             "generation": models.generation if models else 0,
             "swaps": self.watcher.swaps,
@@ -216,7 +223,7 @@ class Service:
             "champion_deadline_ms": round(self.router.deadline * 1000, 3),
             "drill_latency_ms": self.drill_latency_ms,
             "shadow_scoring": self.settings.shadow,
-            "archive": self.settings.archive,
+            "archive": Path(self.settings.archive).name,
             "fields": [f.name for f in self.contract.fields],
         }
 
@@ -227,7 +234,10 @@ class Service:
             self.metrics.requests.labels("shed").inc()  # answered, it could not be kept
             return 503, {"detail": "the request archive is behind; try again shortly"}
         try:
-            records, many = self.contract.records(body)
+            if len(body) > PARSE_ON_LOOP_BYTES:  # a large body is parsed off the event loop
+                records, many = await asyncio.to_thread(self.contract.records, body)
+            else:
+                records, many = self.contract.records(body)
         except InvalidRequest as exc:
             self.metrics.requests.labels("invalid").inc()
             return 422, {"detail": exc.problems}
@@ -272,12 +282,44 @@ def create_app(service: Service):
         finally:
             service.stop()
 
-    app = FastAPI(title="nbmlops scoring service", lifespan=lifespan)
+    hidden = {} if service.settings.docs else dict.fromkeys(("docs_url", "redoc_url",
+                                                             "openapi_url"))  # fmt: skip
+    app = FastAPI(title="nbmlops scoring service", lifespan=lifespan, **hidden)
+    limit = service.settings.max_body_kb * 1024
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """The Host header must name this service; a token, when one is set, must be sent."""
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
+        if host not in service.settings.allowed_hosts:
+            return JSONResponse({"detail": "unknown Host header (serving.allowed_hosts)"},
+                                status_code=400)  # fmt: skip
+        if service.token and request.url.path not in OPEN_PATHS:
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {service.token}".encode()):
+                return JSONResponse({"detail": "a bearer token is required"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return await call_next(request)
 
     @app.post("/predict")
     async def predict(request: Request):
-        status, body = await service.predict(await request.body())
-        return JSONResponse(body, status_code=status)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            service.metrics.requests.labels("invalid").inc()
+            return JSONResponse({"detail": "send the records as application/json"},
+                                status_code=415)  # fmt: skip
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            service.metrics.requests.labels("too_large").inc()
+            return _too_large(limit)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                service.metrics.requests.labels("too_large").inc()
+                return _too_large(limit)
+        status, out = await service.predict(bytes(body))
+        return JSONResponse(out, status_code=status)
 
     @app.get("/health")
     async def health():
@@ -297,6 +339,22 @@ def create_app(service: Service):
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"detail": f"body over {limit // 1024:,} KB (serving.max_body_kb)"},
+                        status_code=413)  # fmt: skip
+
+
+def redact_uri(uri: str) -> str:
+    """A store URI without credentials or local paths: what `/models` may show anyone."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file", "sqlite"):
+        return f"{parts.scheme or 'file'}: …/{Path(parts.path).name}"
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def service_from_env(env_file: str | Path, overrides: dict | None = None,
