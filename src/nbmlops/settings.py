@@ -18,6 +18,8 @@ PARAMETERS = "pipeline parameters"
 #: Cells of a CSV file read as missing unless `data.missing_values` says otherwise. Nothing
 #: else is: `n/a`, `-` or `?` in a numeric column stop the build and name the cells.
 MISSING_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+#: What a None among `missing_values` stands for (see DataSettings._normalise).
+NULL_SPELLINGS = ("null", "NULL", "None")
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,13 @@ class DataSettings(Settings):
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
         if "drop_columns" in params:
             params["drop_columns"] = tuple(params["drop_columns"] or ())
-        if "missing_values" in params:  # YAML reads an unquoted `null` in the list as None
-            params["missing_values"] = tuple(
-                "null" if v is None else str(v) for v in params["missing_values"] or ()
-            )
+        if "missing_values" in params:
+            # YAML reads an unquoted `null` as None, and Ploomber turns the text `null`, `NULL`
+            # and `None` (any case) into None too: a None stands for all three spellings
+            params["missing_values"] = tuple(dict.fromkeys(
+                word for v in params["missing_values"] or ()
+                for word in (NULL_SPELLINGS if v is None else (str(v),))
+            ))  # fmt: skip
         return params
 
     def _check(self, where: str) -> None:
@@ -101,9 +106,12 @@ class DataSettings(Settings):
                 f"{where}: `reference_periods` must exceed `holdout_periods` (>= 1): got "
                 f"{self.reference_periods} and {self.holdout_periods}"
             )
-        if self.row_periods < self.reference_periods + 1:
+        if self.time_column is None and self.row_periods < self.reference_periods + 1:
             raise ConfigError(
-                f"{where}: `row_periods` must leave at least one batch after the reference"
+                f"{where}: without a time column the rows are split into `row_periods` "
+                f"({self.row_periods}) parts, which must leave a batch after the "
+                f"`reference_periods` ({self.reference_periods}): set row_periods to at least "
+                f"{self.reference_periods + 1}"
             )
 
 

@@ -75,7 +75,14 @@ def test_table_dataset_drops_id_like_text_columns():
         (
             pd.DataFrame({"x": [1, 2], "y": [0, 1], "t": ["2020-01-01", "soon"]}),
             DataSettings(target="y", time_column="t"),
-            "'t': 1 values are not dates, e.g. 'soon'",
+            r"'t': 1 values are not dates, e.g. 'soon' \(line 3\)",
+        ),
+        (
+            pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 0], "t": ["2020-01-01", None, "never"]}),
+            DataSettings(target="y", time_column="t"),
+            r"'t': 1 values are not dates, e.g. 'never' \(line 4\) \(fix or remove those rows, "
+            r"or split by row order without a time column\)\n  also: user.csv, column 't': 1 "
+            r"rows have no time \(line 3\)",
         ),
     ],
 )

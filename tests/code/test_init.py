@@ -128,3 +128,45 @@ def test_the_benchmarks_user_table_is_a_project(project):
     s = proposal.settings
     assert s.drop_columns == ("customer_id",) and "n/a" in s.missing_values
     assert len(proposal.admitted.split.batches["_batch"].unique()) >= 3
+
+
+def _monthly(rows: int = 300, positives: int | None = None):
+    """Five years of months as "2019-01" text, a 0/1 label the numbers predict."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=rows)
+    y = (x + rng.normal(scale=0.7, size=rows) > 0).astype(int)
+    if positives is not None:
+        y[:] = 0
+        y[rng.choice(rows, positives, replace=False)] = 1
+    months = pd.period_range("2019-01", periods=60, freq="M").astype(str)
+    return pd.DataFrame({"month": np.sort(rng.choice(months, rows)), "x": x,
+                         "z": rng.normal(size=rows), "y": y})  # fmt: skip
+
+
+def test_a_long_reference_of_months_is_a_split_the_build_accepts(project):
+    """Two years of days: the proposal holds more than `row_periods` months for reference,
+    which the build once refused although `row_periods` is only for data without times."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=2000)
+    days = pd.date_range("2021-01-01", "2022-12-31", freq="D").strftime("%Y-%m-%d")
+    pd.DataFrame({"day": np.sort(rng.choice(days, 2000)), "x": x, "z": rng.normal(size=2000),
+                  "y": (x + rng.normal(scale=0.7, size=2000) > 0).astype(int)}).to_csv(
+        project / "daily.csv", index=False)  # fmt: skip
+    proposal = init.init_project(project, "daily", "daily.csv", "y", time="day")
+    env = load_env(project / "env.daily.yaml")
+    s = DataSettings.from_params(env["data"], "env.daily.yaml")  # as the build reads it
+    assert s == proposal.settings and s.reference_periods > s.row_periods
+
+
+def test_too_few_positives_or_days_are_refused_with_what_would_work(project):
+    _monthly(250, positives=2).to_csv(project / "rare.csv", index=False)
+    with pytest.raises(DataError, match=r"its 2 positives cannot give 5 to train on and 3 held"):
+        init.init_project(project, "rare", "rare.csv", "y", time="month")
+    _monthly(250).assign(month="2022-06-01").to_csv(project / "oneday.csv", index=False)
+    with pytest.raises(DataError, match=r"fall on 1 day\(s\).* leave out the time column"):
+        init.init_project(project, "oneday", "oneday.csv", "y", time="month")
+    assert _written(project, "rare") == _written(project, "oneday") == set()

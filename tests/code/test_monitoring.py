@@ -54,6 +54,14 @@ def test_unlabelled_batch_gets_drift_only(tmp_path, reference):
     assert "drift_share" in row
 
 
+def test_a_labelled_batch_of_one_class_gets_drift_and_no_performance(tmp_path, reference):
+    batch = _scored(300, seed=5).assign(y=0)  # every label 0: a rare class that did not occur
+    row = monitoring.batch_report(reference, batch, SPEC, tmp_path / "r.html", 0.5)
+    assert monitoring.has_labels(batch, SPEC) and not monitoring.both_classes(batch, SPEC)
+    assert row["drift_share"] == 0 and (tmp_path / "r.html").is_file()
+    assert math.isnan(metrics.classification_metrics(batch["y"], batch[metrics.PROBA])["roc_auc"])
+
+
 def test_gate_reasons():
     ok = {"dataset_drift": False, "prediction_drift": False, "drift_share": 0.1, "roc_auc": 0.7}
     assert monitoring.gate(ok, 0.6) == (True, [])

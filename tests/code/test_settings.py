@@ -19,6 +19,7 @@ def test_defaults_and_types():
         ({"target": "y", "sample_frac": 1.5}, "sample_frac"),
         ({"target": "y", "reference_periods": 1, "holdout_periods": 1}, "reference_periods"),
         ({"target": ""}, "target"),
+        ({"target": "y", "reference_periods": 12}, "set row_periods to at least 13"),
     ],
 )
 def test_bad_parameters_are_named(params, message):
@@ -65,3 +66,22 @@ def test_serving_settings_refuse_bad_values(params, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         ServingSettings.from_params({"archive": "a"} | params, "env.yaml")
     assert ServingSettings.from_params({"archive": "a", "shadows": None}, "env.yaml").shadows == ()
+
+
+def test_a_time_split_is_not_held_to_row_periods():
+    s = DataSettings.from_params({"target": "y", "time_column": "t", "reference_periods": 15})
+    assert s.reference_periods == 15 and s.row_periods == 12
+
+
+def test_missing_value_words_survive_ploomber_reading_the_env_file():
+    """Ploomber casts `null`, `NULL` and `None` to one None; each still counts as missing."""
+    from ploomber.env.expand import cast_if_possible
+
+    from nbmlops.settings import MISSING_VALUES
+
+    as_ploomber_gives = [cast_if_possible(v) for v in MISSING_VALUES]
+    assert as_ploomber_gives.count(None) == 3  # what broke the build
+    s = DataSettings.from_params({"target": "y", "missing_values": as_ploomber_gives})
+    assert set(s.missing_values) == set(MISSING_VALUES)
+    only = DataSettings.from_params({"target": "y", "missing_values": ["n/a", None]})
+    assert only.missing_values == ("n/a", "null", "NULL", "None")

@@ -319,7 +319,9 @@ def contract_yaml(tables: dict[str, Inferred], header: str) -> str:
         lines += [f"  {_yaml_key(name)}:", f"    min_rows: {inferred.table['min_rows']}",
                   "    columns:"]  # fmt: skip
         for column, entry in inferred.table["columns"].items():
-            flow = yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10**6)
+            flow = yaml.safe_dump(
+                entry, default_flow_style=True, sort_keys=False, width=10**6, allow_unicode=True
+            )
             note = inferred.notes.get(column)
             lines.append(
                 f"      {_yaml_key(column)}: {flow.strip()}" + (f"  # {note}" if note else "")
@@ -328,7 +330,7 @@ def contract_yaml(tables: dict[str, Inferred], header: str) -> str:
 
 
 def _yaml_key(name: str) -> str:
-    return yaml.safe_dump(name, width=10**6).split("\n")[0] if name else '""'
+    return yaml.safe_dump(name, width=10**6, allow_unicode=True).split("\n")[0] if name else '""'
 
 
 def quality_page_body(result: CheckResult, manifest: dict):

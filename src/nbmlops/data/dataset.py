@@ -102,13 +102,7 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
                 Problem(file, s.time_column, "time column is missing", "set `time_column`")
             )
         parsed = parse_times(df[s.time_column])
-        bad = df[s.time_column][parsed.isna()]
-        if len(bad):
-            raise DataError(
-                Problem(
-                    file, s.time_column, f"{len(bad)} values are not dates, e.g. {bad.iloc[0]!r}"
-                )
-            )
+        _check_times(df[s.time_column], parsed, file, s.time_column)
         df[TIME] = parsed
     else:
         df[TIME] = pd.NaT
@@ -135,6 +129,30 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
         raise DataError(Problem(file, None, "no feature columns left after target and time"))
     spec = FeatureSpec(s.target, numeric, categorical, {"rows": len(df)}, dropped)
     return _finish(df[spec.columns + [s.target, TIME]], spec, s)
+
+
+def _check_times(values: pd.Series, parsed: pd.Series, file: str, column: str) -> None:
+    """A DataError naming the empty cells and the values that are not dates, by file line."""
+    hint = "fix or remove those rows, or split by row order without a time column"
+    empty, unparsed = values.isna(), parsed.isna() & values.notna()
+    problems = []
+    if unparsed.any():
+        examples = ", ".join(map(repr, values[unparsed].unique()[:3]))
+        problems.append(Problem(file, column, f"{int(unparsed.sum())} values are not dates, "
+                                f"e.g. {examples} ({_lines(unparsed)})", hint))  # fmt: skip
+    if empty.any():
+        problems.append(Problem(file, column, f"{int(empty.sum())} rows have no time "
+                                f"({_lines(empty)})", hint))  # fmt: skip
+    if problems:
+        raise DataError(problems)
+
+
+def _lines(mask: pd.Series) -> str:
+    """Where the rows of `mask` stand in a file with a header: "lines 4, 9 and 2 more"."""
+    lines = [str(int(i) + 2) for i in mask.index[mask.to_numpy()][:3]]
+    more = int(mask.sum()) - len(lines)
+    return f"line{'s' if mask.sum() > 1 else ''} {', '.join(lines)}" + (
+        f" and {more:,} more" if more else "")  # fmt: skip
 
 
 def numbers_in(values: pd.Series) -> pd.Series:
@@ -336,6 +354,7 @@ class SplitOption:
     holdout_rows: int
     batches: int
     holdout_positives: int = 0
+    train_positives: int = 0
     batch_rows: int = 0  # the median batch's rows
     reference_share: float = 0.0  # of all rows, in the training and held-out windows
 
@@ -368,7 +387,7 @@ def _splits(df: pd.DataFrame, target: str, s: DataSettings, holdouts) -> list[Sp
                     changes = {k: v for k, v in wanted.items() if getattr(s, k) != v}
                     found.append(SplitOption(
                         changes, sizes[0][0], sizes[1][0], len(rows) - reference,
-                        holdout_positives=sizes[1][1],
+                        holdout_positives=sizes[1][1], train_positives=sizes[0][1],
                         batch_rows=int(np.median(rows[reference:])),
                         reference_share=float(rows[:reference].sum() / rows.sum()),
                     ))  # fmt: skip
@@ -392,12 +411,20 @@ def split_options(df: pd.DataFrame, target: str, s: DataSettings) -> list[SplitO
 #: What a proposed split aims at: positives in the held-out window, batches to monitor, and
 #: the share of rows the models learn from and are judged on.
 PROPOSAL_POSITIVES, PROPOSAL_BATCHES, PROPOSAL_SHARE = 10, (3, 12), 0.6
+#: What a proposed split must have: positives to learn from, and held out to be judged on.
+MIN_TRAIN_POSITIVES, MIN_HOLDOUT_POSITIVES = 5, 3
+
+
+def enough_positives(option: SplitOption) -> bool:
+    return (option.train_positives >= MIN_TRAIN_POSITIVES
+            and option.holdout_positives >= MIN_HOLDOUT_POSITIVES)  # fmt: skip
 
 
 def propose_split(df: pd.DataFrame, target: str, s: DataSettings) -> SplitOption | None:
     """The split a new project starts with, or None when the data supports none.
 
-    Of every split `_splits` finds (held out: one to three periods), the first that best meets,
+    Of every split `_splits` finds (held out: one to three periods) with `MIN_TRAIN_POSITIVES`
+    positives to train on and `MIN_HOLDOUT_POSITIVES` held out, the first that best meets,
     in this order: `PROPOSAL_POSITIVES` positives held out (a ROC AUC on fewer is noise), a
     number of batches within `PROPOSAL_BATCHES`, batches of `min_rows_per_window` rows, and
     about `PROPOSAL_SHARE` of the rows in the training and held-out windows.
@@ -414,8 +441,32 @@ def propose_split(df: pd.DataFrame, target: str, s: DataSettings) -> SplitOption
             abs(option.batches - (low + high) // 2),
         )
 
-    options = _splits(df, target, s, (1, 2, 3))
+    options = [o for o in _splits(df, target, s, (1, 2, 3)) if enough_positives(o)]
     return min(options, key=badness) if options else None
+
+
+def no_split_hint(df: pd.DataFrame, target: str, s: DataSettings) -> str:
+    """What would give a split, when `propose_split` finds none: the positives it lacks,
+    splitting by row order instead of by too few periods of time, or more rows."""
+    found = _splits(df, target, s, (1, 2, 3))
+    positives = int(df[target].sum())
+    if found:
+        return (
+            f"its {positives:,} positives cannot give {MIN_TRAIN_POSITIVES} to train on and "
+            f"{MIN_HOLDOUT_POSITIVES} held out in any split; add rows with positives"
+        )
+    if df[TIME].notna().all():
+        untimed = [o for o in _splits(df.assign(**{TIME: pd.NaT}), target, s, (1, 2, 3))
+                   if enough_positives(o)]  # fmt: skip
+        days = df[TIME].dt.normalize().nunique()
+        if untimed:
+            return (f"its times fall on {days:,} day(s), too few periods to split by; leave out "
+                    "the time column (no --time) to split by row order")  # fmt: skip
+    need = 3 * s.min_rows_per_window
+    return (
+        f"add rows: a training and a held-out window of {s.min_rows_per_window} rows each "
+        f"with both classes, and a batch after them, need {need:,} rows or more"
+    )
 
 
 def split_hint(df: pd.DataFrame, target: str, s: DataSettings) -> str:

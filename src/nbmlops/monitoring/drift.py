@@ -71,6 +71,11 @@ def has_labels(batch: pd.DataFrame, spec: FeatureSpec) -> bool:
     return spec.target in batch and batch[spec.target].notna().all()
 
 
+def both_classes(batch: pd.DataFrame, spec: FeatureSpec) -> bool:
+    """Labels of both classes: what classification performance needs to be measured at all."""
+    return has_labels(batch, spec) and batch[spec.target].nunique() == 2
+
+
 def batch_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -81,13 +86,13 @@ def batch_report(
     """One evidently report for a batch against the reference; returns its summary.
 
     Feature drift share, prediction drift (drift of the predicted probability) and, where the
-    batch has labels, classification performance.
+    batch and the reference have labels of both classes, classification performance.
     """
     from evidently import Report
     from evidently.metrics import ValueDrift
     from evidently.presets import ClassificationPreset, DataDriftPreset
 
-    labelled = has_labels(current, spec) and has_labels(reference, spec)
+    labelled = both_classes(current, spec) and both_classes(reference, spec)
     parts = [
         DataDriftPreset(columns=spec.columns, drift_share=drift_share),
         ValueDrift(column=PROBA),

@@ -104,6 +104,12 @@ def monitor_batches(
         warnings = [f"{col}: values unseen in training: " +
                     ", ".join(f"{value!r} ({n} rows)" for value, n in list(counts.items())[:3])
                     for col, counts in unseen.items()]  # fmt: skip
+        if drift.has_labels(batch, spec) and not drift.both_classes(batch, spec):
+            only = int(batch[spec.target].iloc[0])
+            warnings.append(
+                f"{spec.target}: every label is {only}, so ROC AUC and PR AUC are not defined "
+                "for this batch; its performance is not judged"
+            )
         row |= {"status": "pass" if passed else "fail", "reasons": reasons,
                 "unseen_categories": unseen, "warnings": warnings}  # fmt: skip
         rows.append(row)

@@ -69,7 +69,9 @@ def init_project(
     files = paths(project, name)
     taken = [str(p.relative_to(project)) for p in files.values() if p.exists()]
     if taken and not force:
-        raise ConfigError(f"{', '.join(taken)} already exist(s); pass --force to replace")
+        raise ConfigError(
+            f"{', '.join(taken)} already exist(s); pass --force (make init FORCE=1) to replace"
+        )
     source = _within(project, source)
     settings = DataSettings.from_params(
         {"target": target, "positive_label": positive, "time_column": time}, "nbmlops init"
@@ -98,11 +100,11 @@ def init_project(
     option = dataset.propose_split(data, target, settings)
     if option is None:
         positives = int(data[target].sum())
-        hint = "add rows (or positives): three times that many rows with both classes would do"
         raise DataError(Problem(source, target,
             f"no split of its {len(data):,} rows ({positives:,} positive) gives a training and a "
             f"held-out window of {settings.min_rows_per_window} rows with both classes and "
-            "leaves a batch to monitor", hint))  # fmt: skip
+            "leaves a batch to monitor",
+            dataset.no_split_hint(data, target, settings)))  # fmt: skip
     settings = replace(settings, **option.changes)
     contract_text = dc.contract_yaml(
         {"data": inferred},
@@ -115,6 +117,8 @@ def init_project(
     gates, trivial = trivial_gates(admitted.split.train[target], admitted.split.holdout[target])
     gates_text = _gates_yaml(gates, trivial, name)
     env_text = env_yaml(name, source, settings, gates)
+    # the build reads these settings again: what it would refuse is never written
+    DataSettings.from_params(yaml.safe_load(env_text)["data"], str(files["env"].name))
     written = [
         storage.write_text(files["contract"], contract_text),
         storage.write_text(files["gates"], gates_text),
@@ -168,7 +172,7 @@ def _date_columns(df: pd.DataFrame, exclude: set) -> list[str]:
 
 def _dump(value) -> str:
     return (
-        yaml.safe_dump(value, default_flow_style=True, width=10**6)
+        yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
         .strip()
         .removesuffix("...")
         .strip()
@@ -181,8 +185,10 @@ def _gates_yaml(gates: dict, trivial: dict[str, float], name: str) -> str:
         f"# Promotion gates of {name}, written by `nbmlops init` from its own held-out window.",
         "# The trivial model predicts the training window's positive rate for every row; on the",
         f"# held-out window it scores ROC AUC 0.5, PR AUC {trivial['pr_auc']:.3f}, Brier "
-        f"{trivial['brier']:.3f}. The floors say: no worse than",
-        "# that. Raise them once you know what your models reach. Allowed regressions scale",
+        f"{trivial['brier']:.3f}. The ROC AUC and PR AUC floors say: rank no worse than",
+        "# that. The candidates weight both classes equally, so their probabilities are not on",
+        "# the positive rate's scale: the Brier ceiling is that of saying 0.5 for every row.",
+        "# Raise the floors once you know what your models reach. Allowed regressions scale",
         "# with the positive rate. See model/gates.yaml for what each key means.",
         f"primary_metric: {gates['primary_metric']}",
         "metrics:",
