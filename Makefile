@@ -116,12 +116,10 @@ models: setup ## list the registered versions, champion and challenger
 
 promote: setup ## make the challenger (or VERSION=N) champion, rewrite the baseline, rescore
 	$(BIN)/nbmlops-models --env $(ENV_FILE) promote $(VERSION) $(if $(FORCE),--force)
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber task score --force
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE)
 
 rollback: setup ## make the previous champion champion again, rewrite the baseline, rescore
 	$(BIN)/nbmlops-models --env $(ENV_FILE) rollback
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/ploomber task score --force
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE)
 
 mlflow-ui: setup ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)

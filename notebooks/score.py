@@ -9,6 +9,7 @@ upstream = ["ingest", "features", "evaluate"]
 product = None
 mlflow = {}
 archive_dir = "data/scored"
+champion_record = "model/baseline.json"
 
 # %%
 import pandas as pd
@@ -23,7 +24,9 @@ best = storage.read_json(upstream["evaluate"]["best"])
 batches = pd.read_parquet(upstream["ingest"]["batches"])
 windows = {scoring.REFERENCE: pd.read_parquet(upstream["ingest"]["holdout"])}
 windows |= dict(iter(batches.groupby(BATCH, sort=False)))
-result = scoring.score(Store.from_params(mlflow), best["version"], windows, spec)
+store = Store.from_params(mlflow)
+print(scoring.champion_record_note(store, champion_record))
+result = scoring.score(store, best["version"], windows, spec)
 print("\n".join(result.events) or "no fallback needed")
 
 # %%

@@ -82,3 +82,27 @@ def test_sweep_removes_only_partial_writes(tmp_path):
     assert len(removed) == 2 and staging in removed
     left = sorted(p.name for p in (tmp_path / "p").iterdir())
     assert left == [".done.json.metadata", "done.json"] and keep.is_file()
+
+
+def test_an_interrupted_archive_write_of_scored_rows_is_swept(tmp_path):
+    """The scored-rows archive writes under a temporary name; killed mid-write, it is swept."""
+    import signal
+    import subprocess
+    import sys
+
+    writer = (
+        "import sys, time\nimport pandas as pd\nfrom nbmlops.monitoring import scoring\n"
+        "def slow(self, path, **kw):\n"
+        "    open(path, 'wb').write(b'half'); print('writing', flush=True); time.sleep(60)\n"
+        "pd.DataFrame.to_parquet = slow\n"
+        "scoring.archive(pd.DataFrame({'a': [1]}), sys.argv[1])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "scored")],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = list((tmp_path / "scored").iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".incoming.")
+    assert storage.sweep_partial_writes([tmp_path / "scored"]) == left
+    assert not list((tmp_path / "scored").iterdir())

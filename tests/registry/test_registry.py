@@ -359,3 +359,78 @@ def test_a_candidate_file_changed_after_training_is_refused(tmp_path):
     model.write_bytes(pickle.dumps(DummyClassifier().fit(holdout[SPEC.columns], holdout["y"])))
     with pytest.raises(IntegrityError, match=r"logreg.pkl: sha256 .* its metrics file records"):
         evaluation.evaluate_candidates(trained, holdout, SPEC, "roc_auc")
+
+
+def _env_file(store, files, tmp_path, wait: float = 0) -> Path:
+    baseline, gate_file = files
+    env = tmp_path / "env.promote.yaml"
+    env.write_text(json.dumps({
+        "products": str(tmp_path / "products"), "build_lock_wait": wait,
+        "mlflow": {"tracking_uri": store.tracking_uri, "artifact_root": store.artifact_root,
+                   "model_name": store.model_name},
+        "baseline": str(baseline), "gates": str(gate_file)}))  # fmt: skip
+    return env
+
+
+def _models_cli(env: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "nbmlops.registry.cli", "--env", str(env),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_a_promotion_waits_for_or_stops_at_the_projects_lock(store, builder, files, tmp_path):
+    from nbmlops.locking import LOCK_FILE, ProjectLock
+
+    builder.register()
+    builder.register()
+    env = _env_file(store, files, tmp_path)
+    with ProjectLock(tmp_path / "products" / LOCK_FILE, what="build"):
+        refused = _models_cli(env, "promote", "--force")
+        _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 1 and "another build of this project is running" in err
+    assert registry.alias_version(store, registry.CHAMPION) is None
+    assert not files[0].exists()  # no baseline written
+
+
+def test_two_promotions_at_once_leave_alias_history_and_baseline_agreeing(store, builder, files,
+                                                                          tmp_path):  # fmt: skip
+    for _ in range(3):
+        builder.register()
+    env = _env_file(store, files, tmp_path, wait=60)
+    both = [_models_cli(env, "promote", version, "--force") for version in ("2", "3")]
+    outcomes = [(p.wait(120), p.communicate()[1]) for p in both]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes  # one waited for the other
+    history = registry.champion_history(store)
+    assert sorted(history) == ["2", "3"]
+    assert registry.alias_version(store, registry.CHAMPION) == history[-1]
+    assert storage.read_json(files[0])["version"] == history[-1]
+
+
+def test_a_champion_history_changed_meanwhile_is_not_overwritten(store, builder, files):
+    baseline, gate_file = files
+    builder.register()
+    builder.register()
+    read_before = registry.champion_history(store)
+    promotion.promote(store, baseline, gate_file, "1", force=True)  # lands in between
+    with pytest.raises(RegistryError, match="the champion history changed while this ran"):
+        registry.set_champion(store, "2", read_before + ["2"], expected=read_before)
+    assert registry.champion_history(store) == ["1"]
+    assert registry.alias_version(store, registry.CHAMPION) == "1"
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"", "is an empty file, not a registry"),
+    (b"PK\x03\x04 not a database", "is not a SQLite database"),
+])  # fmt: skip
+def test_an_empty_or_damaged_store_is_named_and_left_as_it_is(tmp_path, content, words):
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    db.write_bytes(content)
+    damaged = registry.Store.from_params({"tracking_uri": f"sqlite:///{db}",
+                                          "artifact_root": str(tmp_path / "artifacts"),
+                                          "model_name": "m"})  # fmt: skip
+    with pytest.raises(RegistryError, match=words):
+        damaged.client()
+    assert db.read_bytes() == content  # never re-initialised

@@ -8,19 +8,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import inspect
-import json
 import os
-import socket
-import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 from ploomber.constants import TaskStatus
 from ploomber.exceptions import DAGBuildError
 from ploomber.executors import Parallel
 
+from ..locking import ProjectLock
 from ..storage import sweep_partial_writes
 from .inputs import Inputs
 
@@ -32,68 +27,10 @@ class BuildLocked(DAGBuildError):
     """Another build of the same project holds the lock."""
 
 
-class BuildLock:
-    """An exclusive lock on `path`; the holder writes who it is inside."""
+class BuildLock(ProjectLock):
+    """The project lock, raising what Ploomber reports as a failed build."""
 
-    def __init__(self, path: str | Path, wait_seconds: float = 0.0, poll: float = 0.5):
-        self.path = Path(path)
-        self.wait_seconds = float(wait_seconds)
-        self.poll = poll
-        self._fd: int | None = None
-        self.waited = False
-
-    def holder(self) -> str:
-        """Who holds the lock, as the holder wrote it ("unknown" when unreadable)."""
-        try:
-            info = json.loads(self.path.read_text(encoding="utf-8"))
-            return f"pid {info['pid']} on {info['host']}, started {info['started']}"
-        except (OSError, ValueError, KeyError):
-            return "unknown holder"
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.wait_seconds
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    waited = f" after waiting {self.wait_seconds:g} s" if self.wait_seconds else ""
-                    raise BuildLocked(
-                        f"another build of this project is running ({self.holder()}); "
-                        f"this build stopped before touching any product{waited}. "
-                        f"Let it finish, or raise `build_lock_wait` to wait for it "
-                        f"(lock file: {self.path})"
-                    ) from None
-                if not announced:
-                    print(f"waiting for another build ({self.holder()}) ...", flush=True)
-                    announced = self.waited = True
-                time.sleep(self.poll)
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> BuildLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+    locked_error = BuildLocked
 
 
 class LockedParallel(Parallel):

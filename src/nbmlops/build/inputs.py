@@ -21,6 +21,8 @@ from . import imports
 
 #: The parameters that name files a task reads.
 SOURCE, CONTRACT, CURRENT = "source", "contract", "current_batches"
+#: The committed record of the champion, rewritten by every promotion and rollback.
+CHAMPION_RECORD = "champion_record"
 
 
 def task_files(task, graph: dict[str, set[str]]) -> list[Path]:
@@ -36,8 +38,7 @@ def task_files(task, graph: dict[str, set[str]]) -> list[Path]:
             files += current_files(params[CURRENT], root, within_root=False)
     except DataError:
         pass
-    if params.get(CONTRACT):
-        files.append(Path(params[CONTRACT]))
+    files += [Path(params[key]) for key in (CONTRACT, CHAMPION_RECORD) if params.get(key)]
     code = Path(str(task.source.loc)) if hasattr(task.source, "loc") else None
     if code is not None and code.suffix == ".py" and code.is_file():
         used = imports.file_imports(code)  # a notebook

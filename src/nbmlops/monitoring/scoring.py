@@ -20,7 +20,7 @@ from ..metrics import classification_metrics, predict_proba
 from ..registry import store as registry
 from ..registry.store import Store
 from ..spec import BATCH, THRESHOLD, FeatureSpec
-from ..storage import sha256_file
+from ..storage import TMP, read_json, sha256_file
 
 REFERENCE = "reference"
 
@@ -113,6 +113,24 @@ def _serve(queue: list[Scorer], loader, rows, spec, events, window: str):
     )
 
 
+def champion_record_note(store: Store, champion_record: str | Path) -> str:
+    """Whether the committed champion record (the baseline file) names the registry's champion.
+
+    The build reruns scoring when that file changes, as it does with every promotion and
+    rollback; a champion moved by other means is named here."""
+    path = Path(champion_record)
+    champion = registry.alias_version(store, registry.CHAMPION)
+    if not path.is_file():
+        return (f"no committed champion record ({path.name}); the registry's champion is "
+                f"{'v' + champion if champion else 'none yet'}")  # fmt: skip
+    committed = str(read_json(path).get("version", ""))
+    if committed == champion:
+        return f"champion v{champion}, as {path.name} records"
+    return (f"warning: {path.name} records v{committed} as champion but the registry's "
+            f"champion is {'v' + champion if champion else 'none'}: the alias was moved without "
+            "`make promote` or `make rollback`")  # fmt: skip
+
+
 def summarize(scores: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Per window: who answered, disagreement with the challenger, both models' metrics."""
     rows = []
@@ -149,7 +167,8 @@ def archive(scored_inputs: pd.DataFrame, folder: str | Path) -> Path:
     """Write the scored rows once, read-only, as `<sha256>.parquet`; keep an identical one."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".incoming.", suffix=".parquet", dir=folder)
+    # a name the build's sweep removes if this write is interrupted (storage.TMP)
+    fd, tmp_name = tempfile.mkstemp(prefix=".incoming.", suffix=f".parquet{TMP}", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

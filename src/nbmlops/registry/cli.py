@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..envfile import load_env
 from ..errors import PipelineError
+from ..locking import LOCK_FILE, ProjectLock
 from . import cards, gates, promotion
 from . import store as registry
 
@@ -53,18 +55,27 @@ def _run(args, env: dict, store: registry.Store) -> None:
             raise registry.RegistryError("no champion yet; name a version")
         print(json.dumps(registry.version_details(store, version), indent=2, default=str))
     elif args.command == "promote":
-        version, result = promotion.promote(
-            store, env["baseline"], env["gates"], args.version, args.force
-        )
+        with _project_lock(env, "promotion"):
+            version, result = promotion.promote(
+                store, env["baseline"], env["gates"], args.version, args.force
+            )
         print(f"{store.model_name} v{version} is champion; {env['baseline']} rewritten.")
         print(result)
     elif args.command == "rollback":
-        old, new = promotion.rollback(store, env["baseline"])
+        with _project_lock(env, "rollback"):
+            old, new = promotion.rollback(store, env["baseline"])
         print(f"{store.model_name}: champion moved back from v{old} to v{new}; "
               f"{env['baseline']} rewritten.")  # fmt: skip
     elif args.command == "cards":
         written = cards.write_cards(store, args.folder, env["gates"], env["baseline"])
         print("\n".join(str(p) for p in written.values()))
+
+
+def _project_lock(env: dict, what: str) -> ProjectLock:
+    """The lock every build of the project takes: a promotion never overlaps a build (which
+    reads the champion) or another promotion."""
+    return ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
+                       what=what)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def promote(
     if not version:
         raise RegistryError(f"model {store.model_name!r} has no challenger; run `make build` first")
     current = registry.alias_version(store, registry.CHAMPION, client)
+    history = registry.champion_history(store, client)  # written only if still this
     if current == version:
         raise RegistryError(f"v{version} is already the champion")
     metrics = registry.version_metrics(store, version, client)
@@ -52,7 +53,7 @@ def promote(
             f"metric by the gate's min_improvement (use --force to override):\n{result}"
         )
     content = baseline_for(store, version)
-    registry.set_champion(store, version, registry.champion_history(store, client) + [version])
+    registry.set_champion(store, version, history + [version], expected=history)
     write_json(baseline_file, content)
     return version, result
 
@@ -64,6 +65,6 @@ def rollback(store: Store, baseline_file: str | Path) -> tuple[str, str]:
         raise RegistryError(f"model {store.model_name!r} has no previous champion to roll back to")
     previous, current = history[-2], history[-1]
     content = baseline_for(store, previous)
-    registry.set_champion(store, previous, history[:-1])
+    registry.set_champion(store, previous, history[:-1], expected=history)
     write_json(baseline_file, content)
     return current, previous

@@ -69,14 +69,15 @@ class Store(StoreSettings):
         from mlflow import MlflowClient
 
         if self.tracking_uri.startswith("sqlite:///"):
-            folder = Path(self.tracking_uri.removeprefix("sqlite:///")).parent
+            database = Path(self.tracking_uri.removeprefix("sqlite:///"))
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                database.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise RegistryError(
-                    f"MLflow store {self.tracking_uri}: its folder {folder} cannot be created "
-                    f"({exc.strerror}); fix `mlflow.tracking_uri` in the env file"
+                    f"MLflow store {self.tracking_uri}: its folder {database.parent} cannot be "
+                    f"created ({exc.strerror}); fix `mlflow.tracking_uri` in the env file"
                 ) from exc
+            _check_database(database)
         elif self.tracking_uri.startswith(("http://", "https://")):
             _probe_server(self.tracking_uri)
         # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a build
@@ -95,6 +96,33 @@ class Store(StoreSettings):
 
     def experiment_id(self, client) -> str:
         return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_database(path: Path) -> None:
+    """A file where the store should be must be a SQLite database: MLflow would turn an empty
+    file into a new, empty registry, and fail on a damaged one with a driver's traceback."""
+    if not path.exists():
+        return  # a new store: MLflow creates it
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise RegistryError(f"MLflow store {path}: cannot be read ({exc.strerror})") from exc
+    if not head:
+        raise RegistryError(
+            f"MLflow store {path} is an empty file, not a registry; it was left as it is. "
+            "Restore it from a backup, or delete it to start a new, empty registry"
+        )
+    if head != SQLITE_HEADER:
+        raise RegistryError(
+            f"MLflow store {path} is not a SQLite database (it starts with {head[:8]!r}); it "
+            "was left as it is. Restore it from a backup, or point `mlflow.tracking_uri` at "
+            "the right file"
+        )
 
 
 def _probe_server(uri: str, timeout: float = 5.0) -> None:
@@ -391,10 +419,21 @@ def list_versions(store: Store):
     return pd.DataFrame(rows, columns=columns).sort_values("version", ascending=False)
 
 
-def set_champion(store: Store, version: str, history: list[str]) -> None:
-    """Point `champion` at `version` and record the champion history on the registered model."""
+def set_champion(store: Store, version: str, history: list[str],
+                 expected: list[str] | None = None) -> None:  # fmt: skip
+    """Point `champion` at `version` and record the champion history on the registered model.
+
+    With `expected` (the history as the caller read it), nothing is written unless the history
+    is still that: a compare-and-set, so two changes made at once cannot interleave.
+    """
     client = store.client()
     client.get_model_version(store.model_name, version)  # raises if missing
+    if expected is not None and champion_history(store, client) != expected:
+        raise RegistryError(
+            f"model {store.model_name!r}: the champion history changed while this ran (now "
+            f"{champion_history(store, client)}, read as {expected}); nothing was changed, "
+            "run it again"
+        )
     client.set_registered_model_tag(store.model_name, HISTORY_TAG, json.dumps(history))
     client.set_registered_model_alias(store.model_name, CHAMPION, version)
 
