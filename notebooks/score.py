@@ -24,7 +24,7 @@ best = storage.read_json(upstream["evaluate"]["best"])
 batches = pd.read_parquet(upstream["ingest"]["batches"])
 windows = {scoring.REFERENCE: pd.read_parquet(upstream["ingest"]["holdout"])}
 windows |= dict(iter(batches.groupby(BATCH, sort=False)))
-store = Store.from_params(mlflow)
+store = Store.from_params(mlflow).pinned_by(champion_record)
 print(scoring.champion_record_note(store, champion_record))
 result = scoring.score(store, best["version"], windows, spec)
 print("\n".join(result.events) or "no fallback needed")

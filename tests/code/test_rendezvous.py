@@ -157,6 +157,30 @@ def test_router_answers_with_champion_then_fallback_when_it_is_slow_or_fails():
         asyncio.run(_router(alone).answer([RECORD]))
 
 
+def test_a_late_fallback_is_a_503_within_the_budget_not_a_late_answer():
+    both_slow = ModelSet(Loaded("4", Slow(_fitted(1), 0.4)), CHAMPION,
+                         Loaded("3", Slow(_fitted(2), 0.4)))  # fmt: skip
+    start = time.perf_counter()
+    with pytest.raises(NoModel, match=r"no answer within the latency budget of 100 ms .*v3"):
+        asyncio.run(_router(both_slow).answer([RECORD]))
+    assert time.perf_counter() - start < 0.3  # the budget, with room for a busy machine
+
+
+def test_a_full_queue_sheds_instead_of_growing():
+    from nbmlops.serving.rendezvous import Overloaded
+
+    slow = Slow(_fitted(1), 0.3)
+    batcher = Batcher("t", RequestContract(SPEC).frame, max_waiting=10)
+    first = batcher.submit(slow, [RECORD])
+    time.sleep(0.05)  # the first call is running; the next ones wait
+    waiting = [batcher.submit(slow, [RECORD] * 5) for _ in range(2)]
+    with pytest.raises(Overloaded, match="10 records are waiting"):
+        batcher.submit(slow, [RECORD])
+    assert all(len(f.result(5)[0]) in (1, 5) for f in [first, *waiting])
+    assert batcher.submit(slow, [RECORD]).result(5) is not None  # room again once taken
+    batcher.close()
+
+
 def test_router_drill_delays_only_the_champion():
     router = _router(ModelSet(Loaded("4", _fitted(1)), CHAMPION, Loaded("3", _fitted(2))),
                      champion_delay_ms=300)  # fmt: skip

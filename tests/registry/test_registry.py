@@ -434,3 +434,26 @@ def test_an_empty_or_damaged_store_is_named_and_left_as_it_is(tmp_path, content,
     with pytest.raises(RegistryError, match=words):
         damaged.client()
     assert db.read_bytes() == content  # never re-initialised
+
+
+def test_a_promoted_champion_is_pinned_by_the_baseline_file(store, builder, files):
+    """A writer of the store who changes a champion's file and its recorded hashes together
+    is caught by the hash of its manifest that the committed baseline holds."""
+    baseline, gate_file = files
+    version = builder.register()
+    promotion.promote(store, baseline, gate_file)
+    pinned = store.pinned_by(baseline)
+    assert pinned.pins == ((version, storage.read_json(baseline)["manifest_sha256"]),)
+    assert registry.load_version(pinned, version) is not None
+    path = _model_file(store, version)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"swapped")
+    manifest = json.loads(registry.version_details(store, version)["tags"][registry.MANIFEST_TAG])
+    manifest[registry.MODEL_FILE] = storage.sha256_file(path)
+    client = store.client()
+    client.set_model_version_tag(store.model_name, version, "sha256", manifest["model.pkl"])
+    client.set_model_version_tag(store.model_name, version, registry.MANIFEST_TAG,
+                                 json.dumps(manifest, sort_keys=True))  # fmt: skip
+    assert registry.load_version(store, version) is not None  # the store alone is fooled
+    with pytest.raises(IntegrityError, match="not those the baseline file pinned"):
+        registry.load_version(pinned, version)

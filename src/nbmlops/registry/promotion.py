@@ -20,6 +20,8 @@ def baseline_for(store: Store, version: str) -> dict:
         "candidate": details["tags"].get("candidate", ""),
         "run_id": details["run_id"],
         "sha256": details["tags"].get("sha256", ""),
+        # every file of the version, pinned where the store's writers cannot change it unseen
+        "manifest_sha256": registry.manifest_sha256(details["tags"].get(registry.MANIFEST_TAG, "")),
         "git_commit": details["tags"].get("git_commit", ""),
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": {k: round(v, 6) for k, v in sorted(details["metrics"].items())},

@@ -9,6 +9,7 @@ Every version's model file is hashed at registration and verified before it is l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,9 +51,30 @@ class IntegrityError(RegistryError):
 
 @dataclass(frozen=True)
 class Store(StoreSettings):
-    """Where tracking and registry live, and the project's one registered model."""
+    """Where tracking and registry live, and the project's one registered model.
+
+    `pins` are (version, sha256 of its manifest) pairs kept outside the store, in the committed
+    baseline file: a pinned version loads only if the store still lists the same file hashes
+    it had at promotion, so a writer of the store cannot change a champion's files and their
+    recorded hashes together unseen.
+    """
 
     experiment: ClassVar[str] = "nbmlops"
+    pins: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        return StoreSettings.keys()  # `pins` come from the baseline file, never the env file
+
+    def pinned_by(self, baseline_file: str | Path | None) -> Store:
+        """This store with the champion the baseline file records pinned (if it records one)."""
+        path = Path(baseline_file) if baseline_file else None
+        if path is None or not path.is_file():
+            return self
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not record.get("manifest_sha256"):
+            return self  # a baseline written before manifests were recorded
+        return replace(self, pins=((str(record["version"]), record["manifest_sha256"]),))
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -346,12 +368,23 @@ def load_version(store: Store, version: str):
                 f"model {store.model_name!r} v{version}: {MODEL_FILE} has sha256 {actual[:16]}…, "
                 f"registered {str(expected)[:16]}…; refusing to load it"
             )
+        pinned = dict(store.pins).get(str(version))
+        if pinned and manifest_sha256(meta.tags.get(MANIFEST_TAG, "")) != pinned:
+            raise IntegrityError(
+                f"model {store.model_name!r} v{version}: the file hashes the store lists are not "
+                "those the baseline file pinned when it was promoted; refusing to load it"
+            )
         if MANIFEST_TAG in meta.tags:
             changed = manifest_changes(json.loads(meta.tags[MANIFEST_TAG]), _manifest(local))
             if changed:
                 raise IntegrityError(f"model {store.model_name!r} v{version}: "
                                      f"{'; '.join(changed)}; refusing to load it")  # fmt: skip
         return read_pickle(model_file)
+
+
+def manifest_sha256(tag: str) -> str:
+    """The sha256 of a version's manifest tag: one hash for every file of the version."""
+    return hashlib.sha256(tag.encode("utf-8")).hexdigest() if tag else ""
 
 
 def manifest_changes(expected: dict[str, str], found: dict[str, str]) -> list[str]:

@@ -119,6 +119,10 @@ class _Job:
     future: Future = field(default_factory=Future)
 
 
+class Overloaded(RuntimeError):
+    """More records wait for a model than it may queue: the request is shed."""
+
+
 class Batcher:
     """A thread that scores every request waiting for it in one call.
 
@@ -128,16 +132,27 @@ class Batcher:
     """
 
     def __init__(self, name: str, to_frame: Callable[[list[dict]], pd.DataFrame],
-                 max_rows: int = 512):  # fmt: skip
-        self.to_frame, self.max_rows = to_frame, max_rows
+                 max_rows: int = 512, max_waiting: int = 4096):  # fmt: skip
+        self.to_frame, self.max_rows, self.max_waiting = to_frame, max_rows, max_waiting
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._waiting = 0  # records queued and not yet taken
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, model, records: list[dict], delay: float = 0.0) -> Future:
+        """Queue records for the next call; Overloaded when `max_waiting` records wait already."""
+        with self._lock:
+            if self._waiting + len(records) > self.max_waiting:
+                raise Overloaded(f"{self._waiting} records are waiting for this model")
+            self._waiting += len(records)
         job = _Job(model, records, delay)
         self._queue.put(job)
         return job.future
+
+    def _taken(self, jobs: list[_Job]) -> None:
+        with self._lock:
+            self._waiting -= sum(len(j.records) for j in jobs)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -155,6 +170,7 @@ class Batcher:
                     break
                 jobs.append(job)
                 rows += len(job.records)
+            self._taken(jobs)
             live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
             for model_id in dict.fromkeys(id(j.model) for j in live):  # a swap mid-batch: two
                 self._score([j for j in live if id(j.model) == model_id])
@@ -193,6 +209,7 @@ class Router:
             raise ValueError(f"fallback_reserve_ms ({reserve_ms}) must be below "
                              f"latency_budget_ms ({budget_ms})")  # fmt: skip
         self.columns = columns
+        self.budget = budget_ms / 1000
         self.deadline = (budget_ms - reserve_ms) / 1000  # the champion's share of the budget
         self.breaker = breaker or Breaker()
         self.delay = champion_delay_ms / 1000
@@ -204,6 +221,7 @@ class Router:
         self.models = models  # one reference assignment: readers see the old set or the new one
 
     async def answer(self, records: list[dict]) -> Answer:
+        start = time.perf_counter()
         models = self.models  # this request's view, whatever the watcher does meanwhile
         if models is None:
             raise NoModel("no model is loaded yet")
@@ -213,8 +231,8 @@ class Router:
         deadline = self.deadline if models.fallback is not None else None
         if models.fallback is None or self.breaker.allow():
             delay = self.delay if models.role == CHAMPION else 0.0
-            job = self._champion.submit(models.answering.model, records, delay)
             try:
+                job = self._champion.submit(models.answering.model, records, delay)
                 proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), deadline)
                 self.breaker.record(True)
                 return Answer(proba, models.answering.version, models.role, ms,
@@ -231,8 +249,16 @@ class Router:
         if models.fallback is None:
             raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "
                           "champion is registered as fallback")  # fmt: skip
-        job = self._fallback.submit(models.fallback.model, records)
-        proba, ms, rows = await asyncio.wrap_future(job)
+        left = self.budget - (time.perf_counter() - start)  # the fallback's own deadline
+        try:
+            job = self._fallback.submit(models.fallback.model, records)
+            proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), max(left, 0.001))
+        except Overloaded as exc:
+            raise NoModel(f"overloaded: {exc}; try again shortly") from None
+        except TimeoutError:
+            raise NoModel(f"no answer within the latency budget of {self.budget * 1000:.0f} ms "
+                          f"(the champion: {reason}; the fallback "
+                          f"v{models.fallback.version} was late too)") from None  # fmt: skip
         return Answer(proba, models.fallback.version, FALLBACK, ms, reason, cause, shadows, rows)
 
     def close(self) -> None:

@@ -43,6 +43,9 @@ from .shadow import ShadowProcess
 CHECK_ROWS = 64
 #: Bodies up to this size are parsed on the event loop; larger ones in a thread.
 PARSE_ON_LOOP_BYTES = 64 * 1024
+#: uvicorn's limits: seconds to finish requests in flight on stop, connections at once, idle
+#: keep-alive seconds.
+GRACE_SECONDS, MAX_CONNECTIONS, IDLE_SECONDS = 5, 1000, 5
 #: Paths open without the bearer token: a balancer's probes.
 OPEN_PATHS = ("/health", "/ready")
 #: Seconds without a report from the shadow and archive process before it is restarted.
@@ -373,8 +376,8 @@ def service_from_env(env_file: str | Path, overrides: dict | None = None,
     holdout = layout.product("ingest", "holdout")  # rows each loaded model is checked on
     sample = (RequestContract(spec).example(pd.read_parquet(holdout), CHECK_ROWS)
               if holdout.is_file() else None)  # fmt: skip
-    return Service(Store.from_params(env["mlflow"], where), spec, contract, settings,
-                   drill_latency_ms, sample)  # fmt: skip
+    store = Store.from_params(env["mlflow"], where).pinned_by(env.get("baseline"))
+    return Service(store, spec, contract, settings, drill_latency_ms, sample)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,8 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     s = service.settings
     print(f"serving {service.store.model_name} on http://{s.host}:{s.port} (archive {s.archive})",
           flush=True)  # fmt: skip
+    # Stopping waits at most GRACE_SECONDS for requests in flight (then the archive process
+    # compacts what it holds); past MAX_CONNECTIONS, new connections get 503; an idle
+    # keep-alive connection is closed after IDLE_SECONDS.
     uvicorn.run(create_app(service), host=s.host, port=s.port, log_level="warning",
-                access_log=False)  # fmt: skip
+                access_log=False, timeout_graceful_shutdown=GRACE_SECONDS,
+                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=IDLE_SECONDS)  # fmt: skip
     return 0
 
 
