@@ -27,10 +27,11 @@ manifest, tables = snapshot.read_source(
     source, raw_store, root=root, within_root=data_within_project,
     missing_values=settings.missing_values,
 )  # fmt: skip
+current = dataset.current_files(current_batches, root, data_within_project)
+manifest = snapshot.add_current(manifest, current, raw_store)  # hashed before they are read
 admitted = admission.admit(
-    manifest, tables, settings=settings, contract=load_contract(contract),
-    current=dataset.current_files(current_batches, root, data_within_project),
-)  # fmt: skip
+    manifest, tables, settings=settings, contract=load_contract(contract), current=current
+)
 snapshot.store_snapshot(manifest)
 storage.write_parquet(product["train"], admitted.split.train)
 storage.write_parquet(product["holdout"], admitted.split.holdout)

@@ -1,8 +1,10 @@
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from nbmlops import storage
 from nbmlops.data import snapshot
 from nbmlops.data.sources import read_table, source_files
 from nbmlops.errors import DataError
@@ -123,3 +125,20 @@ def test_source_outside_the_project_is_refused_when_the_env_says_so(tmp_path):
     assert source_files("../secret.csv", project)["data"].resolve() == (tmp_path / "secret.csv")
     _csv(project / "inside.csv", "a,y\n1,0\n")
     assert source_files("inside.csv", project, within_root=True) == {"data": project / "inside.csv"}
+
+
+def test_current_batch_files_are_hashed_before_reading_and_kept_read_only(tmp_path):
+    src = _csv(tmp_path / "data.csv", "a,y\n1,0\n2,1\n")
+    (tmp_path / "incoming").mkdir()
+    batch = _csv(tmp_path / "incoming" / "2024-08.csv", "a,y\n3,0\n")
+    manifest, _ = snapshot.read_source(str(src), tmp_path / "raw")
+    manifest = snapshot.add_current(manifest, [batch], tmp_path / "raw")
+    snapshot.store_snapshot(manifest)
+    entry = manifest["current_batches"]["2024-08.csv"]
+    kept = Path(entry["snapshot"]) / "2024-08.csv"
+    assert kept.read_text() == batch.read_text() and not (os.stat(kept).st_mode & 0o222)
+    assert entry["sha256"] == storage.sha256_file(batch)
+    hashed = snapshot.add_current(manifest, [batch], tmp_path / "raw2")
+    _csv(batch, "a,y\n3,1\n")  # changed after it was hashed and read, before it was kept
+    with pytest.raises(DataError, match="2024-08.csv: changed while it was being ingested"):
+        snapshot.store_snapshot(hashed)

@@ -68,21 +68,40 @@ def read_source(
     return manifest, tables
 
 
+def add_current(manifest: dict, files: list[Path], raw_store: str | Path) -> dict:
+    """The manifest with the current batch files, each hashed now (before they are read) and
+    given a snapshot folder of its own, `current-<sha256>`, where `store_snapshot` keeps it."""
+    entries = {}
+    for path in files:
+        digest = sha256_file(path)
+        folder = Path(raw_store) / f"current-{digest[:16]}"
+        entries[path.name] = {"origin": str(path), "sha256": digest,
+                              "bytes": path.stat().st_size, "snapshot": str(folder)}  # fmt: skip
+    return manifest | {"current_batches": entries}
+
+
 def store_snapshot(manifest: dict) -> dict:
-    """Copy the manifest's files into its snapshot folder (read-only), unless already there."""
-    snapshot = Path(manifest["snapshot"])
-    files = {name: Path(meta["origin"]) for name, meta in manifest["tables"].items()}
-    hashes = {name: meta["sha256"] for name, meta in manifest["tables"].items()}
-    if not _snapshot_intact(snapshot, files, hashes):
-        staging = staging_dir(snapshot)
-        for name, path in files.items():
-            shutil.copyfile(path, staging / path.name)
-            if sha256_file(staging / path.name) != hashes[name]:
-                raise DataError(Problem(str(path), None, "changed while it was being ingested",
-                                        "run the build again"))  # fmt: skip
-            os.chmod(staging / path.name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        replace_dir(staging, snapshot)
+    """Copy the manifest's files, and its current batch files, into their snapshot folders
+    (read-only), unless already there; a file that changed since it was hashed is refused."""
+    _store(Path(manifest["snapshot"]),
+           {name: Path(meta["origin"]) for name, meta in manifest["tables"].items()},
+           {name: meta["sha256"] for name, meta in manifest["tables"].items()})  # fmt: skip
+    for name, meta in manifest.get("current_batches", {}).items():
+        _store(Path(meta["snapshot"]), {name: Path(meta["origin"])}, {name: meta["sha256"]})
     return manifest
+
+
+def _store(snapshot: Path, files: dict[str, Path], hashes: dict[str, str]) -> None:
+    if _snapshot_intact(snapshot, files, hashes):
+        return
+    staging = staging_dir(snapshot)
+    for name, path in files.items():
+        shutil.copyfile(path, staging / path.name)
+        if sha256_file(staging / path.name) != hashes[name]:
+            raise DataError(Problem(str(path), None, "changed while it was being ingested",
+                                    "run the build again"))  # fmt: skip
+        os.chmod(staging / path.name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    replace_dir(staging, snapshot)
 
 
 def _snapshot_intact(snapshot: Path, files: dict[str, Path], hashes: dict[str, str]) -> bool:
