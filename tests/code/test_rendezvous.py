@@ -157,13 +157,13 @@ def test_router_answers_with_champion_then_fallback_when_it_is_slow_or_fails():
         asyncio.run(_router(alone).answer([RECORD]))
 
 
-def test_a_late_fallback_is_a_503_within_the_budget_not_a_late_answer():
-    both_slow = ModelSet(Loaded("4", Slow(_fitted(1), 0.4)), CHAMPION,
-                         Loaded("3", Slow(_fitted(2), 0.4)))  # fmt: skip
+def test_a_hung_fallback_is_not_waited_on():
+    both_slow = ModelSet(Loaded("4", Slow(_fitted(1), 2.0)), CHAMPION,
+                         Loaded("3", Slow(_fitted(2), 2.0)))  # fmt: skip
     start = time.perf_counter()
-    with pytest.raises(NoModel, match=r"no answer within the latency budget of 100 ms .*v3"):
+    with pytest.raises(NoModel, match=r"fallback v3 had none within the budget of 100 ms"):
         asyncio.run(_router(both_slow).answer([RECORD]))
-    assert time.perf_counter() - start < 0.3  # the budget, with room for a busy machine
+    assert time.perf_counter() - start < 1.0  # its deadline, far from the 2 s it would take
 
 
 def test_a_full_queue_sheds_instead_of_growing():

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import hmac
 import os
+import re
 import sys
 import threading
 import time
@@ -204,11 +205,11 @@ class Service:
 
     def ready(self) -> tuple[bool, str]:
         if self.router.models is None:
-            return False, self.watcher.last_error or "loading models from the registry"
+            return False, without_paths(self.watcher.last_error) or "loading models"
         if not self.shadow.alive():
             return False, "the shadow and archive process has stopped; it is being restarted"
         if self.shadow.error:
-            return False, self.shadow.error
+            return False, without_paths(self.shadow.error)
         return True, "ready"
 
     def describe(self) -> dict:
@@ -220,7 +221,7 @@ class Service:
             "generation": models.generation if models else 0,
             "swaps": self.watcher.swaps,
             "last_registry_poll": self.watcher.last_poll,
-            "registry_error": self.watcher.last_error,
+            "registry_error": without_paths(self.watcher.last_error),
             "breaker": self.router.breaker.state,
             "latency_budget_ms": self.settings.latency_budget_ms,
             "champion_deadline_ms": round(self.router.deadline * 1000, 3),
@@ -347,6 +348,15 @@ def create_app(service: Service):
 def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"detail": f"body over {limit // 1024:,} KB (serving.max_body_kb)"},
                         status_code=413)  # fmt: skip
+
+
+_PATH = re.compile(r"(?:[a-z]+://)?/(?:[^\s'\"/:]+/)+")
+
+
+def without_paths(text: str | None) -> str | None:
+    """An error's text as anyone may see it: every absolute path cut to its last part (the
+    service's log keeps the whole text)."""
+    return _PATH.sub("…/", text) if text else text
 
 
 def redact_uri(uri: str) -> str:
