@@ -137,6 +137,7 @@ class ServingSettings(Settings):
     port: int = 8000
     latency_budget_ms: float = 50.0  # every answer within this, from the fallback if need be
     fallback_reserve_ms: float = 15.0  # of the budget, kept for the fallback to answer in
+    fallback_deadline_ms: float = 1000.0  # a fallback with no answer by then: 503
     shadows: tuple[str, ...] = ("challenger",)  # registry aliases scored beside the champion
     shadow: bool = True
     poll_seconds: float = 1.0  # how often the registry's aliases are read
@@ -165,7 +166,8 @@ class ServingSettings(Settings):
             raise ConfigError(f"{where}: serving.fallback_reserve_ms must be at least 0 and "
                               f"below serving.latency_budget_ms ({budget})")  # fmt: skip
         positive = ("rotate_rows", "rotate_seconds", "poll_seconds", "archive_sync_seconds",
-                    "archive_backlog_mb", "max_body_kb", "max_text_chars")  # fmt: skip
+                    "archive_backlog_mb", "max_body_kb", "max_text_chars",
+                    "fallback_deadline_ms")  # fmt: skip
         if any(getattr(self, key) <= 0 for key in positive):
             raise ConfigError(f"{where}: serving.{', '.join(positive)} must be positive")
 

@@ -204,12 +204,12 @@ class Router:
 
     def __init__(self, to_frame: Callable[[list[dict]], pd.DataFrame], columns: list[str],
                  budget_ms: float, reserve_ms: float, breaker: Breaker | None = None,
-                 champion_delay_ms: float = 0.0):  # fmt: skip
+                 champion_delay_ms: float = 0.0, fallback_deadline_ms: float = 1000.0):  # fmt: skip
         if reserve_ms >= budget_ms:
             raise ValueError(f"fallback_reserve_ms ({reserve_ms}) must be below "
                              f"latency_budget_ms ({budget_ms})")  # fmt: skip
         self.columns = columns
-        self.budget = budget_ms / 1000
+        self.fallback_deadline = fallback_deadline_ms / 1000
         self.deadline = (budget_ms - reserve_ms) / 1000  # the champion's share of the budget
         self.breaker = breaker or Breaker()
         self.delay = champion_delay_ms / 1000
@@ -248,15 +248,16 @@ class Router:
         if models.fallback is None:
             raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "
                           "champion is registered as fallback")  # fmt: skip
-        try:  # the fallback's own deadline, the whole budget: a hung fallback is not waited on
+        try:  # the fallback's own deadline: a hung fallback is not waited on
             job = self._fallback.submit(models.fallback.model, records)
-            proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), self.budget)
+            proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job),
+                                                     self.fallback_deadline)  # fmt: skip
         except Overloaded as exc:
             raise NoModel(f"overloaded: {exc}; try again shortly") from None
         except TimeoutError:
             raise NoModel(f"no answer: the champion {reason}, and the fallback "
-                          f"v{models.fallback.version} had none within the budget of "
-                          f"{self.budget * 1000:.0f} ms either") from None  # fmt: skip
+                          f"v{models.fallback.version} had none within its deadline of "
+                          f"{self.fallback_deadline * 1000:.0f} ms") from None  # fmt: skip
         return Answer(proba, models.fallback.version, FALLBACK, ms, reason, cause, shadows, rows)
 
     def close(self) -> None:

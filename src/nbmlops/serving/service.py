@@ -134,7 +134,8 @@ class Service:
         self.router = Router(self.contract.frame, spec.columns, settings.latency_budget_ms,
                              settings.fallback_reserve_ms,
                              Breaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
-                             champion_delay_ms=drill_latency_ms)  # fmt: skip
+                             champion_delay_ms=drill_latency_ms,
+                             fallback_deadline_ms=settings.fallback_deadline_ms)  # fmt: skip
         self.watcher = Watcher(store, self.router, list(settings.shadows), settings.poll_seconds,
                                on_swap=self._swapped,
                                on_error=lambda e: self.metrics.registry_errors.inc(),
