@@ -292,19 +292,7 @@ def create_app(service: Service):
     app = FastAPI(title="nbmlops scoring service", lifespan=lifespan, **hidden)
     limit = service.settings.max_body_kb * 1024
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """The Host header must name this service; a token, when one is set, must be sent."""
-        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
-        if host not in service.settings.allowed_hosts:
-            return JSONResponse({"detail": "unknown Host header (serving.allowed_hosts)"},
-                                status_code=400)  # fmt: skip
-        if service.token and request.url.path not in OPEN_PATHS:
-            sent = request.headers.get("authorization", "")
-            if not hmac.compare_digest(sent.encode(), f"Bearer {service.token}".encode()):
-                return JSONResponse({"detail": "a bearer token is required"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        return await call_next(request)
+    app.add_middleware(Guard, service=service)
 
     @app.post("/predict")
     async def predict(request: Request):
@@ -344,6 +332,36 @@ def create_app(service: Service):
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class Guard:
+    """ASGI middleware: the Host header must name this service, and a bearer token, when one is
+    set, must come with every request but the probes. (Plain ASGI: Starlette's middleware
+    decorator costs every request a task of its own.)"""
+
+    def __init__(self, app, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            refused = self.refusal(scope)
+            if refused is not None:
+                return await refused(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def refusal(self, scope) -> JSONResponse | None:
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]")
+        if host not in self.service.settings.allowed_hosts:
+            return JSONResponse({"detail": "unknown Host header (serving.allowed_hosts)"},
+                                status_code=400)  # fmt: skip
+        token = self.service.token
+        if token and scope["path"] not in OPEN_PATHS:
+            sent = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
+                return JSONResponse({"detail": "a bearer token is required"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return None
 
 
 def _too_large(limit: int) -> JSONResponse:
