@@ -51,6 +51,8 @@ GRACE_SECONDS, MAX_CONNECTIONS, IDLE_SECONDS = 5, 1000, 5
 OPEN_PATHS = ("/health", "/ready")
 #: Seconds without a report from the shadow and archive process before it is restarted.
 STUCK_SECONDS = 15.0
+#: Seconds it may take to start (imports, opening the archive, loading the shadow models).
+START_SECONDS = 120.0
 LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
                    0.2, 0.5, 1.0)  # fmt: skip
 
@@ -172,7 +174,7 @@ class Service:
 
     def _shadow_process(self) -> ShadowProcess:
         return ShadowProcess(self.store, self._spec, self._archive, self.settings.shadow,
-                             self._sample)  # fmt: skip
+                             self._sample, self.settings.shadows)  # fmt: skip
 
     def _restart_shadow(self, cause: str) -> None:
         """A new shadow and archive process for one that died or stopped reporting; the
@@ -201,7 +203,9 @@ class Service:
             self.metrics.archive_backlog.set(self.shadow.backlog_bytes())
             if not self.shadow.alive():
                 self._restart_shadow("stopped")
-            elif time.monotonic() - self.shadow.heard > STUCK_SECONDS:
+            elif time.monotonic() - self.shadow.heard > (
+                STUCK_SECONDS if self.shadow.started else START_SECONDS
+            ):
                 self._restart_shadow("stuck")
 
     def ready(self) -> tuple[bool, str]:
@@ -209,6 +213,8 @@ class Service:
             return False, without_paths(self.watcher.last_error) or "loading models"
         if not self.shadow.alive():
             return False, "the shadow and archive process has stopped; it is being restarted"
+        if not self.shadow.started:
+            return False, "the shadow and archive process is starting"
         if self.shadow.error:
             return False, without_paths(self.shadow.error)
         return True, "ready"

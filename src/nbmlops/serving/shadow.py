@@ -14,7 +14,7 @@ import os
 import queue
 import time
 
-from ..registry.store import Store
+from ..registry.store import Store, alias_version
 from .archive import Archive, ArchiveSettings
 
 STOP = None
@@ -90,12 +90,15 @@ def _take(inbox: mp.Queue, tick: float, max_records: int) -> tuple[list[dict], b
 
 
 def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
-           archive: ArchiveSettings, shadow: bool, sample: list[dict], tick: float = 0.5,
-           max_records: int = 1024) -> None:  # fmt: skip
+           archive: ArchiveSettings, shadow: bool, sample: list[dict], aliases=(),
+           tick: float = 0.5, max_records: int = 1024) -> None:  # fmt: skip
     """Process main: score shadows, archive rows, report figures to the service every `tick`.
 
-    It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it stops when the
-    service hands it STOP, or when the service is gone, after writing its last file.
+    Before its first report (`started`, which the service's /ready waits for) it opens the
+    archive and loads the models the shadow `aliases` point at, so no record waits in memory
+    for a start-up. It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group):
+    it stops when the service hands it STOP, or when the service is gone, after writing its
+    last file.
     """
     import signal
 
@@ -112,7 +115,14 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
         store, check_rows(feature_spec.columns, to_frame(sample) if sample else None)
     )
     log = Archive(archive)  # compacts what a process before it left behind
+    for alias in aliases if shadow else ():
+        version = alias_version(store, alias)
+        try:
+            cache.get(version) if version else None
+        except Exception:  # noqa: BLE001 - scoring it will record the error
+            pass
     report: dict = {"shadow": [], "bytes": 0}
+    outbox.put(report | log.counts.take() | {"error": log.error, "started": True})
     last = time.monotonic()
     while True:
         messages, stop = _take(inbox, tick, max_records)
@@ -137,16 +147,18 @@ class ShadowProcess:
     over and what the worker has accounted for (records on disk or dropped, and bytes)."""
 
     def __init__(self, store: Store, spec: dict, archive: ArchiveSettings,
-                 shadow: bool, sample: list[dict], queue_size: int = 20_000):  # fmt: skip
+                 shadow: bool, sample: list[dict], aliases=(),
+                 queue_size: int = 20_000):  # fmt: skip
         ctx = mp.get_context("spawn")  # a clean interpreter: the service has threads running
         self.inbox: mp.Queue = ctx.Queue(queue_size)
         self.outbox: mp.Queue = ctx.Queue()
         self.process = ctx.Process(target=worker, name="nbmlops-shadow", daemon=True,
                                    args=(self.inbox, self.outbox, store, spec, archive,
-                                         shadow, sample))  # fmt: skip
+                                         shadow, sample, tuple(aliases)))  # fmt: skip
         # `sent_*` change on the answering thread only, `done_*` on the one reading reports
         self.sent_records = self.sent_bytes = self.done_records = self.done_bytes = 0
         self.heard = time.monotonic()  # the worker's last report
+        self.started = False  # its archive open and its shadow models loaded
         self.error: str | None = None  # why the archive cannot keep records, as last reported
 
     def start(self) -> None:
@@ -183,6 +195,7 @@ class ShadowProcess:
             self.done_records += report["written"] + report["dropped"]
             self.done_bytes += report["bytes"]
             self.error, self.heard = report["error"], time.monotonic()
+            self.started = self.started or report.get("started", False)
 
     def alive(self) -> bool:
         return self.process.is_alive()
