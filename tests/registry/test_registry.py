@@ -113,12 +113,18 @@ def test_promote_without_challenger_or_twice(store, builder, files):
         promotion.promote(store, baseline, gate_file)
 
 
-def test_tampered_model_file_is_refused(store, builder):
-    version = builder.register()
-    assert registry.load_version(store, version) is not None
+def _tamper(store, version) -> Path:
+    """Append bytes to a version's model file in the artifact store; returns its path."""
     path = _model_file(store, version)
     path.chmod(0o644)
     path.write_bytes(path.read_bytes() + b"tampered")
+    return path
+
+
+def test_tampered_model_file_is_refused(store, builder):
+    version = builder.register()
+    assert registry.load_version(store, version) is not None
+    _tamper(store, version)
     with pytest.raises(IntegrityError, match=r"v1: model.pkl has sha256 .* refusing to load"):
         registry.load_version(store, version)
 
@@ -163,9 +169,7 @@ def test_a_version_from_before_manifests_is_checked_by_its_model_file(store, bui
     version = builder.register()
     store.client().delete_model_version_tag(store.model_name, version, registry.MANIFEST_TAG)
     assert registry.load_version(store, version) is not None
-    path = _model_file(store, version)
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes() + b"tampered")
+    _tamper(store, version)
     with pytest.raises(IntegrityError, match=r"model.pkl has sha256"):
         registry.load_version(store, version)
 
@@ -445,9 +449,7 @@ def test_a_promoted_champion_is_pinned_by_the_baseline_file(store, builder, file
     pinned = store.pinned_by(baseline)
     assert pinned.pins == ((version, storage.read_json(baseline)["manifest_sha256"]),)
     assert registry.load_version(pinned, version) is not None
-    path = _model_file(store, version)
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes() + b"swapped")
+    path = _tamper(store, version)
     manifest = json.loads(registry.version_details(store, version)["tags"][registry.MANIFEST_TAG])
     manifest[registry.MODEL_FILE] = storage.sha256_file(path)
     client = store.client()
