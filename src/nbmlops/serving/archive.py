@@ -77,7 +77,6 @@ class Archive:
         self.settings, self.clock = settings, clock
         self.folder = Path(settings.folder)
         self.counts = Counts()
-        self.files: list[Path] = []
         self.write_error: str | None = None  # rows cannot reach the disk
         self.compact_error: str | None = None  # segments cannot become Parquet files
         self._buffer = bytearray()  # lines not yet written (the folder could not be written)
@@ -255,7 +254,6 @@ class Archive:
             return None
         storage.write_bytes(target, data)
         self.counts.files += 1
-        self.files.append(target)
         return target
 
 
@@ -285,9 +283,3 @@ def _parquet(rows: list[dict]) -> bytes:
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     return buffer.getvalue()
-
-
-def segment_rows(folder: str | Path) -> int:
-    """Rows in the segments of an archive folder that are not yet Parquet files."""
-    found = Path(folder) / SEGMENTS
-    return sum(p.read_bytes().count(b"\n") for p in found.glob(f"*{SEGMENT_SUFFIX}"))
