@@ -242,7 +242,7 @@ class Service:
         """(HTTP status, JSON body) for one /predict request."""
         start = time.perf_counter()
         if self.shadow.backlog_bytes() + len(body) > self.settings.archive_backlog_mb * 2**20:
-            self.metrics.requests.labels("shed").inc()  # answered, it could not be kept
+            self.metrics.requests.labels("shed").inc()  # refused: it could not be kept
             return 503, {"detail": "the request archive is behind; try again shortly"}
         try:
             if len(body) > PARSE_ON_LOOP_BYTES:  # a large body is parsed off the event loop
@@ -309,14 +309,12 @@ def create_app(service: Service):
                                 status_code=415)  # fmt: skip
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            service.metrics.requests.labels("too_large").inc()
-            return _too_large(limit)
+            return _too_large(service, limit)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                service.metrics.requests.labels("too_large").inc()
-                return _too_large(limit)
+                return _too_large(service, limit)
         status, out = await service.predict(bytes(body))
         return JSONResponse(out, status_code=status)
 
@@ -370,7 +368,9 @@ class Guard:
         return None
 
 
-def _too_large(limit: int) -> JSONResponse:
+def _too_large(service: Service, limit: int) -> JSONResponse:
+    """413 for a body over `limit` bytes, counted."""
+    service.metrics.requests.labels("too_large").inc()
     return JSONResponse({"detail": f"body over {limit // 1024:,} KB (serving.max_body_kb)"},
                         status_code=413)  # fmt: skip
 
