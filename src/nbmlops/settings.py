@@ -149,6 +149,7 @@ class ServingSettings(Settings):
     breaker_cooldown_seconds: float = 5.0  # then one request tries it again
     max_body_kb: int = 2048  # a larger request body is refused (413) before it is read whole
     max_text_chars: int = 1000  # a longer text field is refused (422)
+    request_read_seconds: float = 10.0  # a request not received whole by then: connection closed
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")  # Host header names
     token_env: str = "NBMLOPS_SERVING_TOKEN"  # when this variable is set, a bearer token
     docs: bool = False  # FastAPI's /docs and /openapi.json
@@ -167,7 +168,7 @@ class ServingSettings(Settings):
                               f"below serving.latency_budget_ms ({budget})")  # fmt: skip
         positive = ("rotate_rows", "rotate_seconds", "poll_seconds", "archive_sync_seconds",
                     "archive_backlog_mb", "max_body_kb", "max_text_chars",
-                    "fallback_deadline_ms")  # fmt: skip
+                    "fallback_deadline_ms", "request_read_seconds")  # fmt: skip
         if any(getattr(self, key) <= 0 for key in positive):
             raise ConfigError(f"{where}: serving.{', '.join(positive)} must be positive")
 

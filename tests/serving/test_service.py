@@ -387,3 +387,210 @@ def test_a_token_guards_everything_but_the_probes(served, monkeypatch):
         right = server.client.post("/predict", json=record,
                                    headers={"authorization": "Bearer s3cret"})  # fmt: skip
         assert right.status_code == 200
+
+
+def _archive_process(server) -> int:
+    """The pid of the server's shadow and archive process (a spawned child)."""
+    parent = server.process.proc.pid
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = open(f"/proc/{entry}/status").read()
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if f"\nPPid:\t{parent}\n" in status and b"spawn_main" in cmdline:
+            return int(entry)
+    raise AssertionError("no shadow and archive process under the server")
+
+
+def _archived(archive) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(f) for f in sorted(archive.glob("*.parquet"))])
+
+
+def _wait_for(check, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _closed_by_server(sock, drip: bytes, seconds: float) -> bool:
+    """Drip `drip` one byte at a time every 0.2 s; True once the server closes the socket."""
+    deadline = time.monotonic() + seconds
+    sock.settimeout(0.2)
+    at = 0
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(1024) == b"":
+                return True
+        except TimeoutError:
+            pass
+        except OSError:
+            return True
+        if at < len(drip):
+            try:
+                sock.send(drip[at : at + 1])
+            except OSError:
+                return True
+            at += 1
+    return False
+
+
+def test_slow_clients_are_cut_off_and_the_service_keeps_answering(served):
+    """A connection that sends nothing, one that trickles its headers and one that trickles its
+    body are closed once `request_read_seconds` have passed; idle keep-alive connections are not
+    counted as slow, and a request that arrives in parts within the time is answered."""
+    import socket
+
+    record = _records(served, 1)[0]
+    body = json.dumps(record).encode()
+    with Server(served["root"], request_read_seconds=1.5, latency_budget_ms=2000) as server:
+        assert server.post(record).status_code == 200  # then this keep-alive connection idles
+        head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json"
+                f"\r\ncontent-length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+        silent, headers, trickle = (socket.create_connection(("127.0.0.1", server.port))
+                                    for _ in range(3))  # fmt: skip
+        trickle.sendall(head)
+        started = time.monotonic()
+        results = {}
+        threads = [threading.Thread(target=lambda n=n, s=s, d=d: results.__setitem__(
+                       n, _closed_by_server(s, d, 8)))
+                   for n, s, d in [("silent", silent, b""), ("headers", headers, head),
+                                   ("body", trickle, body)]]  # fmt: skip
+        for t in threads:
+            t.start()
+        assert server.get("/health").status_code == 200  # answered meanwhile
+        for t in threads:
+            t.join(15)
+        took = time.monotonic() - started
+        for s in (silent, headers, trickle):
+            s.close()
+        with socket.create_connection(("127.0.0.1", server.port)) as parts:
+            parts.sendall(head)
+            time.sleep(0.3)
+            parts.sendall(body[: len(body) // 2])
+            time.sleep(0.3)
+            parts.sendall(body[len(body) // 2 :])
+            assert parts.recv(4096).startswith(b"HTTP/1.1 200")
+        text = server.get("/metrics").text
+    assert results == {"silent": True, "headers": True, "body": True}
+    assert took < 6, f"slow clients were held {took:.1f} s"
+    assert 'nbmlops_requests_total{outcome="slow"} 3.0' in text
+
+
+def test_an_archive_that_falls_behind_sheds_load_with_503_and_loses_nothing(served, tmp_path):
+    """The archive process paused: requests pile up to `archive_backlog_mb`, then /predict
+    answers 503 (counted as shed) rather than answer records it could not keep; resumed, it
+    catches up and every record answered with 200 is on disk."""
+    archive = tmp_path / "archive"
+    records = _records(served, 20)
+    body_bytes = len(json.dumps(records).encode())
+    with Server(served["root"], "--archive", str(archive), archive_backlog_mb=0.05,
+                latency_budget_ms=2000) as server:  # fmt: skip
+        worker = _archive_process(server)
+        answered = shed = 0
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for _ in range(200):
+                answer = server.post(records)
+                if answer.status_code == 503:
+                    shed += 1
+                    if shed == 3:
+                        break
+                else:
+                    assert answer.status_code == 200, answer.text
+                    answered += 1
+            text = server.get("/metrics").text
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert shed == 3, "no 503 with the archive behind"
+        assert "archive is behind" in answer.json()["detail"]
+        assert answered <= 0.05 * 2**20 / body_bytes + 1  # no more than the backlog holds
+        assert 'nbmlops_requests_total{outcome="shed"} 3.0' in text
+        _wait_for(lambda: server.post(records).status_code == 200, 10, "no 200 after resuming")
+        answered += 1
+    rows = _archived(archive)
+    assert len(rows) == 20 * answered and rows["request_id"].nunique() == answered
+
+
+def test_sigterm_stops_the_archive_process_within_its_bound_and_it_is_restarted(served, tmp_path):
+    """SIGTERM to the archive process alone: it writes what it holds and exits within
+    TERM_SECONDS; the service starts a new one and is ready again. SIGTERM to the whole group
+    with a client trickling a request: everything is gone within the grace period and the
+    archive process's bound, every answered record on disk."""
+    import socket
+
+    from nbmlops.serving.service import GRACE_SECONDS
+    from nbmlops.serving.shadow import TERM_SECONDS
+
+    archive = tmp_path / "archive"
+    records = _records(served, 10)
+    with Server(served["root"], "--archive", str(archive), latency_budget_ms=2000) as server:
+        assert server.post(records).status_code == 200
+        worker = _archive_process(server)
+        os.kill(worker, signal.SIGTERM)
+        _wait_for(lambda: not os.path.exists(f"/proc/{worker}/status")
+                  or "State:\tZ" in open(f"/proc/{worker}/status").read(),
+                  TERM_SECONDS + 5, "the archive process ignored SIGTERM")  # fmt: skip
+        _wait_for(lambda: server.get("/ready").status_code == 200, 120, "no new archive process")
+        assert _archive_process(server) != worker
+        assert server.post(records).status_code == 200
+        text = server.get("/metrics").text
+        assert 'nbmlops_shadow_restarts_total{cause="stopped"} 1.0' in text
+        trickle = socket.create_connection(("127.0.0.1", server.port))
+        trickle.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: "
+                        b"application/json\r\ncontent-length: 100000\r\n\r\n[")  # fmt: skip
+        worker = _archive_process(server)
+        time.sleep(0.3)
+        started = time.monotonic()
+        os.killpg(server.process.proc.pid, signal.SIGTERM)
+        server.process.proc.wait(60)
+        _wait_for(lambda: not os.path.exists(f"/proc/{worker}"), 30, "the archive process lives")
+        took = time.monotonic() - started
+        trickle.close()
+    print(f"SIGTERM with a client trickling its body: all stopped in {took:.1f} s")
+    assert took < GRACE_SECONDS + TERM_SECONDS
+    rows = _archived(archive)
+    assert len(rows) == 20 and rows["request_id"].nunique() == 2
+
+
+def test_two_services_on_one_archive_folder_keep_every_record_once(served, tmp_path):
+    """Two services write one archive folder under load (each its own segments; compaction
+    under a lock): every answered record is on disk exactly once."""
+    archive = tmp_path / "archive"
+    records = _records(served, 40)
+    answered: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client(url: str, offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            i = offset
+            while not stop.is_set() and len(answered) < 20_000:
+                answer = c.post("/predict", json=records[(i % 20) * 2 : (i % 20) * 2 + 2])
+                if answer.status_code != 200:
+                    failures.append(answer.text[:200])
+                    return
+                answered.append(answer.json()["request_id"])
+                i += 1
+
+    small = {"rotate_rows": 200, "latency_budget_ms": 2000}  # many compactions, both at work
+    with (Server(served["root"], "--archive", str(archive), **small) as one,
+          Server(served["root"], "--archive", str(archive), **small) as two):  # fmt: skip
+        threads = [threading.Thread(target=client, args=(s.url, k))
+                   for k, s in enumerate((one, two, one, two))]  # fmt: skip
+        for t in threads:
+            t.start()
+        time.sleep(4)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    rows = _archived(archive)
+    assert failures == []
+    assert len(answered) > 100, "too little load to prove anything"
+    assert len(rows) == 2 * len(answered)
+    assert set(rows["request_id"]) == set(answered)
+    assert not rows.duplicated(["request_id", "record"]).any()
+    assert not list((archive / ".segments").glob("*.jsonl"))

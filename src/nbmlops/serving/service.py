@@ -29,6 +29,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from ..data import contract as dc
 from ..errors import ConfigError, PipelineError
@@ -37,6 +38,7 @@ from ..registry.store import Store
 from ..settings import ServingSettings
 from ..spec import THRESHOLD, FeatureSpec
 from .archive import ArchiveSettings
+from .connection import with_deadline
 from .payload import InvalidRequest, RequestContract
 from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
 from .shadow import ShadowProcess
@@ -311,10 +313,13 @@ def create_app(service: Service):
         if declared.isdigit() and int(declared) > limit:
             return _too_large(service, limit)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return _too_large(service, limit)
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return _too_large(service, limit)
+        except ClientDisconnect:  # gone, or cut off for sending too slowly: nobody to answer
+            return Response(status_code=400)
         status, out = await service.predict(bytes(body))
         return JSONResponse(out, status_code=status)
 
@@ -441,10 +446,13 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)  # fmt: skip
     # Stopping waits at most GRACE_SECONDS for requests in flight (then the archive process
     # compacts what it holds); past MAX_CONNECTIONS, new connections get 503; an idle
-    # keep-alive connection is closed after IDLE_SECONDS.
+    # keep-alive connection is closed after IDLE_SECONDS, and one whose request has not
+    # arrived whole after request_read_seconds too.
+    slow = service.metrics.requests.labels("slow")
     uvicorn.run(create_app(service), host=s.host, port=s.port, log_level="warning",
                 access_log=False, timeout_graceful_shutdown=GRACE_SECONDS,
-                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=IDLE_SECONDS)  # fmt: skip
+                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=IDLE_SECONDS,
+                http=with_deadline(s.request_read_seconds, slow.inc))  # fmt: skip
     return 0
 
 

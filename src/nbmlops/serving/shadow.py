@@ -18,6 +18,9 @@ from ..registry.store import Store, alias_version
 from .archive import Archive, ArchiveSettings
 
 STOP = None
+#: Seconds the process goes on after SIGTERM or SIGINT, archiving what the service still hands
+#: over while it finishes its requests in flight, before it writes its last file and exits.
+TERM_SECONDS = 10.0
 
 
 def archive_rows(message: dict, shadow_out: dict[str, dict]) -> list[dict]:
@@ -96,9 +99,10 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
 
     Before its first report (`started`, which the service's /ready waits for) it opens the
     archive and loads the models the shadow `aliases` point at, so no record waits in memory
-    for a start-up. It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group):
-    it stops when the service hands it STOP, or when the service is gone, after writing its
-    last file.
+    for a start-up. It stops, after writing its last file, when the service hands it STOP,
+    when the service is gone, or TERM_SECONDS after a SIGTERM or SIGINT: a Ctrl-C or a
+    container's stop reaches the whole process group, and the service, finishing its requests
+    in flight, still hands over their records meanwhile.
     """
     import signal
 
@@ -106,8 +110,13 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
     from .payload import RequestContract
     from .rendezvous import ModelCache, check_rows
 
+    until = [float("inf")]  # when to stop, once a signal came
+
+    def countdown(signum, frame):
+        until[0] = min(until[0], time.monotonic() + TERM_SECONDS)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, countdown)
     parent = os.getppid()
     feature_spec = FeatureSpec.from_dict(spec)
     to_frame = RequestContract(feature_spec).frame
@@ -133,7 +142,7 @@ def worker(inbox: mp.Queue, outbox: mp.Queue, store: Store, spec: dict,
             log.add(archive_rows(message, out))
             report["bytes"] += message.get("bytes", 0)
         log.tick()
-        if stop or os.getppid() != parent:
+        if stop or os.getppid() != parent or time.monotonic() > until[0]:
             break
         if time.monotonic() - last >= tick:
             outbox.put(report | log.counts.take() | {"error": log.error})
@@ -200,7 +209,7 @@ class ShadowProcess:
     def alive(self) -> bool:
         return self.process.is_alive()
 
-    def stop(self, timeout: float = 30.0) -> list[dict]:
+    def stop(self, timeout: float = TERM_SECONDS) -> list[dict]:
         """Let the worker finish what it was handed and write its last file."""
         if self.process.is_alive():
             self.inbox.put(STOP)
