@@ -1,13 +1,16 @@
 # %% [markdown]
 # # Monitor
-# Compare each later batch with the held-out window: data drift, prediction drift and, where
-# labels exist, performance of the served model, with the shadow challenger beside it.
+# Compare each later batch with its reference (the held-out window by default): data drift,
+# prediction drift and, where labels exist, performance and calibration of the served model
+# against its held-out figures, with the shadow challenger beside it. What fails a batch and
+# what only warns comes from the gate file's `monitoring` block.
 
 # %% tags=["parameters"]
 upstream = ["ingest", "features", "score"]
 product = None
-drift_share = 0.5
-min_roc_auc = 0.6
+resources_ = {"gates": "model/gates.yaml"}
+monitor_reference = "holdout"
+rolling_periods = 3
 monitor_last = 0
 max_rows = 100_000
 
@@ -17,9 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from nbmlops import storage
-from nbmlops.monitoring import drift, monitor
+from nbmlops.monitoring import drift, monitor, verdict
+from nbmlops.registry import gates
 from nbmlops.spec import FeatureSpec
 
+rules = verdict.MonitorRules.from_gates(gates.load_gates(resources_["gates"]), resources_["gates"])
 folder = Path(product["batches"])
 reports = storage.staging_dir(folder)
 result = monitor.monitor_batches(
@@ -30,14 +35,18 @@ result = monitor.monitor_batches(
     spec=FeatureSpec.read(upstream["features"]["spec"]),
     report_dir=reports,
     linked_as=folder.name,
-    drift_share=drift_share,
-    min_roc_auc=min_roc_auc,
+    rules=rules,
+    reference=monitor_reference,
+    rolling_periods=rolling_periods,
     max_rows=max_rows,
 )
 storage.replace_dir(reports, folder)
 storage.write_json(product["tests"], result.tests)
-storage.write_text(product["summary"], monitor.monitoring_page(result, drift_share))
+storage.write_text(product["summary"], monitor.monitoring_page(result))
 result.summary
 
 # %%
-drift.plot_over_batches(result.summary, drift_share)
+drift.plot_over_batches(result.summary, rules.drift_share)
+
+# %%
+monitor.calibration_plot(result.rows, result.tests["held_out"])

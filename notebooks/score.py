@@ -10,6 +10,7 @@ product = None
 mlflow = {}
 archive_dir = "data/scored"
 champion_record = "model/baseline.json"
+monitor_reference = "holdout"
 
 # %%
 import pandas as pd
@@ -23,6 +24,8 @@ spec = FeatureSpec.read(upstream["features"]["spec"])
 best = storage.read_json(upstream["evaluate"]["best"])
 batches = pd.read_parquet(upstream["ingest"]["batches"])
 windows = {scoring.REFERENCE: pd.read_parquet(upstream["ingest"]["holdout"])}
+if monitor_reference != "holdout":  # the monitor compares batches with training rows too
+    windows[scoring.TRAINING] = pd.read_parquet(upstream["ingest"]["train"])
 windows |= dict(iter(batches.groupby(BATCH, sort=False)))
 store = Store.from_params(mlflow).pinned_by(champion_record)
 print(scoring.champion_record_note(store, champion_record))

@@ -127,8 +127,9 @@ def summarize(result: dict, spec: FeatureSpec, drift_share: float) -> dict:
     return {
         "drift_scores": {c: scores[c] for c in features if c in scores},
         "drift_share": share,
+        "features_compared": len(features),
         "drifted_features": [c for c in features if drifted[c]],
-        "dataset_drift": share >= drift_share,
+        "dataset_drift": share > drift_share,
         "prediction_drift": bool(drifted.get(PROBA, False)),
         "prediction_drift_score": scores.get(PROBA, math.nan),
         "tests_passed": statuses.count("SUCCESS"),
@@ -140,19 +141,6 @@ def summarize(result: dict, spec: FeatureSpec, drift_share: float) -> dict:
 def _status(test: dict) -> str:
     status = test.get("status")
     return getattr(status, "value", str(status))
-
-
-def gate(row: dict, min_roc_auc: float) -> tuple[bool, list[str]]:
-    """Pass/fail of one batch with the reasons, for the tests JSON and the summary page."""
-    reasons = []
-    if row["dataset_drift"]:
-        reasons.append(f"data drift in {row['drift_share']:.0%} of features")
-    if row["prediction_drift"]:
-        reasons.append("prediction drift")
-    auc = row.get("roc_auc")
-    if auc is not None and not math.isnan(auc) and auc < min_roc_auc:
-        reasons.append(f"ROC AUC {auc:.3f} below {min_roc_auc}")
-    return not reasons, reasons
 
 
 def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
@@ -167,10 +155,11 @@ def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
         "prediction_drift",
         "prediction_drift_score",
         "roc_auc",
+        "pr_auc",
+        "brier",
+        "mean_proba",
         "challenger_roc_auc",
         "disagreement",
-        "f1",
-        "tests_failed",
         "status",
     ]
     df = pd.DataFrame(list(rows))

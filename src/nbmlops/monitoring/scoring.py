@@ -22,7 +22,8 @@ from ..registry.store import Store
 from ..spec import BATCH, THRESHOLD, FeatureSpec
 from ..storage import TMP, read_json, sha256_file
 
-REFERENCE = "reference"
+REFERENCE = "reference"  # the held-out window
+TRAINING = "training"  # scored only for a monitor that compares batches with it
 
 
 @dataclass

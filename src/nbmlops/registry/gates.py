@@ -9,7 +9,7 @@ only through `nbmlops-models promote` / `rollback`, so every change lands as a r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ from ..spec import HIGHER_IS_BETTER
 from ..storage import read_json
 
 GATE_KEYS = {"floor", "ceiling", "max_regression", "min_improvement"}
+#: The metrics a labelled monitored batch is judged on, when the gate file has a rule for them.
+JUDGED = ("roc_auc", "pr_auc", "brier")
 
 
 class GateError(PipelineError):
@@ -39,10 +41,55 @@ def load_gates(path: str | Path) -> dict:
         unknown = set(rule or {}) - GATE_KEYS
         if unknown:
             raise ConfigError(f"{path}: metric {name!r}: unknown keys {sorted(unknown)}")
+    unknown = set(spec) - {"primary_metric", "metrics", "monitoring"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} "
+                          "(known: primary_metric, metrics, monitoring)")  # fmt: skip
     spec.setdefault("primary_metric", next(iter(metrics)))
     if spec["primary_metric"] not in metrics:
         raise ConfigError(f"{path}: primary_metric {spec['primary_metric']!r} has no gate")
+    MonitorRules.from_gates(spec, str(path))  # its monitoring block, checked now
     return spec
+
+
+@dataclass(frozen=True)
+class MonitorRules:
+    """The gate file's `monitoring:` block, with each metric's `max_regression`."""
+
+    drift_share: float = 0.5  # fail: drift in more than this share of the model's features
+    #: warn: the gap between observed and predicted rates moved by more than this share of the
+    #: held-out positive rate
+    calibration_shift: float = 0.25
+    #: warn: values training never saw in more than this share of a batch's rows of a column
+    unseen_share: float = 0.01
+    max_regression: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_gates(cls, gates: dict, where: str = "gate file") -> MonitorRules:
+        block = gates.get("monitoring") or {}
+        unknown = set(block) - {"drift_share", "calibration_shift", "unseen_share"}
+        if unknown:
+            raise ConfigError(f"{where}: monitoring: unknown keys {sorted(unknown)} "
+                              "(known: drift_share, calibration_shift, unseen_share)")  # fmt: skip
+        rules = cls(
+            drift_share=float(block.get("drift_share", cls.drift_share)),
+            calibration_shift=float(block.get("calibration_shift", cls.calibration_shift)),
+            unseen_share=float(block.get("unseen_share", cls.unseen_share)),
+            max_regression={
+                m: float(r["max_regression"])
+                for m, r in gates["metrics"].items()
+                if m in JUDGED and r and "max_regression" in r
+            },  # fmt: skip
+        )
+        if not 0 < rules.drift_share < 1:
+            raise ConfigError(f"{where}: monitoring.drift_share must be between 0 and 1, "
+                              f"not {rules.drift_share}")  # fmt: skip
+        if rules.calibration_shift <= 0 or not 0 <= rules.unseen_share < 1:
+            raise ConfigError(
+                f"{where}: monitoring.calibration_shift must be positive and "
+                "monitoring.unseen_share between 0 and 1"
+            )
+        return rules
 
 
 def load_baseline(path: str | Path) -> dict | None:
@@ -125,5 +172,6 @@ def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
                        "max_regression": round(max(0.005, 0.15 * rate), 3)},
             "brier": {"ceiling": 0.25, "max_regression": 0.02},
         },
+        "monitoring": {"drift_share": 0.5, "calibration_shift": 0.25, "unseen_share": 0.01},
     }  # fmt: skip
     return gates, {k: trivial[k] for k in ("roc_auc", "pr_auc", "brier", "positive_rate")}

@@ -64,17 +64,26 @@ def comment_markdown(metrics: dict, tests: dict, baseline: dict | None, model: s
             [b["batch"] + (f" (control: {b['control']})" if b["control"] else ""),
              str(b["rows"]), _fmt(b["drift_share"], 2), "yes" if b["prediction_drift"] else "no",
              _fmt(b.get("roc_auc")), _fmt(b.get("disagreement"), 3),
-             "✅" if b["status"] == "pass" else "❌ " + "; ".join(b["reasons"])]
+             _status(b)]
             for b in tests["batches"]
         ],
     )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
+def _status(batch: dict) -> str:
+    """A batch's status cell: its reasons when it fails, its warnings when it warns."""
+    if batch["status"] == "fail":
+        return "❌ " + "; ".join(batch["reasons"])
+    if batch["status"] == "warn":
+        return "⚠️ " + "; ".join(batch["warnings"])
+    return "✅"
+
+
 def failing_batches(tests: dict, newest_only: bool) -> list[dict]:
     real = [b for b in tests["batches"] if not b["control"]]
     chosen = real[-1:] if newest_only else real
-    return [b for b in chosen if b["status"] != "pass"]
+    return [b for b in chosen if b["status"] == "fail"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,6 +193,8 @@ def _gates_yaml(gates: dict, trivial: dict[str, float], name: str) -> str:
         f"primary_metric: {gates['primary_metric']}",
         "metrics:",
     ] + [f"  {metric}: {_dump(rule)}" for metric, rule in m.items()]
+    lines += ["# What fails a monitored batch and what warns (see model/gates.yaml).",
+              f"monitoring: {_dump(gates['monitoring'])}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -235,8 +237,8 @@ hyperparams:
   hgb: {{max_iter: 200, learning_rate: 0.1}}
   rf: {{n_estimators: 150, min_samples_leaf: 20}}
 
-drift_share: 0.5
-min_roc_auc: {gates["metrics"]["roc_auc"]["floor"]}   # a batch below this fails (the gate's floor)
+monitor_reference: holdout   # drift against: holdout, train, or rolling (the periods before)
+monitor_rolling_periods: 3
 monitor_last: 0
 monitor_max_rows: 100000
 

@@ -1,0 +1,138 @@
+"""What a monitored batch's figures mean: fail, warn or pass, each with its reasons and numbers.
+
+A batch **fails** only on what should change a decision: the served model's performance below
+its held-out performance by more than the gate file allows (where the batch has labels, and
+only when the batch's 95 % interval lies wholly beyond the line), or drift in more than the
+allowed share of the model's features. Prediction drift, a moved calibration, unseen category
+values and a shortfall within the interval are **warnings**.
+
+PR AUC and Brier move with the share of positives even for a model that has not changed: a
+model with the same ranking has a lower PR AUC when positives are rarer, and the Brier score
+of any model shrinks with p(1 - p). Their lines are scaled to the batch's positive rate (PR
+AUC by the ratio of the rates, Brier by the ratio of p(1 - p)), so a change of base rate alone
+is shown as calibration, not as a failing model. ROC AUC does not depend on the base rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..registry.gates import MonitorRules
+from ..spec import HIGHER_IS_BETTER
+from . import stats
+
+RELIABILITY_BINS = 10
+
+
+@dataclass
+class Verdict:
+    status: str  # pass, warn or fail
+    reasons: list[str]  # why it fails
+    warnings: list[str]
+
+
+def calibration(y, proba) -> dict:
+    """Mean predicted probability, observed rate, their gap, and a reliability curve: per
+    decile of the predicted probability, its mean prediction, the observed rate and the rows."""
+    y, proba = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
+    edges = np.unique(np.quantile(proba, np.linspace(0, 1, RELIABILITY_BINS + 1)))
+    which = np.clip(np.searchsorted(edges, proba, side="right") - 1, 0, max(len(edges) - 2, 0))
+    curve = [[float(proba[which == b].mean()), float(y[which == b].mean()), int((which == b).sum())]
+             for b in np.unique(which)]  # fmt: skip
+    mean, rate = float(proba.mean()), float(y.mean())
+    return {"mean_proba": mean, "observed_rate": rate, "calibration_gap": rate - mean,
+            "reliability": curve}  # fmt: skip
+
+
+def estimates(y, proba) -> dict[str, stats.Estimate]:
+    return {name: estimate(y, proba) for name, estimate in stats.ESTIMATORS.items()}
+
+
+def _line(metric: str, held: float, regression: float, rate: float, held_rate: float) -> float:
+    """The value a batch at positive rate `rate` must reach (or stay under, for Brier)."""
+    if metric == "roc_auc":
+        return held - regression
+    if metric == "pr_auc":
+        return (held - regression) * rate / held_rate
+    return (held + regression) * rate * (1 - rate) / (held_rate * (1 - held_rate))
+
+
+def _performance(found: dict[str, stats.Estimate], held: dict[str, float], rate: float,
+                 held_rate: float, rules: MonitorRules) -> tuple[list[str], list[str]]:  # fmt: skip
+    reasons, warnings = [], []
+    for metric, regression in rules.max_regression.items():
+        est = found.get(metric)
+        if est is None or math.isnan(est.value) or math.isnan(held.get(metric, math.nan)):
+            continue
+        line = _line(metric, held[metric], regression, rate, held_rate)
+        higher = metric in HIGHER_IS_BETTER
+        sign, op = ("−", "<") if higher else ("+", ">")
+        why = f"held-out {held[metric]:.3f} {sign} {regression:g}"
+        if metric != "roc_auc":
+            why += (f", scaled to this batch's positive rate {rate:.1%} from "
+                    f"{held_rate:.1%}")  # fmt: skip
+        beyond = est.value < line if higher else est.value > line
+        sure = est.high < line if higher else est.low > line
+        text = f"{metric} {est} {op} {line:.3f} ({why})"
+        if sure:
+            reasons.append(text)
+        elif beyond:
+            warnings.append(f"{text}; the line is inside the 95 % interval, so not a failure")
+    return reasons, warnings
+
+
+def judge(row: dict, rules: MonitorRules, held: dict | None, found: dict | None,
+          unseen: dict[str, dict]) -> Verdict:  # fmt: skip
+    """The verdict of one batch from its drift figures (`row`), its labelled estimates
+    (`found`, None without labels of both classes) and the served model's held-out figures
+    (`held`: metrics, `positive_rate`, `calibration_gap`)."""
+    reasons, warnings = [], []
+    share, features = row["drift_share"], row["features_compared"]
+    if share > rules.drift_share:
+        names = ", ".join(row["drifted_features"][:6])
+        more = "…" if len(row["drifted_features"]) > 6 else ""
+        reasons.append(f"data drift in {share:.0%} of the model's features "
+                       f"({len(row['drifted_features'])} of {features}: {names}{more}) > "
+                       f"{rules.drift_share:.0%}")  # fmt: skip
+    if row["prediction_drift"]:
+        warnings.append(f"prediction drift: the served model's scores moved (drift score "
+                        f"{row['prediction_drift_score']:.3f})")  # fmt: skip
+    if found is not None and held is not None:
+        rate, held_rate = row["observed_rate"], held["positive_rate"]
+        fails, warns = _performance(found, held["metrics"], rate, held_rate, rules)
+        reasons += fails
+        warnings += warns
+        moved = row["calibration_gap"] - held["calibration_gap"]
+        allowed = rules.calibration_shift * held_rate
+        if abs(moved) > allowed:
+            warnings.append(
+                f"calibration moved: observed rate {rate:.1%} against {row['mean_proba']:.1%} "
+                f"predicted (held-out {held_rate:.1%} against {held['mean_proba']:.1%}); "
+                f"the gap moved {moved * 100:+.1f} points, more than {allowed * 100:.1f} "
+                f"({rules.calibration_shift:g} × the held-out rate)"
+            )
+    for col, found in unseen.items():
+        share = found["rows"] / row["rows"]
+        if share > rules.unseen_share:
+            shown = ", ".join(f"{v!r} ({n} rows)" for v, n in list(found["values"].items())[:3])
+            warnings.append(f"{col}: {share:.1%} of rows hold values unseen in training "
+                            f"(more than {rules.unseen_share:.1%}): {shown}")  # fmt: skip
+    status = "fail" if reasons else "warn" if warnings else "pass"
+    return Verdict(status, reasons, warnings)
+
+
+def held_out(y, proba) -> dict:
+    """The served model's figures on the held-out window: what each batch is judged against."""
+    found = estimates(y, proba)
+    cal = calibration(y, proba)
+    return {
+        "metrics": {k: e.value for k, e in found.items()},
+        "positive_rate": cal["observed_rate"],
+        "mean_proba": cal["mean_proba"],
+        "calibration_gap": cal["calibration_gap"],
+        "reliability": cal["reliability"],
+        "rows": int(len(np.asarray(y))),
+    }
