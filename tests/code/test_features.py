@@ -210,7 +210,7 @@ def test_unseen_categories_are_counted_per_column(flights):
     batch = df.head(40).copy()
     batch.loc[:9, "carrier"] = "<script>alert(1)</script>"
     found = monitor.unseen_categories(monitor.known_categories(df.iloc[40:], spec), batch)
-    assert found["carrier"] == {"<script>alert(1)</script>": 10}
+    assert found["carrier"] == {"rows": 10, "values": {"<script>alert(1)</script>": 10}}
     assert "origin" not in found
 
 

@@ -39,7 +39,7 @@ def test_env_file_typo_is_named_with_the_keys_the_pipeline_uses(tmp_path, monkey
     monkeypatch.setenv("PLOOMBER_ENV_FILENAME", "env.ci.yaml")
     check_env_keys(here=str(tmp_path))  # the shipped env file is clean
     typo = (
-        text.replace("min_roc_auc: 0.6", "min_roc_auc: 0.6\nmin_roc_uac: 0.7")
+        text.replace("monitor_last: 0", "monitor_last: 0\nmonitor_lats: 1")
         .replace("  model_name: flight-delay-ci", "  model_name: flight-delay-ci\n  modelname: x")
         .replace("  poll_seconds: 1.0", "  poll_seconds: 1.0\n  latency_budget: 20")
     )
@@ -47,8 +47,8 @@ def test_env_file_typo_is_named_with_the_keys_the_pipeline_uses(tmp_path, monkey
     with pytest.raises(ConfigError) as caught:
         check_env_keys(here=str(tmp_path))
     message = str(caught.value)
-    assert "env.ci.yaml: unknown key 'min_roc_uac'" in message
-    assert "unknown key 'mlflow.modelname'" in message and "min_roc_auc" in message
+    assert "env.ci.yaml: unknown key 'monitor_lats'" in message
+    assert "unknown key 'mlflow.modelname'" in message and "monitor_last" in message
     assert "unknown key 'serving.latency_budget'" in message and "latency_budget_ms" in message
 
 

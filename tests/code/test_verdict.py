@@ -1,0 +1,216 @@
+"""What fails a monitored batch, what warns, and how sure each figure is."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from nbmlops.errors import ConfigError
+from nbmlops.monitoring import monitor, stats, verdict
+from nbmlops.registry.gates import MonitorRules, load_gates
+
+RULES = MonitorRules(max_regression={"roc_auc": 0.02, "pr_auc": 0.03, "brier": 0.02})
+
+
+def _labelled(n: int, rate: float, signal: float, seed: int, bias: float = 0.0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < rate).astype(int)
+    score = rng.normal(size=n) + signal * y
+    return y, 1 / (1 + np.exp(-(score - 1 + bias)))
+
+
+def _bootstrap(metric, y, p, seed=0, rounds=300):
+    rng = np.random.default_rng(seed)
+    picks = (rng.integers(0, len(y), len(y)) for _ in range(rounds))
+    return np.percentile([metric(y[i], p[i]) for i in picks], [2.5, 97.5])
+
+
+@pytest.mark.parametrize(("estimate", "metric"), [(stats.roc_auc, roc_auc_score),
+                                                  (stats.pr_auc, average_precision_score)])  # fmt: skip
+def test_intervals_match_the_metric_and_a_bootstrap(estimate, metric):
+    y, p = _labelled(3000, 0.25, 0.6, seed=1)
+    p = np.round(p, 2)  # ties, as real scores have
+    found = estimate(y, p)
+    low, high = _bootstrap(metric, y, p)
+    assert found.value == pytest.approx(metric(y, p), abs=1e-12)
+    assert found.low == pytest.approx(low, abs=0.006) and found.high == pytest.approx(
+        high, abs=0.006
+    )
+    assert found.rows == 3000
+
+
+def test_brier_interval_and_one_class_has_no_auc():
+    y, p = _labelled(2000, 0.3, 0.5, seed=2)
+    found = stats.brier(y, p)
+    assert found.value == pytest.approx(np.mean((p - y) ** 2))
+    low, high = _bootstrap(lambda a, b: np.mean((b - a) ** 2), y, p)
+    assert found.low == pytest.approx(low, abs=0.003) and found.high == pytest.approx(
+        high, abs=0.003
+    )
+    assert math.isnan(stats.roc_auc(np.zeros(50), p[:50]).value)
+    assert math.isnan(stats.pr_auc(np.zeros(50), p[:50]).value)
+
+
+def test_paired_difference_is_surer_than_either_auc_and_matches_a_bootstrap():
+    y, a = _labelled(3000, 0.25, 0.6, seed=3)
+    rng = np.random.default_rng(4)
+    b = 1 / (1 + np.exp(-(np.log(a / (1 - a)) + rng.normal(0, 0.8, len(a)))))  # a, plus noise
+    diff = stats.roc_auc_difference(y, a, b)
+    assert diff.difference == pytest.approx(roc_auc_score(y, b) - roc_auc_score(y, a))
+    rng = np.random.default_rng(5)
+    boot = []
+    for _ in range(300):
+        i = rng.integers(0, len(y), len(y))
+        boot.append(roc_auc_score(y[i], b[i]) - roc_auc_score(y[i], a[i]))
+    low, high = np.percentile(boot, [2.5, 97.5])
+    assert diff.low == pytest.approx(low, abs=0.005) and diff.high == pytest.approx(high, abs=0.005)
+    single = stats.roc_auc(y, a)
+    assert diff.high - diff.low < single.high - single.low
+    assert diff.difference < 0 and diff.p_value < 0.01  # noise only hurts
+    same = stats.roc_auc_difference(y, a, a)
+    assert same.difference == 0 and same.p_value == 1.0
+
+
+def _row(y, p, drift_share=0.1, drifted=(), prediction_drift=False):
+    row = {"rows": len(y), "drift_share": drift_share, "features_compared": 10,
+           "drifted_features": list(drifted), "prediction_drift": prediction_drift,
+           "prediction_drift_score": 0.2}  # fmt: skip
+    return row | verdict.calibration(y, p)
+
+
+def _judge(y, p, held, **row):
+    return verdict.judge(_row(y, p, **row), RULES, held, verdict.estimates(y, p), {})
+
+
+def test_a_batch_like_the_held_out_window_passes_and_drift_over_the_share_fails():
+    held = verdict.held_out(*_labelled(20_000, 0.3, 0.8, seed=6))
+    y, p = _labelled(5000, 0.3, 0.8, seed=7)
+    assert _judge(y, p, held) == verdict.Verdict("pass", [], [])
+    drifted = [f"f{i}" for i in range(6)]
+    judged = _judge(y, p, held, drift_share=0.6, drifted=drifted)
+    assert judged.status == "fail"
+    assert judged.reasons == ["data drift in 60% of the model's features (6 of 10: f0, f1, f2, "
+                              "f3, f4, f5) > 50%"]  # fmt: skip
+    at_the_line = _judge(y, p, held, drift_share=0.5, drifted=drifted[:5])
+    assert at_the_line.status == "pass"  # the share must be over the threshold
+
+
+def test_prediction_drift_alone_only_warns():
+    held = verdict.held_out(*_labelled(20_000, 0.3, 0.8, seed=8))
+    y, p = _labelled(5000, 0.3, 0.8, seed=9)
+    judged = _judge(y, p, held, prediction_drift=True)
+    assert judged.status == "warn" and judged.reasons == []
+    assert judged.warnings[0].startswith("prediction drift")
+
+
+def test_a_weaker_model_fails_with_the_numbers_and_a_small_batch_only_warns():
+    held = verdict.held_out(*_labelled(20_000, 0.3, 0.8, seed=10))
+    y, p = _labelled(20_000, 0.3, 0.4, seed=11)  # ranks far worse
+    judged = _judge(y, p, held)
+    line = held["metrics"]["roc_auc"] - 0.02
+    auc = stats.roc_auc(y, p)
+    assert judged.status == "fail"
+    assert judged.reasons[0] == (f"roc_auc {auc} < {line:.3f} (held-out "
+                                 f"{held['metrics']['roc_auc']:.3f} − 0.02)")  # fmt: skip
+    y, p = _labelled(300, 0.3, 0.8, seed=12)  # 300 rows: ROC AUC to about ±0.06
+    auc = stats.roc_auc(y, p).value
+    near = held | {"metrics": held["metrics"] | {"roc_auc": auc + 0.025}}  # line: auc + 0.005
+    small = _judge(y, p, near)
+    assert small.status == "warn" and small.reasons == []
+    assert any(w.startswith("roc_auc ") and "inside the 95 % interval" in w
+               for w in small.warnings)  # fmt: skip
+
+
+def test_a_change_of_base_rate_alone_does_not_fail_pr_auc_or_brier():
+    """The same model on a batch with half the positives: its PR AUC and Brier fall and rise
+    by the base rate alone; the scaled lines see a model that has not changed."""
+    rng = np.random.default_rng(13)
+    n = 40_000
+    y_held = (rng.random(n) < 0.3).astype(int)
+    y_batch = (rng.random(n) < 0.15).astype(int)
+
+    def calibrated(y, seed):  # the true probability given the score, at that base rate
+        s = np.random.default_rng(seed).normal(size=len(y)) + 0.8 * y
+        rate = y.mean()
+        odds = rate / (1 - rate) * np.exp(0.8 * s - 0.32)
+        return odds / (1 + odds)
+
+    held = verdict.held_out(y_held, calibrated(y_held, 14))
+    p = calibrated(y_batch, 15)
+    found = verdict.estimates(y_batch, p)
+    assert found["pr_auc"].high < held["metrics"]["pr_auc"] - 0.03  # unscaled, it would fail
+    judged = _judge(y_batch, p, held)
+    assert judged.reasons == [] and judged.status == "pass", judged
+
+
+def test_a_model_that_no_longer_fits_the_base_rate_fails_brier_and_warns_on_calibration():
+    held = verdict.held_out(*_labelled(20_000, 0.3, 0.8, seed=16))
+    y, p = _labelled(20_000, 0.12, 0.8, seed=17, bias=1.0)  # fewer positives, higher scores
+    judged = _judge(y, p, held)
+    assert judged.status == "fail"
+    assert any(r.startswith("brier ") and "scaled to this batch's positive rate" in r
+               for r in judged.reasons)  # fmt: skip
+    said = f"calibration moved: observed rate {y.mean():.1%} against {p.mean():.1%} predicted"
+    assert any(w.startswith(said) for w in judged.warnings)
+
+
+def test_unseen_values_warn_past_their_share():
+    held = verdict.held_out(*_labelled(5000, 0.3, 0.8, seed=18))
+    y, p = _labelled(1000, 0.3, 0.8, seed=19)
+    few = {"dest": {"rows": 5, "values": {"ABQ": 5}}}
+    many = {"dest": {"rows": 50, "values": {"ABQ": 30, "MVY": 20}}}
+    row, found = _row(y, p), verdict.estimates(y, p)
+    assert verdict.judge(row, RULES, held, found, few).status == "pass"
+    judged = verdict.judge(row, RULES, held, found, many)
+    assert judged.status == "warn"
+    assert judged.warnings == ["dest: 5.0% of rows hold values unseen in training (more than "
+                               "1.0%): 'ABQ' (30 rows), 'MVY' (20 rows)"]  # fmt: skip
+
+
+def test_monitoring_rules_come_from_the_gate_file_and_are_checked(tmp_path):
+    rules = MonitorRules.from_gates(load_gates("model/gates.yaml"))
+    assert rules.drift_share == 0.5 and set(rules.max_regression) == {"roc_auc", "pr_auc", "brier"}
+    bad = tmp_path / "gates.yaml"
+    base = "metrics:\n  roc_auc: {floor: 0.5, max_regression: 0.02}\n"
+    bad.write_text(base + "monitoring: {drift_shar: 0.3}\n")
+    with pytest.raises(
+        ConfigError, match="gates.yaml: monitoring: unknown keys \\['drift_shar'\\]"
+    ):
+        load_gates(bad)
+    bad.write_text(base + "monitoring: {drift_share: 50}\n")
+    with pytest.raises(ConfigError, match="drift_share must be between 0 and 1"):
+        load_gates(bad)
+    bad.write_text(base)  # no monitoring block: the defaults
+    assert MonitorRules.from_gates(load_gates(bad)).drift_share == 0.5
+
+
+def test_a_rolling_reference_is_the_periods_just_before_each_batch():
+    def frame(periods):
+        return pd.DataFrame({"_period": periods, "x": range(len(periods))})
+
+    train = frame(["2013-01"] * 2 + ["2013-02"] * 2)
+    holdout = frame(["2013-03"] * 3)
+    batches = frame(["2013-04", "2013-05", "2013-05"]).assign(
+        _batch=["2013-04", "2013-05", "2013-05"], _control=""
+    )
+    proba = {"training": np.arange(4) / 10, "reference": np.arange(3) / 10 + 0.5,
+             "2013-04": np.array([0.9]), "2013-05": np.array([0.8, 0.7])}  # fmt: skip
+    windows = monitor.history(train, holdout, batches, proba)
+    assert [w[0] for w in windows] == ["2013-01", "2013-02", "2013-03", "2013-04", "2013-05"]
+    held = (holdout, proba["reference"])
+    said, (rows, scores) = monitor.reference_for("2013-05", "", "rolling", 2, windows, held, None)
+    assert said == "the 2 periods before it (2013-03 to 2013-04)"
+    assert list(rows["_period"]) == ["2013-03"] * 3 + ["2013-04"]
+    assert list(scores) == [0.5, 0.6, 0.7, 0.9]
+    said, (rows, _) = monitor.reference_for("2013-04", "", "rolling", 3, windows, held, None)
+    assert list(rows["_period"]) == ["2013-01"] * 2 + ["2013-02"] * 2 + ["2013-03"] * 3
+    said, (rows, _) = monitor.reference_for(
+        "control-same", "same", "rolling", 3, windows, held, None
+    )
+    assert said == "the held-out window" and rows is holdout
+    with pytest.raises(ConfigError, match="monitor_reference is 'last'"):
+        monitor.check_reference("last", 3)
+    with pytest.raises(ConfigError, match="monitor_rolling_periods must be a whole number"):
+        monitor.check_reference("rolling", 0)
