@@ -260,6 +260,10 @@ def test_a_champion_that_cannot_be_loaded_leaves_the_old_one_serving(served):
     assert "nbmlops_registry_errors_total 0.0" not in text
 
 
+def _archived(archive) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(f) for f in sorted(archive.glob("*.parquet"))])
+
+
 def _metric(text: str, name: str) -> float:
     return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(name + " ")))
 
@@ -298,7 +302,7 @@ def test_a_service_killed_under_load_keeps_every_record_answered_a_second_before
     assert len(answered) > 100, "too little load to prove anything"
     with Server(served["root"], "--archive", str(archive)) as again:
         text = again.get("/metrics").text
-    kept = set(pd.concat([pd.read_parquet(f) for f in archive.glob("*.parquet")])["request_id"])
+    kept = set(_archived(archive)["request_id"])
     old = {rid for at, rid in answered if at < killed - 1.0}
     lost = [rid for _, rid in answered if rid not in kept]
     print(f"kill -9 under load: {len(answered)} answered, {len(lost)} not on disk")
@@ -328,7 +332,7 @@ def test_an_unwritable_archive_turns_ready_off_and_keeps_the_records_until_it_is
         text = server.get("/metrics").text
     assert _metric(text, "nbmlops_archived_records_total") == 6
     assert _metric(text, "nbmlops_archive_dropped_records_total") == 0
-    assert len(pd.concat([pd.read_parquet(f) for f in archive.glob("*.parquet")])) == 6
+    assert len(_archived(archive)) == 6
 
 
 def _rss_mb(pid: int) -> float:
@@ -403,10 +407,6 @@ def _archive_process(server) -> int:
         if f"\nPPid:\t{parent}\n" in status and b"spawn_main" in cmdline:
             return int(entry)
     raise AssertionError("no shadow and archive process under the server")
-
-
-def _archived(archive) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(f) for f in sorted(archive.glob("*.parquet"))])
 
 
 def _wait_for(check, seconds: float, what: str) -> None:

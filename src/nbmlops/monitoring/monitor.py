@@ -147,8 +147,6 @@ def monitor_batches(
     shadow_rows = scoring.summarize(scores, spec).set_index("batch").to_dict(orient="index")
     held = verdict.held_out(holdout[spec.target], proba[scoring.REFERENCE])
     windows = history(train, holdout, batches, proba) if reference == "rolling" else []
-    fixed = {"holdout": (holdout, proba[scoring.REFERENCE]),
-             "train": (train, proba.get(scoring.TRAINING))}  # fmt: skip
     known = known_categories(train, spec)
     groups = list(batches.groupby(BATCH, sort=False))
     rows = []
@@ -156,8 +154,8 @@ def monitor_batches(
         start = time.perf_counter()
         control = str(batch[CONTROL].iloc[0])
         compared_with, (ref_rows, ref_proba) = reference_for(
-            str(name), control, reference, rolling_periods, windows, fixed["holdout"],
-            fixed["train"],
+            str(name), control, reference, rolling_periods, windows,
+            (holdout, proba[scoring.REFERENCE]), (train, proba.get(scoring.TRAINING)),
         )  # fmt: skip
         ref = drift.sample_rows(metrics.scored_frame(ref_rows, spec, ref_proba), max_rows)
         scored = metrics.scored_frame(batch, spec, proba[name])
