@@ -20,7 +20,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	serve load
+	serve load backtest
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,10 @@ comment: setup ## write the pull-request comment of the last build to reports/pr
 
 bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env.ci.yaml env.yaml"); writes reports/bench/
 	$(BIN)/python -m nbmlops.tools.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
+
+backtest: setup ## replay the env's retraining policies over the labelled periods (ENV=ci: the sample); writes its page and JSON
+	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) --partially features
+	$(BIN)/python -m nbmlops.tools.backtest --env $(ENV_FILE)
 
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)

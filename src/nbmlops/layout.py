@@ -18,6 +18,8 @@ from .errors import ConfigError
 PIPELINE = "pipeline.yaml"
 #: Folders under the env's `reports` that `make bench` and `make load` write, and the index links.
 BENCH_PAGES, LOAD_PAGES = "bench", "load"
+#: The folder under the env's `reports` that `make backtest` writes, and the index links.
+BACKTEST_PAGES = "backtest"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -28,6 +30,7 @@ class Layout:
     env_file: Path
     env: dict
     products: dict[str, dict[str, str]]
+    grids: dict[str, dict[str, list]]
 
     @classmethod
     def from_env(cls, env_file: str | Path) -> Layout:
@@ -41,7 +44,8 @@ class Layout:
                                for key, path in task["product"].items()}
             for task in tasks
         }  # fmt: skip
-        return cls(env_file, env, products)
+        grids = {_task_name(task): task["grid"] for task in tasks if task.get("grid")}
+        return cls(env_file, env, products, grids)
 
     def product(self, task: str, key: str) -> Path:
         """The path of one product, e.g. `product("features", "spec")`."""
@@ -58,6 +62,13 @@ class Layout:
         pattern = re.sub(r"\[\[\w+\]\]", "*-[0-9]*", str(self.product(task, key)))
         path = Path(pattern)
         return sorted(path.parent.glob(path.name))
+
+    def grid(self, task: str, key: str) -> list:
+        """The values one key of a grid task takes, e.g. `grid("train-[[model]]", "model")`."""
+        try:
+            return list(self.grids[task][key])
+        except KeyError:
+            raise ConfigError(f"{PIPELINE} has no grid {key!r} in a task {task!r}") from None
 
     @property
     def reports(self) -> Path:

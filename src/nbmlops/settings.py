@@ -173,6 +173,76 @@ class ServingSettings(Settings):
             raise ConfigError(f"{where}: serving.{', '.join(positive)} must be positive")
 
 
+#: When monitoring of the last period makes a policy retrain: never, on a failing period, or
+#: on a period that fails or warns. YAML reads an unquoted `off` or `no` as False: never.
+TRIGGERS = ("never", "fail", "warn")
+
+
+@dataclass(frozen=True)
+class RetrainPolicy(Settings):
+    """When a model is retrained, on which rows, and how it reaches production.
+
+    At each cut-off only the rows of earlier periods exist. A new challenger trains on the
+    `window` (every earlier period: "expanding", or the latest N periods) before the held-out
+    periods, must pass the gates on those held-out periods against the champion, then scores
+    `shadow_periods` periods in shadow beside the champion and is promoted only when the gates
+    pass on the rows it shadowed (0: promoted at once on the held-out gate).
+    """
+
+    block: ClassVar[str] = "retraining"
+
+    window: str | int = "expanding"  # or N: the latest N periods
+    every: int = 0  # retrain when the newest model is this many periods old (0: not on a clock)
+    trigger: str = "never"  # retrain when monitoring of the last served period says so
+    shadow_periods: int = 1
+
+    @classmethod
+    def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("trigger") in (None, False):
+            params["trigger"] = "never"
+        return params
+
+    def _check(self, where: str) -> None:
+        window_ok = self.window == "expanding" or (
+            isinstance(self.window, int) and not isinstance(self.window, bool) and self.window > 0
+        )
+        if not window_ok:
+            raise ConfigError(f"{where}: window must be 'expanding' or a number of periods "
+                              f"(at least 1), not {self.window!r}")  # fmt: skip
+        for key in ("every", "shadow_periods"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where}: {key} must be a whole number of periods "
+                                  f"(0 or more), not {value!r}")  # fmt: skip
+        if self.trigger not in TRIGGERS:
+            raise ConfigError(f"{where}: trigger must be one of {', '.join(TRIGGERS)}, "
+                              f"not {self.trigger!r}")  # fmt: skip
+
+    def describe(self) -> str:
+        """In words: "every 1 period on the latest 3 periods, 1 period in shadow"."""
+        when = [f"every {self.every} period{'s' if self.every != 1 else ''}"] if self.every else []
+        if self.trigger != "never":
+            when.append("when monitoring " + ("fails" if self.trigger == "fail" else "warns"))
+        window = ("every earlier period" if self.window == "expanding" else
+                  f"the latest {self.window} period{'s' if self.window != 1 else ''}")  # fmt: skip
+        if not when:
+            return "never retrained"
+        shadow = (f"{self.shadow_periods} period{'s' if self.shadow_periods != 1 else ''} in "
+                  "shadow" if self.shadow_periods else "promoted on the held-out gate")  # fmt: skip
+        return f"retrained {' or '.join(when)} on {window}; {shadow}"
+
+
+def backtest_policies(
+    params: Mapping[str, Any] | None, where: str = PARAMETERS
+) -> dict[str, RetrainPolicy]:
+    """The env file's `backtest` block: policy name to its settings, at least one."""
+    if not isinstance(params, Mapping) or not params:
+        raise ConfigError(f"{where}: `backtest` must map policy names to their settings, "
+                          "e.g. never: {every: 0}")  # fmt: skip
+    return {str(name): RetrainPolicy.from_params(value, f"{where}: backtest.{name}")
+            for name, value in params.items()}  # fmt: skip
+
+
 #: The env file's blocks, by key.
 BLOCKS: dict[str, type[Settings]] = {
     s.block: s for s in (DataSettings, StoreSettings, ServingSettings)

@@ -1,6 +1,7 @@
 import re
 
 import pytest
+import yaml
 
 from nbmlops.errors import ConfigError
 from nbmlops.settings import DataSettings
@@ -37,7 +38,8 @@ def test_env_file_typo_is_named_with_the_keys_the_pipeline_uses(tmp_path, monkey
     text = (PROJECT / "env.ci.yaml").read_text()
     (tmp_path / "env.ci.yaml").write_text(text)
     monkeypatch.setenv("PLOOMBER_ENV_FILENAME", "env.ci.yaml")
-    check_env_keys(here=str(tmp_path))  # the shipped env file is clean
+    shipped = yaml.safe_load(text)
+    check_env_keys(here=str(tmp_path), serving=shipped["serving"], backtest=shipped["backtest"])
     typo = (
         text.replace("monitor_last: 0", "monitor_last: 0\nmonitor_lats: 1")
         .replace("  model_name: flight-delay-ci", "  model_name: flight-delay-ci\n  modelname: x")
@@ -85,3 +87,32 @@ def test_missing_value_words_survive_ploomber_reading_the_env_file():
     assert set(s.missing_values) == set(MISSING_VALUES)
     only = DataSettings.from_params({"target": "y", "missing_values": ["n/a", None]})
     assert only.missing_values == ("n/a", "null", "NULL", "None")
+
+
+def test_retraining_policies_are_read_as_written_and_refused_with_the_key_named():
+    from nbmlops.settings import RetrainPolicy, backtest_policies
+
+    policies = backtest_policies(
+        {"never": {"every": 0}, "rolling": {"window": 3, "every": 2, "trigger": False},
+         "watch": {"trigger": "warn", "shadow_periods": 0}}
+    )  # fmt: skip
+    assert policies["never"] == RetrainPolicy()
+    assert policies["never"].describe() == "never retrained"
+    assert policies["rolling"].trigger == "never"  # YAML's `off` or `no`
+    assert policies["rolling"].describe() == (
+        "retrained every 2 periods on the latest 3 periods; 1 period in shadow"
+    )
+    assert policies["watch"].describe() == (
+        "retrained when monitoring warns on every earlier period; promoted on the held-out gate"
+    )
+    bad = [
+        ({"p": {"window": 0}}, "backtest.p: window must be 'expanding' or a number"),
+        ({"p": {"window": "rolling"}}, "not 'rolling'"),
+        ({"p": {"every": -1}}, "every must be a whole number"),
+        ({"p": {"trigger": "drift"}}, "trigger must be one of never, fail, warn"),
+        ({"p": {"evry": 1}}, "unknown key(s)"),
+        ({}, "`backtest` must map policy names"),
+    ]
+    for params, message in bad:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            backtest_policies(params, "env.yaml")

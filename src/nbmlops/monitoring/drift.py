@@ -80,19 +80,21 @@ def batch_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     spec: FeatureSpec,
-    path: str | Path,
+    path: str | Path | None,
     drift_share: float,
 ) -> dict:
     """One evidently report for a batch against the reference; returns its summary.
 
     Feature drift share, prediction drift (drift of the predicted probability) and, where the
-    batch and the reference have labels of both classes, classification performance.
+    batch and the reference have labels of both classes and the report is written to `path`,
+    classification performance. Without a `path` only the drift is measured (the backtest
+    asks for it once per model and period).
     """
     from evidently import Report
     from evidently.metrics import ValueDrift
     from evidently.presets import ClassificationPreset, DataDriftPreset
 
-    labelled = both_classes(current, spec) and both_classes(reference, spec)
+    labelled = path is not None and both_classes(current, spec) and both_classes(reference, spec)
     parts = [
         DataDriftPreset(columns=spec.columns, drift_share=drift_share),
         ValueDrift(column=PROBA),
@@ -103,7 +105,8 @@ def batch_report(
         current_data=_dataset(current, spec, labelled),
         reference_data=_dataset(reference, spec, labelled),
     )
-    _save(snapshot, path)
+    if path is not None:
+        _save(snapshot, path)
     return summarize(snapshot.dict(), spec, drift_share)
 
 

@@ -158,33 +158,12 @@ def monitor_batches(
             (holdout, proba[scoring.REFERENCE]), (train, proba.get(scoring.TRAINING)),
         )  # fmt: skip
         ref = drift.sample_rows(metrics.scored_frame(ref_rows, spec, ref_proba), max_rows)
-        scored = metrics.scored_frame(batch, spec, proba[name])
-        report = f"batch-{name}.html"
         row = {"batch": str(name), "control": control, "rows": len(batch),
-               "report": f"{linked_as}/{report}", "reference": compared_with,
-               "reference_rows": len(ref_rows)}  # fmt: skip
-        compared = drift.sample_rows(scored, max_rows, seed=i)
-        row["rows_compared"] = len(compared)
-        row |= drift.batch_report(ref, compared, spec, report_dir / report, rules.drift_share)
-        found = None
-        warnings = []
-        if drift.both_classes(batch, spec):
-            y = batch[spec.target]
-            row |= metrics.classification_metrics(y, proba[name])
-            row |= verdict.calibration(y, proba[name])
-            found = verdict.estimates(y, proba[name])
-            row["intervals"] = {k: [e.low, e.high] for k, e in found.items()}
-        elif drift.has_labels(batch, spec):
-            only = int(batch[spec.target].iloc[0])
-            warnings.append(
-                f"{spec.target}: every label is {only}, so ROC AUC and PR AUC are not defined "
-                "for this batch; its performance is not judged"
-            )
+               "report": f"{linked_as}/batch-{name}.html",
+               "reference": compared_with, "reference_rows": len(ref_rows)}  # fmt: skip
+        row |= assess(ref, batch, proba[name], spec, held, known, rules,
+                      report_dir / f"batch-{name}.html", max_rows, seed=i)  # fmt: skip
         row |= {k: v for k, v in shadow_rows[name].items() if k != "rows"}
-        unseen = unseen_categories(known, batch)
-        judged = verdict.judge(row, rules, held, found, unseen)
-        row |= {"status": judged.status, "reasons": judged.reasons,
-                "warnings": judged.warnings + warnings, "unseen_categories": unseen}  # fmt: skip
         rows.append(row)
         for warning in row["warnings"]:
             print(f"warning: batch {name}: {warning}", flush=True)
@@ -198,6 +177,44 @@ def monitor_batches(
              "rolling_periods": rolling_periods if reference == "rolling" else None,
              "held_out": held, "max_rows_compared": max_rows, "batches": rows}  # fmt: skip
     return Monitored(rows, tests, drift.summary_frame(rows))
+
+
+def assess(
+    reference: pd.DataFrame,
+    batch: pd.DataFrame,
+    proba: np.ndarray,
+    spec: FeatureSpec,
+    held: dict,
+    known: dict[str, set],
+    rules: verdict.MonitorRules,
+    report: Path | None = None,
+    max_rows: int = 0,
+    seed: int = 0,
+) -> dict:
+    """One batch scored by the served model (`proba`), against a scored `reference`: its drift
+    (an evidently report written to `report`, if given), performance, calibration and values
+    training never saw (`known`), and the verdict under `rules` against the model's held-out
+    figures (`held`): status, reasons and warnings."""
+    compared = drift.sample_rows(metrics.scored_frame(batch, spec, proba), max_rows, seed=seed)
+    row = {"rows_compared": len(compared)}
+    row |= drift.batch_report(reference, compared, spec, report, rules.drift_share)
+    found, warnings = None, []
+    if drift.both_classes(batch, spec):
+        y = batch[spec.target]
+        row |= metrics.classification_metrics(y, proba)
+        row |= verdict.calibration(y, proba)
+        found = verdict.estimates(y, proba)
+        row["intervals"] = {k: [e.low, e.high] for k, e in found.items()}
+    elif drift.has_labels(batch, spec):
+        only = int(batch[spec.target].iloc[0])
+        warnings.append(
+            f"{spec.target}: every label is {only}, so ROC AUC and PR AUC are not defined "
+            "for this batch; its performance is not judged"
+        )
+    unseen = unseen_categories(known, batch)
+    judged = verdict.judge(row | {"rows": len(batch)}, rules, held, found, unseen)
+    return row | {"status": judged.status, "reasons": judged.reasons,
+                  "warnings": judged.warnings + warnings, "unseen_categories": unseen}  # fmt: skip
 
 
 def calibration_plot(rows: list[dict], held: dict):

@@ -242,6 +242,14 @@ monitor_rolling_periods: 3
 monitor_last: 0
 monitor_max_rows: 100000
 
+# make backtest: retraining policies replayed over the labelled periods (docs/retraining.md)
+backtest:
+  never: {{every: 0}}
+  each-period: {{window: expanding, every: 1}}
+  each-period-rolling-3: {{window: 3, every: 1}}
+  on-fail: {{window: expanding, trigger: fail}}
+  each-period-no-shadow: {{window: expanding, every: 1, shadow_periods: 0}}
+
 mlflow:
   tracking_uri: "sqlite:///{here}/mlruns/mlflow.db"
   artifact_root: "{here}/mlruns/artifacts"

@@ -1,0 +1,91 @@
+"""`make backtest`: replay the retraining policies of the env file's `backtest` block over the
+last build's labelled periods, and write the backtest's page and JSON file.
+
+    python -m nbmlops.tools.backtest --env env.yaml [--policies never,on-fail] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .. import storage
+from ..errors import ConfigError, PipelineError
+from ..layout import BACKTEST_PAGES, Layout
+from ..registry import gates
+from ..settings import DataSettings, backtest_policies
+from ..spec import FeatureSpec
+from ..training import backtest
+
+#: The pipeline's task that trains one candidate per value of its grid.
+TRAIN_TASK, GRID_KEY = "train-[[model]]", "model"
+
+
+def prepare(layout: Layout, workers: int) -> tuple[backtest.Backtest, list[str]]:
+    """The backtest of the build's data, candidates and gates that the env file names."""
+    env = layout.env
+    inputs = [layout.product("ingest", k) for k in ("train", "holdout", "batches")]
+    spec_file = layout.product("features", "spec")
+    missing = [str(p) for p in [*inputs, spec_file] if not p.is_file()]
+    if missing:
+        raise ConfigError(f"no data of a build: {', '.join(missing)} missing; run "
+                          f"`make build` with {layout.env_file.name} first")  # fmt: skip
+    spec = FeatureSpec.read(spec_file)
+    train, holdout, batches = (pd.read_parquet(p) for p in inputs)
+    periods, skipped = backtest.Periods.from_windows(train, holdout, batches, spec)
+    data = DataSettings.from_params(env["data"], layout.env_file.name)
+    gate_spec = gates.load_gates(env["gates"])
+    trainer = backtest.Trainer(
+        periods, spec, layout.grid(TRAIN_TASK, GRID_KEY), env.get("hyperparams") or {},
+        int(env["seed"]), data.holdout_periods, gate_spec["primary_metric"], workers,
+    )  # fmt: skip
+    bt = backtest.Backtest(periods, spec, trainer, gate_spec, data.reference_periods,
+                           int(env.get("monitor_max_rows") or 0))  # fmt: skip
+    return bt, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", default="env.yaml", help="the env file (default: env.yaml)")
+    parser.add_argument("--policies", help="comma-separated names (default: every policy)")
+    parser.add_argument("--workers", type=int, default=backtest.default_workers(),
+                        help="processes that train candidates at once")  # fmt: skip
+    parser.add_argument("--out", help="folder for index.html and backtest.json "
+                        "(default: the env's reports folder / backtest)")  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        layout = Layout.from_env(args.env)
+        policies = backtest_policies(layout.env.get("backtest"), f"{args.env}")
+        if args.policies:
+            wanted = args.policies.split(",")
+            unknown = sorted(set(wanted) - set(policies))
+            if unknown:
+                raise ConfigError(f"{args.env}: no backtest policy {unknown}; "
+                                  f"known: {sorted(policies)}")  # fmt: skip
+            policies = {n: policies[n] for n in wanted}
+        bt, skipped = prepare(layout, args.workers)
+        try:
+            result = backtest.run(bt, policies)
+        finally:
+            bt.trainer.close()
+    except PipelineError as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    result.skipped = skipped
+    from ..reports.backtest import backtest_page
+
+    out = Path(args.out) if args.out else layout.reports / BACKTEST_PAGES
+    storage.write_json(out / "backtest.json", result.to_json())
+    storage.write_text(out / "index.html", backtest_page(result))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(result.summary().drop(columns=["described"]).round(4).to_string(index=False))
+    print(f"backtest: {result.seconds['total']:.0f} s ({result.seconds['fits']} fits, "
+          f"{result.seconds['training']:.0f} s training); wrote {out / 'index.html'}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

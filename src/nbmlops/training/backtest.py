@@ -1,0 +1,438 @@
+"""Retraining policies replayed over the labelled periods, as if they were lived.
+
+At each cut-off only the rows of earlier periods exist. Every policy starts from the model the
+pipeline trains (the first periods, judged on the held-out ones). At each cut-off a policy
+may retrain: the candidates train on its window with the pipeline's own code (in parallel),
+the best on the held-out periods must pass the gates against the champion on those periods,
+then it scores the next periods in shadow and is promoted only when the gates pass on the
+rows it shadowed. The model that serves a period is judged on it as the monitor judges a
+batch (drift, performance, calibration), and that verdict may trigger the next retraining.
+
+Nothing a decision reads comes from its cut-off's period or later: a model's scores of later
+rows are computed once, when it is trained, and read only when that period is served.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+from ..errors import ConfigError, DataError, Problem
+from ..monitoring import drift, monitor, stats, verdict
+from ..registry import gates as gate_rules
+from ..settings import RetrainPolicy
+from ..spec import BATCH, CONTROL, PERIOD, FeatureSpec
+from . import candidates
+
+
+@dataclass(frozen=True)
+class Periods:
+    """Every labelled row in period order; period `i` is rows `bounds[i]:bounds[i + 1]`."""
+
+    data: pd.DataFrame
+    names: list[str]
+    bounds: np.ndarray
+
+    @classmethod
+    def from_windows(cls, train: pd.DataFrame, holdout: pd.DataFrame, batches: pd.DataFrame,
+                     spec: FeatureSpec) -> tuple[Periods, list[str]]:  # fmt: skip
+        """The build's windows as one sequence of labelled periods (control batches left out);
+        also the batches left out for want of labels."""
+        real = batches[batches[CONTROL] == ""]
+        labelled = real.groupby(BATCH, sort=False)[spec.target].transform(lambda y: y.notna().all())
+        skipped = list(dict.fromkeys(real.loc[~labelled.astype(bool), BATCH].astype(str)))
+        later = real[labelled.astype(bool)].assign(**{PERIOD: lambda d: d[BATCH]})
+        frames = [train, holdout, later]
+        data = pd.concat([f[spec.columns + [spec.target, PERIOD]] for f in frames],
+                         ignore_index=True)  # fmt: skip
+        data[spec.target] = data[spec.target].astype("int8")
+        data[PERIOD] = data[PERIOD].astype(str)
+        names = list(dict.fromkeys(data[PERIOD]))
+        order = pd.Categorical(data[PERIOD], categories=names, ordered=True)
+        if not (np.diff(order.codes) >= 0).all():
+            raise DataError(Problem(PERIOD, None, "the windows' periods are not in time order"))
+        counts = np.bincount(order.codes, minlength=len(names))
+        return cls(data, names, np.concatenate([[0], np.cumsum(counts)])), skipped
+
+    def rows(self, first: int, last: int) -> slice:
+        """Rows of periods `first` to `last - 1`."""
+        return slice(int(self.bounds[first]), int(self.bounds[last]))
+
+    def frame(self, first: int, last: int) -> pd.DataFrame:
+        return self.data.iloc[self.rows(first, last)]
+
+    def span(self, first: int, last: int) -> str:
+        names = self.names[first:last]
+        return names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model trained at cut-off `cutoff` on periods `start` to `cutoff - held_out - 1`: the
+    best candidate on its held-out periods, and its scores of every row from them on."""
+
+    key: str
+    start: int
+    cutoff: int
+    held_out: int
+    candidate: str
+    candidates: dict[str, dict]  # held-out metrics and fit seconds of each candidate
+    fit_seconds: float  # every candidate's fit
+    offset: int  # the row proba[0] scores
+    proba: np.ndarray
+
+    def scores(self, periods: Periods, first: int, last: int) -> np.ndarray:
+        rows = periods.rows(first, last)
+        if rows.start < self.offset:
+            raise ValueError(f"{self.key} has no scores before its held-out periods")
+        return self.proba[rows.start - self.offset : rows.stop - self.offset]
+
+
+#: What the worker processes share, set before they fork (nothing is pickled to reach them).
+_SHARED: dict = {}
+
+
+def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarray | str]:
+    """Fit candidate `name` on its window, score every row from its held-out periods on."""
+    from threadpoolctl import threadpool_limits
+
+    periods, spec = _SHARED["periods"], _SHARED["spec"]
+    held_out, seed = _SHARED["held_out"], _SHARED["seed"]
+    pipeline = candidates.build_candidate(name, spec, seed, **_SHARED["hyperparams"].get(name, {}))
+    train = periods.frame(start, cutoff - held_out)
+    try:
+        with threadpool_limits(_SHARED["threads"]):
+            pipeline, seconds = candidates.fit(pipeline, train, spec)
+            later = periods.data.iloc[periods.rows(cutoff - held_out, len(periods.names))]
+            return seconds, metrics.predict_proba(pipeline, later, spec)
+    except ValueError as exc:  # e.g. one class in the window
+        return (
+            0.0,
+            f"{name} could not be trained on {periods.span(start, cutoff - held_out)}: {exc}",
+        )
+
+
+class Trainer:
+    """Trains every candidate on a window once (a window two policies share is trained once),
+    in `workers` processes; keeps each model's scores, not the model."""
+
+    def __init__(self, periods: Periods, spec: FeatureSpec, names: list[str], hyperparams: dict,
+                 seed: int, held_out: int, primary: str, workers: int = 1):  # fmt: skip
+        self.periods, self.spec, self.names = periods, spec, names
+        self.held_out, self.primary, self.workers = held_out, primary, workers
+        self.models: dict[tuple[int, int], Model | str] = {}
+        self.fits, self.seconds = 0, 0.0
+        _SHARED.update(periods=periods, spec=spec, hyperparams=hyperparams, seed=seed,
+                       held_out=held_out, threads=1 if workers > 1 else None)  # fmt: skip
+        self._pool = None
+        if workers > 1:
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork")
+            )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def train(self, windows: list[tuple[int, int]]) -> None:
+        """Train the windows (start, cut-off) not trained yet, all candidates at once."""
+        wanted = [w for w in dict.fromkeys(windows) if w not in self.models]
+        jobs = [(name, *w) for w in wanted for name in self.names]
+        start = time.perf_counter()
+        if self._pool is None:
+            results = [_fit_and_score(*job) for job in jobs]
+        else:
+            results = [f.result() for f in [self._pool.submit(_fit_and_score, *j) for j in jobs]]
+        for w in wanted:
+            found = {job[0]: res for job, res in zip(jobs, results, strict=True) if job[1:] == w}
+            self.models[w] = self._best(w, found)
+        self.fits += len(jobs)
+        self.seconds += time.perf_counter() - start
+
+    def _best(self, window: tuple[int, int], found: dict) -> Model | str:
+        start, cutoff = window
+        first = cutoff - self.held_out
+        y = self.periods.frame(first, cutoff)[self.spec.target]
+        rows = self.periods.rows(first, cutoff)
+        offset = rows.start
+        fitted = {n: r for n, r in found.items() if not isinstance(r[1], str)}
+        if not fitted:
+            return "; ".join(r[1] for r in found.values())
+        table = {n: metrics.classification_metrics(y, p[rows.start - offset : rows.stop - offset])
+                 for n, (_, p) in fitted.items()}  # fmt: skip
+        best = str(candidates.compare(table, self.primary)["model"].iloc[0])
+        seconds = float(sum(s for s, _ in fitted.values()))
+        return Model(
+            key=self.periods.span(start, first).replace(" … ", "…"),
+            start=start, cutoff=cutoff, held_out=self.held_out, candidate=best,
+            candidates={n: table[n] | {"fit_seconds": fitted[n][0]} for n in fitted},
+            fit_seconds=seconds, offset=offset, proba=fitted[best][1],
+        )  # fmt: skip
+
+    def get(self, window: tuple[int, int]) -> Model | str:
+        """The model trained on `window`, or why none could be."""
+        return self.models[window]
+
+
+@dataclass
+class Replay:
+    """One policy's state as the periods are lived."""
+
+    name: str
+    policy: RetrainPolicy
+    champion: Model
+    newest: int  # cut-off of the newest model trained
+    pending: Model | None = None
+    promoted_at: int = -1
+    last_status: str = "pass"
+    periods: list[dict] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)
+    training_seconds: float = 0.0
+
+
+@dataclass
+class Result:
+    """Each policy's periods and decisions, with what they add up to."""
+
+    policies: dict[str, RetrainPolicy]
+    replays: dict[str, Replay]
+    settings: dict
+    seconds: dict[str, float]
+    skipped: list[str]
+
+    def summary(self) -> pd.DataFrame:
+        rows = []
+        for name, r in self.replays.items():
+            served = pd.DataFrame(r.periods)
+            rows.append({
+                "policy": name,
+                "roc_auc": served["roc_auc"].mean(),
+                "pr_auc": served["pr_auc"].mean(),
+                "brier": served["brier"].mean(),
+                "abs_calibration_gap": served["calibration_gap"].abs().mean(),
+                "failing": int((served["status"] == "fail").sum()),
+                "warning": int((served["status"] == "warn").sum()),
+                "retrains": int(served["retrained"].sum()),
+                "promotions": int(served["promoted"].sum()),
+                "training_seconds": r.training_seconds,
+                "described": self.policies[name].describe(),
+            })  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def periods_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([row | {"policy": name} for name, r in self.replays.items()
+                             for row in r.periods])  # fmt: skip
+
+    def to_json(self) -> dict:
+        return {
+            "settings": self.settings,
+            "seconds": self.seconds,
+            "skipped_batches": self.skipped,
+            "summary": self.summary().to_dict(orient="records"),
+            "policies": {
+                name: {"policy": vars(self.policies[name]) | {"described":
+                                                             self.policies[name].describe()},
+                       "periods": r.periods, "decisions": r.decisions}
+                for name, r in self.replays.items()
+            },
+        }  # fmt: skip
+
+
+class Backtest:
+    """The periods, the candidates and the rules every policy is replayed under."""
+
+    def __init__(self, periods: Periods, spec: FeatureSpec, trainer: Trainer, gates: dict,
+                 reference_periods: int, max_rows: int = 0):  # fmt: skip
+        self.periods, self.spec, self.trainer, self.gates = periods, spec, trainer, gates
+        self.rules = gate_rules.MonitorRules.from_gates(gates)
+        self.first, self.held_out, self.max_rows = reference_periods, trainer.held_out, max_rows
+        if not self.held_out < self.first < len(periods.names):
+            raise ConfigError(
+                f"the backtest needs periods after the {self.first} reference periods; the data "
+                f"has {len(periods.names)} labelled periods"
+            )
+        self._judged: dict[tuple[str, int], dict] = {}
+        self._held: dict[str, tuple] = {}
+        self.assess_seconds = 0.0
+
+    # -- what a model is judged against --------------------------------------------------------
+
+    def _reference(self, model: Model) -> tuple:
+        if model.key not in self._held:
+            first, cutoff = model.cutoff - model.held_out, model.cutoff
+            rows, p = self.periods.frame(first, cutoff), model.scores(self.periods, first, cutoff)
+            training = self.periods.frame(model.start, first)
+            self._held[model.key] = (
+                drift.sample_rows(metrics.scored_frame(rows, self.spec, p), self.max_rows),
+                verdict.held_out(rows[self.spec.target], p),
+                monitor.known_categories(training, self.spec),
+            )
+        return self._held[model.key]
+
+    def assess(self, model: Model, t: int) -> dict:
+        """The monitor's verdict of `model` serving period `t` (each pair judged once)."""
+        if (model.key, t) not in self._judged:
+            start = time.perf_counter()
+            ref, held, known = self._reference(model)
+            batch = self.periods.frame(t, t + 1)
+            proba = model.scores(self.periods, t, t + 1)
+            found = monitor.assess(ref, batch, proba, self.spec, held, known, self.rules,
+                                   None, self.max_rows, seed=t)  # fmt: skip
+            self._judged[(model.key, t)] = found
+            self.assess_seconds += time.perf_counter() - start
+        return self._judged[(model.key, t)]
+
+    def _compare(self, challenger: Model, champion: Model, first: int, last: int) -> dict:
+        """The gates and DeLong's paired difference of two models on the same periods."""
+        y = self.periods.frame(first, last)[self.spec.target]
+        new = challenger.scores(self.periods, first, last)
+        old = champion.scores(self.periods, first, last)
+        check = gate_rules.check(
+            metrics.classification_metrics(y, new),
+            {"metrics": metrics.classification_metrics(y, old)},
+            self.gates,
+        )
+        paired = stats.roc_auc_difference(y, old, new)
+        failed = check.table[check.table["status"] != "pass"]
+        why = [f"{r.metric} {r.challenger:.4f} outside {r.allowed}" for r in failed.itertuples()]
+        if check.passed and not check.promotable:
+            rule = self.gates["metrics"][self.gates["primary_metric"]] or {}
+            why.append(f"{self.gates['primary_metric']} not better by "
+                       f"{rule.get('min_improvement', 0):g}")  # fmt: skip
+        return {"passed": check.passed, "promotable": check.promotable, "why": why,
+                "roc_auc_difference": paired.difference, "interval": [paired.low, paired.high],
+                "p_value": paired.p_value, "rows": paired.rows,
+                "on": self.periods.span(first, last)}  # fmt: skip
+
+    # -- one cut-off of one policy -------------------------------------------------------------
+
+    def decide(self, r: Replay, t: int) -> tuple[int, int] | None:
+        """At cut-off `t` (period `t` not yet seen): judge a challenger that has shadowed its
+        periods, then say which window to train, if any."""
+        decision: dict = {"cutoff": self.periods.names[t], "champion": r.champion.key}
+        pending = r.pending
+        if pending and t - pending.cutoff >= r.policy.shadow_periods:
+            evidence = self._compare(pending, r.champion, pending.cutoff, t)
+            decision["shadow_gate"] = evidence | {"challenger": pending.key}
+            if evidence["promotable"]:
+                r.champion, r.promoted_at = pending, t
+            r.pending = None
+        due = bool(r.policy.every) and t - r.newest >= r.policy.every
+        trigger = {"fail": ("fail",), "warn": ("fail", "warn")}.get(r.policy.trigger, ())
+        # a verdict of the model that served the last period; a model promoted now starts afresh
+        triggered = r.last_status in trigger and r.promoted_at != t
+        window = None
+        if r.pending is None and (due or triggered):
+            first = t - self.held_out
+            start = 0 if r.policy.window == "expanding" else max(0, first - int(r.policy.window))
+            window = (start, t) if start < first else None
+        decision |= {"due": due, "triggered": triggered, "status_seen": r.last_status,
+                     "train": None if window is None else list(window)}  # fmt: skip
+        r.decisions.append(decision)
+        return window
+
+    def serve(self, r: Replay, t: int, window: tuple[int, int] | None) -> None:
+        """After training: the held-out gate for a new model, then period `t` served."""
+        events, decision = [], r.decisions[-1]
+        if "shadow_gate" in decision:
+            gate = decision["shadow_gate"]
+            verb = "promoted" if r.promoted_at == t else "not promoted"
+            events.append(
+                f"{gate['challenger']} {verb} on {gate['on']} in shadow (ROC AUC "
+                f"{gate['roc_auc_difference']:+.4f} [{gate['interval'][0]:+.4f}, "
+                f"{gate['interval'][1]:+.4f}] vs the champion, {gate['rows']:,} rows)"
+                + (f": {'; '.join(gate['why'])}" if gate["why"] else "")
+            )
+        if window is not None:
+            model = self.trainer.get(window)
+            if isinstance(model, str):
+                events.append(f"retraining failed: {model}")
+            else:
+                r.newest = t
+                r.training_seconds += model.fit_seconds
+                evidence = self._compare(model, r.champion, t - self.held_out, t)
+                decision["held_out_gate"] = evidence | {"challenger": model.key,
+                                                        "candidate": model.candidate}  # fmt: skip
+                trained = (f"trained {model.key} ({model.candidate}, "
+                           f"{self.periods.span(model.start, t - self.held_out)})")  # fmt: skip
+                if not evidence["passed"] or (
+                    r.policy.shadow_periods == 0 and not evidence["promotable"]
+                ):
+                    events.append(f"{trained}, discarded on {evidence['on']}: "
+                                  f"{'; '.join(evidence['why'])}")  # fmt: skip
+                elif r.policy.shadow_periods == 0:
+                    r.champion, r.promoted_at = model, t
+                    events.append(f"{trained}, promoted on the held-out gate")
+                else:
+                    r.pending = model
+                    events.append(f"{trained}, in shadow")
+        self._serve_period(r, t, window is not None, events)
+
+    def _serve_period(self, r: Replay, t: int, retrained: bool, events: list[str]) -> None:
+        model = r.champion
+        batch = self.periods.frame(t, t + 1)
+        y, p = batch[self.spec.target], model.scores(self.periods, t, t + 1)
+        judged = self.assess(model, t)
+        roc = stats.roc_auc(y, p)
+        row = {
+            "period": self.periods.names[t], "served_by": model.key, "model": model.candidate,
+            "trained_on": self.periods.span(model.start, model.cutoff - model.held_out),
+            "rows": len(batch), "positive_rate": float(y.mean()),
+            "roc_auc": roc.value, "roc_auc_low": roc.low, "roc_auc_high": roc.high,
+            "pr_auc": judged.get("pr_auc", math.nan), "brier": judged.get("brier", math.nan),
+            "mean_proba": float(np.mean(p)),
+            "calibration_gap": float(y.mean() - np.mean(p)),
+            "drift_share": judged["drift_share"], "status": judged["status"],
+            "reasons": judged["reasons"], "warnings": judged["warnings"],
+            "retrained": retrained, "promoted": r.promoted_at == t,
+            "shadow": None, "shadow_roc_auc": math.nan, "events": events,
+        }  # fmt: skip
+        if r.pending is not None:
+            row["shadow"] = r.pending.key
+            row["shadow_roc_auc"] = stats.roc_auc(y, r.pending.scores(self.periods, t, t + 1)).value
+        r.last_status = judged["status"]
+        r.periods.append(row)
+
+
+def run(bt: Backtest, policies: dict[str, RetrainPolicy],
+        progress: Callable[[str], None] = print) -> Result:  # fmt: skip
+    """Replay every policy period by period; the training a cut-off needs runs at once."""
+    started = time.perf_counter()
+    names, first = bt.periods.names, bt.first
+    bt.trainer.train([(0, first)])
+    initial = bt.trainer.get((0, first))
+    if isinstance(initial, str):
+        raise DataError(Problem("backtest", None, initial))
+    replays = {n: Replay(n, p, initial, first) for n, p in policies.items()}
+    progress(f"initial model {initial.key}: {initial.candidate} on "
+             f"{bt.periods.span(0, first - bt.held_out)}; {len(names) - first} periods to replay, "
+             f"{len(policies)} policies")  # fmt: skip
+    for t in range(first, len(names)):
+        step = time.perf_counter()
+        windows = {n: bt.decide(r, t) for n, r in replays.items()}
+        bt.trainer.train([w for w in windows.values() if w is not None])
+        for n, r in replays.items():
+            bt.serve(r, t, windows[n])
+        served = ", ".join(f"{n} {r.periods[-1]['roc_auc']:.3f}" for n, r in replays.items())
+        progress(f"[{t - first + 1}/{len(names) - first}] {names[t]}: ROC AUC {served} "
+                 f"({time.perf_counter() - step:.1f}s)")  # fmt: skip
+    seconds = {"total": time.perf_counter() - started, "training": bt.trainer.seconds,
+               "monitoring": bt.assess_seconds, "fits": bt.trainer.fits,
+               "workers": bt.trainer.workers}  # fmt: skip
+    settings = {"periods": names, "reference_periods": first, "held_out_periods": bt.held_out,
+                "candidates": bt.trainer.names, "primary_metric": bt.gates["primary_metric"],
+                "rows": len(bt.periods.data)}  # fmt: skip
+    return Result(policies, replays, settings, seconds, [])
+
+
+def default_workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0))))
