@@ -68,3 +68,18 @@ def test_committed_gate_file_loads():
 
     spec = gates.load_gates(PROJECT / "model" / "gates.yaml")
     assert spec["primary_metric"] in spec["metrics"]
+
+
+def test_pr_auc_floor_as_a_lift_follows_the_positive_rate_of_the_rows_judged(tmp_path):
+    spec = {"primary_metric": "roc_auc",
+            "metrics": {"roc_auc": {"floor": 0.5}, "pr_auc": {"min_lift": 1.2}}}  # fmt: skip
+    # the same PR AUC is well above guessing at a 13 % rate and below it at 32 %
+    rare = gates.check({"roc_auc": 0.65, "pr_auc": 0.30, "positive_rate": 0.13}, None, spec)
+    common = gates.check({"roc_auc": 0.65, "pr_auc": 0.30, "positive_rate": 0.32}, None, spec)
+    assert rare.passed and not common.passed
+    assert common.table.loc[1, "allowed"] == "[0.3840, inf]"
+    assert not gates.check({"roc_auc": 0.65, "pr_auc": 0.30}, None, spec).passed  # no rate
+    bad = tmp_path / "gates.yaml"
+    bad.write_text("metrics:\n  roc_auc: {min_lift: 1.1}\n")
+    with pytest.raises(ConfigError, match="min_lift is a rule of pr_auc alone"):
+        gates.load_gates(bad)

@@ -54,8 +54,7 @@ def test_daily_dates_and_string_labels(project, capsys):
     )
     assert contract["visit_date"]["type"] == "datetime"
     gates = yaml.safe_load((project / "model" / "gates.patients.yaml").read_text())
-    holdout_rate = float(out.split("holdout")[1].split("rows, ")[1].split("%")[0]) / 100
-    assert gates["metrics"]["pr_auc"]["floor"] == pytest.approx(holdout_rate, abs=0.001)
+    assert gates["metrics"]["pr_auc"]["min_lift"] == 1.0  # no worse than guessing the rate
     assert "2024-03" in out and "3 to monitor" in out and "next: make build ENV=patients" in out
 
 

@@ -2,8 +2,11 @@
 
 The gate file names, per metric, an absolute `floor` (or `ceiling` for losses), the largest
 allowed regression against the baseline, and the smallest improvement that justifies
-promotion (on the primary metric). The baseline file holds the champion's metrics; it changes
-only through `nbmlops-models promote` / `rollback`, so every change lands as a reviewed diff.
+promotion (on the primary metric). PR AUC's floor may instead be a `min_lift` over the positive
+rate of the rows judged: a model that guesses has a PR AUC equal to that rate, so a fixed
+floor set in a month of many positives blocks every model in a month of few. The baseline
+file holds the champion's metrics; it changes only through `nbmlops-models promote` /
+`rollback`, so every change lands as a reviewed diff.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..errors import ConfigError, PipelineError
 from ..spec import HIGHER_IS_BETTER
 from ..storage import read_json
 
-GATE_KEYS = {"floor", "ceiling", "max_regression", "min_improvement"}
+GATE_KEYS = {"floor", "ceiling", "max_regression", "min_improvement", "min_lift"}
 #: The metrics a labelled monitored batch is judged on, when the gate file has a rule for them.
 JUDGED = ("roc_auc", "pr_auc", "brier")
 
@@ -41,6 +44,9 @@ def load_gates(path: str | Path) -> dict:
         unknown = set(rule or {}) - GATE_KEYS
         if unknown:
             raise ConfigError(f"{path}: metric {name!r}: unknown keys {sorted(unknown)}")
+        if "min_lift" in (rule or {}) and name != "pr_auc":
+            raise ConfigError(f"{path}: metric {name!r}: min_lift is a rule of pr_auc alone "
+                              "(its floor as a multiple of the positive rate)")  # fmt: skip
     unknown = set(spec) - {"primary_metric", "metrics", "monitoring"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)} "
@@ -122,6 +128,9 @@ def check(challenger: dict[str, float], baseline: dict | None, gates: dict) -> G
         higher = metric in HIGHER_IS_BETTER
         sign = 1 if higher else -1
         low, high = rule.get("floor", -math.inf), rule.get("ceiling", math.inf)
+        if "min_lift" in rule:  # judged rows without a positive rate pass no floor
+            rate = challenger.get("positive_rate")
+            low = math.inf if rate is None else max(low, rule["min_lift"] * rate)
         ref = base.get(metric)
         if ref is not None and "max_regression" in rule:
             if higher:
@@ -154,10 +163,11 @@ def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
 
     The trivial model predicts the training window's positive rate for every row. A candidate
     must rank no worse on the held-out window: ROC AUC at least 0.5, PR AUC at least the
-    held-out positive rate. The candidates weight both classes equally, so their
-    probabilities are not the positive rate's scale: their Brier ceiling is that of saying 0.5
-    for every row (0.25), not the trivial model's. The allowed PR AUC regression scales with
-    the positive rate, so a rare class is not judged by a common class's numbers.
+    positive rate of the rows it is judged on (`min_lift` 1). The candidates weight both classes
+    equally, so their probabilities are not the positive rate's scale: their Brier ceiling is
+    that of saying 0.5 for every row (0.25), not the trivial model's. The allowed PR AUC
+    regression scales with the positive rate, so a rare class is not judged by a common
+    class's numbers.
     """
     from ..metrics import classification_metrics
 
@@ -168,8 +178,7 @@ def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
         "primary_metric": "roc_auc",
         "metrics": {
             "roc_auc": {"floor": 0.5, "max_regression": 0.02, "min_improvement": 0.002},
-            "pr_auc": {"floor": math.floor(rate * 1000) / 1000,
-                       "max_regression": round(max(0.005, 0.15 * rate), 3)},
+            "pr_auc": {"min_lift": 1.0, "max_regression": round(max(0.005, 0.15 * rate), 3)},
             "brier": {"ceiling": 0.25, "max_regression": 0.02},
         },
         "monitoring": {"drift_share": 0.5, "calibration_shift": 0.25, "unseen_share": 0.01},

@@ -301,8 +301,8 @@ def summary(p: Proposal, project: Path) -> str:
         out.append(f"read as missing as well: {', '.join(map(repr, extra))} (data.missing_values)")
     m = p.gates["metrics"]
     out.append(f"gates (held out: ranks no worse than one guess for every row): roc_auc >= "
-               f"{m['roc_auc']['floor']}, pr_auc >= {m['pr_auc']['floor']} (the positive "
-               f"rate), brier <= {m['brier']['ceiling']}")  # fmt: skip
+               f"{m['roc_auc']['floor']}, pr_auc >= the positive rate of the rows judged, "
+               f"brier <= {m['brier']['ceiling']}")  # fmt: skip
     out.append("wrote " + ", ".join(str(f.relative_to(project)) for f in p.written))
     out.append(f"next: make build ENV={p.name}")
     return "\n".join(out)
