@@ -54,3 +54,17 @@ def test_init_figures_against_their_target():
     assert _verdicts(bench.markdown(result | {"init": init(12.0, 1500)}))[5] == "yes"
     assert _verdicts(bench.markdown(result | {"init": init(31.0, 1500)}))[5] == "no"
     assert _verdicts(bench.markdown(result | {"init": init(12.0, 2100)}))[5] == "no"
+
+
+def test_backtest_figures_against_their_budget():
+    def backtest(env, seconds, budget):
+        return {"env": env, "seconds": seconds, "policies": 5, "periods": 8, "fits": 45,
+                "workers": 2, "vs_cold_build": 1.2, "workers_busy": 0.8, "budget": budget}  # fmt: skip
+
+    result = _result(60, 58, 50, 4, 2.0, 12.0, kernels=62) | {"backtest": [
+        backtest("env.ci.yaml", 46.0, 120.0), backtest("env.yaml", 640.0, 600.0),
+        backtest("env.mine.yaml", 30.0, None)]}  # fmt: skip
+    text = bench.markdown(result)
+    assert "| env.ci.yaml | 5 | 8 | 45 | 46.0 | 1.2 | 0.8 | 120.0 | yes |" in text
+    assert "| env.yaml | 5 | 8 | 45 | 640.0 | 1.2 | 0.8 | 600.0 | no |" in text
+    assert "| env.mine.yaml | 5 | 8 | 45 | 30.0 | 1.2 | 0.8 |  |  |" in text

@@ -7,6 +7,8 @@ because shared machines are noisy:
   notebooks and (b) the same notebook code run as one plain Python process; the cold build is
   timed with both notebook executors (ploomber-engine, the default, and papermill);
 - a no-op rebuild and a rebuild after editing one notebook, against the cold build;
+- `make backtest` of the env's policies on the cold build's data, against the cold build,
+  with how much of the workers' time the candidates' fits filled;
 - the candidate grid run at once against the same three tasks one after another;
 - monitoring one batch of 100k, 1M and 5M rows (scaled-up flights, `nbmlops.scaleup`):
   wall time, peak memory and report size, against the 100k batch;
@@ -155,6 +157,28 @@ def bench_builds(project: Path, env_file: str, repeats: int, scratch: Path) -> d
         "noop_vs_cold": round(med["noop"] / med["cold"], 3),
         "edit_vs_cold": round(med["edit"] / med["cold"], 3),
     }
+
+
+#: The backtest's budget on two cores, by env file: the CI sample and the full year.
+BACKTEST_BUDGET = {"env.ci.yaml": 120.0, "env.yaml": 600.0}
+
+
+def bench_backtest(built: Path, env_file: str, cold_seconds: float) -> dict:
+    """Every policy of the env's backtest block replayed once on a built copy's data."""
+    out = built / "backtest-bench"
+    args = [str(BIN / "python"), "-m", "nbmlops.tools.backtest", "--env", env_file,
+            "--out", str(out)]  # fmt: skip
+    seconds = timed(args, built, env_file)
+    found = storage.read_json(out / "backtest.json")
+    inner = found["seconds"]
+    busy = inner["fit_seconds"] / (inner["training"] * inner["workers"])
+    print(f"{env_file} backtest: {seconds:.1f} s", flush=True)
+    return {"env": env_file, "seconds": round(seconds, 1), "policies": len(found["policies"]),
+            "periods": len(found["settings"]["periods"]) - found["settings"]["reference_periods"],
+            "fits": inner["fits"], "workers": inner["workers"],
+            "vs_cold_build": round(seconds / cold_seconds, 2),
+            "workers_busy": round(busy, 2),
+            "budget": BACKTEST_BUDGET.get(Path(env_file).name)}  # fmt: skip
 
 
 def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
@@ -325,6 +349,16 @@ def markdown(result: dict) -> str:
                   "|---|---|---|---|---|",
                   f"| {grid['serial']} | {grid['parallel']} | {grid['speedup']} | ≥ 1.6 | {met} |",
                   ""]  # fmt: skip
+    if result.get("backtest"):
+        lines += ["## Backtest of the retraining policies (once per env)", "",
+                  "| env | policies | periods | fits | seconds | × cold build | workers busy "
+                  "| budget s | met |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in result["backtest"]:
+            met = "" if r["budget"] is None else "yes" if r["seconds"] <= r["budget"] else "no"
+            lines.append(f"| {r['env']} | {r['policies']} | {r['periods']} | {r['fits']} | "
+                         f"{r['seconds']} | {r['vs_cold_build']} | {r['workers_busy']} | "
+                         f"{r['budget'] or ''} | {met} |")  # fmt: skip
+        lines.append("")
     if result.get("init"):
         r = result["init"]
         met = "yes" if r["init"]["seconds"] <= 30 and r["init"]["peak_mb"] <= 2048 else "no"
@@ -389,8 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
               "max_rows": args.max_rows, "builds": []}  # fmt: skip
     try:
+        result["backtest"] = []
         for env_file in args.envs:
-            result["builds"].append(bench_builds(project, env_file, args.repeats, scratch))
+            build = bench_builds(project, env_file, args.repeats, scratch)
+            result["builds"].append(build)
+            cold = build["seconds"]["cold"]
+            result["backtest"].append(bench_backtest(scratch / "cold-0", env_file, cold))
         if args.setup:
             result["setup"] = bench_setup(project, scratch)
         if args.init_rows:

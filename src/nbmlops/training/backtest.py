@@ -130,7 +130,7 @@ class Trainer:
         self.periods, self.spec, self.names = periods, spec, names
         self.held_out, self.primary, self.workers = held_out, primary, workers
         self.models: dict[tuple[int, int], Model | str] = {}
-        self.fits, self.seconds = 0, 0.0
+        self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
         _SHARED.update(periods=periods, spec=spec, hyperparams=hyperparams, seed=seed,
                        held_out=held_out, threads=1 if workers > 1 else None)  # fmt: skip
         self._pool = None
@@ -156,6 +156,7 @@ class Trainer:
             found = {job[0]: res for job, res in zip(jobs, results, strict=True) if job[1:] == w}
             self.models[w] = self._best(w, found)
         self.fits += len(jobs)
+        self.fit_seconds += sum(seconds for seconds, _ in results)
         self.seconds += time.perf_counter() - start
 
     def _best(self, window: tuple[int, int], found: dict) -> Model | str:
@@ -426,6 +427,7 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy],
         progress(f"[{t - first + 1}/{len(names) - first}] {names[t]}: ROC AUC {served} "
                  f"({time.perf_counter() - step:.1f}s)")  # fmt: skip
     seconds = {"total": time.perf_counter() - started, "training": bt.trainer.seconds,
+               "fit_seconds": bt.trainer.fit_seconds,
                "monitoring": bt.assess_seconds, "fits": bt.trainer.fits,
                "workers": bt.trainer.workers}  # fmt: skip
     settings = {"periods": names, "reference_periods": first, "held_out_periods": bt.held_out,
