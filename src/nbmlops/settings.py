@@ -82,6 +82,13 @@ class DataSettings(Settings):
     min_rows_per_window: int = 50
     control_batches: bool = False
     missing_values: tuple[str, ...] = MISSING_VALUES
+    #: "first": the first `reference_periods` periods train and are held out, whatever comes
+    #: later; "latest": the newest `batch_periods` periods are batches, the `holdout_periods`
+    #: before them are held out, and the `train_periods` before those train (None: every
+    #: earlier period), so a build on new data trains on what is recent.
+    split: str = "first"
+    train_periods: int | None = None
+    batch_periods: int = 1
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -106,13 +113,41 @@ class DataSettings(Settings):
                 f"{where}: `reference_periods` must exceed `holdout_periods` (>= 1): got "
                 f"{self.reference_periods} and {self.holdout_periods}"
             )
-        if self.time_column is None and self.row_periods < self.reference_periods + 1:
+        if self.split not in SPLITS:
+            raise ConfigError(f"{where}: `split` must be one of {', '.join(SPLITS)}, not "
+                              f"{self.split!r}")  # fmt: skip
+        if self.split == "latest":
+            self._check_latest(where)
+        elif self.train_periods is not None:
+            raise ConfigError(f"{where}: `train_periods` applies to `split: latest`; with "
+                              "`split: first` the training window is the first "
+                              "`reference_periods - holdout_periods` periods")  # fmt: skip
+        elif self.time_column is None and self.row_periods < self.reference_periods + 1:
             raise ConfigError(
                 f"{where}: without a time column the rows are split into `row_periods` "
                 f"({self.row_periods}) parts, which must leave a batch after the "
                 f"`reference_periods` ({self.reference_periods}): set row_periods to at least "
                 f"{self.reference_periods + 1}"
             )
+
+    def _check_latest(self, where: str) -> None:
+        for key in ("train_periods", "batch_periods"):
+            value = getattr(self, key)
+            if value is None and key == "train_periods":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: `{key}` must be a whole number of periods (at "
+                                  f"least 1){', or null' * (key == 'train_periods')}, not "
+                                  f"{value!r}")  # fmt: skip
+        needed = self.holdout_periods + self.batch_periods + 1
+        if self.time_column is None and self.row_periods < needed:
+            raise ConfigError(f"{where}: without a time column the rows are split into "
+                              f"`row_periods` ({self.row_periods}) parts; `split: latest` needs "
+                              f"at least {needed}")  # fmt: skip
+
+
+#: How the periods are split into training, held-out and batches (`data.split`).
+SPLITS = ("first", "latest")
 
 
 @dataclass(frozen=True)

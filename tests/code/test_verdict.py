@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from nbmlops import stats
 from nbmlops.errors import ConfigError
-from nbmlops.monitoring import monitor, stats, verdict
+from nbmlops.monitoring import monitor, verdict
 from nbmlops.registry.gates import MonitorRules, load_gates
 
 RULES = MonitorRules(max_regression={"roc_auc": 0.02, "pr_auc": 0.03, "brier": 0.02})

@@ -300,10 +300,13 @@ class Split:
 
 
 def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) -> Split:
-    """Train on the first periods, hold out the next, and make one batch of every later period."""
+    """Train on the first periods, hold out the next, and make one batch of every later period;
+    with `split: latest`, train and hold out just before the newest `batch_periods` periods."""
     df = df.copy()
     df[PERIOD] = assign_periods(df, s)
     periods = list(dict.fromkeys(df[PERIOD]))
+    if s.split == "latest":
+        return _split(df, spec, s, file, *_latest_windows(periods, s, file))
     needed = s.reference_periods + 1
     if len(periods) < needed:
         raise DataError(
@@ -317,6 +320,29 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
         )
     train_p = periods[: s.reference_periods - s.holdout_periods]
     hold_p = periods[s.reference_periods - s.holdout_periods : s.reference_periods]
+    return _split(df, spec, s, file, train_p, hold_p)
+
+
+def _latest_windows(periods: list, s: DataSettings, file: str) -> tuple[list, list]:
+    """With `split: latest`: the training and held-out periods just before the newest
+    `batch_periods` periods."""
+    needed = s.holdout_periods + s.batch_periods + 1
+    if len(periods) < needed:
+        what = (
+            f"data spans {len(periods)} periods; `split: latest` needs {needed} (at least "
+            f"1 to train on, {s.holdout_periods} held out, {s.batch_periods} batch)"
+        )
+        raise DataError(Problem(file, s.time_column, what))
+    hold_end = len(periods) - s.batch_periods
+    hold_start = hold_end - s.holdout_periods
+    start = 0 if s.train_periods is None else max(0, hold_start - s.train_periods)
+    return periods[start:hold_start], periods[hold_start:hold_end]
+
+
+def _split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str, train_p: list,
+           hold_p: list) -> Split:  # fmt: skip
+    """Training and held-out windows of the periods named; every later period is a batch
+    (periods before the training window, with `split: latest`, are left out)."""
     train = df[df[PERIOD].isin(train_p)]
     holdout = df[df[PERIOD].isin(hold_p)]
     for name, window in (("train", train), ("holdout", holdout)):
@@ -331,7 +357,8 @@ def time_split(df: pd.DataFrame, spec: FeatureSpec, s: DataSettings, file: str) 
                     split_hint(df, spec.target, s),
                 )
             )
-    batches = df[~df[PERIOD].isin(train_p + hold_p)].copy()
+    order = {p: i for i, p in enumerate(dict.fromkeys(df[PERIOD]))}
+    batches = df[df[PERIOD].map(order) > order[hold_p[-1]]].copy()
     batches[BATCH] = batches[PERIOD]
     batches[CONTROL] = ""
     if s.control_batches:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import stats
 from ..registry.gates import MonitorRules
 from ..spec import HIGHER_IS_BETTER
-from . import stats
 
 RELIABILITY_BINS = 10
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import metrics
+from .. import metrics, stats
 from ..errors import ConfigError, DataError, Problem
-from ..monitoring import drift, monitor, stats, verdict
+from ..monitoring import drift, monitor, verdict
 from ..registry import gates as gate_rules
 from ..settings import RetrainPolicy
 from ..spec import BATCH, CONTROL, PERIOD, FeatureSpec
