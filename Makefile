@@ -20,7 +20,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	serve load backtest
+	serve load backtest retrain propose follow
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,15 @@ bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env
 backtest: setup ## replay the env's retraining policies over the labelled periods (ENV=ci: the sample); writes its page and JSON
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) --partially features
 	$(BIN)/python -m nbmlops.tools.backtest --env $(ENV_FILE)
+
+retrain: setup ## when the env's retraining policy is due, build again training on the latest periods
+	$(BIN)/python -m nbmlops.tools.retrain retrain --env $(ENV_FILE)
+
+propose: setup ## write the challenger into the baseline file when the policy is due and it wins on the rows both scored
+	$(BIN)/python -m nbmlops.tools.retrain propose --env $(ENV_FILE) $(if $(OUTPUT),--output $(OUTPUT))
+
+follow: setup ## move the registry's champion to the version the committed baseline file names
+	$(BIN)/python -m nbmlops.tools.retrain follow --env $(ENV_FILE)
 
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)

@@ -34,18 +34,17 @@ result.table
 evaluation.plot_candidates(result, holdout, spec)
 
 # %%
-gate = gates.check(result.best_metrics, gates.load_baseline(baseline_file), gate_spec)
-print(
-    f"best: {result.best}; gates {'pass' if gate.passed else 'FAIL'}; promotable: {gate.promotable}"
-)
+store = Store.from_params(mlflow)
+baseline, compared_with = evaluation.baseline_on_holdout(store, baseline_file, holdout, spec)
+gate = gates.check(result.best_metrics, baseline, gate_spec)
+print(f"best: {result.best}; gates {'pass' if gate.passed else 'FAIL'} against {compared_with}; "
+      f"promotable: {gate.promotable}")  # fmt: skip
 gate.table
 
 # %%
 manifest = storage.read_json(upstream["ingest"]["manifest"])
 context = environment_tags(project, lock_file) | evaluation.data_tags(manifest, spec)
-registered = evaluation.track_and_register(
-    result, holdout, spec, gate, Store.from_params(mlflow), context
-)
+registered = evaluation.track_and_register(result, holdout, spec, gate, store, context)
 storage.write_text(product["performance"], registered.performance_page)
 storage.write_json(product["best"], registered.best)
 storage.write_json(product["metrics"], registered.metrics)

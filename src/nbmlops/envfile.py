@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .settings import BLOCKS, ServingSettings, backtest_policies
+from .settings import BLOCKS, RetrainPolicy, ServingSettings, backtest_policies
 
 
 def load_env(env_file: str | Path) -> dict:
@@ -45,13 +45,18 @@ def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
 
 
 def check_env_keys(
-    dag=None, here: str | None = None, serving: dict | None = None, backtest: dict | None = None
+    dag=None,
+    here: str | None = None,
+    serving: dict | None = None,
+    backtest: dict | None = None,
+    retraining: dict | None = None,
 ) -> None:
     """Ploomber `on_render` hook: refuse an env file with a key the pipeline does not use.
 
     Ploomber itself rejects unknown keys on the command line but ignores them in the file.
-    The `serving` block, read only by the scoring service, and the `backtest` block, read only
-    by `make backtest`, are checked here too, so a wrong value shows at the next build.
+    The blocks no task reads (`serving` for the scoring service, `backtest` for `make
+    backtest`, `retraining` for the scheduled job) are checked here too, so a wrong value
+    shows at the next build.
     """
     folder = Path(here) if here else Path.cwd()
     env_path = folder / os.environ.get("PLOOMBER_ENV_FILENAME", "env.yaml")
@@ -66,3 +71,5 @@ def check_env_keys(
     ServingSettings.from_params(serving, env_path.name)
     if backtest is not None:
         backtest_policies(backtest, env_path.name)
+    if retraining is not None:
+        RetrainPolicy.from_params(retraining, f"{env_path.name}: retraining")

@@ -39,7 +39,8 @@ def test_env_file_typo_is_named_with_the_keys_the_pipeline_uses(tmp_path, monkey
     (tmp_path / "env.ci.yaml").write_text(text)
     monkeypatch.setenv("PLOOMBER_ENV_FILENAME", "env.ci.yaml")
     shipped = yaml.safe_load(text)
-    check_env_keys(here=str(tmp_path), serving=shipped["serving"], backtest=shipped["backtest"])
+    check_env_keys(here=str(tmp_path), serving=shipped["serving"], backtest=shipped["backtest"],
+                   retraining=shipped["retraining"])  # fmt: skip
     typo = (
         text.replace("monitor_last: 0", "monitor_last: 0\nmonitor_lats: 1")
         .replace("  model_name: flight-delay-ci", "  model_name: flight-delay-ci\n  modelname: x")

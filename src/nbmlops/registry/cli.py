@@ -14,7 +14,8 @@ from pathlib import Path
 from ..envfile import load_env
 from ..errors import PipelineError
 from ..locking import LOCK_FILE, ProjectLock
-from . import cards, gates, promotion
+from ..spec import BATCH
+from . import cards, evidence, gates, promotion
 from . import store as registry
 
 
@@ -56,11 +57,17 @@ def _run(args, env: dict, store: registry.Store) -> None:
         print(json.dumps(registry.version_details(store, version), indent=2, default=str))
     elif args.command == "promote":
         with _project_lock(env, "promotion"):
+            version = str(args.version or registry.alias_version(store, registry.CHALLENGER) or "")
+            found = last_build_evidence(args.env, store, version) if version else None
+            print(found if found is not None else "no shadow evidence: no build scored it")
+            held_out = last_build_gate(args.env, version)
             version, result = promotion.promote(
-                store, env["baseline"], env["gates"], args.version, args.force
+                store, env["baseline"], env["gates"], args.version, args.force, found, held_out
             )
+        where = ("the last build's, against the champion on the same rows" if held_out else
+                 "against the committed baseline")  # fmt: skip
+        print(f"held-out gate ({where}):\n{result}")
         print(f"{store.model_name} v{version} is champion; {env['baseline']} rewritten.")
-        print(result)
     elif args.command == "rollback":
         with _project_lock(env, "rollback"):
             old, new = promotion.rollback(store, env["baseline"])
@@ -69,6 +76,63 @@ def _run(args, env: dict, store: registry.Store) -> None:
     elif args.command == "cards":
         written = cards.write_cards(store, args.folder, env["gates"], env["baseline"])
         print("\n".join(str(p) for p in written.values()))
+
+
+def last_build_evidence(env_file: str, store: registry.Store, version: str):
+    """The last build's shadow scoring of `version` beside the champion, or None when that
+    build scored no such pair (no build yet, another challenger, another champion)."""
+    import pandas as pd
+
+    from ..layout import Layout
+    from ..spec import CONTROL, FeatureSpec
+    from ..storage import read_json
+
+    layout = Layout.from_env(env_file)
+    files = {key: layout.product(task, key) for task, key in
+             (("score", "scores"), ("score", "shadow"), ("ingest", "batches"),
+              ("features", "spec"))}  # fmt: skip
+    if not all(path.is_file() for path in files.values()):
+        return None
+    shadow = read_json(files["shadow"])
+    champion = registry.alias_version(store, registry.CHAMPION)
+    if champion is None:
+        return evidence.no_evidence("no champion to compare with: the first promotion rests on "
+                                    "the held-out gate")  # fmt: skip
+    if str(shadow.get("challenger")) != version or shadow.get("champion") != champion:
+        return evidence.no_evidence(
+            f"the last build shadowed v{shadow.get('challenger')} beside "
+            f"v{shadow.get('champion')}, not v{version} beside v{champion}"
+        )
+    batches = pd.read_parquet(files["batches"], columns=[BATCH, CONTROL])
+    real = list(dict.fromkeys(batches.loc[batches[CONTROL] == "", BATCH].astype(str)))
+    windows = [registry.version_details(store, v)["tags"].get(evidence.HOLDOUT_TAG, "")
+               for v in (version, champion)]  # fmt: skip
+    spec = FeatureSpec.read(files["spec"])
+    return evidence.shadow_evidence(pd.read_parquet(files["scores"]), spec.target, real, windows,
+                                    gates.load_gates(layout.env["gates"]))  # fmt: skip
+
+
+#: The gate table's columns, in the order `gates.check` writes them.
+GATE_COLUMNS = ["metric", "baseline", "challenger", "delta", "allowed", "status"]
+
+
+def last_build_gate(env_file: str, version: str) -> gates.GateResult | None:
+    """The held-out gate the last build's evaluate task applied to `version` (the champion
+    scored on the same held-out rows), or None when that build registered another version."""
+    import pandas as pd
+
+    from ..layout import Layout
+    from ..storage import read_json
+
+    path = Layout.from_env(env_file).product("evaluate", "metrics")
+    if not version or not path.is_file():
+        return None
+    found = read_json(path)
+    if str(found.get("version")) != version:
+        return None
+    table = pd.DataFrame(found["gate"])[GATE_COLUMNS]
+    passed = bool((table["status"] == "pass").all())
+    return gates.GateResult(table, passed, passed and bool(found.get("promotable")))
 
 
 def _project_lock(env: dict, what: str) -> ProjectLock:

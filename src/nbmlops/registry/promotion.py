@@ -8,6 +8,7 @@ from pathlib import Path
 from ..storage import write_json
 from . import gates
 from . import store as registry
+from .evidence import Evidence
 from .store import RegistryError, Store
 
 
@@ -34,9 +35,16 @@ def promote(
     gates_file: str | Path,
     version: str | None = None,
     force: bool = False,
+    evidence: Evidence | None = None,
+    held_out: gates.GateResult | None = None,
 ) -> tuple[str, gates.GateResult]:
-    """Make `version` (default: the challenger) champion if it passes the gates.
+    """Make `version` (default: the challenger) champion if the evidence allows it.
 
+    The held-out gate is `held_out` (the build's own: the champion scored on the same held-out
+    rows), or else the version's held-out metrics against the committed baseline's.
+    With `evidence` (the two models on the same rows), the version must pass the held-out
+    gate and pass and improve on those rows; without, it must pass and improve on the
+    held-out gate. `force` promotes anyway; the message says why either way.
     The registry moves first; the baseline file is rewritten only after the alias moved.
     """
     client = store.client()
@@ -47,12 +55,26 @@ def promote(
     history = registry.champion_history(store, client)  # written only if still this
     if current == version:
         raise RegistryError(f"v{version} is already the champion")
-    metrics = registry.version_metrics(store, version, client)
-    result = gates.check(metrics, gates.load_baseline(baseline_file), gates.load_gates(gates_file))
-    if not result.promotable and not force:
+    result = held_out
+    if result is None:
+        metrics = registry.version_metrics(store, version, client)
+        baseline = gates.load_baseline(baseline_file)
+        result = gates.check(metrics, baseline, gates.load_gates(gates_file))
+    judged = evidence is not None and evidence.gate is not None
+    allowed = result.passed and evidence.promotable if judged else result.promotable
+    if not allowed and not force:
+        if judged:
+            why = ("the evidence shows it worse than the champion" if evidence.worse else
+                   "it must pass the gates and improve the primary metric by the gate's "
+                   "min_improvement on the rows both models scored")  # fmt: skip
+            if not result.passed:
+                why = "it fails the held-out gate"
+        else:
+            why = ("it must pass every gate and improve the primary metric by the gate's "
+                   "min_improvement")  # fmt: skip
         raise gates.GateError(
-            f"v{version} is not promoted: it must pass every gate and improve the primary "
-            f"metric by the gate's min_improvement (use --force to override):\n{result}"
+            f"v{version} is not promoted: {why} (use --force to override).\n"
+            f"held-out gate:\n{result}" + (f"\n{evidence}" if evidence is not None else "")
         )
     content = baseline_for(store, version)
     registry.set_champion(store, version, history + [version], expected=history)

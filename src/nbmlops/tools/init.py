@@ -208,6 +208,7 @@ def env_yaml(name: str, source: str, s: DataSettings, gates: dict) -> str:
         "sample_frac": 1.0, "seed": 0, "drop_columns": list(s.drop_columns),
         "missing_values": list(s.missing_values), "max_categories": s.max_categories,
         "min_rows_per_window": s.min_rows_per_window, "control_batches": False,
+        "split": "first", "train_periods": None, "batch_periods": 1,
     }  # fmt: skip
     split = (f"calendar periods ({s.period}) of {s.time_column}" if s.time_column else
              f"row order, {s.row_periods} equal parts (rows taken as in time order)")  # fmt: skip
@@ -242,7 +243,9 @@ monitor_rolling_periods: 3
 monitor_last: 0
 monitor_max_rows: 100000
 
-# make backtest: retraining policies replayed over the labelled periods (docs/retraining.md)
+# the scheduled job's policy (make retrain, make propose) and the policies make backtest
+# replays over the labelled periods (docs/retraining.md)
+retraining: {{window: expanding, every: 1, trigger: fail, shadow_periods: 1}}
 backtest:
   never: {{every: 0}}
   each-period: {{window: expanding, every: 1}}

@@ -58,6 +58,37 @@ def evaluate_candidates(
     return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, loaded, probas)
 
 
+def baseline_on_holdout(
+    store: registry.Store, baseline_file: str | Path, holdout: pd.DataFrame, spec: FeatureSpec
+) -> tuple[dict | None, str]:
+    """The committed champion's metrics on this build's held-out rows, and where they come from.
+
+    The committed baseline file holds the champion's metrics on its own held-out window; a
+    challenger held out on another window (a later month, another base rate) would be judged
+    against different rows. So the champion the file names is loaded (its files checked
+    against the hashes the file records) and scored on these rows. When it cannot be (a
+    fresh store that never registered it), the committed metrics stand, and the note says so.
+    """
+    record = gates.load_baseline(baseline_file)
+    if record is None:
+        return None, "no committed baseline: the floors alone apply"
+    from mlflow.exceptions import MlflowException
+
+    version = str(record.get("version", ""))
+    try:
+        registered = registry.version_details(store, version)["tags"].get("sha256")
+        if registered != record.get("sha256"):
+            raise registry.IntegrityError(f"this store's v{version} is another model file")
+        model = registry.load_version(store.pinned_by(baseline_file), version)
+    except (registry.RegistryError, MlflowException) as exc:  # IntegrityError too
+        return record, (f"the committed metrics of v{version} (on its own held-out window): "
+                        f"it cannot be scored here ({exc})")  # fmt: skip
+    found = metrics.classification_metrics(
+        holdout[spec.target], metrics.predict_proba(model, holdout, spec)
+    )
+    return record | {"metrics": found}, f"v{version}, the champion, scored on these held-out rows"
+
+
 def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec):
     """ROC curves and the main metrics of every candidate on the held-out window."""
     import matplotlib.pyplot as plt

@@ -1,0 +1,107 @@
+"""Evidence for a promotion: the challenger against the champion on the same rows, rows that
+neither model trained on nor was chosen on.
+
+Held-out metrics of two models compare windows that may differ (a challenger trained later
+is held out on a later month, with another base rate). Scored side by side on the same rows,
+the two ROC AUCs are correlated and DeLong's paired test measures their difference far more
+surely than either alone; the gate file's rules are applied with the champion's metrics on
+those rows as the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import stats
+from ..metrics import classification_metrics
+from ..spec import BATCH
+from . import gates
+
+#: Where a version records the periods it was chosen on (a registry tag).
+HOLDOUT_TAG = "holdout_window"
+
+
+@dataclass
+class Evidence:
+    """The challenger against the champion on `rows` rows of `batches`."""
+
+    source: str
+    batches: list[str]
+    rows: int
+    gate: gates.GateResult | None  # None: too few rows of both classes to judge
+    difference: stats.PairedDifference | None
+
+    @property
+    def promotable(self) -> bool:
+        return self.gate is not None and self.gate.promotable
+
+    @property
+    def worse(self) -> bool:
+        """The gates fail on these rows, or the whole interval of the difference is below 0."""
+        if self.gate is None:
+            return False
+        return not self.gate.passed or self.difference.high < 0
+
+    def __str__(self) -> str:
+        if self.gate is None and not self.batches:
+            return f"no shadow evidence: {self.source}"
+        where = f"{self.source}: {self.rows:,} rows"
+        if self.batches:
+            shown = self.batches if len(self.batches) <= 4 else [self.batches[0], "…",
+                                                                   self.batches[-1]]  # fmt: skip
+            where += f" of {len(self.batches)} batch(es) ({', '.join(shown)})"
+        if self.gate is None:
+            return f"{where}; not enough labelled rows of both classes to compare"
+        d = self.difference
+        return (f"{where}, scored by both models\nROC AUC champion {d.a:.4f}, challenger "
+                f"{d.b:.4f}: difference {d.difference:+.4f} [{d.low:+.4f}, {d.high:+.4f}], "
+                f"p = {d.p_value:.2g} (DeLong, paired)\n{self.gate}")  # fmt: skip
+
+
+def window_end(window: str) -> str:
+    """The last period of a window tag ("2013-01 … 2013-03" -> "2013-03")."""
+    return str(window).split(" … ")[-1].strip()
+
+
+def compare(y, champion, challenger, gate_spec: dict, source: str, batches: list[str]) -> Evidence:
+    """The gates and DeLong's paired difference of two models' scores of the same rows."""
+    y = np.asarray(y)
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return Evidence(source, batches, len(y), None, None)
+    result = gates.check(
+        classification_metrics(y, challenger),
+        {"metrics": classification_metrics(y, champion)},
+        gate_spec,
+    )
+    difference = stats.roc_auc_difference(y, champion, challenger)
+    return Evidence(source, batches, len(y), result, difference)
+
+
+def shadow_evidence(scores: pd.DataFrame, target: str, batches: list[str], after: list[str],
+                    gate_spec: dict) -> Evidence:  # fmt: skip
+    """The build's shadow scoring as evidence: the labelled rows of `batches` (real batches,
+    in order) later than every period in `after` (the two models' held-out windows), where the
+    champion itself answered and the challenger scored beside it.
+
+    Periods compare as text, which orders every period label a split makes (2013-05, 2024-W07,
+    2024-03-04/2024-03-10, part-03); a current-batch file counts when its name sorts after
+    them, so name such files by date."""
+    ends = [window_end(w) for w in after if w]
+    later = [b for b in batches if all(b > end for end in ends)]
+    rows = scores[scores[BATCH].isin(later)]
+    usable = (rows[target].notna() & rows["challenger_proba"].notna()
+              & (rows["served_role"] == "champion"))  # fmt: skip
+    rows = rows[usable]
+    used = [b for b in later if b in set(rows[BATCH])]
+    where = "shadow scoring of the last build"
+    if ends:
+        where += f" (batches after {max(ends)})"
+    return compare(rows[target].astype(int), rows["served_proba"], rows["challenger_proba"],
+                   gate_spec, where, used)  # fmt: skip
+
+
+def no_evidence(why: str) -> Evidence:
+    return Evidence(why, [], 0, None, None)
