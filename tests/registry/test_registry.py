@@ -459,3 +459,41 @@ def test_a_promoted_champion_is_pinned_by_the_baseline_file(store, builder, file
     assert registry.load_version(store, version) is not None  # the store alone is fooled
     with pytest.raises(IntegrityError, match="not those the baseline file pinned"):
         registry.load_version(pinned, version)
+
+
+def test_promotion_follows_the_evidence_on_the_rows_both_models_scored(store, builder, files):
+    """A challenger the paired evidence shows worse is refused (with the evidence in the
+    message) unless forced; one that wins on the same rows is promoted."""
+    import numpy as np
+
+    from nbmlops.registry import evidence
+
+    baseline, gate_file = files
+    for _ in range(3):
+        builder.register()
+    promotion.promote(store, baseline, gate_file, "1", force=True)
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 3000)
+    signal = y + rng.normal(0, 0.8, len(y))
+    good, poor = (
+        1 / (1 + np.exp(-signal)),
+        1 / (1 + np.exp(-(0.3 * signal + rng.normal(size=len(y))))),
+    )
+    rules = gates.load_gates(gate_file)
+    worse = evidence.compare(y, good, poor, rules, "shadow scoring", ["2024-05"])
+    assert worse.worse and not worse.promotable and worse.difference.high < 0
+    with pytest.raises(gates.GateError, match="the evidence shows it worse") as refused:
+        promotion.promote(store, baseline, gate_file, "2", evidence=worse)
+    assert "DeLong, paired" in str(refused.value) and "3,000 rows" in str(refused.value)
+    assert registry.alias_version(store, registry.CHAMPION) == "1"
+    assert storage.read_json(baseline)["version"] == "1"  # nothing moved
+    promotion.promote(store, baseline, gate_file, "2", force=True, evidence=worse)
+    assert registry.alias_version(store, registry.CHAMPION) == "2"
+    better = evidence.compare(y, poor, good, rules, "shadow scoring", ["2024-05"])
+    assert better.promotable and better.difference.low > 0
+    held_out = gates.GateResult(better.gate.table, True, True)  # the build's own gate
+    promotion.promote(store, baseline, gate_file, "3", evidence=better, held_out=held_out)
+    assert registry.champion_history(store) == ["1", "2", "3"]
+    assert storage.read_json(baseline)["version"] == "3"
+    none = evidence.compare(y[:10] * 0, good[:10], poor[:10], rules, "shadow", [])
+    assert none.gate is None and "not enough labelled rows" in str(none)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..envfile import load_env
-from ..errors import PipelineError
+from ..errors import ConfigError, PipelineError
 from ..locking import LOCK_FILE, ProjectLock
 from ..spec import BATCH
 from . import cards, evidence, gates, promotion
@@ -87,7 +87,10 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     from ..spec import CONTROL, FeatureSpec
     from ..storage import read_json
 
-    layout = Layout.from_env(env_file)
+    try:
+        layout = Layout.from_env(env_file)
+    except ConfigError:  # an env file of the registry alone names no build products
+        return None
     files = {key: layout.product(task, key) for task, key in
              (("score", "scores"), ("score", "shadow"), ("ingest", "batches"),
               ("features", "spec"))}  # fmt: skip
@@ -124,7 +127,10 @@ def last_build_gate(env_file: str, version: str) -> gates.GateResult | None:
     from ..layout import Layout
     from ..storage import read_json
 
-    path = Layout.from_env(env_file).product("evaluate", "metrics")
+    try:
+        path = Layout.from_env(env_file).product("evaluate", "metrics")
+    except ConfigError:
+        return None
     if not version or not path.is_file():
         return None
     found = read_json(path)

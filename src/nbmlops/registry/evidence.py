@@ -46,7 +46,7 @@ class Evidence:
         return not self.gate.passed or self.difference.high < 0
 
     def __str__(self) -> str:
-        if self.gate is None and not self.batches:
+        if self.gate is None and not self.batches and not self.rows:
             return f"no shadow evidence: {self.source}"
         where = f"{self.source}: {self.rows:,} rows"
         if self.batches:
