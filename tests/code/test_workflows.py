@@ -98,3 +98,19 @@ def test_make_ci_runs_the_workflow_sequence():
         target = run.removeprefix("make ")
         if target != "setup":
             assert f"$(MAKE) {target}" in recipe, run
+
+
+def test_the_scheduled_job_retrains_and_proposes_through_a_reviewed_pull_request():
+    data = _load(ROOT / ".github/workflows/monitor.yml")
+    monitor, propose = data["jobs"]["monitor"], data["jobs"]["propose"]
+    runs = [s.get("run", "") for s in monitor["steps"]]
+    order = [next(i for i, r in enumerate(runs) if r.startswith(f"make {t}"))
+             for t in ("follow", "monitor-latest", "retrain", "propose")]  # fmt: skip
+    assert order == sorted(order)
+    assert "permissions" not in monitor  # the job that builds cannot write to the repository
+    assert propose["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert propose["needs"] == "monitor" and "proposed == 'true'" in propose["if"]
+    opened = next(s for s in propose["steps"] if "create-pull-request" in s.get("uses", ""))
+    assert opened["with"]["add-paths"] == "model/baseline*.json"  # the change is the file alone
+    failing = monitor["steps"][-1]
+    assert failing["if"] == "steps.monitor.outcome == 'failure'" and failing["run"] == "exit 1"
