@@ -20,7 +20,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	serve load backtest retrain propose follow
+	serve load backtest retrain propose follow live
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -82,6 +82,9 @@ propose: setup ## write the challenger into the baseline file when the policy is
 
 follow: setup ## move the registry's champion to the version the committed baseline file names
 	$(BIN)/python -m nbmlops.tools.retrain follow --env $(ENV_FILE)
+
+live: setup ## live performance of every model from the service's archive and the labels sent to /feedback
+	$(BIN)/python -m nbmlops.tools.live --env $(ENV_FILE)
 
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)

@@ -18,8 +18,9 @@ from .errors import ConfigError
 PIPELINE = "pipeline.yaml"
 #: Folders under the env's `reports` that `make bench` and `make load` write, and the index links.
 BENCH_PAGES, LOAD_PAGES = "bench", "load"
-#: The folder under the env's `reports` that `make backtest` writes, and the index links.
-BACKTEST_PAGES = "backtest"
+#: Folders under the env's `reports` that `make backtest` and `make live` write, and the
+#: index links.
+BACKTEST_PAGES, LIVE_PAGES = "backtest", "live"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 

@@ -594,3 +594,81 @@ def test_two_services_on_one_archive_folder_keep_every_record_once(served, tmp_p
     assert set(rows["request_id"]) == set(answered)
     assert not rows.duplicated(["request_id", "record"]).any()
     assert not list((archive / ".segments").glob("*.jsonl"))
+
+
+def test_live_labels_end_to_end_equal_a_computation_by_hand(served, tmp_path):
+    """Serve 200 records, send the outcomes of 150 (and an unknown id, a duplicate, a
+    contradiction, a record the request never held, a bad outcome), restart, then build the
+    live page over the archive: its figures equal scikit-learn's on the joined rows."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from nbmlops.tools import live
+
+    archive = tmp_path / "archive"
+    records = _records(served, 200)
+    truth = served["holdout"]["late"].iloc[:200].astype(int).tolist()
+    sent = []  # (request id, record, outcome)
+    with Server(served["root"], archive=str(archive), latency_budget_ms=2000) as server:
+        for start in range(0, 200, 10):
+            answer = server.post(records[start : start + 10]).json()
+            sent += [(answer["request_id"], i, truth[start + i]) for i in range(10)]
+        labels = [{"request_id": r, "record": i, "outcome": y} for r, i, y in sent[:150]]
+        labels[0]["outcome"] = bool(labels[0]["outcome"])  # JSON true/false is taken too
+        first = server.client.post("/feedback", json={"labels": labels}).json()
+        assert first["accepted"] == 150 and first["counts"] == {"accepted": 150}
+        r0, _, y0 = sent[0]
+        odd = [
+            {"request_id": "f" * 32, "outcome": 1},  # no such request
+            {"request_id": r0, "record": 0, "outcome": y0},  # the same again
+            {"request_id": r0, "record": 1, "outcome": 1 - sent[1][2]},  # the other outcome
+            {"request_id": r0, "record": 10, "outcome": 0},  # the request held 10 records
+            {"request_id": r0, "record": 2, "outcome": "yes"},
+        ]
+        results = server.client.post("/feedback", json=odd).json()["results"]
+        assert [r["status"] for r in results] == [
+            "unknown", "duplicate", "contradicts", "unknown", "invalid"]  # fmt: skip
+        assert (
+            results[2]["recorded"] == sent[1][2] and "the first one stands" in results[2]["detail"]
+        )
+        assert "held 10 record(s)" in results[3]["detail"]
+        bad = server.client.post("/feedback", content=b"{not json",
+                                 headers={"content-type": "application/json"})  # fmt: skip
+        assert bad.status_code == 422
+        text = server.get("/metrics").text
+    for status, n in (("accepted", 150), ("unknown", 2), ("duplicate", 1), ("contradicts", 1),
+                      ("invalid", 2)):  # fmt: skip
+        assert _metric(text, f'nbmlops_labels_total{{status="{status}"}}') == n
+    # after a restart the ids and labels are read back from the folder
+    with Server(served["root"], archive=str(archive), latency_budget_ms=2000) as server:
+        again = server.client.post("/feedback", json=[
+            {"request_id": r0, "record": 0, "outcome": y0},
+            {"request_id": sent[150][0], "record": 0, "outcome": sent[150][2]}]).json()  # fmt: skip
+        assert [r["status"] for r in again["results"]] == ["duplicate", "accepted"]
+    assert len((archive / "labels.jsonl").read_text().splitlines()) == 151
+
+    out = tmp_path / "live"
+    assert live.main(["--env", str(served["root"] / "env.serve.yaml"), "--out", str(out)]) == 0
+    found = storage.read_json(out / "live.json")
+    assert found["counts"] == {"answered": 200, "labels": 151, "labelled": 151,
+                               "labels_without_a_record": 0, "contradicting_labels": 0}  # fmt: skip
+    rows = _archived(archive).merge(
+        pd.DataFrame(sent[:151], columns=["request_id", "record", "y"]), on=["request_id", "record"]
+    )  # by hand: the archive joined to the outcomes this test sent
+    assert len(rows) == 151 and set(rows["served_role"]) == {"champion"}
+    models = {m["model"]: m for m in found["models"] if m["window"] == "all"}
+    champion, shadow = models["champion v1"], models[f"challenger v{served['challenger']} (shadow)"]
+    assert champion["rows"] == shadow["rows"] == 151
+    assert champion["roc_auc"] == pytest.approx(roc_auc_score(rows["y"], rows["served_proba"]))
+    assert champion["pr_auc"] == pytest.approx(
+        average_precision_score(rows["y"], rows["served_proba"])
+    )
+    assert champion["brier"] == pytest.approx(((rows["served_proba"] - rows["y"]) ** 2).mean())
+    assert shadow["roc_auc"] == pytest.approx(roc_auc_score(rows["y"], rows["challenger_proba"]))
+    assert champion["roc_auc_low"] < champion["roc_auc"] < champion["roc_auc_high"]
+    paired = next(p for p in found["paired"] if p["window"] == "all")
+    assert paired["rows"] == 151
+    assert paired["difference"] == pytest.approx(shadow["roc_auc"] - champion["roc_auc"])
+    assert paired["low"] < paired["difference"] < paired["high"]
+    page = (out / "index.html").read_text()
+    assert f"{champion['roc_auc']:.4f} [{champion['roc_auc_low']:.4f}" in page
+    assert "Shadow minus champion on the same records" in page

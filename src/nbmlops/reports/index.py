@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import html, storage
-from ..layout import BACKTEST_PAGES, BENCH_PAGES, LOAD_PAGES
+from ..layout import BACKTEST_PAGES, BENCH_PAGES, LIVE_PAGES, LOAD_PAGES
 from ..monitoring import drift
 from ..registry import cards
 from ..registry import store as registry
@@ -102,9 +102,10 @@ def build_index(
     candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
     batch_table = pd.DataFrame(tests["batches"])
     monitoring_dir = Path(products["monitor"]["summary"]).parent
-    # Written by `make bench`, `make load` and `make backtest`, when they have run.
+    # Written by `make bench`, `make load`, `make backtest` and `make live`, when they have run.
     measured = [
         (root / BACKTEST_PAGES / "index.html", "Backtest of retraining policies (make backtest)"),
+        (root / LIVE_PAGES / "index.html", "Live performance from labelled requests (make live)"),
         (root / BENCH_PAGES / "index.html", "Benchmark (make bench)"),
         (root / LOAD_PAGES / "index.html", "Load test of the scoring service (make load)"),
     ]

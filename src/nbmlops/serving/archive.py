@@ -31,11 +31,9 @@ from pathlib import Path
 import pandas as pd
 
 from .. import storage
+from ..records import FILE_PREFIX, SEGMENT_PREFIX, SEGMENT_SUFFIX, SEGMENTS
 
-SEGMENTS = ".segments"
 DEAD_LETTER = "dead-letter.jsonl"
-#: Name parts of a segment, and of the Parquet file it becomes.
-SEGMENT_PREFIX, SEGMENT_SUFFIX, FILE_PREFIX = "segment-", ".jsonl", "requests-"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from ..settings import ServingSettings
 from ..spec import THRESHOLD, FeatureSpec
 from .archive import ArchiveSettings
 from .connection import with_deadline
+from .feedback import STATUSES, Feedback, items_of
 from .payload import InvalidRequest, RequestContract
 from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
 from .shadow import ShadowProcess
@@ -67,6 +68,10 @@ class Metrics:
 
         r = self.registry = CollectorRegistry()
         self.requests = Counter("nbmlops_requests", "Requests by outcome", ["outcome"], registry=r)
+        self.labels = Counter("nbmlops_labels", "Labels sent to /feedback, by what became of "
+                              "them", ["status"], registry=r)  # fmt: skip
+        for status in STATUSES:
+            self.labels.labels(status)
         self.records = Counter("nbmlops_records", "Records answered", registry=r)
         self.answers = Counter("nbmlops_answers", "Answers by the role and version that gave them",
                                ["role", "version"], registry=r)  # fmt: skip
@@ -149,6 +154,7 @@ class Service:
                                         settings.archive_sync_seconds)  # fmt: skip
         self._spec, self._sample = spec.to_dict(), sample or []
         self.shadow = self._shadow_process()
+        self.feedback = Feedback(settings.archive)
         self.drill_latency_ms = drill_latency_ms
         self.started = time.time()
         self._stop = threading.Event()
@@ -265,6 +271,7 @@ class Service:
                    "model_ms": answer.model_ms, "batch_rows": answer.batch_rows,
                    "reason": answer.reason,
                    "shadows": answer.shadows}  # fmt: skip
+        self.feedback.answered(request_id, len(records))
         if not self.shadow.send(message, len(body)):
             self.metrics.shadow_dropped.inc()
             self.metrics.archive_dropped.inc(len(records))
@@ -282,6 +289,21 @@ class Service:
         out |= {"predictions": results} if many else results[0]
         m.latency.observe(time.perf_counter() - start)
         return 200, out
+
+
+async def feedback(service: Service, body: bytes) -> tuple[int, dict]:
+    """(HTTP status, JSON body) for one /feedback request: every item's own answer."""
+    try:
+        items = items_of(body)
+    except (ValueError, UnicodeDecodeError):
+        service.metrics.labels.labels("invalid").inc()
+        return 422, {"detail": "send JSON: one {\"request_id\": ..., \"outcome\": 0 or 1}, "
+                               "a list of them, or {\"labels\": [...]}"}  # fmt: skip
+    results, counts = await asyncio.to_thread(service.feedback.take, items)
+    for status, n in counts.items():
+        service.metrics.labels.labels(status).inc(n)
+    return 200, {"accepted": counts.get("accepted", 0), "counts": dict(counts),
+                 "results": results}  # fmt: skip
 
 
 def create_app(service: Service):
@@ -321,6 +343,18 @@ def create_app(service: Service):
         except ClientDisconnect:  # gone, or cut off for sending too slowly: nobody to answer
             return Response(status_code=400)
         status, out = await service.predict(bytes(body))
+        return JSONResponse(out, status_code=status)
+
+    @app.post("/feedback")
+    async def post_feedback(request: Request):
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return JSONResponse({"detail": "send the labels as application/json"},
+                                status_code=415)  # fmt: skip
+        body = await request.body()
+        if len(body) > limit:
+            return _too_large(service, limit)
+        status, out = await feedback(service, body)
         return JSONResponse(out, status_code=status)
 
     @app.get("/health")

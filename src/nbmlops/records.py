@@ -1,0 +1,65 @@
+"""The request archive and its labels as files: the names and readers that the service (which
+writes them) and monitoring (which reads them) share.
+
+The archive folder holds `requests-*.parquet` files, segments of newer rows in `.segments/`
+(JSON lines, compacted into a Parquet file and then deleted), and `labels.jsonl`: one line per
+outcome that arrived after the answer, appended, never rewritten. A row of the archive is
+one answered record, keyed by `request_id` and `record` (its place in the request).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+SEGMENTS = ".segments"
+#: Name parts of a segment, and of the Parquet file it becomes.
+SEGMENT_PREFIX, SEGMENT_SUFFIX, FILE_PREFIX = "segment-", ".jsonl", "requests-"
+LABELS_FILE = "labels.jsonl"
+KEY = ["request_id", "record"]
+#: A label's outcome, and when it arrived.
+OUTCOME, LABELLED_AT = "outcome", "labelled_at"
+
+
+def _json_lines(path: Path) -> list[dict]:
+    """Every whole JSON line of a file; a line cut off by a crash is left out."""
+    rows = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:  # compacted and deleted meanwhile
+        return rows
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def read_archive(folder: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every archived record of the folder, once: the Parquet files and the segments not yet
+    compacted (a segment compacted while it was read appears in both; the key keeps one)."""
+    folder = Path(folder)
+    frames = [pd.read_parquet(p, columns=columns)
+              for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]  # fmt: skip
+    rows = [r for p in sorted((folder / SEGMENTS).glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
+            for r in _json_lines(p)]  # fmt: skip
+    if rows:
+        segment = pd.DataFrame(rows)
+        frames.append(segment[[c for c in columns if c in segment]] if columns else segment)
+    if not frames:
+        return pd.DataFrame(columns=columns or KEY)
+    return pd.concat(frames, ignore_index=True).drop_duplicates(KEY, keep="first")
+
+
+def read_labels(folder: str | Path) -> tuple[pd.DataFrame, int]:
+    """The first label of each record, and how many later lines contradicted a first one
+    (a repeat of the same outcome is not counted)."""
+    rows = _json_lines(Path(folder) / LABELS_FILE)
+    frame = pd.DataFrame(rows, columns=[*KEY, OUTCOME, LABELLED_AT])
+    first = frame.drop_duplicates(KEY, keep="first")
+    merged = frame.merge(first, on=KEY, suffixes=("", "_first"))
+    contradicting = int((merged[OUTCOME] != merged[f"{OUTCOME}_first"]).sum())
+    return first.reset_index(drop=True), contradicting
