@@ -495,5 +495,10 @@ def test_promotion_follows_the_evidence_on_the_rows_both_models_scored(store, bu
     promotion.promote(store, baseline, gate_file, "3", evidence=better, held_out=held_out)
     assert registry.champion_history(store) == ["1", "2", "3"]
     assert storage.read_json(baseline)["version"] == "3"
+    # evidence from two sources: one showing it worse is enough to refuse
+    builder.register()
+    with pytest.raises(gates.GateError, match="the evidence shows it worse"):
+        promotion.promote(store, baseline, gate_file, "4", evidence=[better, worse],
+                          held_out=held_out)  # fmt: skip
     none = evidence.compare(y[:10] * 0, good[:10], poor[:10], rules, "shadow", [])
     assert none.gate is None and "not enough labelled rows" in str(none)

@@ -672,3 +672,12 @@ def test_live_labels_end_to_end_equal_a_computation_by_hand(served, tmp_path):
     page = (out / "index.html").read_text()
     assert f"{champion['roc_auc']:.4f} [{champion['roc_auc_low']:.4f}" in page
     assert "Shadow minus champion on the same records" in page
+    # the same records are the promotion's live evidence for the challenger
+    from nbmlops.registry import evidence
+
+    rules = {"primary_metric": "roc_auc", "metrics": {"roc_auc": {"max_regression": 0.02}}}
+    found = evidence.live_evidence(archive, "1", served["challenger"], rules)
+    assert found.rows == 151 and found.source == "live labels of the scoring service"
+    assert found.difference.difference == pytest.approx(paired["difference"])
+    assert "DeLong, paired" in str(found) and "151 rows" in str(found)
+    assert evidence.live_evidence(archive, "1", "99", rules).gate is None  # never shadowed

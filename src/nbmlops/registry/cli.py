@@ -58,9 +58,13 @@ def _run(args, env: dict, store: registry.Store) -> None:
     elif args.command == "promote":
         with _project_lock(env, "promotion"):
             version = str(args.version or registry.alias_version(store, registry.CHALLENGER) or "")
-            found = last_build_evidence(args.env, store, version) if version else None
-            print(found if found is not None else "no shadow evidence: no build scored it")
+            shadow = last_build_evidence(args.env, store, version) if version else None
+            print(shadow if shadow is not None else "no shadow evidence: no build scored it")
+            live = live_labels_evidence(args.env, env, store, version) if version else None
+            if live is not None:
+                print(live)
             held_out = last_build_gate(args.env, version)
+            found = [e for e in (shadow, live) if e is not None]
             version, result = promotion.promote(
                 store, env["baseline"], env["gates"], args.version, args.force, found, held_out
             )
@@ -113,6 +117,20 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     spec = FeatureSpec.read(files["spec"])
     return evidence.shadow_evidence(pd.read_parquet(files["scores"]), spec.target, real, windows,
                                     gates.load_gates(layout.env["gates"]))  # fmt: skip
+
+
+def live_labels_evidence(env_file: str, env: dict, store: registry.Store, version: str):
+    """The scoring service's archive and labels as evidence for `version` against the
+    champion, or None when there is no champion or no service archive."""
+    from ..settings import ServingSettings
+
+    champion = registry.alias_version(store, registry.CHAMPION)
+    if champion is None or not env.get("serving"):
+        return None
+    folder = Path(env_file).resolve().parent / ServingSettings.from_params(env["serving"]).archive
+    if not folder.is_dir():
+        return None
+    return evidence.live_evidence(folder, champion, version, gates.load_gates(env["gates"]))
 
 
 #: The gate table's columns, in the order `gates.check` writes them.

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import stats
 from ..metrics import classification_metrics
+from ..records import KEY, OUTCOME, read_archive, read_labels
 from ..spec import BATCH
 from . import gates
 
@@ -105,3 +106,26 @@ def shadow_evidence(scores: pd.DataFrame, target: str, batches: list[str], after
 
 def no_evidence(why: str) -> Evidence:
     return Evidence(why, [], 0, None, None)
+
+
+def live_evidence(folder, champion: str, challenger: str, gate_spec: dict) -> Evidence:
+    """The scoring service's evidence: records the champion answered and the challenger scored
+    in shadow (under any alias), joined to the outcomes sent to /feedback."""
+    archive = read_archive(folder)
+    labels, _ = read_labels(folder)
+    source = "live labels of the scoring service"
+    if archive.empty or labels.empty:
+        return no_evidence(f"{source}: none yet")
+    rows = archive.merge(labels[[*KEY, OUTCOME]], on=KEY, how="inner")
+    rows = rows[
+        (rows["served_role"] == "champion") & (rows["served_version"].astype(str) == champion)
+    ]
+    for column in [c for c in rows.columns if c.endswith("_version") and c != "served_version"]:
+        proba = column.removesuffix("_version") + "_proba"
+        mine = rows[(rows[column].astype(str) == challenger) & rows[proba].notna()]
+        if len(mine):
+            when = pd.to_datetime(mine["received_at"], unit="s").dt.date.astype(str)
+            days = [when.min(), when.max()] if when.min() != when.max() else [when.min()]
+            return compare(mine[OUTCOME].astype(int), mine["served_proba"],
+                           mine[proba].astype(float), gate_spec, source, days)  # fmt: skip
+    return no_evidence(f"{source}: no labelled record scored by v{challenger} beside v{champion}")

@@ -35,7 +35,7 @@ def promote(
     gates_file: str | Path,
     version: str | None = None,
     force: bool = False,
-    evidence: Evidence | None = None,
+    evidence: Evidence | list[Evidence] | None = None,
     held_out: gates.GateResult | None = None,
 ) -> tuple[str, gates.GateResult]:
     """Make `version` (default: the challenger) champion if the evidence allows it.
@@ -60,11 +60,16 @@ def promote(
         metrics = registry.version_metrics(store, version, client)
         baseline = gates.load_baseline(baseline_file)
         result = gates.check(metrics, baseline, gates.load_gates(gates_file))
-    judged = evidence is not None and evidence.gate is not None
-    allowed = result.passed and evidence.promotable if judged else result.promotable
+    found = [evidence] if isinstance(evidence, Evidence) else list(evidence or [])
+    judged = [e for e in found if e.gate is not None]
+    worse = any(e.worse for e in judged)
+    if judged:
+        allowed = result.passed and not worse and any(e.promotable for e in judged)
+    else:
+        allowed = result.promotable
     if not allowed and not force:
         if judged:
-            why = ("the evidence shows it worse than the champion" if evidence.worse else
+            why = ("the evidence shows it worse than the champion" if worse else
                    "it must pass the gates and improve the primary metric by the gate's "
                    "min_improvement on the rows both models scored")  # fmt: skip
             if not result.passed:
