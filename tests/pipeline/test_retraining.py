@@ -117,3 +117,13 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     tampered = tool(project, "follow")
     assert tampered.returncode == 2 and "refusing to serve it" in tampered.stderr
     assert registry.alias_version(store, registry.CHAMPION) == "2"
+
+
+@pytest.mark.parametrize("target", ["retrain", "propose", "follow"])
+def test_the_make_targets_the_workflow_calls_run_these_commands(target):
+    """The test above runs what `make TARGET ENV=churn` runs (the workflow calls the targets)."""
+    from tests.conftest import PROJECT
+
+    dry = subprocess.run(["make", "-n", target, "ENV=churn"], cwd=PROJECT, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert f"-m nbmlops.tools.retrain {target} --env {ENV}" in dry
