@@ -35,7 +35,9 @@ evaluation.plot_candidates(result, holdout, spec)
 
 # %%
 store = Store.from_params(mlflow)
-baseline, compared_with = evaluation.baseline_on_holdout(store, baseline_file, holdout, spec)
+baseline, compared_with, against = evaluation.baseline_on_holdout(
+    store, baseline_file, holdout, spec
+)
 gate = gates.check(result.best_metrics, baseline, gate_spec)
 print(f"best: {result.best}; gates {'pass' if gate.passed else 'FAIL'} against {compared_with}; "
       f"promotable: {gate.promotable}")  # fmt: skip
@@ -47,7 +49,7 @@ context = environment_tags(project, lock_file) | evaluation.data_tags(manifest, 
 registered = evaluation.track_and_register(result, holdout, spec, gate, store, context)
 storage.write_text(product["performance"], registered.performance_page)
 storage.write_json(product["best"], registered.best)
-storage.write_json(product["metrics"], registered.metrics)
+storage.write_json(product["metrics"], registered.metrics | {"gate_against": against})
 best = registered.best
 how = "an identical model file, already registered" if best["matched_existing_version"] else "new"
 print(f"challenger: v{best['version']} ({how}); MLflow took {best['tracking_seconds']} s")

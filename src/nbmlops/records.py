@@ -42,10 +42,11 @@ def read_archive(folder: str | Path, columns: list[str] | None = None) -> pd.Dat
     """Every archived record of the folder, once: the Parquet files and the segments not yet
     compacted (a segment compacted while it was read appears in both; the key keeps one)."""
     folder = Path(folder)
-    frames = [pd.read_parquet(p, columns=columns)
-              for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]  # fmt: skip
+    # segments first: one compacted meanwhile is then found as its Parquet file
     rows = [r for p in sorted((folder / SEGMENTS).glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
             for r in _json_lines(p)]  # fmt: skip
+    frames = [pd.read_parquet(p, columns=columns)
+              for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]  # fmt: skip
     if rows:
         segment = pd.DataFrame(rows)
         frames.append(segment[[c for c in columns if c in segment]] if columns else segment)

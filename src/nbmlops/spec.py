@@ -53,3 +53,35 @@ class FeatureSpec:
 
     def write(self, path: str | Path) -> Path:
         return write_json(path, self.to_dict())
+
+
+def _bounds(label: str) -> tuple[object, object] | None:
+    """When a period label starts and ends, comparable with another label of any kind the
+    split makes: `part-03` (row order), `2024-03-04/2024-03-10` (a week), `2013-05` or
+    `2013-11-15` (calendar periods, or a current-batch file named by date); None otherwise."""
+    import re
+
+    import pandas as pd
+
+    label = str(label).strip()
+    if match := re.fullmatch(r"part-(\d+)", label):
+        return int(match[1]), int(match[1])
+    try:
+        if "/" in label:
+            first, last = label.split("/", 1)
+            return pd.Timestamp(first), pd.Timestamp(last) + pd.Timedelta(days=1)
+        period = pd.Period(label)
+        return period.start_time, period.end_time
+    except (ValueError, TypeError):
+        return None
+
+
+def period_after(label: str, end: str) -> bool:
+    """Whether period `label` starts after period `end` is over. A label that names no period
+    (a current-batch file called `incoming`) counts as later: current batches are new rows."""
+    found, last = _bounds(label), _bounds(end)
+    if found is None or last is None:
+        return found is None
+    if isinstance(found[0], int) != isinstance(last[0], int):
+        return False  # row parts and calendar periods do not compare
+    return found[0] > last[0] if isinstance(found[0], int) else found[0] >= last[1]

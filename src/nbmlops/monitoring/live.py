@@ -70,11 +70,12 @@ def live_performance(archive: pd.DataFrame, labels: pd.DataFrame, period: str = 
                 models.append(_figures(window, f"{alias} v{version} (shadow)",
                                        part[OUTCOME].to_numpy(),
                                        part[f"{alias}_proba"].to_numpy(float)))  # fmt: skip
-            both = rows[scored & champion]
-            if len(both):
+            pairs = rows[scored & champion].groupby(["served_version", f"{alias}_version"])
+            for (version, shadow), both in pairs:  # one pair of versions at a time
                 d = stats.roc_auc_difference(both[OUTCOME], both[SERVED],
                                              both[f"{alias}_proba"].astype(float))  # fmt: skip
-                paired.append({"window": window, "shadow": alias, "rows": d.rows,
+                paired.append({"window": window, "champion": f"v{version}",
+                               "shadow": f"{alias} v{shadow}", "rows": d.rows,
                                "champion_roc_auc": d.a, "shadow_roc_auc": d.b,
                                "difference": d.difference, "low": d.low, "high": d.high,
                                "p_value": d.p_value})  # fmt: skip

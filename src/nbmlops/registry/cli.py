@@ -63,7 +63,7 @@ def _run(args, env: dict, store: registry.Store) -> None:
             live = live_labels_evidence(args.env, env, store, version) if version else None
             if live is not None:
                 print(live)
-            held_out = last_build_gate(args.env, version)
+            held_out = last_build_gate(args.env, version, store)
             found = [e for e in (shadow, live) if e is not None]
             version, result = promotion.promote(
                 store, env["baseline"], env["gates"], args.version, args.force, found, held_out
@@ -137,9 +137,10 @@ def live_labels_evidence(env_file: str, env: dict, store: registry.Store, versio
 GATE_COLUMNS = ["metric", "baseline", "challenger", "delta", "allowed", "status"]
 
 
-def last_build_gate(env_file: str, version: str) -> gates.GateResult | None:
-    """The held-out gate the last build's evaluate task applied to `version` (the champion
-    scored on the same held-out rows), or None when that build registered another version."""
+def last_build_gate(env_file: str, version: str, store: registry.Store) -> gates.GateResult | None:
+    """The held-out gate the last build's evaluate task applied to `version`, against the
+    current champion scored on the same held-out rows; None when that build registered another
+    version or gated it against another champion (or the committed metrics)."""
     import pandas as pd
 
     from ..layout import Layout
@@ -153,6 +154,9 @@ def last_build_gate(env_file: str, version: str) -> gates.GateResult | None:
         return None
     found = read_json(path)
     if str(found.get("version")) != version:
+        return None
+    champion = registry.alias_version(store, registry.CHAMPION)
+    if champion is None or found.get("gate_against") != champion:
         return None
     table = pd.DataFrame(found["gate"])[GATE_COLUMNS]
     passed = bool((table["status"] == "pass").all())

@@ -18,7 +18,7 @@ import pandas as pd
 from .. import stats
 from ..metrics import classification_metrics
 from ..records import KEY, OUTCOME, read_archive, read_labels
-from ..spec import BATCH
+from ..spec import BATCH, period_after
 from . import gates
 
 #: Where a version records the periods it was chosen on (a registry tag).
@@ -87,11 +87,10 @@ def shadow_evidence(scores: pd.DataFrame, target: str, batches: list[str], after
     in order) later than every period in `after` (the two models' held-out windows), where the
     champion itself answered and the challenger scored beside it.
 
-    Periods compare as text, which orders every period label a split makes (2013-05, 2024-W07,
-    2024-03-04/2024-03-10, part-03); a current-batch file counts when its name sorts after
-    them, so name such files by date."""
+    Periods compare by when they start and end (`spec.period_after`): a current-batch file
+    named by a date inside a held-out window is left out, one named otherwise counts."""
     ends = [window_end(w) for w in after if w]
-    later = [b for b in batches if all(b > end for end in ends)]
+    later = [b for b in batches if all(period_after(b, end) for end in ends)]
     rows = scores[scores[BATCH].isin(later)]
     usable = (rows[target].notna() & rows["challenger_proba"].notna()
               & (rows["served_role"] == "champion"))  # fmt: skip
@@ -99,7 +98,7 @@ def shadow_evidence(scores: pd.DataFrame, target: str, batches: list[str], after
     used = [b for b in later if b in set(rows[BATCH])]
     where = "shadow scoring of the last build"
     if ends:
-        where += f" (batches after {max(ends)})"
+        where += f" (batches after {' and '.join(dict.fromkeys(ends))})"
     return compare(rows[target].astype(int), rows["served_proba"], rows["challenger_proba"],
                    gate_spec, where, used)  # fmt: skip
 

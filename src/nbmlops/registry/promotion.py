@@ -79,7 +79,7 @@ def promote(
                    "min_improvement")  # fmt: skip
         raise gates.GateError(
             f"v{version} is not promoted: {why} (use --force to override).\n"
-            f"held-out gate:\n{result}" + (f"\n{evidence}" if evidence is not None else "")
+            f"held-out gate:\n{result}" + "".join(f"\n{e}" for e in found)
         )
     content = baseline_for(store, version)
     registry.set_champion(store, version, history + [version], expected=history)

@@ -11,8 +11,10 @@ before the answer), never written into an archived record. Each item gets its ow
 - `invalid`: the item is not `{"request_id": ..., "outcome": 0 or 1}` (with `record`, the
   record's place in a request of several, 0 by default).
 
-The ids of every answered request are known from the archive folder when the service starts
-and from each answer after that; labels too, so a duplicate sent after a restart is seen.
+The ids of every archived request are known from the archive folder when the service starts,
+from each answer handed to the archive after that, and from the folder again when an unknown
+id comes (another service on the folder may have answered it); labels too, so a duplicate
+sent after a restart is seen.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from pathlib import Path
 from ..records import KEY, LABELLED_AT, LABELS_FILE, OUTCOME, read_archive, read_labels
 
 STATUSES = ("accepted", "unknown", "duplicate", "contradicts", "invalid")
+#: An unknown id makes the archive's ids be read again, at most this often (another service
+#: on the same folder may have answered it).
+REFRESH_SECONDS = 10.0
 #: Outcomes as JSON may spell them: 0 and 1, or false and true (Python's False == 0).
 OUTCOMES = {0: 0, 1: 1}
 
@@ -37,6 +42,7 @@ class Feedback:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.lock = threading.Lock()
+        self._refreshed = time.monotonic()
         answered = read_archive(self.folder, KEY)
         sizes = answered.groupby("request_id")["record"].max() + 1 if len(answered) else {}
         self.requests: dict[str, int] = {str(k): int(v) for k, v in dict(sizes).items()}
@@ -47,6 +53,18 @@ class Feedback:
 
     def answered(self, request_id: str, records: int) -> None:
         self.requests[request_id] = records
+
+    def _refresh(self) -> None:
+        """Read the archive's request ids again (at most every REFRESH_SECONDS): another
+        service on the same folder answered them."""
+        if time.monotonic() - self._refreshed < REFRESH_SECONDS:
+            return
+        self._refreshed = time.monotonic()
+        answered = read_archive(self.folder, KEY)
+        if len(answered):
+            sizes = answered.groupby("request_id")["record"].max() + 1
+            for request_id, size in sizes.items():
+                self.requests.setdefault(str(request_id), int(size))
 
     def _judge(self, item) -> dict:
         if not isinstance(item, dict) or "request_id" not in item or OUTCOME not in item:
@@ -63,6 +81,9 @@ class Feedback:
         if isinstance(record, bool) or not isinstance(record, int) or record < 0:
             return out | {"status": "invalid", "detail": "record must be a whole number >= 0"}
         size = self.requests.get(request_id)
+        if size is None:
+            self._refresh()
+            size = self.requests.get(request_id)
         if size is None:
             return out | {"status": "unknown", "detail": "no answered request has this id"}
         if record >= size:
@@ -110,9 +131,11 @@ class Feedback:
         """One write of whole lines, then a sync: a label answered `accepted` is on the disk."""
         self.folder.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+        data = text.encode("utf-8")
         fd = os.open(self.folder / LABELS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -271,8 +271,9 @@ class Service:
                    "model_ms": answer.model_ms, "batch_rows": answer.batch_rows,
                    "reason": answer.reason,
                    "shadows": answer.shadows}  # fmt: skip
-        self.feedback.answered(request_id, len(records))
-        if not self.shadow.send(message, len(body)):
+        if self.shadow.send(message, len(body)):
+            self.feedback.answered(request_id, len(records))  # labels join archived records
+        else:
             self.metrics.shadow_dropped.inc()
             self.metrics.archive_dropped.inc(len(records))
         m = self.metrics

@@ -32,6 +32,7 @@ from ..locking import LOCK_FILE, ProjectLock
 from ..registry import cli, evidence, gates, promotion
 from ..registry import store as registry
 from ..settings import RetrainPolicy
+from ..spec import CONTROL, PERIOD, FeatureSpec, period_after
 
 #: The pull request's text, beside the env's reports.
 PROPOSAL = "proposal.md"
@@ -53,9 +54,30 @@ def policy_of(layout: Layout) -> RetrainPolicy:
                                      f"{layout.env_file.name}: retraining")  # fmt: skip
 
 
+def labelled_periods(layout: Layout) -> list[str]:
+    """Every period of the last build's data whose rows all have labels, in order: the
+    training and held-out windows, then the real batches (not the control batches)."""
+    import pandas as pd
+
+    found = []
+    for key in ("train", "holdout", "batches"):
+        path = layout.product("ingest", key)
+        if not path.is_file():
+            raise ConfigError(f"{path} is missing: run `make build` first")
+        frame = pd.read_parquet(path)
+        if CONTROL in frame:
+            frame = frame[frame[CONTROL] == ""]
+        target = FeatureSpec.read(layout.product("features", "spec")).target
+        labelled = frame.groupby(PERIOD, sort=False)[target].apply(lambda y: y.notna().all())
+        found += [str(p) for p, ok in labelled.items() if ok]
+    return list(dict.fromkeys(found))
+
+
 def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
-    """What the policy says of the last build: the champion's age in labelled periods it never
-    saw, and the monitor's verdict of the newest batch it served."""
+    """What the policy says of the last build: the labelled periods a retrain would learn from
+    that the champion never saw (those after its held-out window, less the newest
+    `shadow_periods` a retrain keeps for the challenger to shadow), and the monitor's verdict
+    of the newest batch the champion answered."""
     champion = registry.alias_version(store, registry.CHAMPION)
     if champion is None:
         return Due(False, ["the registry has no champion yet (`make promote` makes the first; "
@@ -64,25 +86,34 @@ def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
     if not tests_file.is_file():
         raise ConfigError(f"{tests_file} is missing: run `make build` first")
     batches = [b for b in storage.read_json(tests_file)["batches"] if not b["control"]]
-    details = registry.version_details(store, champion)
+    with registry.store_errors(store, "reading the champion"):
+        details = registry.version_details(store, champion)
     held = details["tags"].get(evidence.HOLDOUT_TAG) or details["run_tags"].get(
         evidence.HOLDOUT_TAG, ""
     )
     end = evidence.window_end(held)
-    unseen = [b["batch"] for b in batches if b["batch"] > end and "roc_auc" in b]
+    unseen = [p for p in labelled_periods(layout) if period_after(p, end)]
+    usable = max(0, len(unseen) - policy.shadow_periods)
     reasons, due = [], False
     if policy.every:
-        due = len(unseen) >= policy.every
-        reasons.append(f"the champion v{champion} (held out on {held}) has not seen "
-                       f"{len(unseen)} labelled period(s); the policy retrains after "
-                       f"{policy.every}")  # fmt: skip
-    served = [b for b in batches if str(b.get("served_by", "")) == f"v{champion}"]
-    if policy.trigger != "never" and served:
-        newest = served[-1]
-        hit = newest["status"] in ({"fail"} if policy.trigger == "fail" else {"fail", "warn"})
-        due |= hit
-        reasons.append(f"the newest batch it served, {newest['batch']}, is {newest['status']} "
-                       f"(the policy retrains on {policy.trigger})")  # fmt: skip
+        due = usable >= policy.every
+        reasons.append(f"the champion v{champion} was held out on {held}; a retrain would learn "
+                       f"from {usable} labelled period(s) it never saw ({len(unseen)} after it, "
+                       f"less {policy.shadow_periods} kept to shadow); the policy retrains "
+                       f"after {policy.every}")  # fmt: skip
+    if policy.trigger != "never":
+        served = [b for b in batches if str(b.get("served_by", "")) == f"v{champion}"]
+        if served:
+            newest = served[-1]
+            hit = newest["status"] in ({"fail"} if policy.trigger == "fail" else {"fail", "warn"})
+            due |= hit
+            reasons.append(
+                f"the newest batch it answered, {newest['batch']}, is "
+                f"{newest['status']} (the policy retrains on {policy.trigger})"
+            )
+        else:
+            reasons.append(f"no batch of the last build was answered by the champion "
+                           f"v{champion}, so its monitoring cannot trigger retraining")  # fmt: skip
     if not reasons:
         reasons.append("the policy never retrains (every: 0, trigger: never)")
     return Due(due, reasons, champion)
@@ -96,13 +127,26 @@ def retrain_args(env_file: str, policy: RetrainPolicy) -> list[str]:
             "--env--data--batch_periods", str(max(1, policy.shadow_periods))]  # fmt: skip
 
 
+#: What `retrain` decided, beside the build's products; `propose` acts on it.
+DECISION = "retrain.json"
+
+
+def snapshot_of(layout: Layout) -> str:
+    manifest = layout.product("ingest", "manifest")
+    return storage.read_json(manifest).get("sha256", "") if manifest.is_file() else ""
+
+
 def retrain(env_file: str) -> int:
     layout = Layout.from_env(env_file)
     store = registry.Store.from_params(layout.env["mlflow"], env_file)
     policy = policy_of(layout)
     found = is_due(layout, store, policy)
     print(found, flush=True)
+    decision = Path(layout.env["products"]) / DECISION
     if not found.due:
+        storage.write_json(decision, {"due": False, "reasons": found.reasons,
+                                      "champion": found.champion, "built": False,
+                                      "snapshot": snapshot_of(layout)})  # fmt: skip
         return 0
     missing = [k for k in ("split", "train_periods", "batch_periods")
                if k not in (layout.env.get("data") or {})]  # fmt: skip
@@ -110,8 +154,29 @@ def retrain(env_file: str) -> int:
         raise ConfigError(f"{env_file}: the data block needs {', '.join(missing)} (e.g. split: "
                           "first, train_periods: null, batch_periods: 1) for the retrain build "
                           "to set them")  # fmt: skip
+    if (layout.env.get("data") or {}).get("split") != "latest":
+        print(f"note: {env_file} builds with data.split: first, so the next build's monitoring "
+              "compares a champion trained on later periods with a window it learnt from; a "
+              "project on this schedule should set data.split: latest", flush=True)  # fmt: skip
     print(f"building on the latest periods: {policy.describe()}", flush=True)
-    return subprocess.run(retrain_args(env_file, policy), check=False).returncode
+    code = subprocess.run(retrain_args(env_file, policy), check=False).returncode
+    storage.write_json(decision, {"due": True, "reasons": found.reasons,
+                                  "champion": found.champion, "built": code == 0,
+                                  "snapshot": snapshot_of(layout)})  # fmt: skip
+    return code
+
+
+def decided(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
+    """What `retrain` decided on this data for this champion, or a fresh decision."""
+    path = Path(layout.env["products"]) / DECISION
+    champion = registry.alias_version(store, registry.CHAMPION)
+    if path.is_file():
+        found = storage.read_json(path)
+        if found.get("champion") == champion and found.get("snapshot") == snapshot_of(layout):
+            if found["due"] and not found.get("built"):
+                return Due(False, found["reasons"] + ["but the retrain build failed"], champion)
+            return Due(found["due"], found["reasons"], champion)
+    return is_due(layout, store, policy)
 
 
 def propose(env_file: str, output: Path | None) -> int:
@@ -121,23 +186,27 @@ def propose(env_file: str, output: Path | None) -> int:
     env = layout.env
     store = registry.Store.from_params(env["mlflow"], env_file)
     policy = policy_of(layout)
-    found = is_due(layout, store, policy)
+    found = decided(layout, store, policy)
     print(found)
     if not found.due:
         return 0
     challenger = registry.alias_version(store, registry.CHALLENGER)
-    shadow = cli.last_build_evidence(env_file, store, challenger) if challenger else None
+    if challenger is None or challenger == found.champion:
+        print("nothing to propose: the challenger is the champion")
+        return 0
+    shadow = cli.last_build_evidence(env_file, store, challenger)
     if shadow is None or shadow.gate is None:
-        print(f"nothing to propose: {shadow.source if shadow else 'no challenger'}")
+        print(f"nothing to propose: {shadow if shadow is not None else 'no build scored it'}")
         return 0
     print(shadow)
     if len(shadow.batches) < policy.shadow_periods:
         print(f"nothing to propose: v{challenger} has shadowed {len(shadow.batches)} of the "
               f"policy's {policy.shadow_periods} period(s)")  # fmt: skip
         return 0
-    held_out = cli.last_build_gate(env_file, challenger)
+    held_out = cli.last_build_gate(env_file, challenger, store)
     if held_out is None:
-        print(f"nothing to propose: the last build did not evaluate v{challenger}")
+        print(f"nothing to propose: the last build did not gate v{challenger} against the "
+              f"champion v{found.champion} on the same held-out rows")  # fmt: skip
         return 0
     if not (held_out.passed and shadow.promotable):
         why = (
@@ -185,10 +254,25 @@ def follow(env_file: str) -> int:
     if champion == version:
         print(f"the champion is v{version}, as {env['baseline']} records")
         return 0
-    details = registry.version_details(store, version, client)
     recorded = record.get("manifest_sha256")
+    if not recorded:
+        raise registry.IntegrityError(
+            f"{env['baseline']} names v{version} but records no hashes of its files (it was "
+            "written before they were kept); promote it with `make promote VERSION=...`"
+        )
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with registry.store_errors(store, f"reading v{version}"):
+            details = registry.version_details(store, version, client)
+    except MlflowException:
+        raise registry.RegistryError(
+            f"{env['baseline']} names v{version}, which {store.model_name!r} in this store does "
+            "not hold: the scheduled job needs the shared store the promotion was made in "
+            "(MLFLOW_TRACKING_URI)"
+        ) from None
     actual = registry.manifest_sha256(details["tags"].get(registry.MANIFEST_TAG, ""))
-    if not recorded or recorded != actual:
+    if recorded != actual:
         raise registry.IntegrityError(
             f"{env['baseline']} names v{version} with files hashed {str(recorded)[:16]}…, "
             f"but the registry's v{version} has {str(actual)[:16]}…; refusing to serve it"

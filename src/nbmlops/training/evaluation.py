@@ -14,7 +14,8 @@ from .. import html, metrics, storage
 from ..monitoring import drift
 from ..registry import gates
 from ..registry import store as registry
-from ..spec import THRESHOLD, FeatureSpec
+from ..registry.evidence import HOLDOUT_TAG, window_end
+from ..spec import PERIOD, THRESHOLD, FeatureSpec, period_after
 from . import candidates
 
 
@@ -60,33 +61,57 @@ def evaluate_candidates(
 
 def baseline_on_holdout(
     store: registry.Store, baseline_file: str | Path, holdout: pd.DataFrame, spec: FeatureSpec
-) -> tuple[dict | None, str]:
-    """The committed champion's metrics on this build's held-out rows, and where they come from.
+) -> tuple[dict | None, str, str | None]:
+    """The committed champion's metrics on this build's held-out rows, where they come from,
+    and the version scored (None when the committed metrics stand).
 
     The committed baseline file holds the champion's metrics on its own held-out window; a
     challenger held out on another window (a later month, another base rate) would be judged
     against different rows. So the champion the file names is loaded (its files checked
-    against the hashes the file records) and scored on these rows. When it cannot be (a
-    fresh store that never registered it), the committed metrics stand, and the note says so.
+    against the hashes the file records) and scored on these rows, unless it trained or was
+    chosen on them (a champion trained later than this build's held-out window). When it
+    cannot be scored, the committed metrics stand, and the note says why.
     """
-    record = gates.load_baseline(baseline_file)
-    if record is None:
-        return None, "no committed baseline: the floors alone apply"
     from mlflow.exceptions import MlflowException
 
+    record = gates.load_baseline(baseline_file)
+    if record is None:
+        return None, "no committed baseline: the floors alone apply", None
     version = str(record.get("version", ""))
+    committed = f"the committed metrics of v{version} (on its own held-out window)"
     try:
-        registered = registry.version_details(store, version)["tags"].get("sha256")
-        if registered != record.get("sha256"):
+        details = registry.version_details(store, version)
+        if details["tags"].get("sha256") != record.get("sha256"):
             raise registry.IntegrityError(f"this store's v{version} is another model file")
+        held = details["tags"].get(HOLDOUT_TAG) or details["run_tags"].get(HOLDOUT_TAG, "")
+        periods = list(dict.fromkeys(holdout[PERIOD].astype(str))) if PERIOD in holdout else []
+        first = periods[0] if periods else ""
+        span = " … ".join(dict.fromkeys([first, periods[-1]])) if periods else ""
+        if held and held == span:  # its own held-out window: the committed figures are these
+            return (
+                record,
+                f"v{version}, the champion, as committed: held out on these periods",
+                version,
+            )
+        if not held or not first or not period_after(first, window_end(held)):
+            why = (
+                f"{committed}: v{version} was held out on {held or 'unknown'}, not before "
+                f"these rows ({first}), so it may have learnt them"
+            )
+            return record, why, None
         model = registry.load_version(store.pinned_by(baseline_file), version)
+        found = metrics.classification_metrics(
+            holdout[spec.target], metrics.predict_proba(model, holdout, spec)
+        )
     except (registry.RegistryError, MlflowException) as exc:  # IntegrityError too
-        return record, (f"the committed metrics of v{version} (on its own held-out window): "
-                        f"it cannot be scored here ({exc})")  # fmt: skip
-    found = metrics.classification_metrics(
-        holdout[spec.target], metrics.predict_proba(model, holdout, spec)
+        return record, f"{committed}: it cannot be scored here ({exc})", None
+    except (ValueError, KeyError, TypeError) as exc:  # e.g. a feature set changed since
+        return record, f"{committed}: it cannot score these rows ({exc})", None
+    return (
+        record | {"metrics": found},
+        f"v{version}, the champion, scored on these held-out rows",
+        version,
     )
-    return record | {"metrics": found}, f"v{version}, the champion, scored on these held-out rows"
 
 
 def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec):
@@ -125,6 +150,15 @@ def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
         "modelled_rows": spec.counts.get("rows"),
         "train_window": spec.windows.get("train", ""),
         "holdout_window": spec.windows.get("holdout", ""),
+        # the newest period the build held: a retrain finds new data after it
+        "data_end": next(
+            (
+                b
+                for b in reversed(spec.windows.get("batches", []))
+                if not str(b).startswith("control-")
+            ),
+            "",
+        ),
         "features": ",".join(spec.columns),
     }
 
