@@ -56,3 +56,24 @@ def test_latest_needs_periods_and_sane_settings():
     for params, message in bad:
         with pytest.raises(ConfigError, match=message):
             DataSettings.from_params({"target": "y"} | params)
+
+
+@pytest.mark.parametrize(
+    ("label", "end", "after"),
+    [
+        ("2013-05", "2013-04", True),
+        ("2013-04", "2013-04", False),
+        ("2013-11-15", "2013-11", False),  # a file named by a day inside the month
+        ("2013-12-01", "2013-11", True),
+        ("2024-03-11/2024-03-17", "2024-03-04/2024-03-10", True),
+        ("2024-03-08", "2024-03-04/2024-03-10", False),
+        ("part-100", "part-99", True),  # not as text
+        ("part-03", "part-03", False),
+        ("incoming", "2013-04", True),  # a current-batch file: new rows
+        ("part-05", "2013-04", False),  # row parts and calendar periods do not compare
+    ],
+)
+def test_periods_compare_by_when_they_start_and_end(label, end, after):
+    from nbmlops.spec import period_after
+
+    assert period_after(label, end) is after

@@ -92,6 +92,10 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     assert windows["windows"] == {"train": "2024-05 … 2024-06", "holdout": "2024-07",
                                   "batches": ["2024-08"]}  # fmt: skip
     assert registry.alias_version(store, registry.CHALLENGER) == "2"
+    gated = storage.read_json(project / "reports" / "churn" / "metrics.json")
+    assert gated["gate_against"] == "1"  # v1 scored on July, a month it never saw
+    decision = storage.read_json(project / "products" / "churn" / "retrain.json")
+    assert decision["due"] and decision["built"] and decision["champion"] == "1"
 
     proposed = tool(project, "propose")
     assert proposed.returncode == 0, proposed.stderr
@@ -111,6 +115,11 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     assert moved.returncode == 0 and "moved from v1 to v2" in moved.stdout
     assert registry.alias_version(store, registry.CHAMPION) == "2"
     assert registry.champion_history(store) == ["1", "2"]
+
+    # no new data since: the new champion is not retrained again
+    quiet = tool(project, "retrain")
+    assert quiet.returncode == 0 and "retraining is not due" in quiet.stdout
+    assert "learn from 0 labelled period(s)" in quiet.stdout
 
     # a baseline file naming files the registry does not hold is refused
     storage.write_json(baseline, record | {"version": "1"})
