@@ -28,7 +28,7 @@ def _json_lines(path: Path) -> list[dict]:
     rows = []
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:  # compacted and deleted meanwhile
+    except (FileNotFoundError, NotADirectoryError):  # compacted meanwhile; no folder yet
         return rows
     for line in text.splitlines():
         try:

@@ -318,18 +318,22 @@ def test_an_unwritable_archive_turns_ready_off_and_keeps_the_records_until_it_is
     archive.write_text("a file where the archive folder should be")
     records = _records(served, 6)
     with Server(served["root"], "--archive", str(archive), latency_budget_ms=2000) as server:
-        for record in records:
-            assert server.post(record).status_code == 200
+        ids = [server.post(record).json()["request_id"] for record in records]
         deadline = time.monotonic() + 20
         while server.get("/ready").status_code == 200:
             assert time.monotonic() < deadline, "/ready stayed 200 with no archive to write"
             time.sleep(0.2)
         assert "cannot write the request archive" in server.get("/ready").json()["reason"]
+        label = {"request_id": ids[0], "outcome": 1}
+        refused = server.client.post("/feedback", json=label)  # no folder for labels.jsonl
+        assert refused.status_code == 503 and "nothing was recorded" in refused.text
         archive.unlink()
         while server.get("/ready").status_code != 200:
             assert time.monotonic() < deadline + 20, "/ready did not come back"
             time.sleep(0.2)
+        assert server.client.post("/feedback", json=label).json()["accepted"] == 1
         text = server.get("/metrics").text
+    assert _metric(text, 'nbmlops_labels_total{status="unwritable"}') == 1
     assert _metric(text, "nbmlops_archived_records_total") == 6
     assert _metric(text, "nbmlops_archive_dropped_records_total") == 0
     assert len(_archived(archive)) == 6

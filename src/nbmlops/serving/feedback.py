@@ -11,6 +11,9 @@ before the answer), never written into an archived record. Each item gets its ow
 - `invalid`: the item is not `{"request_id": ..., "outcome": 0 or 1}` (with `record`, the
   record's place in a request of several, 0 by default).
 
+When the labels file cannot be written, nothing of the body is recorded and the answer is
+503 (counted as `unwritable`), so the sender can send it all again.
+
 The ids of every archived request are known from the archive folder when the service starts,
 from each answer handed to the archive after that, and from the folder again when an unknown
 id comes (another service on the folder may have answered it); labels too, so a duplicate
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from ..records import KEY, LABELLED_AT, LABELS_FILE, OUTCOME, read_archive, read_labels
 
-STATUSES = ("accepted", "unknown", "duplicate", "contradicts", "invalid")
+STATUSES = ("accepted", "unknown", "duplicate", "contradicts", "invalid", "unwritable")
 #: An unknown id makes the archive's ids be read again, at most this often (another service
 #: on the same folder may have answered it).
 REFRESH_SECONDS = 10.0

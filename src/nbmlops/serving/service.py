@@ -300,7 +300,12 @@ async def feedback(service: Service, body: bytes) -> tuple[int, dict]:
         service.metrics.labels.labels("invalid").inc()
         return 422, {"detail": "send JSON: one {\"request_id\": ..., \"outcome\": 0 or 1}, "
                                "a list of them, or {\"labels\": [...]}"}  # fmt: skip
-    results, counts = await asyncio.to_thread(service.feedback.take, items)
+    try:
+        results, counts = await asyncio.to_thread(service.feedback.take, items)
+    except OSError as exc:  # nothing was recorded: the sender may send it all again
+        service.metrics.labels.labels("unwritable").inc(len(items))
+        return 503, {"detail": f"the labels file cannot be written ({exc.strerror or exc}); "
+                               "nothing was recorded, send them again later"}  # fmt: skip
     for status, n in counts.items():
         service.metrics.labels.labels(status).inc(n)
     return 200, {"accepted": counts.get("accepted", 0), "counts": dict(counts),
