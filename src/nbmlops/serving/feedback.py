@@ -46,9 +46,7 @@ class Feedback:
         self.folder = Path(folder)
         self.lock = threading.Lock()
         self._refreshed = time.monotonic()
-        answered = read_archive(self.folder, KEY)
-        sizes = answered.groupby("request_id")["record"].max() + 1 if len(answered) else {}
-        self.requests: dict[str, int] = {str(k): int(v) for k, v in dict(sizes).items()}
+        self.requests: dict[str, int] = archived_requests(self.folder)
         labels, _ = read_labels(self.folder)
         self.labels: dict[tuple[str, int], int] = {
             (str(r), int(i)): int(o) for r, i, o in labels[[*KEY, OUTCOME]].itertuples(index=False)
@@ -63,11 +61,7 @@ class Feedback:
         if time.monotonic() - self._refreshed < REFRESH_SECONDS:
             return
         self._refreshed = time.monotonic()
-        answered = read_archive(self.folder, KEY)
-        if len(answered):
-            sizes = answered.groupby("request_id")["record"].max() + 1
-            for request_id, size in sizes.items():
-                self.requests.setdefault(str(request_id), int(size))
+        self.requests = archived_requests(self.folder) | self.requests
 
     def _judge(self, item) -> dict:
         if not isinstance(item, dict) or "request_id" not in item or OUTCOME not in item:
@@ -142,6 +136,15 @@ class Feedback:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def archived_requests(folder: Path) -> dict[str, int]:
+    """Request id to the records it held, for every request archived in the folder."""
+    answered = read_archive(folder, KEY)
+    if not len(answered):
+        return {}
+    sizes = answered.groupby("request_id")["record"].max() + 1
+    return {str(k): int(v) for k, v in sizes.items()}
 
 
 def items_of(body: bytes) -> list:

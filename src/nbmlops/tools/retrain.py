@@ -59,6 +59,10 @@ def labelled_periods(layout: Layout) -> list[str]:
     training and held-out windows, then the real batches (not the control batches)."""
     import pandas as pd
 
+    spec = layout.product("features", "spec")
+    if not spec.is_file():
+        raise ConfigError(f"{spec} is missing: run `make build` first")
+    target = FeatureSpec.read(spec).target
     found = []
     for key in ("train", "holdout", "batches"):
         path = layout.product("ingest", key)
@@ -67,7 +71,6 @@ def labelled_periods(layout: Layout) -> list[str]:
         frame = pd.read_parquet(path)
         if CONTROL in frame:
             frame = frame[frame[CONTROL] == ""]
-        target = FeatureSpec.read(layout.product("features", "spec")).target
         labelled = frame.groupby(PERIOD, sort=False)[target].apply(lambda y: y.notna().all())
         found += [str(p) for p, ok in labelled.items() if ok]
     return list(dict.fromkeys(found))
