@@ -58,7 +58,8 @@ class Builder:
             models.save(pipeline, record, f"{base}.pkl", f"{base}.json")
             trained[f"train-{name}"] = {"model": f"{base}.pkl", "metrics": f"{base}.json"}
         result = evaluation.evaluate_candidates(trained, self.holdout, SPEC, "roc_auc")
-        runs = registry.log_candidates(self.store, result, CONTEXT, f"b{self.count}")
+        runs = registry.log_candidates(self.store, result, CONTEXT, f"b{self.count}",
+                                       self.holdout[SPEC.columns])  # fmt: skip
         return runs[result.best]
 
 

@@ -4,13 +4,16 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nbmlops import storage
 from nbmlops.monitoring import scoring
-from nbmlops.registry import gates, promotion
+from nbmlops.registry import compiled, gates, promotion
 from nbmlops.registry import store as registry
 from nbmlops.registry.store import IntegrityError, RegistryError
+from nbmlops.serving.rendezvous import ModelCache, check_rows
+from nbmlops.training import candidates as models
 from tests.registry.conftest import SPEC, make_data
 
 GATES = "primary_metric: roc_auc\nmetrics:\n  roc_auc: {floor: 0.5, max_regression: 0.05, min_improvement: 0.005}\n"
@@ -161,6 +164,7 @@ def test_every_file_of_a_version_is_in_its_manifest(store, builder):
     folder = _artifact_folder(store, version)
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert set(manifest) == on_disk and {"MLmodel", registry.MODEL_FILE} <= on_disk
+    assert f"extra_files/{compiled.FILE}" in on_disk  # the compiled form is checked like the rest
     assert manifest[registry.MODEL_FILE] == tags["sha256"]
     assert registry.load_version(store, version).predict_proba(builder.holdout[SPEC.columns]).shape
 
@@ -172,6 +176,37 @@ def test_a_version_from_before_manifests_is_checked_by_its_model_file(store, bui
     _tamper(store, version)
     with pytest.raises(IntegrityError, match=r"model.pkl has sha256"):
         registry.load_version(store, version)
+
+
+def test_a_version_is_served_compiled_and_a_compiled_form_that_disagrees_is_refused(
+    store, builder, monkeypatch
+):
+    version = builder.register(candidates=("logreg", "hgb"))
+    model, form, note = registry.load_serving(store, version)
+    assert form is not None and note == ""
+    run = store.client().get_run(registry.version_details(store, version)["tags"]["run_id"])
+    assert run.data.tags["compiled"] == form.kernel
+    sample = check_rows(SPEC.columns, builder.holdout[SPEC.columns].head(64))
+    assert ModelCache(store, sample).get(version).form == f"compiled ({form.kernel})"
+
+    # a compiled form of another model, stored (and hashed) as if it were this one's
+    other = models.fit(models.build_candidate("logreg", SPEC, C=0.001), make_data(300, 42), SPEC)[0]
+    real = compiled.compile_pipeline
+    monkeypatch.setattr(compiled, "compile_pipeline", lambda pipeline, rows: real(other, rows))
+    wrong = builder.register()
+    loaded = ModelCache(store, sample).get(wrong)
+    assert loaded.form in ("fused", "pipeline")
+    assert "compiled form differs from the pipeline" in loaded.note
+    _, stored, _ = registry.load_serving(store, wrong)
+    assert np.allclose(loaded.model.predict_proba(sample),
+                       registry.load_version(store, wrong).predict_proba(sample))  # fmt: skip
+    assert not np.allclose(stored.predict_proba(sample), loaded.model.predict_proba(sample))
+
+    stored_file = next(_artifact_folder(store, version).rglob(compiled.FILE))
+    stored_file.chmod(0o644)
+    stored_file.write_bytes(stored_file.read_bytes()[:-1] + b"x")
+    with pytest.raises(IntegrityError, match=rf"extra_files/{compiled.FILE} has sha256"):
+        registry.load_serving(store, version)
 
 
 def _promote_two(store, builder, files):

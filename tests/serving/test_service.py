@@ -91,6 +91,10 @@ def test_answers_come_from_the_champion_and_match_its_model(served):
     assert got == pytest.approx(list(expected), abs=1e-6)
     assert models["serving"] == {"champion": "1", "fallback": served["fallback"],
                                  "challenger": served["challenger"]}  # fmt: skip
+    # every candidate kind answers in its compiled form, built at registration
+    assert sorted(models["scoring"]) == sorted(models["serving"].values())
+    assert all(f["form"].startswith("compiled (") and "why_not_compiled" not in f
+               for f in models["scoring"].values()), models["scoring"]  # fmt: skip
 
 
 BAD = [

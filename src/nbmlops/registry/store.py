@@ -23,11 +23,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from .. import storage
 from ..errors import PipelineError
 from ..settings import StoreSettings
 from ..storage import read_pickle, sha256_file
+from . import compiled
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -39,6 +44,8 @@ MANIFEST_TAG = "manifest"
 #: read when a model is loaded here.
 DOWNLOAD_FILES = {"registered_model_meta"}
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
+#: Held-out rows (a seeded sample) a compiled form is checked on before it is stored.
+COMPILE_CHECK_ROWS = 10_000
 
 
 class RegistryError(PipelineError):
@@ -219,10 +226,14 @@ def log_candidates(
     evaluation,
     context: dict[str, Any],
     build_id: str,
+    check_rows: pd.DataFrame | None = None,
 ) -> dict[str, dict]:
     """One MLflow run per candidate: params, train and held-out metrics, context tags, model.
 
-    Returns, per candidate, the run id, the logged model's URI and its model file's sha256.
+    Each model is stored with its compiled form (nbmlops.registry.compiled) when it has one that
+    gives its probabilities on `check_rows` (held-out rows); the run's `compiled` tag says which
+    kernel, or why not. Returns, per candidate, the run id, the logged model's URI and its model
+    file's sha256.
     """
     import mlflow
 
@@ -240,14 +251,29 @@ def log_candidates(
             mlflow.set_tags({**{k: str(v) for k, v in context.items()}, "build_id": build_id,
                              "candidate": name, "best": str(name == evaluation.best)})  # fmt: skip
             mlflow.log_artifact(candidate.record_file, "metrics")
-            model_info = mlflow.sklearn.log_model(
-                candidate.pipeline, name="model", serialization_format="pickle",
-                pip_requirements=_requirements(),
-            )  # fmt: skip
+            with tempfile.TemporaryDirectory() as tmp:
+                extra, why = _compiled_file(candidate.pipeline, check_rows, Path(tmp))
+                mlflow.set_tag("compiled", why)
+                model_info = mlflow.sklearn.log_model(
+                    candidate.pipeline, name="model", serialization_format="pickle",
+                    pip_requirements=_requirements(), extra_files=extra,
+                )  # fmt: skip
         manifest = artifact_manifest(model_info.model_uri)
         logged[name] = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
                         "sha256": manifest[MODEL_FILE], "manifest": manifest}  # fmt: skip
     return logged
+
+
+def _compiled_file(pipeline, rows: pd.DataFrame | None, folder: Path) -> tuple[list[str], str]:
+    """([the compiled form's file], its kernel) or ([], why the model has none)."""
+    if rows is None or rows.empty:
+        return [], "no: no held-out rows to check a compiled form on"
+    try:
+        done = compiled.compile_pipeline(pipeline, rows.sample(min(len(rows), COMPILE_CHECK_ROWS),
+                                                               random_state=0))  # fmt: skip
+    except compiled.NotCompiled as exc:
+        return [], f"no: {exc}"
+    return [str(storage.write_bytes(folder / compiled.FILE, done.to_bytes()))], done.kernel
 
 
 def _requirements() -> list[str]:
@@ -344,6 +370,28 @@ def load_version(store: Store, version: str):
     at registration; the model file is then read directly (MLmodel's pointer to it is not
     followed). A version registered before manifests were recorded is checked by its model
     file's hash alone."""
+    with _checked_files(store, version) as (local, _):
+        return read_pickle(local / MODEL_FILE)
+
+
+def load_serving(store: Store, version: str) -> tuple[Any, compiled.Compiled | None, str]:
+    """(model, its compiled form or None, why none), every file checked as load_version does.
+    Only a compiled form the version's manifest lists (and so hash-checked) is read."""
+    with _checked_files(store, version) as (local, manifest):
+        model = read_pickle(local / MODEL_FILE)
+        found = [name for name in manifest if Path(name).name == compiled.FILE]
+        if not found:
+            return model, None, "the version was registered without a compiled form"
+        try:
+            return model, compiled.Compiled.read(local / found[0]), ""
+        except Exception as exc:  # noqa: BLE001 - unreadable: serve the pipeline, say why
+            return model, None, f"its compiled form cannot be read: {type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def _checked_files(store: Store, version: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The version's files in a temporary folder, checked, and the manifest they were checked
+    against (empty for a version registered before manifests)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -374,12 +422,12 @@ def load_version(store: Store, version: str):
                 f"model {store.model_name!r} v{version}: the file hashes the store lists are not "
                 "those the baseline file pinned when it was promoted; refusing to load it"
             )
-        if MANIFEST_TAG in meta.tags:
-            changed = manifest_changes(json.loads(meta.tags[MANIFEST_TAG]), _manifest(local))
-            if changed:
-                raise IntegrityError(f"model {store.model_name!r} v{version}: "
-                                     f"{'; '.join(changed)}; refusing to load it")  # fmt: skip
-        return read_pickle(model_file)
+        manifest = json.loads(meta.tags[MANIFEST_TAG]) if MANIFEST_TAG in meta.tags else {}
+        changed = manifest_changes(manifest, _manifest(local)) if manifest else []
+        if changed:
+            raise IntegrityError(f"model {store.model_name!r} v{version}: "
+                                 f"{'; '.join(changed)}; refusing to load it")  # fmt: skip
+        yield local, manifest
 
 
 def manifest_sha256(tag: str) -> str:

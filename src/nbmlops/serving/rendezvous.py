@@ -26,6 +26,7 @@ import pandas as pd
 import sklearn
 
 from ..registry import store as registry
+from ..registry.compiled import Compiled, agrees
 from ..registry.store import Store
 from .fused import fuse
 
@@ -43,6 +44,8 @@ class NoModel(Exception):
 class Loaded:
     version: str
     model: object
+    form: str = "pipeline"  # compiled (kernel), fused or pipeline: what answers
+    note: str = ""  # why the compiled form does not answer
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,12 @@ class ModelSet:
         found = {self.role: self.answering.version,
                  FALLBACK: self.fallback.version if self.fallback else None}  # fmt: skip
         return found | {alias: m.version for alias, m in self.shadows.items()}
+
+    def forms(self) -> dict[str, dict[str, str]]:
+        """Per loaded version, the form that scores it and, when not compiled, why."""
+        loaded = [self.answering, self.fallback, *self.shadows.values()]
+        return {m.version: {"form": m.form} | ({"why_not_compiled": m.note} if m.note else {})
+                for m in loaded if m is not None}  # fmt: skip
 
 
 @dataclass
@@ -278,8 +287,10 @@ def check_rows(columns: list[str], frame: pd.DataFrame | None = None) -> pd.Data
 class ModelCache:
     """Loaded versions by number (hash-checked by the registry), the most recent `size` kept.
 
-    Each model scores `sample` once when loaded, so the first real request is not the slow one,
-    and is fused (nbmlops.fused) where that gives the very same probabilities.
+    Each model scores `sample` once when loaded, so the first real request is not the slow one.
+    It then answers in its compiled form (nbmlops.registry.compiled) when that gives its
+    probabilities on `sample` within the compiled form's tolerance; else fused
+    (nbmlops.serving.fused) where that gives the very same probabilities; else as it is.
     """
 
     def __init__(self, store: Store, sample: pd.DataFrame, size: int = 8):
@@ -288,13 +299,26 @@ class ModelCache:
 
     def get(self, version: str) -> Loaded:
         if version not in self._models:
-            model = registry.load_version(self.store, version)
-            model.predict_proba(self.sample)
-            self._models[version] = Loaded(version, fuse(model, self.sample))
+            model, compiled, note = registry.load_serving(self.store, version)
+            self._models[version] = serving_form(version, model, compiled, note, self.sample)
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
         self._models.move_to_end(version)
         return self._models[version]
+
+
+def serving_form(
+    version: str, model, compiled: Compiled | None, note: str, sample: pd.DataFrame
+) -> Loaded:
+    """The fastest form of `model` that answers as it does on `sample` (see ModelCache)."""
+    model.predict_proba(sample)
+    if compiled is not None:
+        ok, note = agrees(compiled, model, sample)
+        if ok:
+            compiled.predict_proba(sample)
+            return Loaded(version, compiled, f"compiled ({compiled.kernel})")
+    fast = fuse(model, sample)
+    return Loaded(version, fast, "fused" if fast is not model else "pipeline", note)
 
 
 def wanted(aliases: dict[str, str], history: list[str], shadow_aliases: list[str]):

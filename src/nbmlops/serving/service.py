@@ -233,6 +233,7 @@ class Service:
             "model_name": self.store.model_name,
             "registry": redact_uri(self.store.tracking_uri),
             "serving": models.versions() if models else {},
+            "scoring": models.forms() if models else {},
             "generation": models.generation if models else 0,
             "swaps": self.watcher.swaps,
             "last_registry_poll": self.watcher.last_poll,

@@ -206,7 +206,9 @@ def track_and_register(
         )
         start = time.perf_counter()
         with registry.store_errors(store, "logging the candidates", "No version was registered."):
-            runs = registry.log_candidates(store, result, context, registry.build_id())
+            runs = registry.log_candidates(
+                store, result, context, registry.build_id(), holdout[spec.columns]
+            )
             best_run = runs[result.best]
             for run in runs.values():
                 registry.log_report(store, run["run_id"], comparison)
