@@ -16,7 +16,8 @@ def test_load_harness_runs_every_scenario_on_a_registry_copy(ci_build, tmp_path)
     db = ci_build.project / "mlruns" / "mlflow.db"
     before = db.read_bytes()
     result = loadtest.run(ci_build.project / "env.ci.yaml", rate=20, seconds=4, users=4,
-                          moves=4, drill_ms=300, scratch=tmp_path)  # fmt: skip
+                          moves=4, drill_ms=300, scratch=tmp_path, rates=(10, 20),
+                          curve_seconds=3)  # fmt: skip
     assert db.read_bytes() == before  # moves happened in the copy
     runs = result["runs"]
     assert list(runs) == ["shadow on", "shadow off", "mlflow models serve", "champion moves",
@@ -30,3 +31,16 @@ def test_load_harness_runs_every_scenario_on_a_registry_copy(ci_build, tmp_path)
     text = loadtest.markdown(result)
     assert "| failed requests while champion moved 4 times | 0 | 0 | yes |" in text
     assert "| champion slowed by 300 ms: answers not from the fallback | 0 | 0 | yes |" in text
+    # the champion is scored compiled, and the in-process times name every form it has
+    calls = result["call_ms"]
+    assert calls["served_form"].startswith("compiled (") and not calls["why_not_compiled"]
+    assert set(calls["ms"]) == {"pipeline", "fused", calls["served_form"]}
+    assert all(ms > 0 for ms in calls["ms"].values())
+    assert f"| form the service answers with | {calls['served_form']} | compiled | yes |" in text
+    curves = result["saturation"]["curves"]
+    assert set(curves) == {"service", "mlflow models serve"}
+    for curve in curves.values():  # each server climbs until its p99 passes 20 ms or rates end
+        offered = [p["offered"] for p in curve["points"]]
+        assert offered == [10, 20][: len(offered)] and offered
+        assert all(p["throughput_rps"] > 0 for p in curve["points"])
+    assert loadtest.curve_figure(result).startswith('<img alt="plot"')

@@ -443,12 +443,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def publish(out: Path, stem: str, title: str, result: dict, text: str) -> str:
-    """`stem.json`, `stem.md` and an `index.html` the reports index links; returns the text."""
+def publish(out: Path, stem: str, title: str, result: dict, text: str,
+            figures: list[str] = ()) -> str:  # fmt: skip
+    """`stem.json`, `stem.md` and an `index.html` the reports index links (the text's tables,
+    then `figures`); returns the text."""
     storage.write_json(out / f"{stem}.json", result)
     storage.write_text(out / f"{stem}.md", text)
-    storage.write_text(out / "index.html", html.page(title, html.markdown_tables(text),
-                                                      home="../index.html"))  # fmt: skip
+    body = html.markdown_tables(text) + "".join(figures)
+    storage.write_text(out / "index.html", html.page(title, body, home="../index.html"))
     return text
 
 

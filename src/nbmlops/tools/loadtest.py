@@ -6,7 +6,10 @@ Each run starts a real server process and drives it with locust at a fixed reque
 - `mlflow models serve` on the same champion model, the baseline, in the same run;
 - the service while the registry's `champion` alias moves back and forth `--moves` times;
 - the service with latency injected into the champion (a drill): every answer must come from
-  the fallback, within the budget.
+  the fallback, within the budget;
+- a saturation curve: p99 against offered rate, for the service (one shadow) and for
+  `mlflow models serve`, each up to the first rate whose p99 passes TARGET_P99_MS;
+- in process, one record scored by the champion as a pipeline, fused and compiled.
 
 Alias moves happen in a copy of the registry (the real champion never moves). Writes
 `load.json`, `load.md` and `index.html` into the output folder (the reports folder's load/),
@@ -41,6 +44,8 @@ from .bench import publish
 BIN = Path(sys.executable).parent
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 TARGET_P99_MS = 20.0
+#: Offered rates of the saturation curve, requests per second.
+RATES = (25, 50, 100, 200, 300, 400, 600, 800, 1000)
 
 
 def free_port() -> int:
@@ -259,13 +264,95 @@ def archive_size(folder: Path, records: int) -> dict:
             "mb_per_million_requests": round(per_million / 2**20, 1) if rows else None}  # fmt: skip
 
 
+def call_times(drill: Drill, calls: int = 300) -> dict:
+    """Median time of one record scored in process by the champion in each of its forms."""
+    from ..serving.fused import Fused, fuse
+    from ..serving.rendezvous import check_rows, serving_form
+
+    model, compiled, note = registry.load_serving(drill.store, drill.champion)
+    spec = FeatureSpec.read(Layout.from_env(drill.env_file).product("features", "spec"))
+    records = json.loads(drill.payload.read_text())
+    frame = RequestContract(spec).frame(records)[spec.columns]
+    served = serving_form(drill.champion, model, compiled, note, check_rows(spec.columns, frame))
+    forms = {"pipeline": model}
+    fused = fuse(model, check_rows(spec.columns, frame))
+    if isinstance(fused, Fused):
+        forms["fused"] = fused
+    if served.form.startswith("compiled"):
+        forms[served.form] = served.model
+    out = {}
+    for name, scorer in forms.items():
+        times = []
+        for i in range(calls):
+            one = frame.iloc[[i % len(frame)]]
+            start = time.perf_counter()
+            scorer.predict_proba(one)
+            times.append(time.perf_counter() - start)
+        out[name] = round(sorted(times)[calls // 2] * 1000, 3)
+    return {"ms": out, "served_form": served.form, "why_not_compiled": served.note}
+
+
+def saturation(drill: Drill, rates, seconds: int, scratch: Path) -> dict:
+    """p99 against offered rate for the service (one shadow) and `mlflow models serve`: each
+    server takes rising rates until its p99 passes TARGET_P99_MS or requests fail."""
+    curves = {}
+    for name, start, fmt in (("service", lambda: drill.serve("curve"), "nbmlops"),
+                             ("mlflow models serve", drill.mlflow_serve, "mlflow")):  # fmt: skip
+        server, points = start(), []
+        try:
+            for rate in rates:
+                users = max(10, int(rate // 10))
+                r = locust(server.url, drill.payload, rate, seconds, users,
+                           scratch / f"curve-{fmt}-{rate}", fmt=fmt)  # fmt: skip
+                points.append({"offered": rate, "throughput_rps": r["throughput_rps"],
+                               "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                               "failures": r["failures"]})  # fmt: skip
+                print(f"curve {name}: {rate} req/s offered, {r['throughput_rps']} served, "
+                      f"p99 {r['p99_ms']} ms", flush=True)  # fmt: skip
+                if r["p99_ms"] > TARGET_P99_MS or r["failures"]:
+                    break
+        finally:
+            server.stop()
+        within = [p["offered"] for p in points if p["p99_ms"] <= TARGET_P99_MS
+                  and not p["failures"]]  # fmt: skip
+        curves[name] = {"points": points, "highest_rate_within_target": max(within, default=0)}
+    mine, theirs = (curves[n]["highest_rate_within_target"]
+                    for n in ("service", "mlflow models serve"))  # fmt: skip
+    return {"curves": curves, "target_p99_ms": TARGET_P99_MS,
+            "rate_ratio_vs_mlflow": round(mine / theirs, 2) if theirs else None}  # fmt: skip
+
+
+def curve_figure(result: dict) -> str:
+    """The saturation curves as an inline plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import html
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in result["saturation"]["curves"].items():
+        points = curve["points"]
+        ax.plot([p["offered"] for p in points], [p["p99_ms"] for p in points], "o-", label=name)
+    ax.axhline(TARGET_P99_MS, color="grey", linestyle="--", label=f"p99 {TARGET_P99_MS:g} ms")
+    ax.set(xlabel="offered requests per second", ylabel="p99 latency (ms)", yscale="log",
+           title="Saturation: p99 against offered rate, one record per request")  # fmt: skip
+    ax.legend()
+    out = html.figure(fig)
+    plt.close(fig)
+    return out
+
+
 def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill_ms: float,
-        scratch: Path) -> dict:  # fmt: skip
+        scratch: Path, rates=RATES, curve_seconds: int = 10) -> dict:  # fmt: skip
     drill = Drill(env_file, scratch)
     result = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
               "rate": rate, "seconds": seconds, "users": users, "budget_ms": drill.budget,
               "champion": drill.champion, "fallback": drill.other, "runs": {}}  # fmt: skip
     runs = result["runs"]
+    result["call_ms"] = call_times(drill)
+    print(f"one record in process: {result['call_ms']['ms']} ms", flush=True)
 
     def load(name, server, **kw):
         runs[name] = locust(server.url, drill.payload, rate, seconds, users, scratch / name, **kw)
@@ -301,6 +388,7 @@ def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill
     finally:
         server.stop()
     result["drill_latency_ms"] = drill_ms
+    result["saturation"] = saturation(drill, rates, curve_seconds, scratch)
     on, off = runs["shadow on"], runs["shadow off"]
     result["p99_shadow_on_vs_off"] = round(on["p99_ms"] / off["p99_ms"], 2)
     result["p99_vs_mlflow"] = round(on["p99_ms"] / runs["mlflow models serve"]["p99_ms"], 2)
@@ -344,10 +432,30 @@ def markdown(result: dict) -> str:
         ("archive per million requests", f"{result['archive']['mb_per_million_requests']} MB",
          "", None),
     ]  # fmt: skip
+    calls = result["call_ms"]
+    curves = result["saturation"]["curves"]
+    ratio = result["saturation"]["rate_ratio_vs_mlflow"]
+    checks += [
+        (f"one record in process, ms ({', '.join(calls['ms'])})",
+         " / ".join(f"{v:g}" for v in calls["ms"].values()), "", None),
+        ("form the service answers with", calls["served_form"], "compiled",
+         calls["served_form"].startswith("compiled")),
+        (f"highest offered rate with p99 ≤ {TARGET_P99_MS:g} ms: service / mlflow models serve",
+         " / ".join(f"{c['highest_rate_within_target']} req/s" for c in curves.values()), "",
+         None),
+        ("that rate, service / mlflow models serve", ratio if ratio else "mlflow: none", "≥ 3",
+         ratio is None and curves["service"]["highest_rate_within_target"] > 0
+         or bool(ratio and ratio >= 3)),
+    ]  # fmt: skip
     lines += ["", "| check | value | target | met |", "|---|---|---|---|"]
     for label, value, target, ok in checks:
         verdict = "" if ok is None else ("yes" if ok else "no")
         lines.append(f"| {label} | {value} | {target} | {verdict} |")
+    lines += ["", "| server | offered req/s | served req/s | p50 ms | p99 ms | failures |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, curve in curves.items():
+        lines += [f"| {name} | {p['offered']} | {p['throughput_rps']} | {p['p50_ms']:g} | "
+                  f"{p['p99_ms']:g} | {p['failures']} |" for p in curve["points"]]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -360,19 +468,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--moves", type=int, default=100, help="champion moves under load")
     parser.add_argument("--drill-latency-ms", type=float, default=200.0)
+    parser.add_argument("--curve-seconds", type=int, default=10,
+                        help="length of each run of the saturation curve")  # fmt: skip
     parser.add_argument("--out", type=Path, help="default: the env's reports folder, then load/")
     args = parser.parse_args(argv)
     out = args.out or Layout.from_env(args.env).reports / LOAD_PAGES
     scratch = Path(tempfile.mkdtemp(prefix="nbmlops-load-"))
     try:
         result = run(args.env, args.rate, args.seconds, args.users, args.moves,
-                     args.drill_latency_ms, scratch)  # fmt: skip
+                     args.drill_latency_ms, scratch, curve_seconds=args.curve_seconds)  # fmt: skip
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(publish(out, "load", "Load test", result, markdown(result)))
+    print(publish(out, "load", "Load test", result, markdown(result), [curve_figure(result)]))
     return 0
 
 
