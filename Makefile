@@ -107,10 +107,8 @@ monitor-latest: setup ## monitor only the newest batch; fail when its drift or p
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) --env--monitor_last 1
 	$(BIN)/nbmlops-report --env $(ENV_FILE) monitoring
 
-browser: ## install Debian's chromium for the browser test when it is missing (needs root)
-	@command -v chromium >/dev/null || { \
-		echo "installing chromium (Debian package) for the reports-site browser test"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+browser: setup ## find a Chromium or Chrome for the browser test (NBMLOPS_BROWSER=path), else install Debian's chromium (root or sudo)
+	@$(BIN)/python -m nbmlops.tools.browser
 
 ci: ## the pull-request CI sequence, as the workflow runs it
 	$(MAKE) lint

@@ -1,17 +1,17 @@
 """The reports site in a real headless Chromium, network off: every page, every link."""
 
 import io
-import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
+from nbmlops.tools import browser as browser_tool
 from tests.helpers import HOSTILE, HOSTILE_COLUMN
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = browser_tool.find()
 GENERATED_BY_OTHERS = ("/batches/", "performance.html", "/notebooks/")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
@@ -21,8 +21,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 def browser():
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: run `make browser` (make test installs it)")
+    if CHROMIUM is None:
+        pytest.fail("no Chromium or Chrome: run `make browser` (make test runs it)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b

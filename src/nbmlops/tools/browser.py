@@ -1,0 +1,78 @@
+"""`make browser`: find a Chromium or Chrome for the reports-site browser test, or install one.
+
+The test takes the first of: the path in NBMLOPS_BROWSER, a Chromium or Chrome on the PATH under
+any of the names distributions give it, then the places they install to. GitHub's Ubuntu runners
+ship Google Chrome, Debian packages Chromium as `chromium`, Ubuntu as `chromium-browser`. When none
+is found, `install` uses Debian's `chromium` package through apt-get, with sudo when not root;
+without either it stops and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+VARIABLE = "NBMLOPS_BROWSER"
+NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+PLACES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium", "/snap/bin/chromium",
+          "/opt/google/chrome/chrome", "/usr/bin/google-chrome")  # fmt: skip
+
+
+def find(environ=os.environ, places=PLACES) -> str | None:
+    """The browser the test uses, or None."""
+    chosen = environ.get(VARIABLE)
+    if chosen:
+        return chosen if os.path.isfile(chosen) and os.access(chosen, os.X_OK) else None
+    for name in NAMES:
+        found = shutil.which(name, path=environ.get("PATH", ""))
+        if found:
+            return found
+    return next((p for p in places if os.path.isfile(p) and os.access(p, os.X_OK)), None)
+
+
+def install_command(is_root: bool, has_sudo: bool) -> list[list[str]] | None:
+    """apt-get's commands for Debian's chromium, with sudo when not root; None when neither."""
+    if not (is_root or has_sudo):
+        return None
+    lead = [] if is_root else ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
+    env = ["env", "DEBIAN_FRONTEND=noninteractive"] if is_root else []
+    return [lead + env + ["apt-get", "update", "-qq"],
+            lead + env + ["apt-get", "install", "-y", "-qq", "chromium"]]  # fmt: skip
+
+
+def _can_sudo() -> bool:
+    if not shutil.which("sudo"):
+        return False
+    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    found = find()
+    if found:
+        print(f"browser for the reports-site test: {found}")
+        return 0
+    if os.environ.get(VARIABLE):
+        print(f"error: {VARIABLE}={os.environ[VARIABLE]} is not an executable file",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    commands = install_command(os.geteuid() == 0, _can_sudo()) if shutil.which("apt-get") else None
+    if commands is None:
+        print("error: no Chromium or Chrome found (looked for " + ", ".join(NAMES) + "), and "
+              "it cannot be installed here (apt-get with root or sudo). Install one, or set "
+              f"{VARIABLE} to its path.", file=sys.stderr)  # fmt: skip
+        return 2
+    print("installing chromium (Debian package) for the reports-site browser test")
+    for command in commands:
+        done = subprocess.run(command, stdout=subprocess.DEVNULL)
+        if done.returncode:
+            print(f"error: {' '.join(command)} failed ({done.returncode})", file=sys.stderr)
+            return done.returncode
+    found = find()
+    print(f"browser for the reports-site test: {found}")
+    return 0 if found else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
