@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make ci-as-user`: the pull-request sequence (make ci) run by a user who is not root, in a
+# fresh clone of the committed HEAD, with a clean environment and Debian's Python 3.11: proves
+# that nothing in it needs root (GitHub's runners run as a normal user). Run as root, it
+# creates the user (CI_USER, default nbmlops-ci); run as another user, it uses that one.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+python=${CI_PYTHON:-$(command -v python3.11 || command -v python3)}
+if [ "$(id -u)" != 0 ]; then
+  work=$(mktemp -d)
+  git clone --quiet "$repo" "$work/clone"
+  exec make -C "$work/clone" ci PYTHON="$python"
+fi
+user=${CI_USER:-nbmlops-ci}
+id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+home=$(getent passwd "$user" | cut -d: -f6)
+python=${CI_PYTHON:-/usr/bin/python3.11}  # root's own Python may sit where the user cannot read
+rm -rf "$home/clone"
+runuser -u "$user" -- git -c safe.directory="$repo/.git" -c safe.directory="$repo" \
+  clone --quiet "$repo" "$home/clone"
+echo "make ci as $user ($(runuser -u "$user" -- id)), in $home/clone, Python $python"
+exec runuser -u "$user" -- env -i HOME="$home" USER="$user" LANG=C.UTF-8 \
+  PATH=/usr/local/bin:/usr/bin:/bin make -C "$home/clone" ci PYTHON="$python"
