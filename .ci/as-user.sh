@@ -19,5 +19,7 @@ rm -rf "$home/clone"
 git clone --quiet "$repo" "$home/clone"  # by root (git refuses another owner's repository),
 chown -R "$user:" "$home/clone"          # then the user's
 echo "make ci as $user ($(runuser -u "$user" -- id)), in $home/clone, Python $python"
-exec runuser -u "$user" -- env -i HOME="$home" USER="$user" LANG=C.UTF-8 \
+# The machine's network settings (certificates, proxies, package indexes) carry over; nothing else.
+mapfile -t network < <(env | grep -E '^(SSL_CERT_|REQUESTS_CA_BUNDLE=|CURL_CA_BUNDLE=|PIP_|UV_|(https?|no)_proxy=|(HTTPS?|NO)_PROXY=)' || true)
+exec runuser -u "$user" -- env -i HOME="$home" USER="$user" LANG=C.UTF-8 "${network[@]}" \
   PATH=/usr/local/bin:/usr/bin:/bin make -C "$home/clone" ci PYTHON="$python"
