@@ -12,11 +12,22 @@ from .spec import THRESHOLD, FeatureSpec
 #: Column names of a scored frame, as evidently's reports read them.
 PROBA = "prediction_proba"
 PRED = "prediction"
+#: Rows a model scores in one call: its transformed features for this many rows is the most
+#: memory scoring takes (a one-hot design of 5M rows would take gigabytes), whatever the batch.
+CHUNK_ROWS = 100_000
 
 
-def predict_proba(model, data: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
-    """The positive class's probability for every row."""
-    return model.predict_proba(data[spec.columns])[:, 1]
+def predict_proba(model, data: pd.DataFrame, spec: FeatureSpec,
+                  chunk_rows: int = CHUNK_ROWS) -> np.ndarray:  # fmt: skip
+    """The positive class's probability for every row, scored `chunk_rows` rows at a time
+    (each row's probability does not depend on the others)."""
+    if len(data) <= chunk_rows:
+        return model.predict_proba(data[spec.columns])[:, 1]
+    out = np.empty(len(data), dtype=np.float64)
+    for start in range(0, len(data), chunk_rows):
+        rows = data.iloc[start : start + chunk_rows]
+        out[start : start + len(rows)] = model.predict_proba(rows[spec.columns])[:, 1]
+    return out
 
 
 def classification_metrics(y_true, proba, threshold: float = THRESHOLD) -> dict[str, float]:

@@ -211,34 +211,46 @@ def bench_setup(project: Path, scratch: Path) -> dict:
     return {"fresh_clone_to_ready_seconds": round(seconds, 1)}
 
 
-def monitor_once(env_file: Path, rows: int, out: Path, max_rows: int) -> dict:
-    """Score and monitor one scaled-up batch of `rows` rows of a build; figures of this process."""
+def batch_file(env_file: Path, rows: int, folder: Path) -> Path:
+    """A scaled-up batch of `rows` rows of a build's first batch month, as a Parquet file."""
+    import pandas as pd
+
+    from ..metrics import CHUNK_ROWS
+    from ..spec import BATCH, FeatureSpec
+    from . import scaleup
+
+    layout = Layout.from_env(env_file)
+    spec = FeatureSpec.read(layout.product("features", "spec"))
+    batches = pd.read_parquet(layout.product("ingest", "batches"))
+    month = batches[batches[BATCH] == batches[BATCH].iloc[0]]
+    path = folder / f"batch-{rows}.parquet"
+    scaleup.scale_batch(month, spec, rows, seed=rows)[spec.columns + [spec.target]].to_parquet(
+        path, index=False, row_group_size=CHUNK_ROWS
+    )
+    return path
+
+
+def monitor_once(env_file: Path, batch: Path, out: Path, max_rows: int) -> dict:
+    """Score and monitor one batch file of a build, in chunks; figures of this process."""
     import pandas as pd
 
     from .. import metrics as m
-    from ..monitoring import drift
-    from ..spec import BATCH, FeatureSpec
-    from . import scaleup
+    from ..monitoring import drift, stream
+    from ..spec import FeatureSpec
 
     layout = Layout.from_env(env_file)
     spec = FeatureSpec.read(layout.product("features", "spec"))
     models = layout.grid_products("train-[[model]]", "model")
     model = storage.read_pickle(next(p for p in models if p.name.startswith("logreg")))
     holdout = pd.read_parquet(layout.product("ingest", "holdout"))
-    batches = pd.read_parquet(layout.product("ingest", "batches"))
-    month = batches[batches[BATCH] == batches[BATCH].iloc[0]]
-    batch = scaleup.scale_batch(month, spec, rows, seed=rows)
     start = time.perf_counter()
     reference = m.scored_frame(holdout, spec, m.predict_proba(model, holdout, spec))
-    current = m.scored_frame(batch, spec, m.predict_proba(model, batch, spec))
-    summary = drift.batch_report(
-        drift.sample_rows(reference, max_rows),
-        drift.sample_rows(current, max_rows, seed=1),
-        spec, out, drift_share=0.5,
-    )  # fmt: skip
-    metrics = m.classification_metrics(batch[spec.target], current[m.PROBA])
+    current = stream.score_file(model, batch, spec, max_rows, seed=1)
+    summary = drift.batch_report(drift.sample_rows(reference, max_rows), current.sample, spec, out,
+                                 drift_share=0.5)  # fmt: skip
+    metrics = m.classification_metrics(current.target, current.proba)
     return {
-        "rows": rows,
+        "rows": current.rows,
         "seconds": round(time.perf_counter() - start, 2),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "report_kb": out.stat().st_size // 1024,
@@ -251,11 +263,13 @@ def bench_monitoring(env_file: Path, scratch: Path, max_rows: int, rows=ROWS) ->
     found = []
     for n in rows:
         out = scratch / f"monitor-{n}.html"
+        batch = batch_file(env_file, n, scratch)  # made here, so its making is not measured
         done = subprocess.run(
-            [str(BIN / "python"), "-m", "nbmlops.tools.bench", "monitor", str(env_file), str(n),
-             str(out), "--max-rows", str(max_rows)],
+            [str(BIN / "python"), "-m", "nbmlops.tools.bench", "monitor", str(env_file),
+             str(batch), str(out), "--max-rows", str(max_rows)],
             capture_output=True, text=True, env=build_env("env.ci.yaml"),
         )  # fmt: skip
+        batch.unlink()
         if done.returncode != 0:
             raise RuntimeError(f"monitoring {n} rows failed:\n{done.stderr[-4000:]}")
         found.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -403,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     once.add_argument("--rows", type=int, default=INIT_ROWS)
     mon = sub.add_parser("monitor", help="(internal) monitor one scaled-up batch")
     mon.add_argument("env_file", type=Path, help="env file of a built project")
-    mon.add_argument("rows", type=int)
+    mon.add_argument("batch", type=Path, help="the batch, a Parquet file")
     mon.add_argument("out", type=Path)
     mon.add_argument("--max-rows", type=int, default=100_000)
     args = parser.parse_args(argv)
@@ -415,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(init_once(args.project, args.source, args.mode, args.rows)))
         return 0
     if args.command == "monitor":
-        print(json.dumps(monitor_once(args.env_file, args.rows, args.out, args.max_rows)))
+        print(json.dumps(monitor_once(args.env_file, args.batch, args.out, args.max_rows)))
         return 0
     project = Path.cwd()
     out = Path(args.out or Layout.from_env(project / args.envs[0]).reports / BENCH_PAGES)
