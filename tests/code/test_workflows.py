@@ -86,6 +86,15 @@ def test_write_scopes_only_where_needed():
     assert any(u.startswith("actions/deploy-pages@") for u in steps)
 
 
+def test_ci_builds_the_sample_in_fresh_kernels_and_the_full_year_stays_on_the_engine():
+    runs = [
+        s.get("run", "") for s in _load(ROOT / ".github/workflows/ci.yml")["jobs"]["check"]["steps"]
+    ]
+    assert "make build ENV=ci" in runs and "make nbval ENV=ci" in runs
+    assert _load(ROOT / "env.ci.yaml")["notebook_executor"] == "papermill"
+    assert _load(ROOT / "env.yaml")["notebook_executor"] == "ploomber-engine"
+
+
 def test_make_ci_runs_the_workflow_sequence():
     text = (ROOT / "Makefile").read_text()
     recipe = text.split("\nci:", 1)[1].split("\n\n", 1)[0]

@@ -127,6 +127,17 @@ def _models(build, *args):
     )  # fmt: skip
 
 
+def test_the_ci_sample_runs_each_notebook_in_a_fresh_kernel(ci_build):
+    """As the pull-request workflow builds it, and as JupyterLab runs notebooks: papermill."""
+    notebooks = sorted((ci_build.products / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 9
+    for path in notebooks:
+        meta = nbformat.read(path, as_version=4).metadata
+        assert meta["kernelspec"]["name"] == "python3", path.name
+        ran = meta["papermill"]  # papermill's own record of the run (ploomber-engine keeps none)
+        assert ran["duration"] > 0 and ran["start_time"] and not ran["exception"], path.name
+
+
 def test_build_registers_challenger_and_writes_cards(ci_build):
     best = storage.read_json(ci_build.products / "models" / "best.json")
     store = registry.Store.from_params(_env(ci_build)["mlflow"])

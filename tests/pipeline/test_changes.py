@@ -24,10 +24,7 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
     shutil.copytree(PROJECT / "src" / "nbmlops", project / "src" / "nbmlops",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     breast_cancer_frame().to_csv(project / "patients.csv", index=False)
-    env = patients_env(project).replace(
-        "notebook_executor: papermill", "notebook_executor: ploomber-engine"
-    )
-    (project / ENV).write_text(env)
+    (project / ENV).write_text(patients_env(project))
 
     def build() -> tuple[set[str], str]:
         done = ploomber_build(project, env_file=ENV, PYTHONPATH=str(project / "src"))
