@@ -1,12 +1,14 @@
-"""The build lock: a second holder stops with a message naming the first, or waits for it."""
+"""The build lock: a second holder stops with a message naming the first, or waits for it;
+each task's share of the cores."""
 
+import os
 import subprocess
 import sys
 import time
 
 import pytest
 
-from nbmlops.build.executor import BuildLock, BuildLocked
+from nbmlops.build.executor import Budgeted, BuildLock, BuildLocked, thread_plan
 
 HOLD = """
 import sys, time
@@ -79,3 +81,49 @@ def test_a_build_failure_of_ours_is_its_message_with_the_task():
     assert message.splitlines()[-1].endswith("FAIL") and len(message.splitlines()) == 4
     unexpected = GATE_FAILURE.replace("nbmlops.registry.gates.GateError", "KeyError")
     assert clear_message(unexpected) is None  # anything else: the traceback is shown
+
+
+# The pipeline's shape: one chain with the candidate grid in the middle.
+GRAPH = {"ingest": set(), "validate": {"ingest"}, "features": {"ingest"},
+         "train-logreg": {"features"}, "train-hgb": {"features"}, "train-rf": {"features"},
+         "evaluate": {"train-logreg", "train-hgb", "train-rf", "validate"},
+         "score": {"evaluate"}, "monitor": {"score"}, "index": {"monitor"}}  # fmt: skip
+
+
+def test_each_task_gets_the_cores_divided_by_the_tasks_that_run_with_it():
+    every = set(GRAPH)
+    plan = thread_plan(GRAPH, every, cores=2, processes=4)
+    assert plan["train-hgb"] == plan["train-rf"] == plan["train-logreg"] == 1  # three at once
+    assert plan["evaluate"] == plan["score"] == plan["monitor"] == plan["index"] == 2  # alone
+    assert plan["features"] == 1 and plan["validate"] == 1  # they can run side by side
+    on_eight = thread_plan(GRAPH, every, cores=8, processes=4)
+    assert on_eight["train-rf"] == 2 and on_eight["evaluate"] == 8
+    # a rebuild where only one candidate is stale: it runs alone, with every core
+    assert thread_plan(GRAPH, {"train-rf", "evaluate"}, cores=2, processes=4) == {
+        "train-rf": 2, "evaluate": 2}  # fmt: skip
+    assert thread_plan(GRAPH, every, cores=8, processes=2)["train-rf"] == 4  # two at a time
+    assert set(thread_plan(GRAPH, every, cores=2, processes=4, fixed=1).values()) == {1}
+
+
+class _Task:
+    """A task whose build reports the thread limits it ran under."""
+
+    def _build(self, **kwargs):
+        from threadpoolctl import threadpool_info
+
+        return (
+            kwargs,
+            os.environ.get("OMP_NUM_THREADS"),
+            [p["num_threads"] for p in threadpool_info()],
+        )
+
+
+def test_a_budgeted_build_runs_with_its_threads_and_restores_the_worker(monkeypatch):
+    import numpy  # noqa: F401 - loads a BLAS pool to limit
+    import sklearn.ensemble  # noqa: F401 - loads OpenMP
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    kwargs, variable, pools = Budgeted(_Task(), 1)(catch_exceptions=True)
+    assert kwargs == {"catch_exceptions": True} and variable == "1"
+    assert pools and set(pools) == {1}
+    assert "OMP_NUM_THREADS" not in os.environ

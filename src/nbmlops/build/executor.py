@@ -38,10 +38,12 @@ class LockedParallel(Parallel):
 
     Holding it, it removes what an interrupted build left half-written in `sweep` folders, then
     reruns every task whose inputs changed since it last ran (`inputs`, the record of them).
+    Each task runs with `threads_per_task` threads (`auto`: thread_plan, the cores divided by
+    the tasks that run at once with it), unless OMP_NUM_THREADS or the like is set.
     """
 
     def __init__(self, lock_file: str, wait_seconds: float = 0.0, sweep=(),
-                 threads_per_task=None, inputs: str | None = None, **kwargs):  # fmt: skip
+                 threads_per_task="auto", inputs: str | None = None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.lock = BuildLock(lock_file, wait_seconds)
         self.sweep = list(sweep)
@@ -49,9 +51,6 @@ class LockedParallel(Parallel):
         self.inputs = inputs
 
     def __call__(self, dag, show_progress):
-        if self.threads_per_task:  # several tasks at once, each with every core, oversubscribe
-            for name in THREAD_VARIABLES:
-                os.environ.setdefault(name, str(self.threads_per_task))
         with self.lock:
             forced = _build_forced()
             if self.lock.waited:  # the other build changed products: decide again what is stale
@@ -60,7 +59,7 @@ class LockedParallel(Parallel):
             if removed:
                 print(f"removed {len(removed)} partial writes of an interrupted build", flush=True)
             if self.inputs is None:
-                return super().__call__(dag, show_progress)
+                return self._run(dag, show_progress)
             inputs = Inputs(dag, self.inputs)
             changed = {} if forced else inputs.changed()
             stale = [n for n in changed if dag[n].exec_status == TaskStatus.Skipped]
@@ -74,9 +73,86 @@ class LockedParallel(Parallel):
             if stale:
                 _render_again(dag, forced)
             try:
-                return super().__call__(dag, show_progress)
+                return self._run(dag, show_progress)
             finally:
                 inputs.record([n for n in dag if dag[n].exec_status == TaskStatus.Executed])
+
+    def _run(self, dag, show_progress):
+        """Ploomber's parallel build, each task given its share of the cores when it runs."""
+        if any(name in os.environ for name in THREAD_VARIABLES):
+            return super().__call__(dag, show_progress)  # the user's own setting wins
+        waiting = {
+            TaskStatus.WaitingExecution,
+            TaskStatus.WaitingDownload,
+            TaskStatus.WaitingUpstream,
+        }
+        graph = {n: set(dag[n].upstream) for n in dag}
+        plan = thread_plan(graph, {n for n in dag if dag[n].exec_status in waiting},
+                           os.cpu_count() or 1, self.processes, self.threads_per_task)  # fmt: skip
+        if plan:
+            shares = ", ".join(f"{n} {t}" for n, t in plan.items())
+            print(f"threads per task (cores ÷ tasks that run at once): {shares}", flush=True)
+        for name, threads in plan.items():
+            dag[name]._build = Budgeted(dag[name], threads)
+        try:
+            return super().__call__(dag, show_progress)
+        finally:
+            for name in plan:
+                dag[name].__dict__.pop("_build", None)
+
+
+def thread_plan(graph: dict[str, set[str]], running: set[str], cores: int, processes: int,
+                fixed: int | str | None = "auto") -> dict[str, int]:  # fmt: skip
+    """Threads for each task of `running`: the cores divided by the tasks that can run at once
+    with it (itself and every other task of `running` neither upstream nor downstream of it,
+    at most `processes`), or `fixed` threads when it is a number."""
+
+    def reach(name: str, edges: dict[str, set[str]]) -> set[str]:
+        seen, todo = set(), list(edges.get(name, ()))
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo += edges.get(node, ())
+        return seen
+
+    downstream: dict[str, set[str]] = {n: set() for n in graph}
+    for name, ups in graph.items():
+        for up in ups:
+            downstream.setdefault(up, set()).add(name)
+    plan = {}
+    for name in sorted(running):
+        if isinstance(fixed, int) and not isinstance(fixed, bool):
+            plan[name] = fixed
+            continue
+        related = reach(name, graph) | reach(name, downstream)
+        together = min(processes, 1 + len(running - related - {name}))
+        plan[name] = max(1, cores // together)
+    return plan
+
+
+class Budgeted:
+    """A task's build with its threads: OpenMP and BLAS pools of this worker process limited
+    (ploomber-engine runs the notebook here), and the same variables set for a Jupyter kernel
+    it starts (papermill); the worker's own settings come back after."""
+
+    def __init__(self, task, threads: int):
+        self.task, self.threads = task, threads
+
+    def __call__(self, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        before = {n: os.environ.get(n) for n in THREAD_VARIABLES}
+        os.environ.update({n: str(self.threads) for n in THREAD_VARIABLES})
+        try:
+            with threadpool_limits(self.threads):
+                return type(self.task)._build(self.task, **kwargs)
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _render_again(dag, forced: bool) -> None:
@@ -95,7 +171,7 @@ def _build_forced() -> bool:
     return False
 
 
-def locked_parallel(lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task=None,
+def locked_parallel(lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task="auto",
                     inputs: str | None = None, **kwargs) -> LockedParallel:  # fmt: skip
     """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects)."""
     return LockedParallel(lock_file, wait_seconds, sweep, threads_per_task, inputs, **kwargs)
