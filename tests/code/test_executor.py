@@ -111,11 +111,8 @@ class _Task:
     def _build(self, **kwargs):
         from threadpoolctl import threadpool_info
 
-        return (
-            kwargs,
-            os.environ.get("OMP_NUM_THREADS"),
-            [p["num_threads"] for p in threadpool_info()],
-        )
+        pools = {p["user_api"]: p["num_threads"] for p in threadpool_info()}
+        return kwargs, os.environ.get("OMP_NUM_THREADS"), pools
 
 
 def test_a_budgeted_build_runs_with_its_threads_and_restores_the_worker(monkeypatch):
@@ -125,5 +122,8 @@ def test_a_budgeted_build_runs_with_its_threads_and_restores_the_worker(monkeypa
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     kwargs, variable, pools = Budgeted(_Task(), 1)(catch_exceptions=True)
     assert kwargs == {"catch_exceptions": True} and variable == "1"
-    assert pools and set(pools) == {1}
+    assert pools and set(pools.values()) == {1}
+    # two threads: OpenMP takes them, BLAS stays at one (executor.BLAS_THREADS)
+    _, variable, pools = Budgeted(_Task(), 2)()
+    assert variable == "2" and pools.get("openmp") == 2 and pools.get("blas", 1) == 1
     assert "OMP_NUM_THREADS" not in os.environ
