@@ -270,15 +270,15 @@ FIGURES = {"evaluate": 1, "monitor": 2}
 @pytest.mark.parametrize("name", ["evaluate", "monitor"])
 def test_each_figure_shows_once_in_the_executed_notebook(ci_build, name):
     mimes, runners = _outputs(ci_build.products, name)
-    assert runners == {"ploomber"}  # env.ci.yaml: ploomber-engine, in the worker process
+    assert runners == {"papermill"}  # env.ci.yaml: one Jupyter kernel per notebook
     assert mimes.count("image/png") == FIGURES[name]
 
 
 @pytest.mark.xdist_group("byo")
 @pytest.mark.parametrize("name", ["evaluate", "monitor"])
-def test_papermill_executor_shows_the_same_figures(byo_build, name):
+def test_ploomber_engine_shows_the_same_figures(byo_build, name):
     mimes, runners = _outputs(byo_build.products, name)
-    assert runners == {"papermill"}  # one Jupyter kernel per notebook
+    assert runners == {"ploomber"}  # ploomber-engine, in the build's worker process
     assert mimes.count("image/png") == FIGURES[name]
 
 
