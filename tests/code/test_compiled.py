@@ -97,3 +97,17 @@ def test_parts_with_no_compiled_form_are_named():
                        ("model", LogisticRegression())]).fit(train, train["churned"])  # fmt: skip
     with pytest.raises(compiled.NotCompiled, match="part 'cat': ValueError.*unknown"):
         compiled.compile_pipeline(strict, train.head(50))
+
+
+@pytest.mark.parametrize("candidate", sorted(models.CANDIDATES))
+def test_request_records_score_as_their_frame_does(candidate):
+    """The service scores a compiled form straight from the request's records (None for a
+    missing value): the same probabilities as the pipeline on the frame of those records."""
+    model = _fitted(candidate)
+    form = compiled.compile_pipeline(model, _table(500, 9)[SPEC.columns])
+    records, frame = compiled.as_records(_new_rows())
+    assert any(r["region"] is None for r in records) and any(
+        r["plan"] == "enterprise" for r in records
+    )
+    assert np.abs(form.predict_records(records) - model.predict_proba(frame)).max() < 1e-12
+    assert compiled.agrees(form, model, _new_rows()) == (True, "")

@@ -48,7 +48,13 @@ class NumericBlock:
     scale: np.ndarray
 
     def design(self, frame: pd.DataFrame) -> np.ndarray:
-        x = frame[self.columns].to_numpy(dtype=np.float64, na_value=np.nan)
+        return self._scaled(frame[self.columns].to_numpy(dtype=np.float64, na_value=np.nan))
+
+    def design_records(self, records: list[dict]) -> np.ndarray:
+        return self._scaled(np.array([[r[c] for c in self.columns] for r in records],
+                                     dtype=np.float64))  # fmt: skip
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
         x = np.where(np.isnan(x), self.fill, x)
         return (x - self.centre) / self.scale
 
@@ -64,11 +70,16 @@ class CategoricalBlock:
         self._index = [{v: i for i, v in enumerate(c)} for c in self.categories]
 
     def design(self, frame: pd.DataFrame) -> np.ndarray:
-        out = np.repeat(self.base[None, :], len(frame), axis=0)
-        for column, index, table in zip(self.columns, self._index, self.tables, strict=True):
+        return self._rows(len(frame), (frame[c].tolist() for c in self.columns))
+
+    def design_records(self, records: list[dict]) -> np.ndarray:
+        return self._rows(len(records), ([r[c] for r in records] for c in self.columns))
+
+    def _rows(self, n: int, values) -> np.ndarray:
+        out = np.repeat(self.base[None, :], n, axis=0)
+        for column, index, table in zip(values, self._index, self.tables, strict=True):
             unseen, missing = len(index), len(index) + 1
-            codes = [missing if _nan(v) else index.get(v, unseen) for v in frame[column].tolist()]
-            out += table[codes]
+            out += table[[missing if _nan(v) else index.get(v, unseen) for v in column]]
         return out
 
 
@@ -97,11 +108,21 @@ class Compiled:
             self._input = self._session.get_inputs()[0].name
 
     def design(self, frame: pd.DataFrame) -> np.ndarray:
-        x = np.hstack([b.design(frame) for b in self.blocks])
+        return self._cast(np.hstack([b.design(frame) for b in self.blocks]))
+
+    def _cast(self, x: np.ndarray) -> np.ndarray:
         return x.astype(np.float32).astype(np.float64) if self.dtype == "float32" else x
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        x = self.design(frame)
+        return self._kernel_proba(self.design(frame))
+
+    def predict_records(self, records: list[dict]) -> np.ndarray:
+        """predict_proba of request records as they are (field name to value, None for
+        missing), with no data frame in between: what the service scores."""
+        return self._kernel_proba(self._cast(np.hstack([b.design_records(records)
+                                                        for b in self.blocks])))  # fmt: skip
+
+    def _kernel_proba(self, x: np.ndarray) -> np.ndarray:
         if self.kernel == "onnxruntime":
             return self._session.run(["probabilities"], {self._input: x})[0]
         import treelite
@@ -153,11 +174,25 @@ def largest_difference(scorer, pipeline, rows: pd.DataFrame) -> float:
     return float(np.max(np.abs(scorer.predict_proba(rows) - pipeline.predict_proba(rows))))
 
 
+def as_records(rows: pd.DataFrame) -> tuple[list[dict], pd.DataFrame]:
+    """`rows` as request records (None for missing), and those records as the service's frame
+    (float columns as float, the rest as they are): the same rows, both ways the service
+    holds them."""
+    records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+    frame = pd.DataFrame({c: np.array([r[c] for r in records],
+                                      dtype=float if pd.api.types.is_float_dtype(rows[c])
+                                      else object) for c in rows.columns})  # fmt: skip
+    return records, frame
+
+
 def agrees(compiled: Compiled, pipeline, rows: pd.DataFrame) -> tuple[bool, str]:
-    """(True, "") when `compiled` gives the pipeline's probabilities on `rows` within TOLERANCE;
-    else (False, why)."""
+    """(True, "") when `compiled` gives the pipeline's probabilities on `rows` within TOLERANCE,
+    from a frame and from request records; else (False, why)."""
     try:
         diff = largest_difference(compiled, pipeline, rows)
+        records, frame = as_records(rows)
+        diff = max(diff, float(np.max(np.abs(compiled.predict_records(records)
+                                              - pipeline.predict_proba(frame)))))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any failure means: do not use it
         return False, f"the compiled form failed on the check rows: {type(exc).__name__}: {exc}"
     if not diff <= TOLERANCE:

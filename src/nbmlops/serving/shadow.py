@@ -49,6 +49,8 @@ def archive_rows(message: dict, shadow_out: dict[str, dict]) -> list[dict]:
 
 def shadow_outputs(messages: list[dict], to_frame, cache) -> list[dict[str, dict]]:
     """Per message, alias -> output: each shadow version scores all its records in one call."""
+    from .rendezvous import score_records
+
     outs: list[dict[str, dict]] = [{} for _ in messages]
     wanted = {(a, v) for m in messages for a, v in m["shadows"].items()}
     for alias, version in sorted(wanted):
@@ -56,7 +58,7 @@ def shadow_outputs(messages: list[dict], to_frame, cache) -> list[dict[str, dict
         records = [r for i in mine for r in messages[i]["records"]]
         start = time.perf_counter()
         try:
-            proba = cache.get(version).model.predict_proba(to_frame(records))[:, 1]
+            proba = score_records(cache.get(version).model, records, to_frame)
             error = None
         except Exception as exc:  # noqa: BLE001 - a failing shadow is recorded, never raised
             proba, error = None, f"{type(exc).__name__}: {exc}"
