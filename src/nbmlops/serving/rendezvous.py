@@ -321,9 +321,8 @@ def serving_form(
     """The fastest form of `model` that answers as it does on `sample` (see ModelCache)."""
     model.predict_proba(sample)
     if compiled is not None:
-        ok, note = agrees(compiled, model, sample)
+        ok, note = agrees(compiled, model, sample)  # scoring `sample` both ways warms it up too
         if ok:
-            compiled.predict_proba(sample)
             return Loaded(version, compiled, f"compiled ({compiled.kernel})")
     fast = fuse(model, sample)
     return Loaded(version, fast, "fused" if fast is not model else "pipeline", note)

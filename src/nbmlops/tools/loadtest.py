@@ -273,9 +273,10 @@ def call_times(drill: Drill, calls: int = 300) -> dict:
     spec = FeatureSpec.read(Layout.from_env(drill.env_file).product("features", "spec"))
     records = json.loads(drill.payload.read_text())
     frame = RequestContract(spec).frame(records)[spec.columns]
-    served = serving_form(drill.champion, model, compiled, note, check_rows(spec.columns, frame))
+    sample = check_rows(spec.columns, frame)
+    served = serving_form(drill.champion, model, compiled, note, sample)
     forms = {"pipeline": model}
-    fused = fuse(model, check_rows(spec.columns, frame))
+    fused = served.model if served.form == "fused" else fuse(model, sample)
     if isinstance(fused, Fused):
         forms["fused"] = fused
     if served.form.startswith("compiled"):
