@@ -89,7 +89,7 @@ live: setup ## live performance of every model from the service's archive and th
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)
 
-load: setup ## load test of the scoring service (locust, on loopback; ENV=ci for the CI model); writes reports/load/
+load: setup ## load test of the scoring service (open-loop client and locust, on loopback; ENV=ci for the CI model); writes reports/load/
 	$(BIN)/python -m nbmlops.tools.loadtest --env $(ENV_FILE)
 
 export-argo: setup ## Argo Workflows spec of the pipeline in argo/argo.yaml (the image is built elsewhere)

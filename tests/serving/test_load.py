@@ -20,10 +20,15 @@ def test_load_harness_runs_every_scenario_on_a_registry_copy(ci_build, tmp_path)
                           curve_seconds=3)  # fmt: skip
     assert db.read_bytes() == before  # moves happened in the copy
     runs = result["runs"]
-    assert list(runs) == ["shadow on", "shadow off", "mlflow models serve", "champion moves",
+    assert list(runs) == ["shadow on", "shadow on, locust", "GET /health", "GET /health, locust",
+                          "shadow off", "mlflow models serve", "champion moves",
                           "champion slowed (fallback answers)"]  # fmt: skip
     for name, run in runs.items():
         assert run["requests"] >= 20 and run["failures"] == 0, (name, run["failure_kinds"])
+        assert 0 < run["p50_ms"] <= run["p99_ms"], (name, run)
+        if run["generator"] == "open loop":  # locust rounds its percentiles, not its maximum
+            assert run["p99_ms"] <= run["max_ms"], (name, run)
+    assert {r["generator"] for r in runs.values()} == {"open loop", "locust"}
     assert result["swaps"]["moves"] == 4 and result["swaps"]["all_under_load"]
     assert result["swaps"]["swaps_served"] >= 5 and "error" not in result["swaps"]
     archive = result["archive"]  # every record the service answered, archived
@@ -34,7 +39,8 @@ def test_load_harness_runs_every_scenario_on_a_registry_copy(ci_build, tmp_path)
     # the champion is scored compiled, and the in-process times name every form it has
     calls = result["call_ms"]
     assert calls["served_form"].startswith("compiled (") and not calls["why_not_compiled"]
-    assert set(calls["ms"]) == {"pipeline", "fused", calls["served_form"]}
+    assert set(calls["ms"]) == {"pipeline", "fused", calls["served_form"],
+                                f"{calls['served_form']}, from records"}  # fmt: skip
     assert all(ms > 0 for ms in calls["ms"].values())
     assert f"| form the service answers with | {calls['served_form']} | compiled | yes |" in text
     curves = result["saturation"]["curves"]

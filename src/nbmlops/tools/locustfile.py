@@ -2,8 +2,9 @@
 
 Set by `nbmlops.tools.loadtest` through the environment: NBMLOPS_LOAD_PAYLOAD (a JSON file holding a
 list of records), NBMLOPS_LOAD_FORMAT ("nbmlops" for /predict, "mlflow" for `mlflow models
-serve`'s /invocations), NBMLOPS_LOAD_RATE (requests per second per user) and, for the fallback
-drill, NBMLOPS_LOAD_EXPECT_ROLE: an answer from any other role counts as a failure.
+serve`'s /invocations, "health" for GET /health: what locust itself costs), NBMLOPS_LOAD_RATE
+(requests per second per user) and, for the fallback drill, NBMLOPS_LOAD_EXPECT_ROLE: an answer
+from any other role counts as a failure.
 """
 
 import json
@@ -13,10 +14,13 @@ from itertools import cycle
 from locust import constant_throughput, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from nbmlops.tools.openloop import FORMATS, request_bodies
+
 RECORDS = json.loads(open(os.environ["NBMLOPS_LOAD_PAYLOAD"], encoding="utf-8").read())
-MLFLOW = os.environ.get("NBMLOPS_LOAD_FORMAT", "nbmlops") == "mlflow"
+FORMAT = os.environ.get("NBMLOPS_LOAD_FORMAT", "nbmlops")
+METHOD, PATH, _ = FORMATS[FORMAT]
 EXPECT_ROLE = os.environ.get("NBMLOPS_LOAD_EXPECT_ROLE")
-BODIES = [json.dumps({"dataframe_records": [r]} if MLFLOW else r) for r in RECORDS]
+BODIES = request_bodies(RECORDS, FORMAT)
 
 
 class Client(FastHttpUser):
@@ -27,10 +31,12 @@ class Client(FastHttpUser):
 
     @task
     def predict(self):
-        path = "/invocations" if MLFLOW else "/predict"
+        if METHOD == "GET":
+            self.client.get(PATH, name=PATH)
+            return
         headers = {"Content-Type": "application/json"}
-        with self.client.post(path, data=next(self.bodies), headers=headers,
-                              catch_response=True, name=path) as answer:  # fmt: skip
+        with self.client.post(PATH, data=next(self.bodies), headers=headers,
+                              catch_response=True, name=PATH) as answer:  # fmt: skip
             if answer.status_code != 200:
                 answer.failure(f"HTTP {answer.status_code}: {answer.text[:200]}")
             elif EXPECT_ROLE and answer.json().get("role") != EXPECT_ROLE:
