@@ -67,7 +67,7 @@ gates: setup ## fail when the last build's challenger breaks a gate; model metri
 comment: setup ## write the pull-request comment of the last build to reports/pr-comment.md
 	$(BIN)/nbmlops-report --env $(ENV_FILE) comment --output reports/pr-comment.md
 
-bench: setup ## benchmark against same-run baselines (REPEATS=3, BENCH_ENVS="env.ci.yaml env.yaml"); writes reports/bench/
+bench: setup ## benchmark against same-run baselines (REPEATS=3; BENCH_ENVS="env.ci.yaml env.yaml" adds the full year); writes reports/bench/
 	$(BIN)/python -m nbmlops.tools.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
 
 backtest: setup ## replay the env's retraining policies over the labelled periods (ENV=ci: the sample); writes its page and JSON

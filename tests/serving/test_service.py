@@ -425,6 +425,15 @@ def _archive_pid(server) -> int | None:
     return None
 
 
+def _ended(pid: int) -> bool:
+    """Whether process `pid` has exited: gone, or a zombie nobody has reaped yet. Orphaned once
+    its parent is gone, it waits for PID 1 to reap it, and a container's PID 1 may never."""
+    try:
+        return "\nState:\tZ" in open(f"/proc/{pid}/status").read()
+    except FileNotFoundError:
+        return True
+
+
 def _wait_for(check, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -547,9 +556,7 @@ def test_sigterm_stops_the_archive_process_within_its_bound_and_it_is_restarted(
         assert server.post(records).status_code == 200
         worker = _archive_process(server)
         os.kill(worker, signal.SIGTERM)
-        _wait_for(lambda: not os.path.exists(f"/proc/{worker}/status")
-                  or "State:\tZ" in open(f"/proc/{worker}/status").read(),
-                  TERM_SECONDS + 5, "the archive process ignored SIGTERM")  # fmt: skip
+        _wait_for(lambda: _ended(worker), TERM_SECONDS + 5, "the archive process ignored SIGTERM")
         # restarted: as stopped, or (when the exited process is not yet seen to be gone) as
         # stuck a few seconds later
         _wait_for(lambda: "nbmlops_shadow_restarts_total{" in server.get("/metrics").text, 60,
@@ -571,7 +578,7 @@ def test_sigterm_stops_the_archive_process_within_its_bound_and_it_is_restarted(
         started = time.monotonic()
         os.killpg(server.process.proc.pid, signal.SIGTERM)
         server.process.proc.wait(60)
-        _wait_for(lambda: not os.path.exists(f"/proc/{worker}"), 30, "the archive process lives")
+        _wait_for(lambda: _ended(worker), 30, "the archive process lives")
         took = time.monotonic() - started
         trickle.close()
     print(f"SIGTERM with a client trickling its body: all stopped in {took:.1f} s")
