@@ -20,7 +20,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	serve load backtest retrain propose follow live ci-as-user
+	serve load backtest retrain propose follow live ci-as-user airflow-run
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,8 +51,8 @@ test-pipeline: setup browser ## full builds in temporary copies: incremental, ba
 	$(BIN)/python -m pytest -m pipeline -n 2 --dist loadgroup
 
 lint: setup ## ruff (notebooks included), no committed .ipynb, workflows (actionlint, schema)
-	$(BIN)/ruff check src tests notebooks
-	$(BIN)/ruff format --check src tests notebooks
+	$(BIN)/ruff check src tests notebooks airflow
+	$(BIN)/ruff format --check src tests notebooks airflow
 	@! git ls-files '*.ipynb' | grep . || (echo "notebooks are stored as .py; remove the .ipynb above" && false)
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
@@ -103,6 +103,15 @@ export-airflow: setup ## Airflow DAG of the pipeline in airflow/ (the image is b
 	cp Dockerfile airflow/Dockerfile
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export airflow --skip-docker --mode force
 
+AIRFLOW := .airflow
+$(AIRFLOW)/venv/.ready: airflow/requirements.lock | setup
+	@test -x $(AIRFLOW)/venv/bin/python || $(UV) venv --quiet --python $(PYTHON) $(AIRFLOW)/venv
+	$(UV) pip sync --quiet --python $(AIRFLOW)/venv/bin/python airflow/requirements.lock
+	@touch $@
+
+airflow-run: setup $(AIRFLOW)/venv/.ready ## the pipeline on a real Airflow, task by task (own env in .airflow/, from airflow/requirements.lock; ENV=ci for the CI sample)
+	$(BIN)/python -m nbmlops.tools.airflowrun --env $(ENV_FILE) --venv $(AIRFLOW)/venv --home $(AIRFLOW)
+
 monitor-latest: setup ## monitor only the newest batch; fail when its drift or performance gate trips
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) --env--monitor_last 1
 	$(BIN)/nbmlops-report --env $(ENV_FILE) monitoring
@@ -149,5 +158,5 @@ lock: ## re-resolve requirements.lock from pyproject.toml
 clean-products: ## delete build products and reports (the raw snapshot store is kept)
 	rm -rf products reports/*.html reports/*.json reports/monitoring reports/notebooks
 
-clean: clean-products ## also delete the virtual environment
-	rm -rf $(VENV)
+clean: clean-products ## also delete the virtual environments (the project's and Airflow's)
+	rm -rf $(VENV) $(AIRFLOW)
