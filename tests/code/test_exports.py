@@ -72,3 +72,20 @@ def test_airflow_dag_compiles_and_names_every_task(exported):
     found = {t["name"]: sorted(t["upstream"]) for t in spec["tasks"]}
     assert found == _pipeline(exported)
     assert all(t["command"].startswith(f"ploomber task {t['name']} ") for t in spec["tasks"])
+
+
+def test_the_engine_task_list_is_the_pipelines_graph(tmp_path, monkeypatch):
+    """What `make airflow-run` gives Airflow: every task with the pipeline's upstream tasks,
+    each run alone by the task runner; one DAG id per env file."""
+    from nbmlops.tools import engines
+
+    project = copy_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    spec = engines.airflow_spec(project, "env.ci.yaml", python="/env/bin/python")
+    assert spec["dag_id"] == "nbmlops-ci" and spec["project"] == str(project)
+    assert {t["name"]: t["upstream"] for t in spec["tasks"]} == _pipeline(project)
+    for t in spec["tasks"]:
+        assert t["command"] == ["/env/bin/python", "-m", "nbmlops.build.task", t["name"],
+                                "--env", "env.ci.yaml"]  # fmt: skip
+    assert [engines.dag_id(f) for f in ("env.yaml", "env.ci.yaml", "env.my churn.yaml")] == [
+        "nbmlops", "nbmlops-ci", "nbmlops-my-churn"]  # fmt: skip
