@@ -103,10 +103,12 @@ class Inputs:
         return found
 
     def record(self, tasks: list[str]) -> None:
-        """Keep the inputs `tasks` ran with (called after they ran). A build that ran no task
-        writes nothing, not even the hash cache: a failed or no-op build leaves products as
-        they were."""
+        """Keep the inputs `tasks` ran with (called after they ran), beside what the record
+        holds now: an engine's tasks, each in a process of its own, record one by one (under
+        a lock, nbmlops.build.task). A build that ran no task writes nothing, not even the hash
+        cache: a failed or no-op build leaves products as they were."""
         if tasks:
+            self.then = read_json(self.record_file) if self.record_file.is_file() else {}
             self.then |= {name: self.now[name] for name in tasks}
             write_json(self.record_file, self.then)
             self.hasher.save()

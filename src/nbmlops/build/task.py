@@ -54,7 +54,7 @@ def run_task(name: str, env_file: str, force: bool = False) -> str:
     task.build(force=force)
     if inputs is not None:
         with ProjectLock(Path(record).with_suffix(".lock"), wait_seconds=60, what="engine task"):
-            Inputs(dag, record).record([name])  # read again: another task may have recorded
+            inputs.record([name])
     return RAN
 
 

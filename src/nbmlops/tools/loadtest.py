@@ -1,4 +1,4 @@
-"""`make load`: the scoring service under a real load generator (locust), on loopback.
+"""`make load`: the scoring service under real load (an open-loop client and locust), on loopback.
 
 Each run starts a real server process and drives it at a fixed request rate, with the open-loop
 client of `nbmlops.tools.openloop` (latencies) or with locust (where answers are checked):
