@@ -78,6 +78,26 @@ def test_a_live_writers_segment_is_not_taken(tmp_path):
     assert len(_parquet_rows(tmp_path)) == 5
 
 
+def test_a_segment_being_opened_is_not_taken_by_another_archive(tmp_path, monkeypatch):
+    """Another archive on the folder looks for leftovers at the moment a writer has made its
+    new segment but not yet locked it: the writer's rows still all reach a Parquet file."""
+    other = Archive(_settings(tmp_path))
+    lock, calls = arc.fcntl.flock, []
+
+    def flock(fd, how):
+        if how == arc.fcntl.LOCK_EX and not calls:  # the writer about to lock its new segment
+            calls.append(other.compact_leftovers())
+        return lock(fd, how)
+
+    monkeypatch.setattr(arc.fcntl, "flock", flock)
+    writer = Archive(_settings(tmp_path))
+    writer.add(_rows(7))
+    monkeypatch.setattr(arc.fcntl, "flock", lock)
+    assert calls == [[]]  # the other archive looked, and found nothing to take
+    writer.rotate()
+    assert len(_parquet_rows(tmp_path)) == 7 and _segment_rows(tmp_path) == 0
+
+
 def test_a_row_parquet_cannot_hold_is_dead_lettered_alone(tmp_path):
     archive = Archive(_settings(tmp_path))
     archive.add(_rows(2) + _rows(1, start=2, dest="\ud800") + _rows(2, start=3))

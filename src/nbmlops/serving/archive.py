@@ -8,8 +8,8 @@ reached, the segment is compacted into one Parquet file (written under a tempora
 renamed) and deleted.
 
 A segment left behind by a process that died is compacted by the next archive started on the
-folder. The writer of a segment holds a lock on it, and a compacted segment is named by its
-Parquet file. So two archives on one folder never compact a segment twice, and compacting again
+folder. The writer of a segment holds a lock on it from before the segment has the name compaction
+looks for, and a compacted segment is named by its Parquet file. So two archives on one folder never compact a segment twice, and compacting again
 after a crash rewrites the same file.
 
 A row that Parquet cannot hold goes to `dead-letter.jsonl` with the reason and never takes the
@@ -34,6 +34,7 @@ from .. import storage
 from ..records import FILE_PREFIX, SEGMENT_PREFIX, SEGMENT_SUFFIX, SEGMENTS
 
 DEAD_LETTER = "dead-letter.jsonl"
+OPENING = "opening-"  # a segment not yet locked by its writer
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,20 @@ class Archive:
         folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        path = folder / f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}-{self._seq:05d}{SEGMENT_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file of ours: nobody else holds it
+        name = f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}-{self._seq:05d}{SEGMENT_SUFFIX}"
+        # made and locked under a name no compaction looks for, then renamed (the lock goes
+        # with the file): another archive on the folder never sees it unlocked, so never
+        # takes it for a dead writer's empty segment while rows are on their way into it
+        opening = folder / f"{OPENING}{name}"
+        fd = os.open(opening, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            path = folder / name
+            os.rename(opening, path)
+        except OSError:
+            os.close(fd)
+            opening.unlink(missing_ok=True)
+            raise
         self._fd, self._path, self._rows = fd, path, 0
         self._opened = self._synced = self.clock()
 
