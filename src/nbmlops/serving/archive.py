@@ -8,9 +8,10 @@ reached, the segment is compacted into one Parquet file (written under a tempora
 renamed) and deleted.
 
 A segment left behind by a process that died is compacted by the next archive started on the
-folder. The writer of a segment holds a lock on it from before the segment has the name compaction
-looks for, and a compacted segment is named by its Parquet file. So two archives on one folder never compact a segment twice, and compacting again
-after a crash rewrites the same file.
+folder. The writer of a segment holds a lock on it from before the segment has the name
+compaction looks for, and a compacted segment is named by its Parquet file. So two archives on
+one folder never take a live segment or compact one twice, and compacting again after a crash
+rewrites the same file.
 
 A row that Parquet cannot hold goes to `dead-letter.jsonl` with the reason and never takes the
 others with it. While the folder cannot be written, rows wait in memory up to `buffer_bytes`;
