@@ -1,8 +1,13 @@
-# The image every exported task runs in: the locked environment plus this project.
+# The image every task of an exported pipeline runs in (make export-argo): the locked
+# environment plus this project, at /project. Build it from this folder:
+#   docker build -t registry/name:tag . && docker push registry/name:tag
+# What the pipeline writes (products, reports, stores) is mounted over /project from a shared
+# volume by the exported Workflow; .dockerignore keeps local products out of the image.
 FROM python:3.11-slim
-ENV PLOOMBER_STATS_ENABLED=false UV_COMPILE_BYTECODE=1 MPLBACKEND=Agg
-COPY requirements.lock.txt project/requirements.lock.txt
-RUN pip install --no-cache-dir --require-hashes --requirement project/requirements.lock.txt
-COPY dist/* project/
-WORKDIR /project/
-RUN tar --strip-components=1 -zxvf *.tar.gz && pip install --no-cache-dir --no-deps .
+ENV PLOOMBER_STATS_ENABLED=false PLOOMBER_VERSION_CHECK_DISABLED=true \
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false MPLBACKEND=Agg
+WORKDIR /project
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes --requirement requirements.lock
+COPY . .
+RUN pip install --no-cache-dir --no-deps .

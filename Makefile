@@ -92,16 +92,12 @@ serve: setup ## the scoring service on the registry's champion (ENV=ci for the C
 load: setup ## load test of the scoring service (open-loop client and locust, on loopback; ENV=ci for the CI model); writes reports/load/
 	$(BIN)/python -m nbmlops.tools.loadtest --env $(ENV_FILE)
 
-export-argo: setup ## Argo Workflows spec of the pipeline in argo/argo.yaml (the image is built elsewhere)
-	cp requirements.lock requirements.lock.txt
-	mkdir -p argo && cp Dockerfile argo/Dockerfile
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export argo --skip-docker --mode force
-	mv argo.yaml argo/argo.yaml
+export-argo: setup ## Argo Workflows Workflow of the pipeline in argo/ (IMAGE=registry/name:tag, built from Dockerfile; CLAIM=the shared volume claim)
+	@test -n "$(IMAGE)" || { echo "make export-argo needs IMAGE=registry/name:tag (the image built from Dockerfile)" >&2; exit 2; }
+	$(BIN)/python -m nbmlops.tools.engines argo --env $(ENV_FILE) --image $(IMAGE) $(if $(CLAIM),--claim $(CLAIM))
 
-export-airflow: setup ## Airflow DAG of the pipeline in airflow/ (the image is built elsewhere)
-	cp requirements.lock requirements.lock.txt
-	cp Dockerfile airflow/Dockerfile
-	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/soopervisor export airflow --skip-docker --mode force
+export-airflow: setup ## Airflow DAG spec of the pipeline in airflow/specs/, for airflow/nbmlops_dag.py (WORKER_PROJECT=, WORKER_PYTHON=: the project and its Python on the workers)
+	$(BIN)/python -m nbmlops.tools.engines airflow --env $(ENV_FILE) $(if $(WORKER_PROJECT),--project $(WORKER_PROJECT)) $(if $(WORKER_PYTHON),--python $(WORKER_PYTHON))
 
 AIRFLOW := .airflow
 $(AIRFLOW)/venv/.ready: airflow/requirements.lock | setup

@@ -31,7 +31,7 @@ from .. import storage
 from ..errors import ConfigError
 from . import engines
 
-DAG_FILE = Path("airflow") / "local_dag.py"
+DAG_FILE = Path("airflow") / "nbmlops_dag.py"
 _FINISHED = re.compile(r"DagRun Finished: dag_id=([^,]+), .*?run_id=([^,]+), .*?state=(\w+)")
 _TASK = re.compile(r"\[DAG TEST\] (starting|end) task task_id=(\S+)")
 _OURS = re.compile(r"(\S+): (ran|skipped \(up to date\)) in ([\d.]+) s")
@@ -51,10 +51,10 @@ def run(project: Path, env_file: str, venv: Path, home: Path) -> dict:
     if not airflow.is_file():
         raise ConfigError(f"{airflow}: no Airflow here; `make airflow-run` installs it")
     dags = home / "dags"
-    (dags / "local").mkdir(parents=True, exist_ok=True)
+    (dags / "specs").mkdir(parents=True, exist_ok=True)
     shutil.copy2(project / DAG_FILE, dags / DAG_FILE.name)
     spec = engines.airflow_spec(project, env_file)
-    storage.write_json(dags / "local" / f"{spec['dag_id']}.json", spec)
+    storage.write_json(dags / "specs" / f"{spec['dag_id']}.json", spec)
     env = airflow_env(home, dags)
     migrated = subprocess.run([str(airflow), "db", "migrate"], env=env, capture_output=True,
                               text=True)  # fmt: skip

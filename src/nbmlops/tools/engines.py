@@ -1,22 +1,36 @@
 """The pipeline on an engine: its tasks and edges, read from the Ploomber DAG that `ploomber build`
-runs, so the engine's graph cannot drift from the pipeline's.
+runs, so no engine's graph can drift from the pipeline's. Every engine runs each task the same
+way, in a process of its own: `python -m nbmlops.build.task NAME --env ENV` (skipped when up to
+date).
 
-    python -m nbmlops.tools.engines airflow --env env.ci.yaml [--out airflow]
+    python -m nbmlops.tools.engines airflow --env env.yaml [--project DIR] [--python PY]
+    python -m nbmlops.tools.engines argo --env env.yaml --image IMAGE [--claim PVC]
 
-writes `airflow/<dag id>.json`: the DAG's id, the project folder, the project's Python and, for
-each task, its upstream tasks and its command, `python -m nbmlops.build.task NAME --env ENV`
-(one task in a process of its own, skipped when up to date). `airflow/nbmlops_dag.py` turns
-every such file in its folder into an Airflow DAG.
+`airflow` writes `airflow/specs/<dag id>.json`: the DAG's id, the project's folder and Python on
+the Airflow workers, and every task with its upstream tasks and command. `airflow/nbmlops_dag.py`
+turns each such file into an Airflow DAG; `make airflow-run` runs that same file.
+
+`argo` writes `argo/<dag id>.yaml`, an Argo Workflows Workflow: one DAG task per pipeline task
+in a container of the project's image (`Dockerfile`), and one persistent volume claim mounted
+wherever the env file writes (products, reports, the raw and scored stores, the request archive
+and, unless `MLFLOW_TRACKING_URI` names a server, the MLflow store), so every pod sees what the
+tasks before it wrote. With the MLflow store on that volume (sqlite), tasks run one at a time:
+sqlite's locks are not to be trusted on a network volume.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .. import storage
+from ..envfile import load_env
+
+#: Where the image holds the project (Dockerfile's WORKDIR).
+IMAGE_PROJECT = PurePosixPath("/project")
 
 
 def task_graph(env_file: str) -> dict[str, list[str]]:
@@ -39,7 +53,8 @@ def dag_id(env_file: str) -> str:
 
 
 def airflow_spec(project: Path, env_file: str, python: str = sys.executable) -> dict:
-    """What `airflow/nbmlops_dag.py` builds an Airflow DAG from."""
+    """What `airflow/nbmlops_dag.py` builds an Airflow DAG from: the project's folder and
+    Python as the workers see them."""
     graph = task_graph(env_file)
     return {"dag_id": dag_id(env_file), "project": str(project), "env": env_file,
             "tasks": [{"name": name, "upstream": up, "command": task_command(python, name,
@@ -47,16 +62,112 @@ def airflow_spec(project: Path, env_file: str, python: str = sys.executable) -> 
                       for name, up in graph.items()]}  # fmt: skip
 
 
+def written_folders(project: Path, env_file: str, tracking_uri: str | None) -> list[Path]:
+    """The folders the pipeline writes with `env_file`, none inside another: what every task
+    of a run on many machines must share. The MLflow store is among them unless
+    `tracking_uri` names a server."""
+    env = load_env(project / env_file)
+    serving = env.get("serving") or {}
+    paths = [env[k] for k in ("products", "reports", "site", "raw_store", "scored_store")]
+    paths += [serving["archive"]] if serving.get("archive") else []
+    if not tracking_uri:
+        mlflow = env["mlflow"]
+        uri = mlflow["tracking_uri"]
+        if uri.startswith("sqlite:///"):
+            paths.append(str(Path(uri.removeprefix("sqlite:///")).parent))
+        paths.append(mlflow["artifact_root"].removeprefix("file://"))
+    folders = sorted({(project / p).resolve() for p in paths if p})  # relative: to the project
+    return [f for f in folders if not any(o in f.parents for o in folders)]
+
+
+def _mount(project: Path, folder: Path) -> dict:
+    """`folder` on the shared volume: at its place in the image's project when it is in the
+    project, at its own path otherwise (under `outside/` on the volume)."""
+    if folder.is_relative_to(project):
+        rel = folder.relative_to(project).as_posix()
+        return {"name": "shared", "mountPath": str(IMAGE_PROJECT / rel), "subPath": rel}
+    return {"name": "shared", "mountPath": folder.as_posix(),
+            "subPath": "outside" + folder.as_posix()}  # fmt: skip
+
+
+def argo_workflow(project: Path, env_file: str, image: str, claim: str = "nbmlops-shared",
+                  tracking_uri: str | None = None) -> dict:  # fmt: skip
+    """An Argo Workflows Workflow of the pipeline with `env_file`; see the module docstring."""
+    graph = task_graph(env_file)
+    name = dag_id(env_file)
+    mounts = [_mount(project, f) for f in written_folders(project, env_file, tracking_uri)]
+    container = {
+        "image": "{{workflow.parameters.image}}",
+        "command": task_command("python", "{{inputs.parameters.task}}", env_file),
+        "workingDir": str(IMAGE_PROJECT),
+        "env": [{"name": "MLFLOW_TRACKING_URI", "value": "{{workflow.parameters.tracking-uri}}"},
+                {"name": "PLOOMBER_STATS_ENABLED", "value": "false"},
+                {"name": "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "value": "false"}],
+        "volumeMounts": mounts,
+    }  # fmt: skip
+    tasks = [{"name": task, "template": "task", "dependencies": up,
+              "arguments": {"parameters": [{"name": "task", "value": task}]}}
+             for task, up in graph.items()]  # fmt: skip
+    spec = {
+        "entrypoint": "pipeline",
+        "arguments": {"parameters": [{"name": "image", "value": image},
+                                     {"name": "tracking-uri", "value": tracking_uri or ""}]},
+        "volumes": [{"name": "shared", "persistentVolumeClaim": {"claimName": claim}}],
+        "templates": [
+            {"name": "pipeline", "dag": {"tasks": tasks}},
+            {"name": "task", "inputs": {"parameters": [{"name": "task"}]},
+             "container": container},
+        ],
+    }  # fmt: skip
+    if not tracking_uri:  # the MLflow store is a sqlite file on the shared volume
+        spec["parallelism"] = 1
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"generateName": f"{name}-",
+                         "labels": {"app.kubernetes.io/name": "nbmlops"}},
+            "spec": spec}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("engine", choices=["airflow"])
+    parser.add_argument("engine", choices=["airflow", "argo"])
     parser.add_argument("--env", default="env.yaml", help="env file (default env.yaml)")
-    parser.add_argument("--out", type=Path, default=Path("airflow"))
+    parser.add_argument("--out", type=Path, help="folder (default airflow/specs or argo)")
+    parser.add_argument("--project", help="airflow: the project's folder on the workers "
+                        "(default this one)")  # fmt: skip
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="airflow: the project's Python on the workers (default this one)",
+    )
+    parser.add_argument("--image", help="argo: the image built from Dockerfile (required)")
+    parser.add_argument(
+        "--claim",
+        default="nbmlops-shared",
+        help="argo: the persistent volume claim every task mounts",
+    )
     args = parser.parse_args(argv)
-    spec = airflow_spec(Path.cwd().resolve(), args.env)
-    path = args.out / f"{spec['dag_id']}.json"
-    storage.write_json(path, spec)
-    print(f"{path}: DAG {spec['dag_id']}, {len(spec['tasks'])} tasks")
+    project = Path.cwd().resolve()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or None
+    if args.engine == "airflow":
+        spec = airflow_spec(Path(args.project or project), args.env, args.python)
+        path = (args.out or Path("airflow/specs")) / f"{spec['dag_id']}.json"
+        storage.write_json(path, spec)
+        print(f"{path}: Airflow DAG {spec['dag_id']}, {len(spec['tasks'])} tasks, "
+              f"project {spec['project']}")  # fmt: skip
+        return 0
+    if not args.image:
+        print("error: argo needs --image (make export-argo IMAGE=registry/name:tag)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    import yaml
+
+    workflow = argo_workflow(project, args.env, args.image, args.claim, uri)
+    path = (args.out or Path("argo")) / f"{dag_id(args.env)}.yaml"
+    storage.write_text(path, yaml.safe_dump(workflow, sort_keys=False, width=100))
+    mounts = workflow["spec"]["templates"][1]["container"]["volumeMounts"]
+    print(f"{path}: Argo Workflow, {len(workflow['spec']['templates'][0]['dag']['tasks'])} "
+          f"tasks, image {args.image}, claim {args.claim} mounted at "
+          + ", ".join(m["mountPath"] for m in mounts))  # fmt: skip
     return 0
 
 
