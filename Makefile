@@ -20,7 +20,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	serve load backtest retrain propose follow live ci-as-user airflow-run
+	serve load backtest retrain propose follow live ci-as-user airflow-run registry-server registry-server-stop postgres
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,13 +41,13 @@ init: setup ## a new project for your data: make init NAME=churn SOURCE=data/chu
 build: setup ## run the pipeline (ENV=ci for the CI sample; ARGS="--env--seed 1" to override) and write reports/
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) $(ARGS)
 
-test: setup browser ## run every test: code, data, registry, model, nbval, browser, full builds
+test: setup browser postgres ## run every test: code, data, registry, model, nbval, browser, full builds
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup ## unit, data and registry tests (no full builds)
 	$(BIN)/python -m pytest -m "not pipeline" -n 2
 
-test-pipeline: setup browser ## full builds in temporary copies: incremental, bad input, BYO data, site
+test-pipeline: setup browser postgres ## full builds in temporary copies: incremental, bad input, BYO data, site
 	$(BIN)/python -m pytest -m pipeline -n 2 --dist loadgroup
 
 lint: setup ## ruff (notebooks included), no committed .ipynb, workflows (actionlint, schema)
@@ -143,6 +143,15 @@ promote: setup ## make the challenger (or VERSION=N) champion, rewrite the basel
 rollback: setup ## make the previous champion champion again, rewrite the baseline, rescore
 	$(BIN)/nbmlops-models --env $(ENV_FILE) rollback
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE)
+
+registry-server: setup ## a shared MLflow tracking server on PostgreSQL, on loopback (REGISTRY_PORT=5005; data in .registry/); then export MLFLOW_TRACKING_URI=http://127.0.0.1:5005
+	$(BIN)/python -m nbmlops.tools.registryserver start --home .registry $(if $(REGISTRY_PORT),--port $(REGISTRY_PORT))
+
+registry-server-stop: setup ## stop the shared MLflow server and its PostgreSQL (their data stays in .registry/)
+	$(BIN)/python -m nbmlops.tools.registryserver stop --home .registry
+
+postgres: setup ## find PostgreSQL for the shared-registry test (NBMLOPS_PG_BIN=folder), else install Debian's postgresql (root or sudo)
+	@$(BIN)/python -m nbmlops.tools.registryserver find
 
 mlflow-ui: setup ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \

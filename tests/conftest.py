@@ -128,3 +128,27 @@ def byo_build(tmp_path_factory) -> Build:
     done = ploomber_build(project, env_file=BYO_ENV)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return Build(project, done.stdout + done.stderr, BYO_ENV)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def registry_server(tmp_path_factory):
+    """A real shared registry: `mlflow server` on PostgreSQL, on loopback, as
+    `make registry-server` starts it (each test worker its own, on free ports)."""
+    from nbmlops.tools import registryserver
+
+    bindir = registryserver.find_postgres()
+    assert bindir is not None, "no PostgreSQL: `make postgres` finds or installs it"
+    home = tmp_path_factory.mktemp("registry-server")
+    home.chmod(0o755)  # PostgreSQL runs as the postgres user when the tests run as root
+    server = registryserver.Server(home, _free_port(), _free_port())
+    registryserver.start(server, bindir)
+    yield server
+    registryserver.stop(home)

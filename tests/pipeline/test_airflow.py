@@ -63,12 +63,12 @@ def test_the_pipeline_on_airflow_decides_as_a_local_build(ci_build, airflow_venv
     skipping what is up to date."""
     project = copy_project(tmp_path / "project")
     shutil.copytree(PROJECT / "airflow", project / "airflow",
-                    ignore=shutil.ignore_patterns("*.json", "Dockerfile"))  # fmt: skip
+                    ignore=shutil.ignore_patterns("specs"))  # fmt: skip
     home = tmp_path / "airflow"
     result = airflowrun.run(project, "env.ci.yaml", airflow_venv, home)
     states = {name: t["state"] for name, t in result["tasks"].items()}
     assert result["state"] == "success", (states, result["log"])
-    graph = json.loads(next((home / "dags" / "local").glob("*.json")).read_text())["tasks"]
+    graph = json.loads(next((home / "dags" / "specs").glob("*.json")).read_text())["tasks"]
     assert set(states) == {t["name"] for t in graph} and set(states.values()) == {"success"}
     assert {t["outcome"] for t in result["tasks"].values()} == {"ran"}  # each in its process
     assert _decisions(project) == _decisions(ci_build.project)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,9 +25,31 @@ def make_data(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"x1": x1, "x2": x2, "c": c, "y": y})
 
 
+SERVER = "server"
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked `both_stores` run on the embedded store and on a real shared server, but
+    for those marked `embedded_only` (sqlite's own behaviour)."""
+    marked = metafunc.definition.get_closest_marker
+    if "store" in metafunc.fixturenames and marked("both_stores") and not marked("embedded_only"):
+        metafunc.parametrize("store", ["embedded", SERVER], indirect=True)
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(request, tmp_path, monkeypatch):
+    """The embedded store in a temporary folder; with `both_stores`, also a model of its own
+    on a real MLflow server backed by PostgreSQL (tests.conftest.registry_server)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    if getattr(request, "param", None) == SERVER:
+        server = request.getfixturevalue("registry_server")
+        return registry.Store.from_params(
+            {
+                "tracking_uri": server.uri,
+                "artifact_root": str(server.home / "artifacts"),  # the server's; tests look
+                "model_name": f"test-model-{uuid.uuid4().hex[:12]}",
+            }
+        )
     return registry.Store.from_params(
         {
             "tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db",

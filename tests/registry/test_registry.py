@@ -16,6 +16,8 @@ from nbmlops.serving.rendezvous import ModelCache, check_rows
 from nbmlops.training import candidates as models
 from tests.registry.conftest import SPEC, make_data
 
+pytestmark = pytest.mark.both_stores
+
 GATES = "primary_metric: roc_auc\nmetrics:\n  roc_auc: {floor: 0.5, max_regression: 0.05, min_improvement: 0.005}\n"
 
 
@@ -26,12 +28,22 @@ def files(tmp_path):
 
 
 def _model_file(store, version) -> Path:
-    """The model.pkl a version's artifacts hold in the local artifact store."""
-    expected = store.client().get_model_version(store.model_name, version).tags["sha256"]
-    for path in Path(store.artifact_root).rglob(registry.MODEL_FILE):
-        if storage.sha256_file(path) == expected:
-            return path
-    raise AssertionError("model file not found")
+    """The model.pkl of a version's own artifacts, on the disk of the embedded store or of the
+    server (whose files the `store` fixture's artifact_root names)."""
+    from urllib.parse import unquote, urlparse
+
+    client = store.client()
+    registered = client.get_model_version(store.model_name, version)
+    model_id = registered.source.removeprefix("models:/")  # the logged model it was made from
+    location = client.get_logged_model(model_id).artifact_location
+    if location.startswith("mlflow-artifacts:"):
+        rel = urlparse(location).path.lstrip("/")
+        folder = Path(store.artifact_root) / rel
+    else:
+        folder = Path(unquote(urlparse(location).path))
+    (path,) = folder.rglob(registry.MODEL_FILE)
+    assert storage.sha256_file(path) == registered.tags["sha256"]
+    return path
 
 
 def test_build_logs_runs_and_registers_challenger_with_hash(store, builder):
@@ -306,7 +318,7 @@ def test_model_cards_for_every_version(store, builder, files, tmp_path):
     sha = registry.version_details(store, "1")["tags"]["sha256"]
     assert sha in page and "champion" in page and "w1" in page
     markdown = (tmp_path / "cards" / "v2.md").read_text()
-    assert markdown.startswith("# Model card: test-model v2")
+    assert markdown.startswith(f"# Model card: {store.model_name} v2")
     assert re.search(r"\| roc_auc +\|", markdown)
 
 
@@ -329,6 +341,7 @@ sys.stdin.readline()
 """
 
 
+@pytest.mark.embedded_only
 def test_locked_store_is_named_and_registers_nothing(store, builder):
     import subprocess
     import sys

@@ -44,6 +44,9 @@ MANIFEST_TAG = "manifest"
 #: read when a model is loaded here.
 DOWNLOAD_FILES = {"registered_model_meta"}
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
+#: The run tag naming the registered model a run's candidate is for (one experiment serves
+#: every project on a shared tracking server).
+MODEL_NAME_TAG = "model_name"
 #: Held-out rows (a seeded sample) a compiled form is checked on before it is stored.
 COMPILE_CHECK_ROWS = 10_000
 
@@ -119,12 +122,30 @@ class Store(StoreSettings):
             os.environ[URI_VARIABLE] = exported
         client = MlflowClient(self.tracking_uri)
         if client.get_experiment_by_name(self.experiment) is None:
-            location = Path(self.artifact_root).resolve().as_uri()
-            client.create_experiment(self.experiment, artifact_location=location)
+            _create_experiment(client, self.experiment, self._artifact_location())
         return client
+
+    def _artifact_location(self) -> str | None:
+        """Where a new experiment's artifacts go: `artifact_root` for the embedded store; the
+        server's own choice for a tracking server (it serves them; no client's disk)."""
+        if self.tracking_uri.startswith(("http://", "https://", "databricks")):
+            return None
+        return Path(self.artifact_root).resolve().as_uri()
 
     def experiment_id(self, client) -> str:
         return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+def _create_experiment(client, name: str, location: str | None) -> None:
+    """Create experiment `name`; one that another project created meanwhile is taken as is."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        taken = exc.error_code == "RESOURCE_ALREADY_EXISTS"
+        if not taken or client.get_experiment_by_name(name) is None:
+            raise
 
 
 #: The first bytes of every SQLite database file.
@@ -249,7 +270,8 @@ def log_candidates(
             mlflow.log_metrics({f"train_{k}": float(v) for k, v in info["train"].items()})
             mlflow.log_metric("fit_seconds", info["fit_seconds"])
             mlflow.set_tags({**{k: str(v) for k, v in context.items()}, "build_id": build_id,
-                             "candidate": name, "best": str(name == evaluation.best)})  # fmt: skip
+                             "candidate": name, "best": str(name == evaluation.best),
+                             MODEL_NAME_TAG: store.model_name})  # fmt: skip
             mlflow.log_artifact(candidate.record_file, "metrics")
             with tempfile.TemporaryDirectory() as tmp:
                 extra, why = _compiled_file(candidate.pipeline, check_rows, Path(tmp))
@@ -535,8 +557,17 @@ def register_candidate(store: Store, build_id: str, candidate: str) -> str:
         [store.experiment_id(client)],
         f"tags.build_id = '{build_id}' and tags.candidate = '{candidate}'",
     )
+    # projects that share a tracking server share the experiment: keep this model's runs (a
+    # run logged before runs named their model is taken only when it is the one match)
+    runs = [r for r in runs if r.data.tags.get(MODEL_NAME_TAG, store.model_name)
+            == store.model_name]  # fmt: skip
     if not runs:
-        raise RegistryError(f"build {build_id} logged no candidate {candidate!r}")
+        raise RegistryError(f"build {build_id} logged no candidate {candidate!r} of model "
+                            f"{store.model_name}")  # fmt: skip
+    if len(runs) > 1:
+        raise RegistryError(f"build {build_id} has {len(runs)} runs of candidate {candidate!r} "
+                            "(builds of several projects in one second?); build again and "
+                            "register the new build")  # fmt: skip
     run_id = runs[0].info.run_id
     logged = client.search_logged_models([store.experiment_id(client)],
                                          f"source_run_id = '{run_id}'")  # fmt: skip

@@ -32,17 +32,18 @@ def find(environ=os.environ, places=PLACES) -> str | None:
     return next((p for p in places if os.path.isfile(p) and os.access(p, os.X_OK)), None)
 
 
-def install_command(is_root: bool, has_sudo: bool) -> list[list[str]] | None:
-    """apt-get's commands for Debian's chromium, with sudo when not root; None when neither."""
+def install_command(is_root: bool, has_sudo: bool,
+                    package: str = "chromium") -> list[list[str]] | None:  # fmt: skip
+    """apt-get's commands for a Debian package, with sudo when not root; None when neither."""
     if not (is_root or has_sudo):
         return None
     lead = [] if is_root else ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
     env = ["env", "DEBIAN_FRONTEND=noninteractive"] if is_root else []
     return [lead + env + ["apt-get", "update", "-qq"],
-            lead + env + ["apt-get", "install", "-y", "-qq", "chromium"]]  # fmt: skip
+            lead + env + ["apt-get", "install", "-y", "-qq", package]]  # fmt: skip
 
 
-def _can_sudo() -> bool:
+def can_sudo() -> bool:
     if not shutil.which("sudo"):
         return False
     return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {VARIABLE}={os.environ[VARIABLE]} is not an executable file",
               file=sys.stderr)  # fmt: skip
         return 2
-    commands = install_command(os.geteuid() == 0, _can_sudo()) if shutil.which("apt-get") else None
+    commands = install_command(os.geteuid() == 0, can_sudo()) if shutil.which("apt-get") else None
     if commands is None:
         print("error: no Chromium or Chrome found (looked for " + ", ".join(NAMES) + "), and "
               "it cannot be installed here (apt-get with root or sudo). Install one, or set "

@@ -1,0 +1,228 @@
+"""`make registry-server`: a shared MLflow tracking server backed by PostgreSQL, on loopback.
+
+    python -m nbmlops.tools.registryserver start [--home .registry] [--port 5005] [--pg-port 55432]
+    python -m nbmlops.tools.registryserver stop [--home .registry]
+
+PostgreSQL comes from the machine: the folder in NBMLOPS_PG_BIN, `pg_config --bindir`, or the
+newest /usr/lib/postgresql/*/bin; when none is found, Debian's `postgresql` package is installed
+with apt-get (with sudo when not root). Its cluster lives in HOME/postgres and listens on
+127.0.0.1 only. PostgreSQL refuses to run as root, so as root the cluster belongs to the
+`postgres` user that the package creates, and lives in that user's home
+(/var/lib/postgresql/nbmlops/) when it cannot reach HOME.
+
+`mlflow server` keeps runs and the model registry in the database `mlflow` and serves the
+artifacts itself from HOME/artifacts: clients see `mlflow-artifacts:` URIs, never a path of the
+server's disk. Both keep running after `start` returns; `stop` ends them. `start` on a running
+server only says where it is. Point every project at it with
+`export MLFLOW_TRACKING_URI=http://127.0.0.1:PORT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import storage
+from . import browser
+
+VARIABLE = "NBMLOPS_PG_BIN"
+STATE = "server.json"
+
+
+def find_postgres(environ=os.environ) -> Path | None:
+    """The folder of PostgreSQL's server programs (initdb, pg_ctl, postgres), or None."""
+    chosen = environ.get(VARIABLE)
+    candidates = [chosen] if chosen else []
+    if not chosen and shutil.which("pg_config"):
+        done = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates += [done.stdout.strip()] if done.returncode == 0 else []
+    if not chosen:
+        versions = glob.glob("/usr/lib/postgresql/*/bin")
+        candidates += sorted(versions, key=lambda p: int(Path(p).parent.name), reverse=True)
+    for folder in candidates:
+        if (Path(folder) / "initdb").is_file() and (Path(folder) / "pg_ctl").is_file():
+            return Path(folder)
+    return None
+
+
+@dataclass(frozen=True)
+class Server:
+    home: Path
+    port: int = 5005
+    pg_port: int = 55432
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def backend(self) -> str:
+        # psycopg2 by name: SQLAlchemy 2.1 takes plain postgresql:// for psycopg 3
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.pg_port}/mlflow"
+
+    @property
+    def data(self) -> Path:
+        """The cluster's folder: in HOME, unless we are root and the postgres user cannot
+        reach HOME (a home folder of root's): then in the postgres user's own home."""
+        if os.geteuid() != 0 or subprocess.run(_as_postgres(["test", "-x", str(self.home)]),
+                                                capture_output=True).returncode == 0:  # fmt: skip
+            return self.home / "postgres"
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return Path("/var/lib/postgresql/nbmlops") / digest
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """`command` as the postgres user when we are root (PostgreSQL refuses root)."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _run(command: list[str], what: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done
+
+
+def healthy(uri: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def start_postgres(server: Server, bindir: Path) -> str:
+    """Make the cluster if there is none and start it; its version."""
+    run = server.data / "run"
+    server.data.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(server.data, "postgres", "postgres")
+        server.data.chmod(0o700)
+    cluster = server.data / "cluster"
+    if not (cluster / "PG_VERSION").is_file():
+        _run(_as_postgres([str(bindir / "initdb"), "-D", str(cluster), "-U", "postgres",
+                           "--auth=trust", "-E", "UTF8", "--locale=C"]), "initdb")  # fmt: skip
+    _run(_as_postgres(["mkdir", "-p", str(run)]), "making the socket folder")
+    status = subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "status", "-D",
+                                          str(cluster)]), capture_output=True)  # fmt: skip
+    if status.returncode != 0:
+        options = f"-k {run} -p {server.pg_port} -c listen_addresses=127.0.0.1"
+        _run(_as_postgres([str(bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D",
+                           str(cluster), "-l", str(server.data / "server.log"), "-o",
+                           options]), "starting PostgreSQL")  # fmt: skip
+    exists = _run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(server.pg_port), "-U",
+                   "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'mlflow'"],
+                  "psql")  # fmt: skip
+    if exists.stdout.strip() != "1":
+        _run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(server.pg_port), "-U",
+              "postgres", "mlflow"], "createdb")  # fmt: skip
+    return (cluster / "PG_VERSION").read_text().strip()
+
+
+def start(server: Server, bindir: Path, wait_seconds: float = 180.0) -> dict:
+    """PostgreSQL, then `mlflow server` on it; what is running, as written to HOME/server.json."""
+    state_file = server.home / STATE
+    if healthy(server.uri) and state_file.is_file():
+        return storage.read_json(state_file)
+    version = start_postgres(server, bindir)
+    (server.home / "artifacts").mkdir(parents=True, exist_ok=True)
+    log = open(server.home / "mlflow.log", "ab")  # noqa: SIM115 - the server keeps it
+    mlflow = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow), "server", "--backend-store-uri", server.backend, "--artifacts-destination",
+         str(server.home / "artifacts"), "--host", "127.0.0.1", "--port", str(server.port),
+         "--workers", "2"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=os.environ | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"},
+    )  # fmt: skip
+    deadline = time.monotonic() + wait_seconds
+    while not healthy(server.uri):
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited ({proc.returncode}); see "
+                               f"{server.home / 'mlflow.log'}")  # fmt: skip
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGTERM)
+            raise RuntimeError(f"mlflow server did not answer within {wait_seconds:.0f} s; "
+                               f"see {server.home / 'mlflow.log'}")  # fmt: skip
+        time.sleep(0.5)
+    state = {"uri": server.uri, "pid": proc.pid, "backend": server.backend,
+             "postgresql": version, "pg_port": server.pg_port, "bindir": str(bindir),
+             "cluster": str(server.data / "cluster"),
+             "artifacts": str(server.home / "artifacts")}  # fmt: skip
+    storage.write_json(state_file, state)
+    return state
+
+
+def stop(home: Path) -> bool:
+    """End the server and PostgreSQL started in `home`; False if none was recorded."""
+    state_file = home / STATE
+    if not state_file.is_file():
+        return False
+    state = storage.read_json(state_file)
+    try:
+        os.killpg(state["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    subprocess.run(_as_postgres([str(Path(state["bindir"]) / "pg_ctl"), "stop", "-m", "fast",
+                                 "-D", state["cluster"]]), capture_output=True)  # fmt: skip
+    state_file.unlink()
+    return True
+
+
+def install() -> Path | None:
+    """Debian's postgresql through apt-get (sudo when not root); the folder found after."""
+    commands = browser.install_command(os.geteuid() == 0, browser.can_sudo(), "postgresql")
+    if commands is None or not shutil.which("apt-get"):
+        return None
+    print("installing postgresql (Debian package) for the shared MLflow server", flush=True)
+    for command in commands:
+        if subprocess.run(command, stdout=subprocess.DEVNULL).returncode:
+            return None
+    return find_postgres()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["start", "stop", "find"])
+    parser.add_argument("--home", type=Path, default=Path(".registry"))
+    parser.add_argument("--port", type=int, default=5005, help="MLflow's port (default 5005)")
+    parser.add_argument("--pg-port", type=int, default=55432,
+                        help="PostgreSQL's port (default 55432)")  # fmt: skip
+    args = parser.parse_args(argv)
+    home = args.home.resolve()
+    if args.action == "stop":
+        print("stopped" if stop(home) else f"no server recorded in {home / STATE}")
+        return 0
+    bindir = find_postgres() or install()
+    if bindir is None:
+        print(f"error: no PostgreSQL found (set {VARIABLE} to the folder of initdb and pg_ctl), "
+              "and it cannot be installed here (apt-get with root or sudo)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.action == "find":
+        print(f"PostgreSQL for the shared MLflow server: {bindir}")
+        return 0
+    try:
+        state = start(Server(home, args.port, args.pg_port), bindir)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"MLflow tracking server {state['uri']}, on PostgreSQL {state['postgresql']} "
+          f"(127.0.0.1:{state['pg_port']}), artifacts in {state['artifacts']}\n"
+          f"  export MLFLOW_TRACKING_URI={state['uri']}\n"
+          f"  stop it with: make registry-server-stop")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
