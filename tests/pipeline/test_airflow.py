@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nbmlops.tools import airflowrun
-from tests.conftest import PROJECT, copy_project
+from tests.conftest import BIN, PROJECT, copy_project, run_env
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 
@@ -93,3 +93,88 @@ def test_the_pipeline_on_airflow_decides_as_a_local_build(ci_build, airflow_venv
     assert again["state"] == "success" and again["run_id"] != failed["run_id"]
     assert {again["tasks"][n]["outcome"] for n in upstream} == {"skipped (up to date)"}
     assert _decisions(project) == _decisions(ci_build.project)
+
+
+def test_airflow_and_a_users_project_share_one_registry_server(airflow_venv, registry_server,
+                                                               tmp_path, monkeypatch):  # fmt: skip
+    """The CI sample on Airflow and a build of a user's own project (the patients CSV) register
+    into one MLflow server on PostgreSQL at the same time. Then promotion, the service's hot
+    hand-off and a rollback all go through that server, and neither project keeps a local
+    MLflow store."""
+    import threading
+    import time
+
+    from nbmlops.registry import store as registry
+    from tests.conftest import patients_env, ploomber_build
+    from tests.helpers import breast_cancer_frame
+    from tests.serving.server import Server
+
+    uri = registry_server.uri
+    flights = copy_project(tmp_path / "flights")
+    shutil.copytree(PROJECT / "airflow", flights / "airflow",
+                    ignore=shutil.ignore_patterns("specs"))  # fmt: skip
+    patients = copy_project(tmp_path / "patients")
+    breast_cancer_frame().to_csv(patients / "patients.csv", index=False)
+    (patients / "incoming").mkdir()
+    (patients / "env.patients.yaml").write_text(patients_env(patients))
+    other = {}
+    second = threading.Thread(target=lambda: other.update(done=ploomber_build(
+        patients, env_file="env.patients.yaml", MLFLOW_TRACKING_URI=uri)))  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the Airflow run's tasks inherit it
+    second.start()
+    result = airflowrun.run(flights, "env.ci.yaml", airflow_venv, tmp_path / "airflow")
+    second.join(900)
+    done = other["done"]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    states = {name: t["state"] for name, t in result["tasks"].items()}
+    assert result["state"] == "success", (states, result["log"])
+    assert not (flights / "mlruns").exists() and not (patients / "mlruns").exists()
+
+    def on_server(model: str) -> registry.Store:
+        return registry.Store(uri, str(registry_server.home / "artifacts"), model)
+
+    ci, theirs = on_server("flight-delay-ci"), on_server("patients")
+    best = json.loads((flights / "products/ci/models/best.json").read_text())
+    assert registry.alias_version(ci, registry.CHALLENGER) == str(best["version"])
+    assert registry.alias_version(theirs, registry.CHALLENGER) is not None
+    client = ci.client()
+    for store in (ci, theirs):  # each version's runs are its own project's
+        for version in registry.list_versions(store)["version"]:
+            run = client.get_run(client.get_model_version(store.model_name, str(version)).run_id)
+            assert run.data.tags[registry.MODEL_NAME_TAG] == store.model_name
+    card = (flights / "reports/ci/models" / f"v{best['version']}.md").read_text()
+    assert card.startswith(f"# Model card: flight-delay-ci v{best['version']}")
+
+    def models(*args: str) -> subprocess.CompletedProcess:
+        """`nbmlops-models` in the flights project, on the server."""
+        return subprocess.run([str(BIN / "nbmlops-models"), "--env", "env.ci.yaml", *args],
+                              cwd=flights, env=run_env() | {"MLFLOW_TRACKING_URI": uri},
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    first = models("promote", "--force")  # the committed baseline is this very model
+    assert first.returncode == 0, first.stdout + first.stderr
+    champion = registry.alias_version(ci, registry.CHAMPION)
+    assert champion == str(best["version"])
+    build = client.get_run(client.get_model_version(ci.model_name, champion).run_id).data.tags
+    newer = registry.register_candidate(ci, build["build_id"],
+                                        next(c for c in ("logreg", "hgb", "rf")
+                                             if c != build["candidate"]))  # fmt: skip
+    with Server(flights, latency_budget_ms=2000, environ={"MLFLOW_TRACKING_URI": uri}) as server:
+        assert server.get("/models").json()["serving"]["champion"] == champion
+
+        def serving_after(*args: str) -> str:
+            done = models(*args)
+            assert done.returncode == 0, done.stdout + done.stderr
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = server.get("/models").json()["serving"]["champion"]
+                if now != champion:
+                    return now
+                time.sleep(0.2)
+            raise AssertionError(f"the service still serves v{champion} after {args}")
+
+        assert serving_after("promote", newer, "--force") == newer  # hot hand-off
+        champion = newer
+        assert serving_after("rollback") == str(best["version"])
+    baseline = json.loads((flights / "model" / "baseline.ci.json").read_text())
+    assert str(baseline["version"]) == str(best["version"])

@@ -14,8 +14,9 @@ from tests.conftest import BIN, run_env
 class Server:
     """The service of the project in `root`, its env file's `serving` block set from `serving`."""
 
-    def __init__(self, root: Path, *args: str, env_file: str = "env.ci.yaml", **serving):
-        self.root, self.port = root, free_port()
+    def __init__(self, root: Path, *args: str, env_file: str = "env.ci.yaml",
+                 environ: dict[str, str] | None = None, **serving):  # fmt: skip
+        self.root, self.port, self.environ = root, free_port(), environ or {}
         self.url = f"http://127.0.0.1:{self.port}"
         env = yaml.safe_load((root / env_file).read_text())
         env["serving"] = {"archive": str(root / "archive"), "poll_seconds": 0.2} | serving
@@ -25,7 +26,7 @@ class Server:
 
     def __enter__(self) -> Server:
         log = self.root / f"serve-{self.port}.log"
-        self.process = Process(self.args, self.port, "/ready", log, run_env())
+        self.process = Process(self.args, self.port, "/ready", log, run_env() | self.environ)
         self.client = httpx.Client(base_url=self.url, timeout=30)
         return self
 
