@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -152,3 +153,4 @@ def registry_server(tmp_path_factory):
     registryserver.start(server, bindir)
     yield server
     registryserver.stop(home)
+    shutil.rmtree(server.data, ignore_errors=True)  # outside the test's folder when root

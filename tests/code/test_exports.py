@@ -197,18 +197,20 @@ def test_airflow_export_writes_the_spec_the_dag_file_reads(project):
     assert '/ "specs").glob("*.json")' in dag_file.read_text()
 
 
-def test_the_engine_task_list_is_the_pipelines_graph(tmp_path, monkeypatch):
-    """What `make airflow-run` gives Airflow: every task with the pipeline's upstream tasks,
-    each run alone by the task runner; one DAG id per env file."""
+def test_the_engine_task_list_is_the_pipelines_graph(tmp_path):
+    """What `make airflow-run` gives Airflow: every task of the given project's pipeline (not
+    the current folder's) with its upstream tasks, each run alone by the task runner; one DAG
+    id per env file."""
     from nbmlops.tools import engines
 
     project = copy_project(tmp_path / "project")
-    monkeypatch.chdir(project)
-    spec = engines.airflow_spec(project, "env.ci.yaml", python="/env/bin/python")
-    assert spec["dag_id"] == "nbmlops-ci" and spec["project"] == str(project)
-    assert {t["name"]: t["upstream"] for t in spec["tasks"]} == _pipeline(project)
+    (project / "env.patients.yaml").write_text(patients_env(project))  # only in the copy
+    spec = engines.airflow_spec(project, "env.patients.yaml", python="/env/bin/python")
+    assert spec["dag_id"] == "nbmlops-patients" and spec["project"] == str(project)
+    assert {t["name"]: t["upstream"] for t in spec["tasks"]} == _pipeline(
+        project, "env.patients.yaml")  # fmt: skip
     for t in spec["tasks"]:
         assert t["command"] == ["/env/bin/python", "-m", "nbmlops.build.task", t["name"],
-                                "--env", "env.ci.yaml"]  # fmt: skip
+                                "--env", "env.patients.yaml"]  # fmt: skip
     assert [engines.dag_id(f) for f in ("env.yaml", "env.ci.yaml", "env.my churn.yaml")] == [
         "nbmlops", "nbmlops-ci", "nbmlops-my-churn"]  # fmt: skip

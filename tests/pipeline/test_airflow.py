@@ -95,12 +95,12 @@ def test_the_pipeline_on_airflow_decides_as_a_local_build(ci_build, airflow_venv
     assert _decisions(project) == _decisions(ci_build.project)
 
 
-def test_airflow_and_a_users_project_share_one_registry_server(airflow_venv, registry_server,
-                                                               tmp_path, monkeypatch):  # fmt: skip
-    """The CI sample on Airflow and a build of a user's own project (the patients CSV) register
-    into one MLflow server on PostgreSQL at the same time. Then promotion, the service's hot
-    hand-off and a rollback all go through that server, and neither project keeps a local
-    MLflow store."""
+def test_a_users_project_on_airflow_and_another_share_one_registry_server(
+        airflow_venv, registry_server, tmp_path, monkeypatch):  # fmt: skip
+    """A user's own project (the patients CSV: string labels, daily dates) runs on Airflow while
+    the CI sample builds locally, both registering into one MLflow server on PostgreSQL at the
+    same time. Then promotion, the service's hot hand-off and a rollback of the user's model
+    all go through that server, and neither project keeps a local MLflow store."""
     import threading
     import time
 
@@ -110,56 +110,59 @@ def test_airflow_and_a_users_project_share_one_registry_server(airflow_venv, reg
     from tests.serving.server import Server
 
     uri = registry_server.uri
-    flights = copy_project(tmp_path / "flights")
-    shutil.copytree(PROJECT / "airflow", flights / "airflow",
-                    ignore=shutil.ignore_patterns("specs"))  # fmt: skip
+    env_file = "env.patients.yaml"
     patients = copy_project(tmp_path / "patients")
+    shutil.copytree(PROJECT / "airflow", patients / "airflow",
+                    ignore=shutil.ignore_patterns("specs"))  # fmt: skip
     breast_cancer_frame().to_csv(patients / "patients.csv", index=False)
     (patients / "incoming").mkdir()
-    (patients / "env.patients.yaml").write_text(patients_env(patients))
+    (patients / env_file).write_text(patients_env(patients))
+    flights = copy_project(tmp_path / "flights")
     other = {}
-    second = threading.Thread(target=lambda: other.update(done=ploomber_build(
-        patients, env_file="env.patients.yaml", MLFLOW_TRACKING_URI=uri)))  # fmt: skip
+    second = threading.Thread(target=lambda: other.update(
+        done=ploomber_build(flights, MLFLOW_TRACKING_URI=uri)))  # fmt: skip
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the Airflow run's tasks inherit it
     second.start()
-    result = airflowrun.run(flights, "env.ci.yaml", airflow_venv, tmp_path / "airflow")
+    result = airflowrun.run(patients, env_file, airflow_venv, tmp_path / "airflow")
     second.join(900)
     done = other["done"]
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     states = {name: t["state"] for name, t in result["tasks"].items()}
     assert result["state"] == "success", (states, result["log"])
+    assert result["dag_id"] == "nbmlops-patients" and len(states) == 10
     assert not (flights / "mlruns").exists() and not (patients / "mlruns").exists()
 
     def on_server(model: str) -> registry.Store:
         return registry.Store(uri, str(registry_server.home / "artifacts"), model)
 
-    ci, theirs = on_server("flight-delay-ci"), on_server("patients")
-    best = json.loads((flights / "products/ci/models/best.json").read_text())
-    assert registry.alias_version(ci, registry.CHALLENGER) == str(best["version"])
-    assert registry.alias_version(theirs, registry.CHALLENGER) is not None
-    client = ci.client()
-    for store in (ci, theirs):  # each version's runs are its own project's
+    theirs, ci = on_server("patients"), on_server("flight-delay-ci")
+    best = json.loads((patients / "products/patients/models/best.json").read_text())
+    assert registry.alias_version(theirs, registry.CHALLENGER) == str(best["version"])
+    assert registry.alias_version(ci, registry.CHALLENGER) is not None
+    client = theirs.client()
+    for store in (theirs, ci):  # each version's runs are its own project's
         for version in registry.list_versions(store)["version"]:
             run = client.get_run(client.get_model_version(store.model_name, str(version)).run_id)
             assert run.data.tags[registry.MODEL_NAME_TAG] == store.model_name
-    card = (flights / "reports/ci/models" / f"v{best['version']}.md").read_text()
-    assert card.startswith(f"# Model card: flight-delay-ci v{best['version']}")
+    card = (patients / "reports/patients/models" / f"v{best['version']}.md").read_text()
+    assert card.startswith(f"# Model card: patients v{best['version']}")
 
     def models(*args: str) -> subprocess.CompletedProcess:
-        """`nbmlops-models` in the flights project, on the server."""
-        return subprocess.run([str(BIN / "nbmlops-models"), "--env", "env.ci.yaml", *args],
-                              cwd=flights, env=run_env() | {"MLFLOW_TRACKING_URI": uri},
+        """`nbmlops-models` in the patients project, on the server."""
+        return subprocess.run([str(BIN / "nbmlops-models"), "--env", env_file, *args],
+                              cwd=patients, env=run_env() | {"MLFLOW_TRACKING_URI": uri},
                               capture_output=True, text=True, timeout=300)  # fmt: skip
 
-    first = models("promote", "--force")  # the committed baseline is this very model
+    first = models("promote")  # no baseline yet: the held-out gate alone
     assert first.returncode == 0, first.stdout + first.stderr
-    champion = registry.alias_version(ci, registry.CHAMPION)
+    champion = registry.alias_version(theirs, registry.CHAMPION)
     assert champion == str(best["version"])
-    build = client.get_run(client.get_model_version(ci.model_name, champion).run_id).data.tags
-    newer = registry.register_candidate(ci, build["build_id"],
+    build = client.get_run(client.get_model_version("patients", champion).run_id).data.tags
+    newer = registry.register_candidate(theirs, build["build_id"],
                                         next(c for c in ("logreg", "hgb", "rf")
                                              if c != build["candidate"]))  # fmt: skip
-    with Server(flights, latency_budget_ms=2000, environ={"MLFLOW_TRACKING_URI": uri}) as server:
+    with Server(patients, env_file=env_file, latency_budget_ms=2000,
+                environ={"MLFLOW_TRACKING_URI": uri}) as server:  # fmt: skip
         assert server.get("/models").json()["serving"]["champion"] == champion
 
         def serving_after(*args: str) -> str:
@@ -176,5 +179,5 @@ def test_airflow_and_a_users_project_share_one_registry_server(airflow_venv, reg
         assert serving_after("promote", newer, "--force") == newer  # hot hand-off
         champion = newer
         assert serving_after("rollback") == str(best["version"])
-    baseline = json.loads((flights / "model" / "baseline.ci.json").read_text())
+    baseline = json.loads((patients / "model" / "baseline.patients.json").read_text())
     assert str(baseline["version"]) == str(best["version"])

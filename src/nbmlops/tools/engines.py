@@ -33,11 +33,11 @@ from ..envfile import load_env
 IMAGE_PROJECT = PurePosixPath("/project")
 
 
-def task_graph(env_file: str) -> dict[str, list[str]]:
-    """Task -> its upstream tasks, of the pipeline in the current folder with `env_file`."""
+def task_graph(project: Path, env_file: str) -> dict[str, list[str]]:
+    """Task -> its upstream tasks, of the pipeline in `project` with `env_file` (in it)."""
     from ploomber.spec import DAGSpec
 
-    dag = DAGSpec("pipeline.yaml", env=env_file).to_dag()
+    dag = DAGSpec(str(project / "pipeline.yaml"), env=str(project / env_file)).to_dag()
     return {name: sorted(dag[name].upstream) for name in dag}
 
 
@@ -52,10 +52,13 @@ def dag_id(env_file: str) -> str:
     return "nbmlops" + (f"-{re.sub(r'[^A-Za-z0-9_-]', '-', stem)}" if stem else "")
 
 
-def airflow_spec(project: Path, env_file: str, python: str = sys.executable) -> dict:
-    """What `airflow/nbmlops_dag.py` builds an Airflow DAG from: the project's folder and
-    Python as the workers see them."""
-    graph = task_graph(env_file)
+def airflow_spec(project: Path, env_file: str, python: str = sys.executable,
+                 worker_project: Path | None = None) -> dict:  # fmt: skip
+    """What `airflow/nbmlops_dag.py` builds an Airflow DAG from, for the pipeline in `project`:
+    the project's folder (`worker_project`, default the same) and Python as the workers see
+    them."""
+    graph = task_graph(project, env_file)
+    project = worker_project or project
     return {"dag_id": dag_id(env_file), "project": str(project), "env": env_file,
             "tasks": [{"name": name, "upstream": up, "command": task_command(python, name,
                                                                              env_file)}
@@ -93,7 +96,7 @@ def _mount(project: Path, folder: Path) -> dict:
 def argo_workflow(project: Path, env_file: str, image: str, claim: str = "nbmlops-shared",
                   tracking_uri: str | None = None) -> dict:  # fmt: skip
     """An Argo Workflows Workflow of the pipeline with `env_file`; see the module docstring."""
-    graph = task_graph(env_file)
+    graph = task_graph(project, env_file)
     name = dag_id(env_file)
     mounts = [_mount(project, f) for f in written_folders(project, env_file, tracking_uri)]
     container = {
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     project = Path.cwd().resolve()
     uri = os.environ.get("MLFLOW_TRACKING_URI") or None
     if args.engine == "airflow":
-        spec = airflow_spec(Path(args.project or project), args.env, args.python)
+        worker = Path(args.project) if args.project else None
+        spec = airflow_spec(project, args.env, args.python, worker)
         path = (args.out or Path("airflow/specs")) / f"{spec['dag_id']}.json"
         storage.write_json(path, spec)
         print(f"{path}: Airflow DAG {spec['dag_id']}, {len(spec['tasks'])} tasks, "
