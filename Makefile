@@ -44,7 +44,7 @@ build: setup ## run the pipeline (ENV=ci for the CI sample; ARGS="--env--seed 1"
 test: setup browser postgres ## run every test: code, data, registry, model, nbval, browser, full builds
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-test-fast: setup ## unit, data and registry tests (no full builds)
+test-fast: setup postgres ## unit, data and registry tests (no full builds)
 	$(BIN)/python -m pytest -m "not pipeline" -n 2
 
 test-pipeline: setup browser postgres ## full builds in temporary copies: incremental, bad input, BYO data, site

@@ -131,26 +131,19 @@ def byo_build(tmp_path_factory) -> Build:
     return Build(project, done.stdout + done.stderr, BYO_ENV)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def registry_server(tmp_path_factory):
     """A real shared registry: `mlflow server` on PostgreSQL, on loopback, as
     `make registry-server` starts it (each test worker its own, on free ports)."""
     from nbmlops.tools import registryserver
+    from nbmlops.tools.loadtest import free_port
 
     bindir = registryserver.find_postgres()
     assert bindir is not None, "no PostgreSQL: `make postgres` finds or installs it"
     home = tmp_path_factory.mktemp("registry-server")
     home.chmod(0o755)  # PostgreSQL runs as the postgres user when the tests run as root
-    server = registryserver.Server(home, _free_port(), _free_port())
-    registryserver.start(server, bindir)
+    server = registryserver.Server(home, free_port(), free_port())
+    state = registryserver.start(server, bindir)
     yield server
     registryserver.stop(home)
-    shutil.rmtree(server.data, ignore_errors=True)  # outside the test's folder when root
+    shutil.rmtree(state["postgres_folder"], ignore_errors=True)  # outside `home` when root

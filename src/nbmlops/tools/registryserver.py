@@ -70,10 +70,9 @@ class Server:
         # psycopg2 by name: SQLAlchemy 2.1 takes plain postgresql:// for psycopg 3
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.pg_port}/mlflow"
 
-    @property
-    def data(self) -> Path:
-        """The cluster's folder: in HOME, unless we are root and the postgres user cannot
-        reach HOME (a home folder of root's): then in the postgres user's own home."""
+    def postgres_folder(self) -> Path:
+        """Where the cluster lives: in HOME (which must exist), unless we are root and the
+        postgres user cannot reach HOME (a home folder of root's): then in that user's home."""
         if os.geteuid() != 0 or subprocess.run(_as_postgres(["test", "-x", str(self.home)]),
                                                 capture_output=True).returncode == 0:  # fmt: skip
             return self.home / "postgres"
@@ -101,14 +100,13 @@ def healthy(uri: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def start_postgres(server: Server, bindir: Path) -> str:
-    """Make the cluster if there is none and start it; its version."""
-    run = server.data / "run"
-    server.data.mkdir(parents=True, exist_ok=True)
+def start_postgres(folder: Path, port: int, bindir: Path) -> str:
+    """Make the cluster in `folder` if there is none and start it on `port`; its version."""
+    run, cluster = folder / "run", folder / "cluster"
+    folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        shutil.chown(server.data, "postgres", "postgres")
-        server.data.chmod(0o700)
-    cluster = server.data / "cluster"
+        shutil.chown(folder, "postgres", "postgres")
+        folder.chmod(0o700)
     if not (cluster / "PG_VERSION").is_file():
         _run(_as_postgres([str(bindir / "initdb"), "-D", str(cluster), "-U", "postgres",
                            "--auth=trust", "-E", "UTF8", "--locale=C"]), "initdb")  # fmt: skip
@@ -116,15 +114,15 @@ def start_postgres(server: Server, bindir: Path) -> str:
     status = subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "status", "-D",
                                           str(cluster)]), capture_output=True)  # fmt: skip
     if status.returncode != 0:
-        options = f"-k {run} -p {server.pg_port} -c listen_addresses=127.0.0.1"
+        options = f"-k {run} -p {port} -c listen_addresses=127.0.0.1"
         _run(_as_postgres([str(bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D",
-                           str(cluster), "-l", str(server.data / "server.log"), "-o",
+                           str(cluster), "-l", str(folder / "server.log"), "-o",
                            options]), "starting PostgreSQL")  # fmt: skip
-    exists = _run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(server.pg_port), "-U",
+    exists = _run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U",
                    "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'mlflow'"],
                   "psql")  # fmt: skip
     if exists.stdout.strip() != "1":
-        _run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(server.pg_port), "-U",
+        _run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
               "postgres", "mlflow"], "createdb")  # fmt: skip
     return (cluster / "PG_VERSION").read_text().strip()
 
@@ -134,7 +132,9 @@ def start(server: Server, bindir: Path, wait_seconds: float = 180.0) -> dict:
     state_file = server.home / STATE
     if healthy(server.uri) and state_file.is_file():
         return storage.read_json(state_file)
-    version = start_postgres(server, bindir)
+    server.home.mkdir(parents=True, exist_ok=True)
+    folder = server.postgres_folder()
+    version = start_postgres(folder, server.pg_port, bindir)
     (server.home / "artifacts").mkdir(parents=True, exist_ok=True)
     log = open(server.home / "mlflow.log", "ab")  # noqa: SIM115 - the server keeps it
     mlflow = Path(sys.executable).with_name("mlflow")
@@ -157,7 +157,7 @@ def start(server: Server, bindir: Path, wait_seconds: float = 180.0) -> dict:
         time.sleep(0.5)
     state = {"uri": server.uri, "pid": proc.pid, "backend": server.backend,
              "postgresql": version, "pg_port": server.pg_port, "bindir": str(bindir),
-             "cluster": str(server.data / "cluster"),
+             "postgres_folder": str(folder), "cluster": str(folder / "cluster"),
              "artifacts": str(server.home / "artifacts")}  # fmt: skip
     storage.write_json(state_file, state)
     return state
