@@ -98,6 +98,18 @@ def test_a_segment_being_opened_is_not_taken_by_another_archive(tmp_path, monkey
     assert len(_parquet_rows(tmp_path)) == 7 and _segment_rows(tmp_path) == 0
 
 
+def test_two_writers_with_the_same_pid_keep_segments_of_their_own(tmp_path):
+    """Two containers on one folder may have the same pid and sequence number in the same
+    second: neither segment replaces the other."""
+    one, two = Archive(_settings(tmp_path)), Archive(_settings(tmp_path))  # same pid here
+    one.add(_rows(3))
+    two.add(_rows(4, start=3))
+    assert len(list((tmp_path / arc.SEGMENTS).glob("segment-*.jsonl"))) == 2
+    one.rotate()
+    two.rotate()
+    assert sorted(_parquet_rows(tmp_path)["request_id"]) == sorted(f"r{i}" for i in range(7))
+
+
 def test_a_row_parquet_cannot_hold_is_dead_lettered_alone(tmp_path):
     archive = Archive(_settings(tmp_path))
     archive.add(_rows(2) + _rows(1, start=2, dest="\ud800") + _rows(2, start=3))

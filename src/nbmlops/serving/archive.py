@@ -126,20 +126,25 @@ class Archive:
         folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        name = f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}-{self._seq:05d}{SEGMENT_SUFFIX}"
-        # made and locked under a name no compaction looks for, then renamed (the lock goes
-        # with the file): another archive on the folder never sees it unlocked, so never
-        # takes it for a dead writer's empty segment while rows are on their way into it
+        # unique across machines and containers sharing the folder (their pids may be equal)
+        name = (f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}-{self._seq:05d}-{os.urandom(6).hex()}"
+                f"{SEGMENT_SUFFIX}")  # fmt: skip
+        # made and locked under a name no compaction looks for, then linked under its own
+        # (the lock goes with the file; a name that exists is an error, never replaced):
+        # another archive on the folder never sees it unlocked, so never takes it for a dead
+        # writer's empty segment while rows are on their way into it
         opening = folder / f"{OPENING}{name}"
         fd = os.open(opening, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             path = folder / name
-            os.rename(opening, path)
+            os.link(opening, path)
+            _sync_folder(folder)  # the name survives a power cut before rows go in
         except OSError:
             os.close(fd)
-            opening.unlink(missing_ok=True)
             raise
+        finally:
+            opening.unlink(missing_ok=True)
         self._fd, self._path, self._rows = fd, path, 0
         self._opened = self._synced = self.clock()
 
@@ -255,17 +260,16 @@ class Archive:
                     except Exception as exc:  # noqa: BLE001
                         dead.append({"reason": f"{type(exc).__name__}: {exc}", "row": row})
                 data = _parquet(good) if good else None
+        if data is not None:  # first: a write that fails is retried and adds no dead letter
+            storage.write_bytes(target, data)
+            self.counts.files += 1
         if dead:
             with open(self.folder / DEAD_LETTER, "ab") as fh:
                 fh.write(b"".join(_line(d) for d in dead))
                 fh.flush()
                 os.fsync(fh.fileno())
             self.counts.dead_letter += len(dead)
-        if data is None:
-            return None
-        storage.write_bytes(target, data)
-        self.counts.files += 1
-        return target
+        return target if data is not None else None
 
 
 def _parse(data: bytes) -> tuple[list[dict], list[bytes]]:
@@ -279,6 +283,14 @@ def _parse(data: bytes) -> tuple[list[dict], list[bytes]]:
                 row = None
             (rows.append(row) if isinstance(row, dict) else bad.append(line))
     return rows, bad
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _why(exc: OSError) -> str:
