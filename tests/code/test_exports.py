@@ -122,9 +122,11 @@ def test_argo_workflow_with_a_tracking_server_shares_no_mlflow_folder(project):
 
 def test_argo_workflow_of_a_users_project_with_a_store_outside_it(project, tmp_path):
     """A user's env (patients CSV, its own names) with the raw store on a mounted disk."""
-    text = patients_env(project).replace('raw_store: "{{here}}/data/raw/patients"',
-                                         'raw_store: "/mnt/lake/raw"')  # fmt: skip
-    assert "/mnt/lake/raw" in text
+    text = (patients_env(project)
+            .replace('raw_store: "{{here}}/data/raw/patients"', 'raw_store: "/mnt/lake/raw"')
+            .replace('scored_store: "{{here}}/data/scored/patients"',
+                     'scored_store: "{{here}}/../shared/scored"'))  # fmt: skip
+    assert "/mnt/lake/raw" in text and "../shared/scored" in text
     (project / "env.patients.yaml").write_text(text)
     done = _export_argo(project, "env.patients.yaml", "--image", "r/n:3")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -138,6 +140,10 @@ def test_argo_workflow_of_a_users_project_with_a_store_outside_it(project, tmp_p
     }
     assert _mount_of(workflow, project / "products/patients", project)["subPath"] == (
         "products/patients")  # fmt: skip
+    mounts = workflow["spec"]["templates"][1]["container"]["volumeMounts"]
+    # beside the project here, beside the image's project in the pods
+    assert {"name": "shared", "mountPath": "/shared/scored",
+            "subPath": "outside/shared/scored"} in mounts  # fmt: skip
     command = workflow["spec"]["templates"][1]["container"]["command"]
     assert command[-2:] == ["--env", "env.patients.yaml"]
 
@@ -156,6 +162,21 @@ def test_the_argo_check_refuses_what_argo_would(project):
     orphan = json.loads(json.dumps(good))
     orphan["spec"]["templates"][0]["dag"]["tasks"][1]["dependencies"] = ["ingestt"]
     assert argo_problems(orphan) == ["validate: no task 'ingestt'"]
+
+
+def test_argo_export_refuses_what_pods_could_not_use(project):
+    """A tracking server on this machine's loopback (no pod reaches it), and a store whose
+    folder is the project itself (its volume would hide the image's code)."""
+    done = _export_argo(project, "env.ci.yaml", "--image", "r/n:1",
+                        MLFLOW_TRACKING_URI="http://127.0.0.1:5005")  # fmt: skip
+    assert done.returncode == 2 and "loopback, which no pod reaches" in done.stderr
+    text = (project / "env.ci.yaml").read_text().replace(
+        'tracking_uri: "sqlite:///{{here}}/mlruns/mlflow.db"',
+        'tracking_uri: "sqlite:///{{here}}/mlflow.db"')  # fmt: skip
+    (project / "env.rootdb.yaml").write_text(text)
+    done = _export_argo(project, "env.rootdb.yaml", "--image", "r/n:1")
+    assert done.returncode == 2 and "would hide the image's code" in done.stderr
+    assert not (project / "argo" / "nbmlops-rootdb.yaml").exists()
 
 
 def test_argo_export_without_an_image_says_what_to_set(project):

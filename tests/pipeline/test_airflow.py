@@ -125,6 +125,7 @@ def test_a_users_project_on_airflow_and_another_share_one_registry_server(
     second.start()
     result = airflowrun.run(patients, env_file, airflow_venv, tmp_path / "airflow")
     second.join(900)
+    assert "done" in other, "the local build of the CI sample did not finish"
     done = other["done"]
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     states = {name: t["state"] for name, t in result["tasks"].items()}

@@ -557,17 +557,17 @@ def register_candidate(store: Store, build_id: str, candidate: str) -> str:
         [store.experiment_id(client)],
         f"tags.build_id = '{build_id}' and tags.candidate = '{candidate}'",
     )
-    # projects that share a tracking server share the experiment: keep this model's runs (a
-    # run logged before runs named their model is taken only when it is the one match)
-    runs = [r for r in runs if r.data.tags.get(MODEL_NAME_TAG, store.model_name)
-            == store.model_name]  # fmt: skip
+    # projects that share a tracking server share the experiment: keep this model's runs (runs
+    # logged before runs named their model are taken only when none names it)
+    runs = ([r for r in runs if r.data.tags.get(MODEL_NAME_TAG) == store.model_name]
+            or [r for r in runs if MODEL_NAME_TAG not in r.data.tags])  # fmt: skip
     if not runs:
         raise RegistryError(f"build {build_id} logged no candidate {candidate!r} of model "
                             f"{store.model_name}")  # fmt: skip
     if len(runs) > 1:
         raise RegistryError(f"build {build_id} has {len(runs)} runs of candidate {candidate!r} "
-                            "(builds of several projects in one second?); build again and "
-                            "register the new build")  # fmt: skip
+                            f"(two builds of model {store.model_name} in one second?); build "
+                            "again and register the new build")  # fmt: skip
     run_id = runs[0].info.run_id
     logged = client.search_logged_models([store.experiment_id(client)],
                                          f"source_run_id = '{run_id}'")  # fmt: skip

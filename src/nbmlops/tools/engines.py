@@ -25,9 +25,11 @@ import os
 import re
 import sys
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 from .. import storage
 from ..envfile import load_env
+from ..errors import ConfigError
 
 #: Where the image holds the project (Dockerfile's WORKDIR).
 IMAGE_PROJECT = PurePosixPath("/project")
@@ -65,32 +67,49 @@ def airflow_spec(project: Path, env_file: str, python: str = sys.executable,
                       for name, up in graph.items()]}  # fmt: skip
 
 
+def server_uri(uri: str | None) -> str | None:
+    """`uri` when it names a tracking server that pods can reach, None for a store on disk;
+    a server on this machine's loopback is an error (no pod reaches it)."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return None
+    host = urlparse(uri).hostname or ""
+    if host in {"localhost", "::1"} or host.startswith("127."):
+        raise ConfigError(f"MLFLOW_TRACKING_URI={uri} is this machine's loopback, which no pod "
+                          "reaches; give the tracking server's address in the cluster")  # fmt: skip
+    return uri
+
+
 def written_folders(project: Path, env_file: str, tracking_uri: str | None) -> list[Path]:
     """The folders the pipeline writes with `env_file`, none inside another: what every task
     of a run on many machines must share. The MLflow store is among them unless
-    `tracking_uri` names a server."""
+    `tracking_uri` names a server. Paths are not resolved: a link stays where it is."""
     env = load_env(project / env_file)
     serving = env.get("serving") or {}
     paths = [env[k] for k in ("products", "reports", "site", "raw_store", "scored_store")]
     paths += [serving["archive"]] if serving.get("archive") else []
-    if not tracking_uri:
+    if not server_uri(tracking_uri):
         mlflow = env["mlflow"]
         uri = mlflow["tracking_uri"]
         if uri.startswith("sqlite:///"):
             paths.append(str(Path(uri.removeprefix("sqlite:///")).parent))
         paths.append(mlflow["artifact_root"].removeprefix("file://"))
-    folders = sorted({(project / p).resolve() for p in paths if p})  # relative: to the project
+    folders = sorted({Path(os.path.normpath(project / p)) for p in paths if p})
     return [f for f in folders if not any(o in f.parents for o in folders)]
 
 
 def _mount(project: Path, folder: Path) -> dict:
-    """`folder` on the shared volume: at its place in the image's project when it is in the
-    project, at its own path otherwise (under `outside/` on the volume)."""
-    if folder.is_relative_to(project):
-        rel = folder.relative_to(project).as_posix()
-        return {"name": "shared", "mountPath": str(IMAGE_PROJECT / rel), "subPath": rel}
-    return {"name": "shared", "mountPath": folder.as_posix(),
-            "subPath": "outside" + folder.as_posix()}  # fmt: skip
+    """`folder` on the shared volume, where the pods find it: the image's project stands for
+    this one (so `{{here}}/../x` is `/x` there, and an absolute path stays as it is)."""
+    there = PurePosixPath(os.path.normpath(IMAGE_PROJECT / os.path.relpath(folder, project)))
+    if there == IMAGE_PROJECT or there in IMAGE_PROJECT.parents:
+        raise ConfigError(f"{folder} is written by the pipeline and holds the whole project: "
+                          "mounted from the shared volume it would hide the image's code; give "
+                          "it a folder of its own in the env file (for a sqlite store, e.g. "
+                          '"sqlite:///{{here}}/mlruns/mlflow.db")')  # fmt: skip
+    if there.is_relative_to(IMAGE_PROJECT):
+        rel = there.relative_to(IMAGE_PROJECT).as_posix()
+        return {"name": "shared", "mountPath": str(there), "subPath": rel}
+    return {"name": "shared", "mountPath": str(there), "subPath": "outside" + str(there)}
 
 
 def argo_workflow(project: Path, env_file: str, image: str, claim: str = "nbmlops-shared",
@@ -98,6 +117,7 @@ def argo_workflow(project: Path, env_file: str, image: str, claim: str = "nbmlop
     """An Argo Workflows Workflow of the pipeline with `env_file`; see the module docstring."""
     graph = task_graph(project, env_file)
     name = dag_id(env_file)
+    tracking_uri = server_uri(tracking_uri)
     mounts = [_mount(project, f) for f in written_folders(project, env_file, tracking_uri)]
     container = {
         "image": "{{workflow.parameters.image}}",
@@ -165,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import yaml
 
-    workflow = argo_workflow(project, args.env, args.image, args.claim, uri)
+    try:
+        workflow = argo_workflow(project, args.env, args.image, args.claim, uri)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     path = (args.out or Path("argo")) / f"{dag_id(args.env)}.yaml"
     storage.write_text(path, yaml.safe_dump(workflow, sort_keys=False, width=100))
     mounts = workflow["spec"]["templates"][1]["container"]["volumeMounts"]
