@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -75,6 +76,20 @@ def test_no_time_column_rare_class_ids_constants_and_missing_words(project, caps
     columns = yaml.safe_load((project / "contracts" / "loans.yaml").read_text())
     ids = columns["tables"]["data"]["columns"]["customer_id"]
     assert "min" not in ids and "max" not in ids  # new customers bring new numbers
+
+
+def test_an_id_column_out_of_order_is_known_by_its_name(project):
+    """A file sorted by date holds customer numbers out of order: named like an identifier and
+    different on every row, the column is no feature; a whole-number feature is kept."""
+    df = breast_cancer_frame()
+    rng = np.random.default_rng(7)
+    df.insert(0, "customer_id", rng.permutation(len(df)) + 100_000)
+    df["visits"] = rng.permutation(len(df))  # whole numbers, every one different: a feature
+    df.to_csv(project / "patients.csv", index=False)
+    proposal = init.init_project(project, "p", "patients.csv", "diagnosis", time="visit_date")
+    assert "customer_id" in proposal.settings.drop_columns
+    assert "named like one: a row identifier" in proposal.notes["customer_id"]
+    assert "visits" in proposal.admitted.spec.numeric
 
 
 def test_time_zone_offsets_and_boolean_labels(project):

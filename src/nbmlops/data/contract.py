@@ -17,6 +17,8 @@ numbers, no duplicate column names.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -262,6 +264,10 @@ class Inferred:
     ids: list[str] = field(default_factory=list)  # columns that look like row identifiers
 
 
+#: A column name that says "identifier": customer_id, order no, account-number, CustomerID.
+ID_NAME = re.compile(r"(?:^|[_\s.-])(?:[iI][dD]|key|uuid|no|nr|number)$|[a-z](?:Id|ID)$")
+
+
 def infer_table(df: pd.DataFrame, *, time_column: str | None, target: str,
                 max_categories: int) -> Inferred:  # fmt: skip
     """What a table's columns hold, as a contract entry: types, ranges widened by
@@ -290,9 +296,11 @@ def infer_table(df: pd.DataFrame, *, time_column: str | None, target: str,
                 entry["min"], entry["max"] = (
                     (int(np.floor(low)), int(np.ceil(high))) if whole else
                     (float(f"{low:.6g}"), float(f"{high:.6g}")))  # fmt: skip
-            if whole and distinct == len(series) > 1 and present.is_monotonic_increasing:
+            in_order, named = present.is_monotonic_increasing, bool(ID_NAME.search(str(name)))
+            if whole and distinct == len(series) > 1 and (in_order or named):
                 ids.append(name)
-                notes[name] = "a different whole number on every row, in order: a row identifier"
+                how = "in order" if in_order else "and named like one"
+                notes[name] = f"a different whole number on every row, {how}: a row identifier"
                 entry.pop("min", None), entry.pop("max", None)  # new rows bring new numbers
         elif distinct <= max_categories and distinct < len(series):
             entry |= {"type": "category", "allowed": sorted(map(str, present.unique())),
