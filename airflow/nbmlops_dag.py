@@ -30,6 +30,7 @@ for spec_file in sorted((Path(__file__).parent / "specs").glob("*.json")):
                 env={
                     "PLOOMBER_STATS_ENABLED": "false",
                     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                    **spec.get("environment", {}),  # the tracking server, when there is one
                 },  # fmt: skip
                 append_env=True,
             )

@@ -203,7 +203,7 @@ def test_the_image_holds_the_project_where_the_workflow_runs_it_and_none_of_its_
 
 
 def test_airflow_export_writes_the_spec_the_dag_file_reads(project):
-    env = run_env("env.ci.yaml")
+    env = run_env("env.ci.yaml") | {"MLFLOW_TRACKING_URI": "http://mlflow.example:5000"}
     done = subprocess.run([str(BIN / "python"), "-m", "nbmlops.tools.engines", "airflow",
                            "--env", "env.ci.yaml", "--project", "/srv/nbmlops", "--python",
                            "/srv/nbmlops/.venv/bin/python"], cwd=project, env=env,
@@ -211,11 +211,13 @@ def test_airflow_export_writes_the_spec_the_dag_file_reads(project):
     assert done.returncode == 0, done.stderr[-3000:]
     spec = json.loads((project / "airflow" / "specs" / "nbmlops-ci.json").read_text())
     assert spec["project"] == "/srv/nbmlops" and spec["dag_id"] == "nbmlops-ci"
+    assert spec["environment"] == {"MLFLOW_TRACKING_URI": "http://mlflow.example:5000"}
     assert {t["name"]: t["upstream"] for t in spec["tasks"]} == _pipeline(project)
     assert all(t["command"][0] == "/srv/nbmlops/.venv/bin/python" for t in spec["tasks"])
     dag_file = PROJECT / "airflow" / "nbmlops_dag.py"
     py_compile.compile(str(dag_file), doraise=True)
-    assert '/ "specs").glob("*.json")' in dag_file.read_text()
+    text = dag_file.read_text()
+    assert '/ "specs").glob("*.json")' in text and '**spec.get("environment", {})' in text
 
 
 def test_the_engine_task_list_is_the_pipelines_graph(tmp_path):

@@ -121,9 +121,9 @@ def test_a_users_project_on_airflow_and_another_share_one_registry_server(
     other = {}
     second = threading.Thread(target=lambda: other.update(
         done=ploomber_build(flights, MLFLOW_TRACKING_URI=uri)))  # fmt: skip
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the Airflow run's tasks inherit it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the tasks have it from the spec
     second.start()
-    result = airflowrun.run(patients, env_file, airflow_venv, tmp_path / "airflow")
+    result = airflowrun.run(patients, env_file, airflow_venv, tmp_path / "airflow", uri)
     second.join(900)
     assert "done" in other, "the local build of the CI sample did not finish"
     done = other["done"]

@@ -18,7 +18,6 @@ numbers, no duplicate column names.
 from __future__ import annotations
 
 import re
-
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

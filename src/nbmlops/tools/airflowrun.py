@@ -44,16 +44,18 @@ def airflow_env(home: Path, dags: Path) -> dict[str, str]:
                          "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}  # fmt: skip
 
 
-def run(project: Path, env_file: str, venv: Path, home: Path) -> dict:
+def run(project: Path, env_file: str, venv: Path, home: Path,
+        tracking_uri: str | None = None) -> dict:  # fmt: skip
     """One run of the pipeline's DAG for `env_file`: Airflow from `venv`, its database, DAG
-    folder and logs in `home`."""
+    folder and logs in `home`; every task logs to `tracking_uri` (a server) when given, as
+    the DAG's spec says, whatever Airflow's own environment holds."""
     airflow = venv / "bin" / "airflow"
     if not airflow.is_file():
         raise ConfigError(f"{airflow}: no Airflow here; `make airflow-run` installs it")
     dags = home / "dags"
     (dags / "specs").mkdir(parents=True, exist_ok=True)
     shutil.copy2(project / DAG_FILE, dags / DAG_FILE.name)
-    spec = engines.airflow_spec(project, env_file)
+    spec = engines.airflow_spec(project, env_file, tracking_uri=tracking_uri)
     storage.write_json(dags / "specs" / f"{spec['dag_id']}.json", spec)
     env = airflow_env(home, dags)
     migrated = subprocess.run([str(airflow), "db", "migrate"], env=env, capture_output=True,
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="its database, DAG folder and logs (default .airflow)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        result = run(Path.cwd().resolve(), args.env, args.venv.absolute(), args.home.resolve())
+        result = run(Path.cwd().resolve(), args.env, args.venv.absolute(), args.home.resolve(),
+                     os.environ.get("MLFLOW_TRACKING_URI"))  # fmt: skip
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -55,13 +55,17 @@ def dag_id(env_file: str) -> str:
 
 
 def airflow_spec(project: Path, env_file: str, python: str = sys.executable,
-                 worker_project: Path | None = None) -> dict:  # fmt: skip
+                 worker_project: Path | None = None,
+                 tracking_uri: str | None = None) -> dict:  # fmt: skip
     """What `airflow/nbmlops_dag.py` builds an Airflow DAG from, for the pipeline in `project`:
     the project's folder (`worker_project`, default the same) and Python as the workers see
-    them."""
+    them, and the tracking server every task logs to (`environment`), when there is one."""
     graph = task_graph(project, env_file)
     project = worker_project or project
+    server = bool(tracking_uri) and tracking_uri.startswith(("http://", "https://"))
+    uri = tracking_uri if server else None
     return {"dag_id": dag_id(env_file), "project": str(project), "env": env_file,
+            "environment": {"MLFLOW_TRACKING_URI": uri} if uri else {},
             "tasks": [{"name": name, "upstream": up, "command": task_command(python, name,
                                                                              env_file)}
                       for name, up in graph.items()]}  # fmt: skip
@@ -173,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or None
     if args.engine == "airflow":
         worker = Path(args.project) if args.project else None
-        spec = airflow_spec(project, args.env, args.python, worker)
+        spec = airflow_spec(project, args.env, args.python, worker, uri)
         path = (args.out or Path("airflow/specs")) / f"{spec['dag_id']}.json"
         storage.write_json(path, spec)
+        where = spec["environment"].get("MLFLOW_TRACKING_URI") or "the env file's MLflow store"
         print(f"{path}: Airflow DAG {spec['dag_id']}, {len(spec['tasks'])} tasks, "
-              f"project {spec['project']}")  # fmt: skip
+              f"project {spec['project']}, registry {where}")  # fmt: skip
         return 0
     if not args.image:
         print("error: argo needs --image (make export-argo IMAGE=registry/name:tag)",

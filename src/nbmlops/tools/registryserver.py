@@ -174,14 +174,23 @@ def _ours(pid: int) -> bool:
         return False
 
 
+def running_state(home: Path) -> dict | None:
+    """What HOME/server.json records, if that server is still running and answering."""
+    state_file = home / STATE
+    if not state_file.is_file():
+        return None
+    state = storage.read_json(state_file)
+    return state if state.get("pid") and _ours(state["pid"]) and healthy(state["uri"]) else None
+
+
 def start(server: Server, bindir: Path, wait_seconds: float = 180.0) -> dict:
     """PostgreSQL, then `mlflow server` on it; what is running, as written to HOME/server.json.
     A server this HOME already runs is only reported; a port something else answers on is an
     error, as is a failed start, which leaves nothing running."""
     state_file = server.home / STATE
     if state_file.is_file():
-        state = storage.read_json(state_file)
-        if _ours(state["pid"]) and healthy(state["uri"]):
+        state = running_state(server.home)
+        if state:
             if (state["uri"], state["pg_port"]) != (server.uri, server.pg_port):
                 raise RuntimeError(f"{server.home} already runs a server at {state['uri']} "
                                    f"(PostgreSQL on port {state['pg_port']}); stop it first "
@@ -206,7 +215,9 @@ def start(server: Server, bindir: Path, wait_seconds: float = 180.0) -> dict:
              "--artifacts-destination", str(server.home / "artifacts"), "--host", "127.0.0.1",
              "--port", str(server.port), "--workers", "2"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=_client_env(server.home) | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"},
+            # no job runner (its worker processes serve GenAI jobs, which a registry never runs)
+            env=_client_env(server.home) | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                                             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )  # fmt: skip
     state["pid"] = proc.pid
     storage.write_json(state_file, state)  # from here on, stop() ends whatever started
@@ -284,12 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "find":
         print(f"PostgreSQL for the shared MLflow server: {bindir}")
         return 0
+    server = Server(home, args.port, args.pg_port)
+    running = running_state(home)
     try:
-        state = start(Server(home, args.port, args.pg_port), bindir)
+        state = start(server, bindir)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"MLflow tracking server {state['uri']}, on PostgreSQL {state['postgresql']} "
+    print(("already running: " if running == state else "")
+          + f"MLflow tracking server {state['uri']}, on PostgreSQL {state['postgresql']} "
           f"(127.0.0.1:{state['pg_port']}), artifacts in {state['artifacts']}\n"
           f"  export MLFLOW_TRACKING_URI={state['uri']}\n"
           f"  stop it with: make registry-server-stop")  # fmt: skip
