@@ -128,12 +128,17 @@ class Store(StoreSettings):
     def _artifact_location(self) -> str | None:
         """Where a new experiment's artifacts go: `artifact_root` for the embedded store; the
         server's own choice for a tracking server (it serves them; no client's disk)."""
-        if self.tracking_uri.startswith(("http://", "https://", "databricks")):
+        if is_server_uri(self.tracking_uri):
             return None
         return Path(self.artifact_root).resolve().as_uri()
 
     def experiment_id(self, client) -> str:
         return client.get_experiment_by_name(self.experiment).experiment_id
+
+
+def is_server_uri(uri: str | None) -> bool:
+    """Whether `uri` names a tracking server (which places artifacts itself), not a file."""
+    return bool(uri) and uri.startswith(("http://", "https://", "databricks"))
 
 
 def _create_experiment(client, name: str, location: str | None) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 from .. import storage
 from ..envfile import load_env
 from ..errors import ConfigError
+from ..registry.store import is_server_uri
 
 #: Where the image holds the project (Dockerfile's WORKDIR).
 IMAGE_PROJECT = PurePosixPath("/project")
@@ -62,8 +63,7 @@ def airflow_spec(project: Path, env_file: str, python: str = sys.executable,
     them, and the tracking server every task logs to (`environment`), when there is one."""
     graph = task_graph(project, env_file)
     project = worker_project or project
-    server = bool(tracking_uri) and tracking_uri.startswith(("http://", "https://"))
-    uri = tracking_uri if server else None
+    uri = tracking_uri if is_server_uri(tracking_uri) else None
     return {"dag_id": dag_id(env_file), "project": str(project), "env": env_file,
             "environment": {"MLFLOW_TRACKING_URI": uri} if uri else {},
             "tasks": [{"name": name, "upstream": up, "command": task_command(python, name,
@@ -74,7 +74,7 @@ def airflow_spec(project: Path, env_file: str, python: str = sys.executable,
 def server_uri(uri: str | None) -> str | None:
     """`uri` when it names a tracking server that pods can reach, None for a store on disk;
     a server on this machine's loopback is an error (no pod reaches it)."""
-    if not uri or not uri.startswith(("http://", "https://")):
+    if not is_server_uri(uri):
         return None
     host = urlparse(uri).hostname or ""
     if host in {"localhost", "::1"} or host.startswith("127."):

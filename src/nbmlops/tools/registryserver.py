@@ -188,14 +188,14 @@ def start(server: Server, bindir: Path, wait_seconds: float = 180.0) -> dict:
     A server this HOME already runs is only reported; a port something else answers on is an
     error, as is a failed start, which leaves nothing running."""
     state_file = server.home / STATE
+    state = running_state(server.home)
+    if state:
+        if (state["uri"], state["pg_port"]) != (server.uri, server.pg_port):
+            raise RuntimeError(f"{server.home} already runs a server at {state['uri']} "
+                               f"(PostgreSQL on port {state['pg_port']}); stop it first "
+                               "(make registry-server-stop)")  # fmt: skip
+        return state
     if state_file.is_file():
-        state = running_state(server.home)
-        if state:
-            if (state["uri"], state["pg_port"]) != (server.uri, server.pg_port):
-                raise RuntimeError(f"{server.home} already runs a server at {state['uri']} "
-                                   f"(PostgreSQL on port {state['pg_port']}); stop it first "
-                                   "(make registry-server-stop)")  # fmt: skip
-            return state
         stop(server.home)  # what a stopped or crashed server left
     if healthy(server.uri):
         raise RuntimeError(f"port {server.port} already answers at {server.uri}, and not with "
