@@ -28,10 +28,11 @@ rules = verdict.MonitorRules.from_gates(gates.load_gates(resources_["gates"]), r
 folder = Path(product["batches"])
 reports = storage.staging_dir(folder)
 result = monitor.monitor_batches(
-    scores=pd.read_parquet(upstream["score"]["scores"]),
+    scores=upstream["score"]["scores"],  # read in chunks, as is the batch file
     train=pd.read_parquet(upstream["ingest"]["train"]),
     holdout=pd.read_parquet(upstream["ingest"]["holdout"]),
-    batches=monitor.latest_batches(pd.read_parquet(upstream["ingest"]["batches"]), monitor_last),
+    batches=upstream["ingest"]["batches"],
+    shadow=storage.read_json(upstream["score"]["shadow"])["batches"],
     spec=FeatureSpec.read(upstream["features"]["spec"]),
     report_dir=reports,
     linked_as=folder.name,
@@ -39,6 +40,7 @@ result = monitor.monitor_batches(
     reference=monitor_reference,
     rolling_periods=rolling_periods,
     max_rows=max_rows,
+    last=monitor_last,
 )
 storage.replace_dir(reports, folder)
 storage.write_json(product["tests"], result.tests)

@@ -8,13 +8,14 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from .spec import THRESHOLD, FeatureSpec
+from .storage import ROW_GROUP_ROWS
 
 #: Column names of a scored frame, as evidently's reports read them.
 PROBA = "prediction_proba"
 PRED = "prediction"
 #: Rows a model scores in one call: its transformed features for this many rows is the most
 #: memory scoring takes (a one-hot design of 5M rows would take gigabytes), whatever the batch.
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = ROW_GROUP_ROWS  # a Parquet row group of the package's files
 
 
 def predict_proba(model, data: pd.DataFrame, spec: FeatureSpec,

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 _CHUNK = 1 << 20
+#: Rows per Parquet row group: a reader of a large file holds one group at a time.
+ROW_GROUP_ROWS = 100_000
 #: Name endings of partial writes: a temporary file, a staging folder, a swapped-out folder.
 TMP, STAGING, OLD = ".tmp", ".staging", ".old"
 
@@ -75,7 +77,8 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:
-    return _write_with(path, lambda p: df.to_parquet(p, index=False))
+    """A frame as Parquet, in row groups a chunked reader takes one at a time."""
+    return _write_with(path, lambda p: df.to_parquet(p, index=False, row_group_size=ROW_GROUP_ROWS))
 
 
 def write_pickle(path: str | Path, obj: Any) -> Path:

@@ -9,11 +9,13 @@ import pytest
 
 from nbmlops import metrics as m
 from nbmlops.errors import DataError
-from nbmlops.monitoring import stream
-from nbmlops.spec import FeatureSpec
+from nbmlops.monitoring import monitor, stream
+from nbmlops.registry.gates import MonitorRules
+from nbmlops.spec import BATCH, FeatureSpec
 from nbmlops.training import candidates as models
 
 SPEC = FeatureSpec("defaulted", ["income", "debt_ratio"], ["segment"])
+RULES = MonitorRules(max_regression={"roc_auc": 0.05})
 
 
 def _loans(n: int, seed: int) -> pd.DataFrame:
@@ -70,3 +72,102 @@ def test_a_file_without_labels_or_without_a_feature(model, tmp_path):
     rows.drop(columns="segment").to_parquet(broken)
     with pytest.raises(DataError, match=r"broken.parquet, column 'segment': missing; the models"):
         stream.score_file(model, broken, SPEC, max_rows=100)
+
+
+def _scores_file(path, windows: dict[str, pd.DataFrame], model) -> None:
+    """A score task's file: the served model's scores of each window, in order."""
+    frames = [pd.DataFrame({BATCH: name, "served_proba": model.predict_proba(rows[SPEC.columns])[:, 1],
+                            "served_version": "1", "served_role": "champion",
+                            "challenger_proba": np.nan, SPEC.target: rows[SPEC.target]})
+              for name, rows in windows.items()]  # fmt: skip
+    pd.concat(frames, ignore_index=True).to_parquet(path, row_group_size=250)
+
+
+@pytest.fixture(scope="module")
+def monitored(model, tmp_path_factory):
+    """A build's files: training and held-out windows of four periods, and a batch file of two
+    monthly batches (one with values training never saw, one unlabelled) and a control batch."""
+    folder = tmp_path_factory.mktemp("monitored")
+    train = pd.concat([_loans(300, s).assign(_period=f"2024-0{s}") for s in (1, 2, 3)],
+                      ignore_index=True)  # fmt: skip
+    holdout = _loans(400, 4).assign(_period="2024-04")
+    may, june, same = _loans(1300, 5), _loans(700, 6), holdout.sample(300, random_state=1)
+    may.loc[::7, "segment"] = "startup"  # never seen in training
+    june["defaulted"] = np.nan
+    batches = pd.concat([may.assign(_batch="2024-05", _control=""),
+                         june.assign(_batch="2024-06", _control=""),
+                         same.assign(_batch="control-same", _control="same")], ignore_index=True)  # fmt: skip
+    batches.to_parquet(folder / "batches.parquet", row_group_size=500)
+    windows = {"reference": holdout, "training": train, "2024-05": may, "2024-06": june,
+               "control-same": same}  # fmt: skip
+    _scores_file(folder / "scores.parquet", windows, model)
+    return folder, train, holdout, windows
+
+
+def _monitor(monitored, tmp_path, chunk_rows, max_rows, reference="holdout", last=0):
+    folder, train, holdout, _ = monitored
+    return monitor.monitor_batches(
+        folder / "scores.parquet", train, holdout, folder / "batches.parquet",
+        [{"batch": b, "served_by": "v1", "disagreement": np.nan}
+         for b in ("2024-05", "2024-06", "control-same")],
+        SPEC, tmp_path, "batches", RULES, reference=reference, rolling_periods=2,
+        max_rows=max_rows, last=last, chunk_rows=chunk_rows,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("reference", ["holdout", "rolling"])
+def test_a_batch_file_is_monitored_in_chunks_as_it_is_whole(monitored, model, tmp_path, reference):
+    """Chunks of 90 rows or the whole file at once give every batch the same figures: the
+    sample is drawn before reading, the metrics use every row, unseen values are summed."""
+    _, _, _, windows = monitored
+    small = _monitor(monitored, tmp_path / "small", 90, 500, reference)
+    whole = _monitor(monitored, tmp_path / "whole", 100_000, 500, reference)
+    assert [r["batch"] for r in small.rows] == ["2024-05", "2024-06", "control-same"]
+
+    def figures(rows):
+        return [{k: v for k, v in r.items() if k not in ("report",)} for r in rows]
+
+    assert figures(small.rows) == figures(whole.rows)
+    may, june, same = small.rows
+    assert may["rows"] == 1300 and may["rows_compared"] == 500 and june["rows_compared"] == 500
+    assert same["rows_compared"] == 300 and same["reference"] == "the held-out window"
+    truth = m.classification_metrics(windows["2024-05"]["defaulted"],
+                                     model.predict_proba(windows["2024-05"][SPEC.columns])[:, 1])  # fmt: skip
+    assert may["roc_auc"] == pytest.approx(truth["roc_auc"], abs=1e-12)
+    assert may["unseen_categories"] == {"segment": {"rows": 186, "values": {"startup": 186}}}
+    assert "roc_auc" not in june and june["status"] in ("pass", "warn", "fail")
+    if (
+        reference == "rolling"
+    ):  # the two periods before each batch: 2024-03 and 2024-04, then 2024-04 and 2024-05
+        assert may["reference"] == "the 2 periods before it (2024-03 to 2024-04)"
+        assert may["reference_rows"] == 700
+        assert june["reference"] == "the 2 periods before it (2024-04 to 2024-05)"
+        assert june["reference_rows"] == 1700
+    else:
+        assert may["reference_rows"] == june["reference_rows"] == 400
+
+
+def test_only_the_newest_batches_and_the_controls_are_monitored(monitored, tmp_path):
+    got = _monitor(monitored, tmp_path, 90, 0, last=1)
+    assert [(r["batch"], r["rows_compared"]) for r in got.rows] == [("2024-06", 700),
+                                                                    ("control-same", 300)]  # fmt: skip
+
+
+def test_a_rolling_reference_takes_each_window_in_proportion():
+    rolling = monitor.Rolling(periods=2, max_rows=400)
+    for name, n in (("2024-01", 5000), ("2024-02", 1000), ("2024-03", 3000)):
+        rolling.add(
+            name, n, pd.DataFrame({"window": [name] * min(n, 400), "row": range(min(n, 400))})
+        )
+    said, rows, sample = rolling.reference()
+    assert said == "the 2 periods before it (2024-02 to 2024-03)" and rows == 4000
+    assert sample["window"].value_counts().to_dict() == {"2024-03": 300, "2024-02": 100}
+    assert not sample.duplicated().any()
+
+
+def test_a_batch_file_whose_batches_interleave_is_refused(tmp_path):
+    rows = _loans(6, 1).assign(_batch=["b1", "b1", "b2", "b2", "b1", "b1"])
+    rows.to_parquet(tmp_path / "batches.parquet")
+    with pytest.raises(DataError, match=r"batches.parquet, column '_batch': the rows of batch "
+                                        r"'b1' are not together"):  # fmt: skip
+        stream.batch_index(tmp_path / "batches.parquet", chunk_rows=3)

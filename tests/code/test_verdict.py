@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -187,30 +186,7 @@ def test_monitoring_rules_come_from_the_gate_file_and_are_checked(tmp_path):
     assert MonitorRules.from_gates(load_gates(bad)).drift_share == 0.5
 
 
-def test_a_rolling_reference_is_the_periods_just_before_each_batch():
-    def frame(periods):
-        return pd.DataFrame({"_period": periods, "x": range(len(periods))})
-
-    train = frame(["2013-01"] * 2 + ["2013-02"] * 2)
-    holdout = frame(["2013-03"] * 3)
-    batches = frame(["2013-04", "2013-05", "2013-05"]).assign(
-        _batch=["2013-04", "2013-05", "2013-05"], _control=""
-    )
-    proba = {"training": np.arange(4) / 10, "reference": np.arange(3) / 10 + 0.5,
-             "2013-04": np.array([0.9]), "2013-05": np.array([0.8, 0.7])}  # fmt: skip
-    windows = monitor.history(train, holdout, batches, proba)
-    assert [w[0] for w in windows] == ["2013-01", "2013-02", "2013-03", "2013-04", "2013-05"]
-    held = (holdout, proba["reference"])
-    said, (rows, scores) = monitor.reference_for("2013-05", "", "rolling", 2, windows, held, None)
-    assert said == "the 2 periods before it (2013-03 to 2013-04)"
-    assert list(rows["_period"]) == ["2013-03"] * 3 + ["2013-04"]
-    assert list(scores) == [0.5, 0.6, 0.7, 0.9]
-    said, (rows, _) = monitor.reference_for("2013-04", "", "rolling", 3, windows, held, None)
-    assert list(rows["_period"]) == ["2013-01"] * 2 + ["2013-02"] * 2 + ["2013-03"] * 3
-    said, (rows, _) = monitor.reference_for(
-        "control-same", "same", "rolling", 3, windows, held, None
-    )
-    assert said == "the held-out window" and rows is holdout
+def test_a_reference_of_no_known_kind_is_refused():
     with pytest.raises(ConfigError, match="monitor_reference is 'last'"):
         monitor.check_reference("last", 3)
     with pytest.raises(ConfigError, match="monitor_rolling_periods must be a whole number"):

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nbmlops import storage
@@ -277,6 +278,72 @@ def test_no_champion_yet_the_challenger_acts(store, builder):
     version = builder.register()
     result = scoring.score(store, version, {"reference": make_data(50, 3)}, SPEC)
     assert set(result.scores["served_role"]) == {"acting champion (no champion yet)"}
+
+
+def test_files_scored_in_chunks_as_frames_are_scored_at_once(store, builder, files, tmp_path):
+    """Scoring files piece by piece writes the scores, the summary and the archive that scoring
+    the same windows whole gives; a champion that fails part-way hands the rest to the previous
+    one, and each row says who answered it."""
+    challenger = _promote_two(store, builder, files)
+    holdout, b1, b2 = make_data(230, 7), make_data(410, 8), make_data(170, 9)
+    b2["y"] = np.nan  # not labelled yet
+    b2.loc[:99, "c"] = None  # a category column empty in a whole chunk
+    holdout["x2"] = holdout["x2"].round().astype(int)  # whole numbers here, fractions in batches
+    batches = pd.concat([b1.assign(_batch="b1"), b2.assign(_batch="b2")], ignore_index=True)
+    holdout.to_parquet(tmp_path / "holdout.parquet", row_group_size=100)
+    batches.to_parquet(tmp_path / "batches.parquet", row_group_size=100)
+    calls = []
+
+    class FailsOnItsFifthCall:
+        def __init__(self, model):
+            self.model = model
+
+        def predict_proba(self, X):
+            calls.append(len(X))
+            if len(calls) >= 5:
+                raise RuntimeError("out of memory")
+            return self.model.predict_proba(X)
+
+    def loader(version):
+        model = registry.load_version(store, version)
+        return FailsOnItsFifthCall(model) if version == "2" else model
+
+    result = scoring.score_files(
+        store, challenger, [("reference", tmp_path / "holdout.parquet"),
+                            (None, tmp_path / "batches.parquet")],
+        SPEC, tmp_path / "scores.parquet", tmp_path / "archive", chunk_rows=64, loader=loader,
+    )  # fmt: skip
+    got = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(got) == 810 and calls == [64, 64, 64, 38, 64]  # 230 = 64 + 64 + 64 + 38
+    assert "b1: champion v2 failed while scoring: out of memory" in result.events
+    assert list(got["served_version"].iloc[[0, 229, 230, 809]]) == ["2", "2", "1", "1"]
+    assert list(result.summary["served_by"]) == ["v2", "v1", "v1"]
+
+    # the same rows, whole, by the model that answered each
+    served = {v: registry.load_version(store, v) for v in ("1", "2")}
+    shadow = registry.load_version(store, challenger)
+    inputs = pd.concat([holdout, b1, b2], ignore_index=True)
+    for version, model in served.items():
+        rows = got["served_version"] == version
+        expected = model.predict_proba(inputs.loc[rows, SPEC.columns])[:, 1]
+        np.testing.assert_allclose(got.loc[rows, "served_proba"], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got["challenger_proba"],
+                               shadow.predict_proba(inputs[SPEC.columns])[:, 1], rtol=0, atol=1e-12)  # fmt: skip
+    assert got["y"].iloc[:640].tolist() == inputs["y"].iloc[:640].astype(float).tolist()
+    assert got["y"].iloc[640:].isna().all()
+    pd.testing.assert_frame_equal(result.summary, scoring.summarize(got, SPEC))
+    assert np.isnan(result.summary["served_roc_auc"].iloc[2])  # no labels: no metric
+
+    archived = pd.read_parquet(result.archive)
+    assert (
+        result.archive.parent == tmp_path / "archive" and not result.archive.stat().st_mode & 0o222
+    )
+    assert archived["x2"].dtype == float and archived["x2"].iloc[0] == holdout["x2"].iloc[0]
+    assert archived["c"].iloc[230 + 410 : 230 + 510].isna().all()
+    pd.testing.assert_frame_equal(archived[got.columns], got)
+    pd.testing.assert_frame_equal(archived[SPEC.columns],
+                                  inputs[SPEC.columns].astype({"x2": float}))  # fmt: skip
+    assert not list((tmp_path / "archive").glob(".incoming.*"))
 
 
 def test_archive_is_content_addressed_and_read_only(tmp_path):

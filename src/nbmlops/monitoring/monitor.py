@@ -7,6 +7,7 @@ per batch into the folder it is given, and returns the rest for the task to writ
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,16 +16,16 @@ import pandas as pd
 
 from .. import html, metrics
 from ..errors import ConfigError
-from ..spec import BATCH, CONTROL, PERIOD, FeatureSpec
-from . import drift, scoring, verdict
+from ..spec import PERIOD, FeatureSpec
+from . import drift, scoring, stream, verdict
 
 
-def latest_batches(batches: pd.DataFrame, last: int) -> pd.DataFrame:
-    """The newest `last` real batches and the control batches; every batch when `last` is 0."""
-    if last <= 0:
-        return batches
-    real = [b for b in dict.fromkeys(batches.loc[batches[CONTROL] == "", BATCH])][-last:]
-    return batches[batches[BATCH].isin(real) | (batches[CONTROL] != "")]
+def latest(index: dict[str, tuple[int, str]], last: int) -> list[str]:
+    """The newest `last` real batches and the control batches of a batch index
+    (`stream.batch_index`), in file order; every batch when `last` is 0."""
+    real = [name for name, (_, control) in index.items() if not control]
+    chosen = set(real[-last:] if last > 0 else real)
+    return [name for name, (_, control) in index.items() if control or name in chosen]
 
 
 def known_categories(train: pd.DataFrame, spec: FeatureSpec) -> dict[str, set]:
@@ -35,14 +36,7 @@ def known_categories(train: pd.DataFrame, spec: FeatureSpec) -> dict[str, set]:
 def unseen_categories(known: dict[str, set], batch: pd.DataFrame) -> dict:
     """Per categorical feature with values outside `known`: the rows holding them, and the
     20 commonest with counts."""
-    found = {}
-    for col, seen in known.items():
-        new = batch[col].dropna()
-        new = new[~new.isin(seen)]
-        if len(new):
-            top = new.value_counts().head(20)
-            found[col] = {"rows": len(new), "values": {str(k): int(v) for k, v in top.items()}}
-    return found
+    return stream.unseen_summary(stream.count_unseen(known, batch))
 
 
 #: What each batch is compared with for drift (`monitor_reference`).
@@ -70,50 +64,47 @@ def check_reference(reference: str, rolling_periods: int) -> None:
                           f"not {rolling_periods!r}")  # fmt: skip
 
 
-def history(
-    train: pd.DataFrame, holdout: pd.DataFrame, batches: pd.DataFrame, proba: dict[str, np.ndarray]
-) -> list[tuple[str, pd.DataFrame, np.ndarray]]:
-    """Every window in time order, with the served model's scores: the training window's and
-    the held-out window's periods, then each real batch. A rolling reference is the last N
-    windows before a batch."""
-    windows = []
-    for name, frame in ((scoring.TRAINING, train), (scoring.REFERENCE, holdout)):
-        if name not in proba:
-            continue
+class Rolling:
+    """The last `periods` windows before a batch, each kept as its row count and a uniform
+    sample of at most `max_rows` scored rows (every row when `max_rows` is 0), so a rolling
+    reference costs samples, not batches."""
+
+    def __init__(self, periods: int, max_rows: int):
+        self.windows: deque[tuple[str, int, pd.DataFrame]] = deque(maxlen=periods)
+        self.max_rows = max_rows
+
+    def add_periods(self, frame: pd.DataFrame, proba: np.ndarray, spec: FeatureSpec) -> None:
+        """Each period of a window held in memory (training, held-out), in time order."""
         for period, rows in frame.groupby(PERIOD, sort=True):
-            windows.append((str(period), rows, proba[name][frame.index.get_indexer(rows.index)]))
-    for name, rows in batches[batches[CONTROL] == ""].groupby(BATCH, sort=False):
-        windows.append((str(name), rows, proba[name]))
-    return windows
+            scored = metrics.scored_frame(rows, spec, proba[frame.index.get_indexer(rows.index)])
+            self.add(str(period), len(rows), drift.sample_rows(scored, self.max_rows))
 
+    def add(self, name: str, rows: int, sample: pd.DataFrame) -> None:
+        self.windows.append((name, rows, sample))
 
-def reference_for(
-    name: str,
-    control: str,
-    reference: str,
-    rolling_periods: int,
-    windows: list,
-    holdout: tuple,
-    train: tuple | None,
-) -> tuple[str, tuple]:
-    """(a description, (rows, scores)) of what batch `name` is compared with. Control batches
-    are always compared with the held-out window they were drawn from."""
-    if control or reference == "holdout":
-        return "the held-out window", holdout
-    if reference == "train":
-        return "the training window", train
-    names = [w[0] for w in windows]
-    before = windows[max(0, names.index(name) - rolling_periods) : names.index(name)]
-    rows = pd.concat([w[1] for w in before])
-    return (f"the {len(before)} periods before it ({before[0][0]} to {before[-1][0]})",
-            (rows, np.concatenate([w[2] for w in before])))  # fmt: skip
+    def reference(self, seed: int = 0) -> tuple[str, int, pd.DataFrame]:
+        """(a description, rows, scored rows): a uniform sample of every row of the windows,
+        each window giving its share of the rows."""
+        names, sizes = [w[0] for w in self.windows], np.array([w[1] for w in self.windows])
+        frames = [w[2] for w in self.windows]
+        total = int(sizes.sum())
+        if 0 < self.max_rows < total:
+            share = sizes * self.max_rows / total
+            take = np.floor(share).astype(int)
+            take[np.argsort(take - share)[: self.max_rows - take.sum()]] += 1
+            frames = [
+                f.sample(n=int(k), random_state=seed) for f, k in zip(frames, take, strict=True)
+            ]
+        said = f"the {len(names)} periods before it ({names[0]} to {names[-1]})"
+        return said, total, pd.concat(frames, ignore_index=True)
 
 
 def monitor_batches(
-    scores: pd.DataFrame,
+    scores: str | Path,
     train: pd.DataFrame,
     holdout: pd.DataFrame,
-    batches: pd.DataFrame,
+    batches: str | Path,
+    shadow: list[dict],
     spec: FeatureSpec,
     report_dir: Path,
     linked_as: str,
@@ -121,10 +112,15 @@ def monitor_batches(
     reference: str = "holdout",
     rolling_periods: int = 3,
     max_rows: int = 0,
+    last: int = 0,
+    chunk_rows: int = metrics.CHUNK_ROWS,
 ) -> Monitored:
     """One evidently report per batch, written into `report_dir`; returns every batch's figures.
 
-    Pages link the reports as `linked_as/batch-NAME.html`.
+    `batches` is the build's batch file and `scores` the score task's, both read in chunks of
+    `chunk_rows` rows: memory is bounded by the chunk and `max_rows`, not by the batch.
+    `shadow` is the score task's summary per window. The newest `last` batches (every one when
+    0) and the control batches are monitored. Pages link the reports as `linked_as/batch-NAME.html`.
 
     Each batch's drift is measured against `reference` (the held-out window, the training
     window, or the `rolling_periods` windows before it); its performance and calibration
@@ -137,38 +133,57 @@ def monitor_batches(
     challenger's disagreement and metrics sit beside them.
     """
     check_reference(reference, rolling_periods)
-    served = scores.groupby(BATCH, sort=False)
-    proba = {name: group["served_proba"].to_numpy() for name, group in served}
-    if reference in ("train", "rolling") and scoring.TRAINING not in proba:
-        raise ConfigError(
-            f"monitor_reference {reference!r} needs the training window scored; "
-            "the score task scores it when monitor_reference is not 'holdout'"
-        )
-    shadow_rows = scoring.summarize(scores, spec).set_index("batch").to_dict(orient="index")
+    proba = {scoring.REFERENCE: scoring.served_proba(scores, scoring.REFERENCE)}
+    if reference in ("train", "rolling"):
+        proba[scoring.TRAINING] = scoring.served_proba(scores, scoring.TRAINING)
+        if len(proba[scoring.TRAINING]) != len(train):
+            raise ConfigError(
+                f"monitor_reference {reference!r} needs the training window scored; "
+                "the score task scores it when monitor_reference is not 'holdout'"
+            )
+    shadow_rows = {str(row["batch"]): row for row in shadow}
     held = verdict.held_out(holdout[spec.target], proba[scoring.REFERENCE])
-    windows = history(train, holdout, batches, proba) if reference == "rolling" else []
+    references = {
+        "holdout": ("the held-out window", holdout, proba[scoring.REFERENCE]),
+        "train": ("the training window", train, proba.get(scoring.TRAINING)),
+    }
+    sampled = {}
+    for key, (said, rows, p) in references.items():
+        if key == "holdout" or reference == "train":
+            sampled[key] = (said, len(rows), drift.sample_rows(metrics.scored_frame(rows, spec, p),
+                                                               max_rows))  # fmt: skip
+    rolling = Rolling(rolling_periods, max_rows)
+    if reference == "rolling":
+        rolling.add_periods(train, proba[scoring.TRAINING], spec)
+        rolling.add_periods(holdout, proba[scoring.REFERENCE], spec)
+    index = stream.batch_index(batches, chunk_rows)
+    names = latest(index, last)
+    seeds = {name: i for i, name in enumerate(names, 1)}
     known = known_categories(train, spec)
-    groups = list(batches.groupby(BATCH, sort=False))
+    taken = stream.batches(batches, spec, names, index, max_rows, seeds, known,
+                           lambda name: scoring.served_proba(scores, name), chunk_rows)  # fmt: skip
     rows = []
-    for i, (name, batch) in enumerate(groups, 1):
+    for i, (name, batch) in enumerate(taken, 1):
         start = time.perf_counter()
-        control = str(batch[CONTROL].iloc[0])
-        compared_with, (ref_rows, ref_proba) = reference_for(
-            str(name), control, reference, rolling_periods, windows,
-            (holdout, proba[scoring.REFERENCE]), (train, proba.get(scoring.TRAINING)),
-        )  # fmt: skip
-        ref = drift.sample_rows(metrics.scored_frame(ref_rows, spec, ref_proba), max_rows)
-        row = {"batch": str(name), "control": control, "rows": len(batch),
+        control = index[name][1]
+        if control or reference == "holdout":
+            compared_with, ref_rows, ref = sampled["holdout"]
+        elif reference == "train":
+            compared_with, ref_rows, ref = sampled["train"]
+        else:
+            compared_with, ref_rows, ref = rolling.reference()
+        row = {"batch": name, "control": control, "rows": batch.rows,
                "report": f"{linked_as}/batch-{name}.html",
-               "reference": compared_with, "reference_rows": len(ref_rows)}  # fmt: skip
-        row |= assess(ref, batch, proba[name], spec, held, known, rules,
-                      report_dir / f"batch-{name}.html", max_rows, seed=i)  # fmt: skip
-        row |= {k: v for k, v in shadow_rows[name].items() if k != "rows"}
+               "reference": compared_with, "reference_rows": ref_rows}  # fmt: skip
+        row |= assess(ref, batch, spec, held, rules, report_dir / f"batch-{name}.html")
+        row |= {k: v for k, v in shadow_rows[name].items() if k not in ("rows", "batch")}
         rows.append(row)
+        if not control:
+            rolling.add(name, batch.rows, batch.sample)
         for warning in row["warnings"]:
             print(f"warning: batch {name}: {warning}", flush=True)
         print(
-            f"[{i}/{len(groups)}] batch {name}: {len(batch)} rows, drift share "
+            f"[{i}/{len(names)}] batch {name}: {batch.rows} rows, drift share "
             f"{row['drift_share']:.2f}, disagreement {row['disagreement']:.3f}, {row['status']} "
             f"({time.perf_counter() - start:.1f}s)",
             flush=True,
@@ -181,38 +196,33 @@ def monitor_batches(
 
 def assess(
     reference: pd.DataFrame,
-    batch: pd.DataFrame,
-    proba: np.ndarray,
+    batch: stream.Streamed,
     spec: FeatureSpec,
     held: dict,
-    known: dict[str, set],
     rules: verdict.MonitorRules,
     report: Path | None = None,
-    max_rows: int = 0,
-    seed: int = 0,
 ) -> dict:
-    """One batch scored by the served model (`proba`), against a scored `reference`: its drift
-    (an evidently report written to `report`, if given), performance, calibration and values
-    training never saw (`known`), and the verdict under `rules` against the model's held-out
-    figures (`held`): status, reasons and warnings."""
-    compared = drift.sample_rows(metrics.scored_frame(batch, spec, proba), max_rows, seed=seed)
-    row = {"rows_compared": len(compared)}
-    row |= drift.batch_report(reference, compared, spec, report, rules.drift_share)
+    """One batch scored by the served model (`stream.Streamed`: every row's probability and
+    label, a sample of scored rows, the values training never saw), against a scored
+    `reference`: its drift (an evidently report written to `report`, if given), performance
+    and calibration, and the verdict under `rules` against the model's held-out figures
+    (`held`): status, reasons and warnings."""
+    row = {"rows_compared": len(batch.sample)}
+    row |= drift.batch_report(reference, batch.sample, spec, report, rules.drift_share)
     found, warnings = None, []
-    if drift.both_classes(batch, spec):
-        y = batch[spec.target]
+    y, proba = batch.target, batch.proba
+    if batch.both_classes:
         row |= metrics.classification_metrics(y, proba)
         row |= verdict.calibration(y, proba)
         found = verdict.estimates(y, proba)
         row["intervals"] = {k: [e.low, e.high] for k, e in found.items()}
-    elif drift.has_labels(batch, spec):
-        only = int(batch[spec.target].iloc[0])
+    elif batch.labelled:
         warnings.append(
-            f"{spec.target}: every label is {only}, so ROC AUC and PR AUC are not defined "
+            f"{spec.target}: every label is {int(y[0])}, so ROC AUC and PR AUC are not defined "
             "for this batch; its performance is not judged"
         )
-    unseen = unseen_categories(known, batch)
-    judged = verdict.judge(row | {"rows": len(batch)}, rules, held, found, unseen)
+    unseen = stream.unseen_summary(batch.unseen)
+    judged = verdict.judge(row | {"rows": batch.rows}, rules, held, found, unseen)
     return row | {"status": judged.status, "reasons": judged.reasons,
                   "warnings": judged.warnings + warnings, "unseen_categories": unseen}  # fmt: skip
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..metrics import classification_metrics, predict_proba
+from .. import storage
+from ..errors import DataError, Problem
+from ..metrics import CHUNK_ROWS, classification_metrics, predict_proba
 from ..registry import store as registry
 from ..registry.store import Store
 from ..spec import BATCH, THRESHOLD, FeatureSpec
@@ -39,6 +42,8 @@ class ShadowResult:
     events: list[str] = field(default_factory=list)
     champion: str | None = None
     challenger: str | None = None
+    summary: pd.DataFrame | None = None  # per window (`summarize`), from `score_files`
+    archive: Path | None = None  # the archived scored rows, from `score_files`
 
 
 def _candidates(store: Store, challenger: str) -> list[Scorer]:
@@ -49,6 +54,41 @@ def _candidates(store: Store, challenger: str) -> list[Scorer]:
         return [Scorer(challenger, "acting champion (no champion yet)")]
     earlier = [v for v in reversed(history) if v != champion]
     return [Scorer(champion, "champion")] + [Scorer(v, "fallback") for v in dict.fromkeys(earlier)]
+
+
+SCORE_COLUMNS = ["served_proba", "served_version", "served_role", "challenger_proba"]
+
+
+class _Scoring:
+    """The serving queue and the shadow challenger, scoring one piece of a window at a time."""
+
+    def __init__(self, store: Store, challenger: str, spec: FeatureSpec, loader=None):
+        self.loader = loader or (lambda version: registry.load_version(store, version))
+        with registry.store_errors(store, "reading the champion"):
+            self.queue = _candidates(store, challenger)
+            champion = registry.alias_version(store, registry.CHAMPION)
+        self.result = ShadowResult(pd.DataFrame(), champion=champion, challenger=challenger)
+        self.shadow = _load(challenger, self.loader, self.result.events, "challenger")
+        self.spec = spec
+        self.shadow_failed: set[str] = set()
+
+    def piece(self, name: str, rows: pd.DataFrame) -> pd.DataFrame:
+        """Scores of `rows` of window `name`: who answered, and the challenger beside it."""
+        proba, scorer = _serve(self.queue, self.loader, rows, self.spec, self.result.events, name)
+        out = pd.DataFrame({BATCH: name, "served_proba": proba, "served_version": scorer.version,
+                            "served_role": scorer.role}, index=rows.index)  # fmt: skip
+        out["challenger_proba"] = np.nan
+        if self.shadow is not None and name not in self.shadow_failed:
+            try:
+                out["challenger_proba"] = predict_proba(self.shadow, rows, self.spec)
+            except Exception as exc:  # noqa: BLE001 - a failing shadow never affects the answer
+                self.shadow_failed.add(name)  # said once; the rest of the window goes unscored
+                self.result.events.append(
+                    f"{name}: challenger v{self.result.challenger} failed in shadow: {exc}"
+                )
+        target = self.spec.target
+        out[target] = rows[target].to_numpy(dtype=np.float64) if target in rows else np.nan
+        return out
 
 
 def score(
@@ -62,27 +102,82 @@ def score(
 
     `loader(version)` returns a fitted model; by default, from the registry with its hash checked.
     """
-    loader = loader or (lambda version: registry.load_version(store, version))
-    with registry.store_errors(store, "reading the champion"):
-        queue = _candidates(store, challenger)
-        champion = registry.alias_version(store, registry.CHAMPION)
-    result = ShadowResult(pd.DataFrame(), champion=champion, challenger=challenger)
-    shadow_model = _load(challenger, loader, result.events, "challenger")
-    frames = []
-    for name, rows in windows.items():
-        proba, scorer = _serve(queue, loader, rows, spec, result.events, name)
-        out = pd.DataFrame({BATCH: name, "served_proba": proba, "served_version": scorer.version,
-                            "served_role": scorer.role}, index=rows.index)  # fmt: skip
-        out["challenger_proba"] = np.nan
-        if shadow_model is not None:
-            try:
-                out["challenger_proba"] = predict_proba(shadow_model, rows, spec)
-            except Exception as exc:  # noqa: BLE001 - a failing shadow never affects the answer
-                result.events.append(f"{name}: challenger v{challenger} failed in shadow: {exc}")
-        out[spec.target] = rows[spec.target].to_numpy()
-        frames.append(out)
-    result.scores = pd.concat(frames, ignore_index=True)
-    return result
+    scoring = _Scoring(store, challenger, spec, loader)
+    frames = [scoring.piece(name, rows) for name, rows in windows.items()]
+    scoring.result.scores = pd.concat(frames, ignore_index=True)
+    return scoring.result
+
+
+def _schema(sources: list[tuple[str | None, Path]], spec: FeatureSpec):
+    """The archive's columns: the inputs' types, made one across the source files, then scores."""
+    import pyarrow as pa
+
+    from . import stream
+
+    schemas = [stream.parquet(path).schema_arrow for _, path in sources]
+    for (_, path), schema in zip(sources, schemas, strict=True):
+        missing = [c for c in spec.columns if c not in schema.names]
+        if missing:
+            raise DataError([Problem(str(path), c, "missing; the models need it") for c in missing])
+    inputs = pa.unify_schemas([pa.schema([s.field(c) for c in spec.columns]) for s in schemas],
+                              promote_options="permissive")  # fmt: skip
+    scores = pa.schema([(BATCH, pa.string()), ("served_proba", pa.float64()),
+                        ("served_version", pa.string()), ("served_role", pa.string()),
+                        ("challenger_proba", pa.float64()),
+                        (spec.target, pa.float64())])  # fmt: skip
+    return pa.schema(list(inputs.remove_metadata()) + list(scores)), scores
+
+
+def score_files(
+    store: Store,
+    challenger: str,
+    sources: list[tuple[str | None, Path]],
+    spec: FeatureSpec,
+    scores_path: str | Path,
+    archive_dir: str | Path,
+    chunk_rows: int = CHUNK_ROWS,
+    loader=None,
+) -> ShadowResult:
+    """Score Parquet files in chunks, as `score` scores frames: memory is bounded by the chunk.
+
+    `sources` are (window, file): the whole file as one window, or, with no window name, one
+    window per batch of the file. The scores are written to `scores_path` and the scored rows
+    (inputs beside every model's output) to the archive, each piece as it is scored; the
+    result holds the per-window summary (`summarize`) and the archive file, not the scores.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from . import stream
+
+    archive_schema, scores_schema = _schema(sources, spec)
+    scoring = _Scoring(store, challenger, spec, loader)
+    summary = _Summaries(spec)
+    columns = spec.columns + [spec.target]
+    with storage.atomic_path(scores_path) as tmp, _archive_file(archive_dir) as (archive, final):
+        with pq.ParquetWriter(tmp, scores_schema) as scores, \
+                pq.ParquetWriter(archive, archive_schema) as rows:  # fmt: skip
+            for source, path in sources:
+                labelled = spec.target in stream.parquet(path).schema_arrow.names
+                for name, piece in stream.pieces(path, columns if labelled else spec.columns,
+                                                 source, chunk_rows):  # fmt: skip
+                    out = scoring.piece(name, piece).reset_index(drop=True)
+                    summary.add(out)
+                    scores.write_table(pa.Table.from_pandas(out, scores_schema))
+                    both = pd.concat([piece[spec.columns].reset_index(drop=True), out], axis=1)
+                    rows.write_table(pa.Table.from_pandas(both, archive_schema))
+        scoring.result.archive = final()
+    scoring.result.summary = summary.done()
+    return scoring.result
+
+
+def served_proba(path: str | Path, window: str) -> np.ndarray:
+    """The served model's probability for each row of one window of a scores file, in order
+    (empty when the file has no such window)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["served_proba"], filters=[(BATCH, "==", window)])
+    return table.column(0).to_numpy()
 
 
 def _load(version: str, loader, events: list[str], role: str):
@@ -132,30 +227,63 @@ def champion_record_note(store: Store, champion_record: str | Path) -> str:
             "`make promote` or `make rollback`")  # fmt: skip
 
 
+def _summary_row(name: str, served: np.ndarray, shadow: np.ndarray, labels: np.ndarray,
+                 versions: list, roles: list) -> dict:  # fmt: skip
+    """One window's summary: who answered, disagreement with the challenger, both models'
+    ROC AUC where every row has a label and both classes occur."""
+    row = {
+        "batch": name,
+        "rows": len(served),
+        "served_by": ", ".join(f"v{v}" for v in dict.fromkeys(versions)),
+        "role": ", ".join(dict.fromkeys(roles)),
+        "disagreement": float(((served >= THRESHOLD) != (shadow >= THRESHOLD)).mean())
+        if not np.isnan(shadow).any()
+        else np.nan,
+    }
+    if not np.isnan(labels).any() and len(np.unique(labels)) == 2:
+        row["served_roc_auc"] = classification_metrics(labels, served)["roc_auc"]
+        if not np.isnan(shadow).any():
+            row["challenger_roc_auc"] = classification_metrics(labels, shadow)["roc_auc"]
+    return row
+
+
 def summarize(scores: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Per window: who answered, disagreement with the challenger, both models' metrics."""
-    rows = []
-    for name, group in scores.groupby(BATCH, sort=False):
-        served = (group["served_proba"] >= THRESHOLD).astype(int)
-        shadow = (group["challenger_proba"] >= THRESHOLD).astype(int)
-        row = {
-            "batch": name,
-            "rows": len(group),
-            "served_by": ", ".join(f"v{v}" for v in dict.fromkeys(group["served_version"])),
-            "role": ", ".join(dict.fromkeys(group["served_role"])),
-            "disagreement": float((served != shadow).mean())
-            if group["challenger_proba"].notna().all()
-            else np.nan,
-        }
-        labels = group[spec.target]
-        if labels.notna().all() and labels.nunique() == 2:
-            row["served_roc_auc"] = classification_metrics(labels, group["served_proba"])["roc_auc"]
-            if group["challenger_proba"].notna().all():
-                row["challenger_roc_auc"] = classification_metrics(
-                    labels, group["challenger_proba"]
-                )["roc_auc"]
-        rows.append(row)
-    return pd.DataFrame(rows)
+    summaries = _Summaries(spec)
+    for _, group in scores.groupby(BATCH, sort=False):
+        summaries.add(group)
+    return summaries.done()
+
+
+class _Summaries:
+    """Window summaries taken from scores piece by piece (a window's pieces come together)."""
+
+    def __init__(self, spec: FeatureSpec):
+        self.spec, self.rows, self.name, self.parts = spec, [], None, []
+
+    def add(self, scores: pd.DataFrame) -> None:
+        name = str(scores[BATCH].iloc[0])
+        if name != self.name:
+            self._close()
+            self.name = name
+        self.parts.append(scores)
+
+    def _close(self) -> None:
+        if self.parts:
+
+            def column(c):
+                return np.concatenate([p[c].to_numpy(dtype=np.float64) for p in self.parts])
+
+            versions = [v for p in self.parts for v in dict.fromkeys(p["served_version"])]
+            roles = [r for p in self.parts for r in dict.fromkeys(p["served_role"])]
+            self.rows.append(_summary_row(self.name, column("served_proba"),
+                                          column("challenger_proba"), column(self.spec.target),
+                                          versions, roles))  # fmt: skip
+        self.parts = []
+
+    def done(self) -> pd.DataFrame:
+        self._close()
+        return pd.DataFrame(self.rows)
 
 
 def scored_rows(windows: dict[str, pd.DataFrame], scores: pd.DataFrame, spec: FeatureSpec):
@@ -164,20 +292,33 @@ def scored_rows(windows: dict[str, pd.DataFrame], scores: pd.DataFrame, spec: Fe
     return pd.concat([inputs, scores.reset_index(drop=True)], axis=1)
 
 
-def archive(scored_inputs: pd.DataFrame, folder: str | Path) -> Path:
-    """Write the scored rows once, read-only, as `<sha256>.parquet`; keep an identical one."""
+@contextmanager
+def _archive_file(folder: str | Path):
+    """(a file to write the scored rows to, a function that archives it once written).
+
+    The archive keeps each content once, read-only, as `<sha256>.parquet`; the file being
+    written has a name the build's sweep removes if the write is interrupted (storage.TMP)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    # a name the build's sweep removes if this write is interrupted (storage.TMP)
     fd, tmp_name = tempfile.mkstemp(prefix=".incoming.", suffix=f".parquet{TMP}", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
-    try:
-        scored_inputs.to_parquet(tmp, index=False)
-        final = folder / f"{sha256_file(tmp)[:32]}.parquet"
-        if not final.exists():
+
+    def final() -> Path:
+        path = folder / f"{sha256_file(tmp)[:32]}.parquet"
+        if not path.exists():
             os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            os.replace(tmp, final)
+            os.replace(tmp, path)
+        return path
+
+    try:
+        yield tmp, final
     finally:
         tmp.unlink(missing_ok=True)
-    return final
+
+
+def archive(scored_inputs: pd.DataFrame, folder: str | Path) -> Path:
+    """Write the scored rows once, read-only, as `<sha256>.parquet`; keep an identical one."""
+    with _archive_file(folder) as (tmp, final):
+        scored_inputs.to_parquet(tmp, index=False)
+        return final()

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .. import metrics, stats
 from ..errors import ConfigError, DataError, Problem
-from ..monitoring import drift, monitor, verdict
+from ..monitoring import drift, monitor, stream, verdict
 from ..registry import gates as gate_rules
 from ..settings import RetrainPolicy
 from ..spec import BATCH, CONTROL, PERIOD, FeatureSpec
@@ -286,8 +286,8 @@ class Backtest:
             ref, held, known = self._reference(model)
             batch = self.periods.frame(t, t + 1)
             proba = model.scores(self.periods, t, t + 1)
-            found = monitor.assess(ref, batch, proba, self.spec, held, known, self.rules,
-                                   None, self.max_rows, seed=t)  # fmt: skip
+            taken = stream.from_frame(batch, proba, self.spec, self.max_rows, seed=t, known=known)
+            found = monitor.assess(ref, taken, self.spec, held, self.rules)
             self._judged[(model.key, t)] = found
             self.assess_seconds += time.perf_counter() - start
         return self._judged[(model.key, t)]
