@@ -256,30 +256,34 @@ def summarize(scores: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 
 class _Summaries:
-    """Window summaries taken from scores piece by piece (a window's pieces come together)."""
+    """Window summaries taken from scores piece by piece (a window's pieces come together);
+    of each row only its three probabilities and label are kept until its window ends."""
+
+    COLUMNS = ("served_proba", "challenger_proba")
 
     def __init__(self, spec: FeatureSpec):
-        self.spec, self.rows, self.name, self.parts = spec, [], None, []
+        self.spec, self.rows, self.name = spec, [], None
+        self.parts: dict[str, list[np.ndarray]] = {}
+        self.versions: dict = {}
+        self.roles: dict = {}
 
     def add(self, scores: pd.DataFrame) -> None:
         name = str(scores[BATCH].iloc[0])
         if name != self.name:
             self._close()
             self.name = name
-        self.parts.append(scores)
+        for column in (*self.COLUMNS, self.spec.target):
+            self.parts.setdefault(column, []).append(scores[column].to_numpy(dtype=np.float64))
+        self.versions.update(dict.fromkeys(scores["served_version"]))
+        self.roles.update(dict.fromkeys(scores["served_role"]))
 
     def _close(self) -> None:
         if self.parts:
-
-            def column(c):
-                return np.concatenate([p[c].to_numpy(dtype=np.float64) for p in self.parts])
-
-            versions = [v for p in self.parts for v in dict.fromkeys(p["served_version"])]
-            roles = [r for p in self.parts for r in dict.fromkeys(p["served_role"])]
-            self.rows.append(_summary_row(self.name, column("served_proba"),
-                                          column("challenger_proba"), column(self.spec.target),
-                                          versions, roles))  # fmt: skip
-        self.parts = []
+            served, shadow, labels = (np.concatenate(self.parts[c])
+                                      for c in (*self.COLUMNS, self.spec.target))  # fmt: skip
+            self.rows.append(_summary_row(self.name, served, shadow, labels, list(self.versions),
+                                          list(self.roles)))  # fmt: skip
+        self.parts, self.versions, self.roles = {}, {}, {}
 
     def done(self) -> pd.DataFrame:
         self._close()
