@@ -412,10 +412,11 @@ def markdown(result: dict) -> str:
         lines += [f"## Scoring and monitoring one batch, as the score and monitor tasks do "
                   f"(compared on ≤ {result['max_rows']:,} rows)", "",
                   "| rows | seconds | of which scoring | × 100k | peak MB | of which scoring "
-                  "| peak × 100k | report KB | ≤ 30 s, ≤ 2 GB |",
+                  "| peak × 100k | report KB | monitor ≤ 30 s, ≤ 2 GB |",
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in result["monitoring"]:
-            ok = "yes" if r["seconds"] <= 30 and r["peak_mb"] <= 2048 else "no"
+            monitoring = r["seconds"] - r["scoring_seconds"]
+            ok = "yes" if monitoring <= 30 and r["peak_mb"] <= 2048 else "no"
             lines.append(f"| {r['rows']:,} | {r['seconds']} | {r['scoring_seconds']} | "
                          f"{r['seconds_vs_100k']} | {r['peak_mb']} | {r['scoring_peak_mb']} | "
                          f"{r['peak_vs_100k']} | {r['report_kb']} | {ok} |")  # fmt: skip
