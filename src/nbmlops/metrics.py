@@ -15,6 +15,8 @@ PROBA = "prediction_proba"
 PRED = "prediction"
 #: Rows a model scores in one call: its transformed features for this many rows is the most
 #: memory scoring takes (a one-hot design of 5M rows would take gigabytes), whatever the batch.
+#: Log loss clips probabilities to this distance from 0 and 1.
+EPSILON = 1e-7
 CHUNK_ROWS = ROW_GROUP_ROWS  # a Parquet row group of the package's files
 
 
@@ -47,7 +49,9 @@ def classification_metrics(y_true, proba, threshold: float = THRESHOLD) -> dict[
         "recall": float(skm.recall_score(y_true, pred, zero_division=0)),
         "accuracy": float(skm.accuracy_score(y_true, pred)),
         "brier": float(skm.brier_score_loss(y_true, proba)),
-        "log_loss": float(skm.log_loss(y_true, np.clip(proba, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "log_loss": float(
+            skm.log_loss(y_true, np.clip(proba, EPSILON, 1 - EPSILON), labels=[0, 1])
+        ),
         "positive_rate": float(y_true.mean()),
         "predicted_positive_rate": float(pred.mean()),
         "rows": int(len(y_true)),

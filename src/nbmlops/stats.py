@@ -58,8 +58,13 @@ def roc_auc(y, proba) -> Estimate:
     v10, v01 = _placements(y, p)
     auc = float(v10.mean())
     var = v10.var(ddof=1) / len(v10) + v01.var(ddof=1) / len(v01)
+    return roc_auc_estimate(auc, var, len(y))
+
+
+def roc_auc_estimate(auc: float, var: float, rows: int) -> Estimate:
+    """ROC AUC with DeLong's variance `var`, as an interval on the logit scale."""
     low, high = _logit_interval(auc, math.sqrt(var))
-    return Estimate(auc, low, high, len(y))
+    return Estimate(auc, low, high, rows)
 
 
 def _logit_interval(value: float, se: float) -> tuple[float, float]:
@@ -83,20 +88,29 @@ def pr_auc(y, proba) -> Estimate:
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
         return Estimate(math.nan, math.nan, math.nan, len(y))
-    ap = float(average_precision_score(y, p))
+    return pr_auc_estimate(float(average_precision_score(y, p)), positives, len(y))
+
+
+def pr_auc_estimate(ap: float, positives: int, rows: int) -> Estimate:
+    """Average precision `ap` of `positives` positives with its logit interval."""
     if not 0 < ap < 1:
-        return Estimate(ap, ap, ap, len(y))
+        return Estimate(ap, ap, ap, rows)
     eta, tau = math.log(ap / (1 - ap)), 1 / math.sqrt(positives * ap * (1 - ap))
-    return Estimate(ap, _expit(eta - Z95 * tau), _expit(eta + Z95 * tau), len(y))
+    return Estimate(ap, _expit(eta - Z95 * tau), _expit(eta + Z95 * tau), rows)
 
 
 def brier(y, proba) -> Estimate:
     """Brier score (mean squared error of the probability) with a normal interval."""
     y, p = _labels(y, proba)
     errors = (p - y) ** 2
-    value = float(errors.mean())
-    se = float(errors.std(ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else math.nan
-    return Estimate(value, value - Z95 * se, value + Z95 * se, len(y))
+    sd = float(errors.std(ddof=1)) if len(errors) > 1 else math.nan
+    return mean_estimate(float(errors.mean()), sd, len(y))
+
+
+def mean_estimate(value: float, sd: float, rows: int) -> Estimate:
+    """A mean of `rows` values with standard deviation `sd`, with its normal interval."""
+    se = sd / math.sqrt(rows) if rows > 1 else math.nan
+    return Estimate(value, value - Z95 * se, value + Z95 * se, rows)
 
 
 ESTIMATORS = {"roc_auc": roc_auc, "pr_auc": pr_auc, "brier": brier}

@@ -160,8 +160,7 @@ def monitor_batches(
     names = latest(index, last)
     seeds = {name: i for i, name in enumerate(names, 1)}
     known = known_categories(train, spec)
-    taken = stream.batches(batches, spec, names, index, max_rows, seeds, known,
-                           lambda name: scoring.served_proba(scores, name), chunk_rows)  # fmt: skip
+    taken = stream.batches(batches, spec, names, index, max_rows, seeds, known, scores, chunk_rows)
     rows = []
     for i, (name, batch) in enumerate(taken, 1):
         start = time.perf_counter()
@@ -203,23 +202,23 @@ def assess(
     report: Path | None = None,
 ) -> dict:
     """One batch scored by the served model (`stream.Streamed`: every row's probability and
-    label, a sample of scored rows, the values training never saw), against a scored
+    label as counts, a sample of scored rows, the values training never saw), against a scored
     `reference`: its drift (an evidently report written to `report`, if given), performance
     and calibration, and the verdict under `rules` against the model's held-out figures
     (`held`): status, reasons and warnings."""
     row = {"rows_compared": len(batch.sample)}
     row |= drift.batch_report(reference, batch.sample, spec, report, rules.drift_share)
-    found, warnings = None, []
-    y, proba = batch.target, batch.proba
-    if batch.both_classes:
-        row |= metrics.classification_metrics(y, proba)
-        row |= verdict.calibration(y, proba)
-        found = verdict.estimates(y, proba)
+    found, warnings, counted = None, [], batch.tally
+    if counted.both_classes:
+        row |= counted.metrics()
+        row |= counted.calibration()
+        found = counted.estimates()
         row["intervals"] = {k: [e.low, e.high] for k, e in found.items()}
-    elif batch.labelled:
+        row["roc_auc_binning_error"] = counted.roc_auc_error()
+    elif counted.labelled:
         warnings.append(
-            f"{spec.target}: every label is {int(y[0])}, so ROC AUC and PR AUC are not defined "
-            "for this batch; its performance is not judged"
+            f"{spec.target}: every label is {counted.only_label}, so ROC AUC and PR AUC are not "
+            "defined for this batch; its performance is not judged"
         )
     unseen = stream.unseen_summary(batch.unseen)
     judged = verdict.judge(row | {"rows": batch.rows}, rules, held, found, unseen)

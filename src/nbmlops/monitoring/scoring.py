@@ -19,11 +19,12 @@ import pandas as pd
 
 from .. import storage
 from ..errors import DataError, Problem
-from ..metrics import CHUNK_ROWS, classification_metrics, predict_proba
+from ..metrics import CHUNK_ROWS, predict_proba
 from ..registry import store as registry
 from ..registry.store import Store
 from ..spec import BATCH, THRESHOLD, FeatureSpec
 from ..storage import TMP, read_json, sha256_file
+from ..tally import Tally
 
 REFERENCE = "reference"  # the held-out window
 TRAINING = "training"  # scored only for a monitor that compares batches with it
@@ -227,28 +228,8 @@ def champion_record_note(store: Store, champion_record: str | Path) -> str:
             "`make promote` or `make rollback`")  # fmt: skip
 
 
-def _summary_row(name: str, served: np.ndarray, shadow: np.ndarray, labels: np.ndarray,
-                 versions: list, roles: list) -> dict:  # fmt: skip
-    """One window's summary: who answered, disagreement with the challenger, both models'
-    ROC AUC where every row has a label and both classes occur."""
-    row = {
-        "batch": name,
-        "rows": len(served),
-        "served_by": ", ".join(f"v{v}" for v in dict.fromkeys(versions)),
-        "role": ", ".join(dict.fromkeys(roles)),
-        "disagreement": float(((served >= THRESHOLD) != (shadow >= THRESHOLD)).mean())
-        if not np.isnan(shadow).any()
-        else np.nan,
-    }
-    if not np.isnan(labels).any() and len(np.unique(labels)) == 2:
-        row["served_roc_auc"] = classification_metrics(labels, served)["roc_auc"]
-        if not np.isnan(shadow).any():
-            row["challenger_roc_auc"] = classification_metrics(labels, shadow)["roc_auc"]
-    return row
-
-
 def summarize(scores: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """Per window: who answered, disagreement with the challenger, both models' metrics."""
+    """Per window: who answered, disagreement with the challenger, both models' ROC AUC."""
     summaries = _Summaries(spec)
     for _, group in scores.groupby(BATCH, sort=False):
         summaries.add(group)
@@ -256,37 +237,53 @@ def summarize(scores: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 
 class _Summaries:
-    """Window summaries taken from scores piece by piece (a window's pieces come together);
-    of each row only its three probabilities and label are kept until its window ends."""
+    """Window summaries taken from scores piece by piece (a window's pieces come together), each
+    model's labels and probabilities as counts (`Tally`): memory does not grow with the rows.
 
-    COLUMNS = ("served_proba", "challenger_proba")
+    A window's summary: who answered, the share of rows where the challenger decides otherwise
+    (where it scored every row), and both models' ROC AUC where every row has a label and both
+    classes occur."""
 
     def __init__(self, spec: FeatureSpec):
         self.spec, self.rows, self.name = spec, [], None
-        self.parts: dict[str, list[np.ndarray]] = {}
-        self.versions: dict = {}
-        self.roles: dict = {}
 
     def add(self, scores: pd.DataFrame) -> None:
         name = str(scores[BATCH].iloc[0])
         if name != self.name:
             self._close()
-            self.name = name
-        for column in (*self.COLUMNS, self.spec.target):
-            self.parts.setdefault(column, []).append(scores[column].to_numpy(dtype=np.float64))
+            self.name, self.served, self.shadow = name, Tally(), Tally()
+            self.versions, self.roles, self.differ, self.unshadowed = {}, {}, 0, 0
+        labels = scores[self.spec.target].to_numpy(dtype=np.float64)
+        served = scores["served_proba"].to_numpy(dtype=np.float64)
+        shadow = scores["challenger_proba"].to_numpy(dtype=np.float64)
+        self.served.add(labels, served)
+        scored = ~np.isnan(shadow)
+        self.unshadowed += int(len(shadow) - scored.sum())
+        self.shadow.add(labels[scored], shadow[scored])
+        self.differ += int(((served >= THRESHOLD) != (shadow >= THRESHOLD))[scored].sum())
         self.versions.update(dict.fromkeys(scores["served_version"]))
         self.roles.update(dict.fromkeys(scores["served_role"]))
 
     def _close(self) -> None:
-        if self.parts:
-            served, shadow, labels = (np.concatenate(self.parts[c])
-                                      for c in (*self.COLUMNS, self.spec.target))  # fmt: skip
-            self.rows.append(_summary_row(self.name, served, shadow, labels, list(self.versions),
-                                          list(self.roles)))  # fmt: skip
-        self.parts, self.versions, self.roles = {}, {}, {}
+        if self.name is None:
+            return
+        rows = self.served.rows
+        row = {
+            "batch": self.name,
+            "rows": rows,
+            "served_by": ", ".join(f"v{v}" for v in self.versions),
+            "role": ", ".join(self.roles),
+            "disagreement": self.differ / rows if not self.unshadowed else np.nan,
+        }
+        if self.served.both_classes:
+            row["served_roc_auc"] = self.served.roc_auc().value
+            if not self.unshadowed:
+                row["challenger_roc_auc"] = self.shadow.roc_auc().value
+        self.rows.append(row)
 
     def done(self) -> pd.DataFrame:
         self._close()
+        self.name = None
         return pd.DataFrame(self.rows)
 
 

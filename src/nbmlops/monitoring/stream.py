@@ -1,11 +1,11 @@
 """Batch files read, scored and sampled in chunks: memory is bounded by the chunk, not the batch.
 
-A batch of millions of rows is read from its Parquet file `chunk_rows` rows at a time. Each
-chunk is scored (or given its scores) and dropped; what stays is one probability and label per
-row, for the performance metrics, the counts of category values training never saw, and a
-uniform sample of `max_rows` scored rows, drawn before reading (the file says how many rows each
-batch holds), for evidently's drift report (docs/monitoring-at-scale.md).
-"""
+A batch of millions of rows is read from its Parquet file `chunk_rows` rows at a time, beside
+the served model's probabilities from the score task's file. Each chunk is counted and dropped;
+what stays is the labels and probabilities as counts for the performance metrics (`Tally`),
+the counts of category values training never saw, and a uniform sample of `max_rows` scored
+rows, drawn before reading (the file says how many rows each batch holds), for evidently's
+drift report (docs/monitoring-at-scale.md)."""
 
 from __future__ import annotations
 
@@ -19,25 +19,15 @@ import pandas as pd
 from .. import metrics as m
 from ..errors import DataError, Problem
 from ..spec import BATCH, CONTROL, THRESHOLD, FeatureSpec
+from ..tally import Tally
 
 
 @dataclass
 class Streamed:
     rows: int
-    proba: np.ndarray
-    target: np.ndarray | None  # float (NaN: no label); None when the file holds no labels
+    tally: Tally  # labels and probabilities of every row, as counts
     sample: pd.DataFrame  # scored rows (metrics.scored_frame), at most max_rows of them
     unseen: dict[str, pd.Series] = field(default_factory=dict)  # value -> rows, per column
-
-    @property
-    def labelled(self) -> bool:
-        """Every row has a label."""
-        return self.target is not None and not np.isnan(self.target).any()
-
-    @property
-    def both_classes(self) -> bool:
-        """Labels of both classes: what classification performance needs to be measured."""
-        return self.labelled and len(np.unique(self.target)) == 2
 
 
 def parquet(path: str | Path):
@@ -121,38 +111,34 @@ def unseen_summary(counts: dict[str, pd.Series], top: int = 20) -> dict:
 
 
 class Gather:
-    """One batch taken in chunks: its probabilities, labels, unseen values and a uniform sample
-    of `max_rows` scored rows (every row when `max_rows` is 0 or the batch is smaller)."""
+    """One batch taken in chunks: its labels and probabilities as counts (`Tally`), the values
+    training never saw, and a uniform sample of `max_rows` scored rows (every row when
+    `max_rows` is 0 or the batch is smaller), drawn before the first chunk."""
 
     def __init__(self, rows: int, spec: FeatureSpec, max_rows: int, seed: int = 0,
-                 known: dict[str, set] | None = None, proba: np.ndarray | None = None):  # fmt: skip
+                 known: dict[str, set] | None = None):  # fmt: skip
         self.rows, self.spec, self.known = rows, spec, known
         self.keep = None
         if 0 < max_rows < rows:
             self.keep = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
-        self.proba = np.empty(rows, dtype=np.float64) if proba is None else proba
-        if len(self.proba) != rows:
-            raise ValueError(f"{len(self.proba)} scores for a batch of {rows} rows")
-        self.target: np.ndarray | None = None
+        self.tally = Tally()
         self.picked: list[pd.DataFrame] = []
         self.unseen: dict[str, pd.Series] = {}
         self.start = 0
 
-    def add(self, frame: pd.DataFrame, proba: np.ndarray | None = None) -> None:
-        """The next rows of the batch, with their scores unless the batch came with them."""
+    def add(self, frame: pd.DataFrame, proba: np.ndarray) -> None:
+        """The next rows of the batch and the served model's probabilities of them."""
         start, end = self.start, self.start + len(frame)
-        if proba is not None:
-            self.proba[start:end] = proba
-        if self.spec.target in frame:
-            if self.target is None:
-                self.target = np.full(self.rows, np.nan)
-            self.target[start:end] = frame[self.spec.target].to_numpy(dtype=np.float64,
-                                                                      na_value=np.nan)  # fmt: skip
-        scores, chosen = self.proba[start:end], frame
+        proba = np.asarray(proba, dtype=np.float64)
+        labelled = self.spec.target in frame
+        labels = frame[self.spec.target].to_numpy(dtype=np.float64, na_value=np.nan) if labelled \
+            else np.full(len(frame), np.nan)  # fmt: skip
+        self.tally.add(labels, proba)
+        scores, chosen = proba, frame
         if self.keep is not None:
             local = self.keep[(self.keep >= start) & (self.keep < end)] - start
-            scores, chosen = scores[local], frame.iloc[local]
-        columns = self.spec.columns + ([self.spec.target] if self.spec.target in frame else [])
+            scores, chosen = proba[local], frame.iloc[local]
+        columns = self.spec.columns + ([self.spec.target] if labelled else [])
         self.picked.append(chosen[columns].assign(**{m.PROBA: scores}))
         for col, counts in count_unseen(self.known or {}, frame).items():
             before = self.unseen.get(col)
@@ -164,39 +150,52 @@ class Gather:
             raise ValueError(f"{self.start} rows read of a batch of {self.rows}")
         sample = pd.concat(self.picked, ignore_index=True)
         sample[m.PRED] = (sample[m.PROBA] >= THRESHOLD).astype(int)
-        return Streamed(self.rows, self.proba, self.target, sample, self.unseen)
+        return Streamed(self.rows, self.tally, sample, self.unseen)
 
 
 def from_frame(rows: pd.DataFrame, proba: np.ndarray, spec: FeatureSpec, max_rows: int,
                seed: int = 0, known: dict[str, set] | None = None) -> Streamed:  # fmt: skip
     """A batch already in memory, taken as a streamed one is."""
-    gathered = Gather(len(rows), spec, max_rows, seed, known, np.asarray(proba, dtype=np.float64))
-    gathered.add(rows)
+    gathered = Gather(len(rows), spec, max_rows, seed, known)
+    gathered.add(rows, proba)
     return gathered.done()
 
 
-def score_file(model, path: str | Path, spec: FeatureSpec, max_rows: int,
-               chunk_rows: int = m.CHUNK_ROWS, seed: int = 0) -> Streamed:  # fmt: skip
-    """Score every row of a Parquet batch file in chunks; keep probabilities, labels and a
-    uniform sample of scored rows (every row when `max_rows` is 0 or the file is smaller)."""
-    source = parquet(path)
-    labelled = spec.target in source.schema_arrow.names
-    gathered = Gather(source.metadata.num_rows, spec, max_rows, seed)
-    columns = spec.columns + ([spec.target] if labelled else [])
-    for _, frame in pieces(path, columns, name="batch", chunk_rows=chunk_rows):
-        gathered.add(frame, m.predict_proba(model, frame, spec, chunk_rows))
-    return gathered.done()
+class Scores:
+    """The served model's probabilities in a scores file, read forward in chunks, window by
+    window in the file's order."""
+
+    def __init__(self, path: str | Path, chunk_rows: int = m.CHUNK_ROWS):
+        self.path = path
+        self.pieces = pieces(path, ["served_proba"], chunk_rows=chunk_rows)
+        self.window, self.left = None, np.empty(0)
+
+    def take(self, window: str, rows: int) -> np.ndarray:
+        """The next `rows` probabilities of `window`; rows of windows before it are passed."""
+        out, need = [], rows
+        while need:
+            if self.window != window or not len(self.left):
+                found = next(self.pieces, None)
+                if found is None:
+                    said = f"has {rows - need} of the {rows} rows of batch {window!r}"
+                    raise DataError(Problem(str(self.path), BATCH, f"{said}; score again"))
+                self.window, self.left = found[0], found[1]["served_proba"].to_numpy()
+                continue
+            out.append(self.left[:need])
+            self.left, need = self.left[need:], need - len(out[-1])
+        return np.concatenate(out) if out else np.empty(0)
 
 
 def batches(path: str | Path, spec: FeatureSpec, names: list[str],
             index: dict[str, tuple[int, str]], max_rows: int, seeds: dict[str, int],
-            known: dict[str, set], proba_of,
+            known: dict[str, set], scores: str | Path,
             chunk_rows: int = m.CHUNK_ROWS) -> Iterator[tuple[str, Streamed]]:  # fmt: skip
-    """The batches `names` of a batches file (`index`: `batch_index` of it), in one pass of
-    chunks, each given its served probabilities by `proba_of(name)`: one batch at a time is
-    held, as its probabilities, labels, unseen values and sample (`Gather`)."""
+    """The batches `names` of a batches file (`index`: `batch_index` of it), with the served
+    model's probabilities from the score task's file, in one pass of chunks over both: one
+    batch at a time is held, as its counts, unseen values and sample (`Gather`)."""
     labelled = spec.target in parquet(path).schema_arrow.names
     columns = spec.columns + ([spec.target] if labelled else [])
+    served = Scores(scores, chunk_rows)
     wanted, current, gathered = set(names), None, None
     for name, frame in pieces(path, columns, chunk_rows=chunk_rows):
         if name not in wanted:
@@ -204,9 +203,8 @@ def batches(path: str | Path, spec: FeatureSpec, names: list[str],
         if name != current:
             if gathered is not None:
                 yield current, gathered.done()
-            proba = np.asarray(proba_of(name), dtype=np.float64)
             current = name
-            gathered = Gather(index[name][0], spec, max_rows, seeds[name], known, proba)
-        gathered.add(frame)
+            gathered = Gather(index[name][0], spec, max_rows, seeds[name], known)
+        gathered.add(frame, served.take(name, len(frame)))
     if gathered is not None:
         yield current, gathered.done()

@@ -23,8 +23,7 @@ import numpy as np
 from .. import stats
 from ..registry.gates import MonitorRules
 from ..spec import HIGHER_IS_BETTER
-
-RELIABILITY_BINS = 10
+from ..tally import RELIABILITY_BINS
 
 
 @dataclass
