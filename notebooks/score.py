@@ -17,13 +17,13 @@ monitor_reference = "holdout"
 from nbmlops import storage
 from nbmlops.monitoring import scoring
 from nbmlops.registry.store import Store
-from nbmlops.spec import FeatureSpec
+from nbmlops.spec import REFERENCE, TRAINING, FeatureSpec
 
 spec = FeatureSpec.read(upstream["features"]["spec"])
 best = storage.read_json(upstream["evaluate"]["best"])
-sources = [(scoring.REFERENCE, upstream["ingest"]["holdout"])]
+sources = [(REFERENCE, upstream["ingest"]["holdout"])]
 if monitor_reference != "holdout":  # the monitor compares batches with training rows too
-    sources.append((scoring.TRAINING, upstream["ingest"]["train"]))
+    sources.append((TRAINING, upstream["ingest"]["train"]))
 sources.append((None, upstream["ingest"]["batches"]))  # one window per batch
 store = Store.from_params(mlflow).pinned_by(champion_record)
 print(scoring.champion_record_note(store, champion_record))

@@ -17,6 +17,10 @@ TIME = "_time"
 PERIOD = "_period"
 BATCH = "_batch"
 CONTROL = "_control"
+#: The names the score task gives the held-out window and the training window beside the
+#: batches: no batch may take them.
+REFERENCE = "reference"
+TRAINING = "training"
 
 #: A probability at or above this is a positive decision.
 THRESHOLD = 0.5

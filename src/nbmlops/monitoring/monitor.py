@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .. import html, metrics
-from ..errors import ConfigError
-from ..spec import PERIOD, FeatureSpec
+from ..errors import ConfigError, DataError, Problem
+from ..spec import BATCH, PERIOD, REFERENCE, TRAINING, FeatureSpec
 from . import drift, scoring, stream, verdict
 
 
@@ -133,19 +133,19 @@ def monitor_batches(
     challenger's disagreement and metrics sit beside them.
     """
     check_reference(reference, rolling_periods)
-    proba = {scoring.REFERENCE: scoring.served_proba(scores, scoring.REFERENCE)}
+    proba = {REFERENCE: scoring.served_proba(scores, REFERENCE)}
     if reference in ("train", "rolling"):
-        proba[scoring.TRAINING] = scoring.served_proba(scores, scoring.TRAINING)
-        if len(proba[scoring.TRAINING]) != len(train):
+        proba[TRAINING] = scoring.served_proba(scores, TRAINING)
+        if len(proba[TRAINING]) != len(train):
             raise ConfigError(
                 f"monitor_reference {reference!r} needs the training window scored; "
                 "the score task scores it when monitor_reference is not 'holdout'"
             )
     shadow_rows = {str(row["batch"]): row for row in shadow}
-    held = verdict.held_out(holdout[spec.target], proba[scoring.REFERENCE])
+    held = verdict.held_out(holdout[spec.target], proba[REFERENCE])
     references = {
-        "holdout": ("the held-out window", holdout, proba[scoring.REFERENCE]),
-        "train": ("the training window", train, proba.get(scoring.TRAINING)),
+        "holdout": ("the held-out window", holdout, proba[REFERENCE]),
+        "train": ("the training window", train, proba.get(TRAINING)),
     }
     sampled = {}
     for key, (said, rows, p) in references.items():
@@ -154,10 +154,12 @@ def monitor_batches(
                                                                max_rows))  # fmt: skip
     rolling = Rolling(rolling_periods, max_rows)
     if reference == "rolling":
-        rolling.add_periods(train, proba[scoring.TRAINING], spec)
-        rolling.add_periods(holdout, proba[scoring.REFERENCE], spec)
+        rolling.add_periods(train, proba[TRAINING], spec)
+        rolling.add_periods(holdout, proba[REFERENCE], spec)
     index = stream.batch_index(batches, chunk_rows)
     names = latest(index, last)
+    _check_scored(scores, batches, stream.batch_index(scores, chunk_rows),
+                  {REFERENCE: len(holdout)} | {n: index[n][0] for n in names})  # fmt: skip
     seeds = {name: i for i, name in enumerate(names, 1)}
     known = known_categories(train, spec)
     taken = stream.batches(batches, spec, names, index, max_rows, seeds, known, scores, chunk_rows)
@@ -191,6 +193,17 @@ def monitor_batches(
              "rolling_periods": rolling_periods if reference == "rolling" else None,
              "held_out": held, "max_rows_compared": max_rows, "batches": rows}  # fmt: skip
     return Monitored(rows, tests, drift.summary_frame(rows))
+
+
+def _check_scored(scores, batches, scored: dict, expected: dict[str, int]) -> None:
+    """The scores file holds as many rows of each window as the windows have: else the scores
+    are not of these rows, and no figure made of them is."""
+    for name, rows in expected.items():
+        found = scored.get(name, (0, ""))[0]
+        if found != rows:
+            where = "the held-out window" if name == REFERENCE else Path(batches).name
+            said = f"{found} scores for {name!r}, which has {rows} rows in {where}; score again"
+            raise DataError(Problem(str(scores), BATCH, said))
 
 
 def assess(

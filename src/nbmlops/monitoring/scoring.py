@@ -26,9 +26,6 @@ from ..spec import BATCH, THRESHOLD, FeatureSpec
 from ..storage import TMP, read_json, sha256_file
 from ..tally import Tally
 
-REFERENCE = "reference"  # the held-out window
-TRAINING = "training"  # scored only for a monitor that compares batches with it
-
 
 @dataclass
 class Scorer:

@@ -244,7 +244,7 @@ def monitor_once(env_file: Path, batch: Path, out: Path, max_rows: int) -> dict:
     from ..monitoring import monitor, scoring
     from ..registry import gates
     from ..registry.store import Store
-    from ..spec import FeatureSpec
+    from ..spec import REFERENCE, FeatureSpec
 
     layout = Layout.from_env(env_file)
     spec = FeatureSpec.read(layout.product("features", "spec"))
@@ -254,7 +254,7 @@ def monitor_once(env_file: Path, batch: Path, out: Path, max_rows: int) -> dict:
     holdout = layout.product("ingest", "holdout")
     (out / "reports").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    scored = scoring.score_files(store, challenger, [(scoring.REFERENCE, holdout), (None, batch)],
+    scored = scoring.score_files(store, challenger, [(REFERENCE, holdout), (None, batch)],
                                  spec, out / "scores.parquet", out / "archive")  # fmt: skip
     scoring_seconds = time.perf_counter() - start
     scoring_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
