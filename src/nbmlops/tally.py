@@ -55,8 +55,7 @@ class Tally:
         self.positives = np.empty(0, dtype=np.int64)
         self.negatives = np.empty(0, dtype=np.int64)
         self.proba_sums = np.empty(0)
-        self.lowest = np.empty(0)  # per entry: whether its probabilities differ
-        self.highest = np.empty(0)
+        self.lowest = self.highest = None  # per bin, once binned: whether its probabilities differ
         self.rows = self.unlabelled = 0
         self.tp = self.fp = self.tn = self.fn = 0
         self.errors = self.errors_squared = self.log_loss = 0.0
@@ -67,20 +66,25 @@ class Tally:
     def add(self, y, proba) -> None:
         """The next rows: labels (1, 0, or NaN for none yet) and predicted probabilities."""
         y, p = np.asarray(y, dtype=np.float64), np.asarray(proba, dtype=np.float64)
+        if np.isnan(p).any():
+            raise ValueError(f"{int(np.isnan(p).sum())} predicted probabilities are NaN")
         self.rows += len(p)
         known = ~np.isnan(y)
         self.unlabelled += int(len(y) - known.sum())
         y, p = y[known], p[known]
         positive = y == 1
-        if len(p):  # per entry: rows, positives, sum, lowest and highest probability
+        if len(p):  # per entry: rows, positives, sum (and in bins, lowest and highest)
             order = np.argsort(p, kind="stable")
             ordered = p[order]
             keys, starts = _runs(self._key(ordered))
             pos = np.add.reduceat(positive[order].astype(np.int64), starts)
             rows = np.diff(np.r_[starts, len(ordered)])
-            self._merge(keys, pos, rows - pos, np.add.reduceat(ordered, starts),
-                        np.minimum.reduceat(ordered, starts),
-                        np.maximum.reduceat(ordered, starts))  # fmt: skip
+            added = {"positives": pos, "negatives": rows - pos,
+                     "proba_sums": np.add.reduceat(ordered, starts)}  # fmt: skip
+            if not self.exact:
+                added |= {"lowest": np.minimum.reduceat(ordered, starts),
+                          "highest": np.maximum.reduceat(ordered, starts)}  # fmt: skip
+            self._merge(keys, added)
             if self.exact and len(self.keys) > self.bins:
                 self._to_bins()
         decided = p >= THRESHOLD
@@ -98,27 +102,25 @@ class Tally:
         """From distinct probabilities to bins: neighbours in one bin become one entry."""
         self.exact = False
         keys, starts = _runs(self._key(self.keys))
+        self.lowest = np.minimum.reduceat(self.keys, starts)
+        self.highest = np.maximum.reduceat(self.keys, starts)
+        for name in ("positives", "negatives", "proba_sums"):
+            setattr(self, name, np.add.reduceat(getattr(self, name), starts))
         self.keys = keys
-        for name, ufunc in (("positives", np.add), ("negatives", np.add),
-                            ("proba_sums", np.add), ("lowest", np.minimum),
-                            ("highest", np.maximum)):  # fmt: skip
-            setattr(self, name, ufunc.reduceat(getattr(self, name), starts))
 
-    def _merge(self, keys, positives, negatives, sums, low, high) -> None:
+    #: How each kept array takes in another's entry for the same key, and its empty value.
+    COMBINE = {"positives": (np.add, 0), "negatives": (np.add, 0), "proba_sums": (np.add, 0.0),
+               "lowest": (np.minimum, np.inf), "highest": (np.maximum, -np.inf)}  # fmt: skip
+
+    def _merge(self, keys: np.ndarray, added: dict[str, np.ndarray]) -> None:
         merged = _runs(np.sort(np.concatenate([self.keys, keys]), kind="stable"))[0]
         old, new = np.searchsorted(merged, self.keys), np.searchsorted(merged, keys)
-
-        def spread(before, added, fill, combine):
-            out = np.full(len(merged), fill, dtype=added.dtype)
-            more = np.full(len(merged), fill, dtype=added.dtype)
-            out[old], more[new] = before, added
-            return combine(out, more)
-
-        self.positives = spread(self.positives, positives, 0, np.add)
-        self.negatives = spread(self.negatives, negatives, 0, np.add)
-        self.proba_sums = spread(self.proba_sums, sums, 0.0, np.add)
-        self.lowest = spread(self.lowest, low, np.inf, np.minimum)
-        self.highest = spread(self.highest, high, -np.inf, np.maximum)
+        for name, values in added.items():
+            combine, empty = self.COMBINE[name]
+            out = np.full(len(merged), empty, dtype=values.dtype)
+            more = np.full(len(merged), empty, dtype=values.dtype)
+            out[old], more[new] = getattr(self, name), values
+            setattr(self, name, combine(out, more))
         self.keys = merged
 
     @property
@@ -160,6 +162,8 @@ class Tally:
         if not self.both_classes:
             return math.nan
         m, n = self.tp + self.fn, self.fp + self.tn
+        if self.exact:
+            return 0.0
         differ = self.lowest < self.highest  # equal probabilities are ties unbinned too
         return float((self.positives * self.negatives)[differ].sum() / (2 * m * n))
 

@@ -195,6 +195,39 @@ def test_only_the_newest_batches_and_the_controls_are_monitored(monitored, tmp_p
                                                                     ("control-same", 300)]  # fmt: skip
 
 
+def test_a_batch_served_by_two_models_says_so(monitored, tmp_path):
+    """A champion that failed part-way: the rest of the batch was its fallback's."""
+    folder, train, holdout, _ = monitored
+    shadow = [{"batch": b, "served_by": "v2, v1" if b == "2024-06" else "v2", "disagreement": 0.0}
+              for b in ("reference", "2024-05", "2024-06", "control-same")]  # fmt: skip
+    got = monitor.monitor_batches(folder / "scores.parquet", train, holdout,
+                                  folder / "batches.parquet", shadow, SPEC, tmp_path, "b", RULES,
+                                  max_rows=200)  # fmt: skip
+    june = got.rows[1]
+    assert "the batch was served by v2, v1: its figures mix both models" in june["warnings"]
+    assert june["status"] in ("warn", "fail")
+    assert not any("served by" in w for w in got.rows[0]["warnings"])
+
+
+def test_unseen_values_turned_identifiers_keep_their_total_and_the_commonest(monkeypatch):
+    """A category column that starts carrying identifiers: the counts kept stay bounded, the
+    total stays exact, and the commonest values are the same whatever the chunks."""
+    monkeypatch.setattr(stream, "UNSEEN_KEPT", 50)
+    rows = _loans(3000, 7)
+    rows["segment"] = [f"id-{i}" for i in range(3000)]
+    rows.loc[::10, "segment"] = "startup"  # 300 rows, the commonest
+    rows.loc[1::10, "segment"] = "gig"  # 300 rows
+    known = {"segment": {"retail"}}
+    chunked = stream.Gather(3000, SPEC, 0, known=known)
+    for start in range(0, 3000, 200):
+        chunked.add(rows.iloc[start : start + 200], np.full(200, 0.3))
+        assert len(chunked.unseen["segment"]) <= 50 + 200
+    found = chunked.done().unseen["segment"]
+    whole = stream.from_frame(rows, np.full(3000, 0.3), SPEC, 0, known=known).unseen["segment"]
+    assert found == whole
+    assert found["rows"] == 3000 and list(found["values"])[:2] == ["gig", "startup"]
+
+
 def test_scores_of_other_rows_are_refused(monitored, model, tmp_path):
     """Scores of an older batch file would be judged as these rows' scores: refused."""
     folder, train, holdout, windows = monitored

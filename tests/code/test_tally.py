@@ -88,3 +88,8 @@ def test_unlabelled_rows_and_one_class():
     negatives = _counted(np.zeros(500), p[:500], 200)
     assert negatives.labelled and not negatives.both_classes and negatives.only_label == 0
     assert math.isnan(negatives.pr_auc().value) and math.isnan(negatives.roc_auc_error())
+
+
+def test_a_nan_probability_is_refused():
+    with pytest.raises(ValueError, match="1 predicted probabilities are NaN"):
+        Tally().add(np.array([1.0, 0.0]), np.array([0.4, np.nan]))

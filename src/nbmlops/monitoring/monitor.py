@@ -133,6 +133,10 @@ def monitor_batches(
     challenger's disagreement and metrics sit beside them.
     """
     check_reference(reference, rolling_periods)
+    index = stream.batch_index(batches, chunk_rows)
+    names = latest(index, last)
+    _check_scored(scores, batches, stream.batch_index(scores, chunk_rows),
+                  {REFERENCE: len(holdout)} | {n: index[n][0] for n in names})  # fmt: skip
     proba = {REFERENCE: scoring.served_proba(scores, REFERENCE)}
     if reference in ("train", "rolling"):
         proba[TRAINING] = scoring.served_proba(scores, TRAINING)
@@ -156,10 +160,6 @@ def monitor_batches(
     if reference == "rolling":
         rolling.add_periods(train, proba[TRAINING], spec)
         rolling.add_periods(holdout, proba[REFERENCE], spec)
-    index = stream.batch_index(batches, chunk_rows)
-    names = latest(index, last)
-    _check_scored(scores, batches, stream.batch_index(scores, chunk_rows),
-                  {REFERENCE: len(holdout)} | {n: index[n][0] for n in names})  # fmt: skip
     seeds = {name: i for i, name in enumerate(names, 1)}
     known = known_categories(train, spec)
     taken = stream.batches(batches, spec, names, index, max_rows, seeds, known, scores, chunk_rows)
@@ -178,6 +178,14 @@ def monitor_batches(
                "reference": compared_with, "reference_rows": ref_rows}  # fmt: skip
         row |= assess(ref, batch, spec, held, rules, report_dir / f"batch-{name}.html")
         row |= {k: v for k, v in shadow_rows[name].items() if k not in ("rows", "batch")}
+        for window in (name, REFERENCE):
+            served_by = shadow_rows.get(window, {}).get("served_by", "")
+            if "," in served_by:  # the champion failed part-way and its fallback took over
+                row["warnings"].append(
+                    f"the {'held-out window' if window == REFERENCE else 'batch'} "
+                    f"was served by {served_by}: its figures mix both models"
+                )
+                row["status"] = "warn" if row["status"] == "pass" else row["status"]
         rows.append(row)
         if not control:
             rolling.add(name, batch.rows, batch.sample)
@@ -233,7 +241,7 @@ def assess(
             f"{spec.target}: every label is {counted.only_label}, so ROC AUC and PR AUC are not "
             "defined for this batch; its performance is not judged"
         )
-    unseen = stream.unseen_summary(batch.unseen)
+    unseen = batch.unseen
     judged = verdict.judge(row | {"rows": batch.rows}, rules, held, found, unseen)
     return row | {"status": judged.status, "reasons": judged.reasons,
                   "warnings": judged.warnings + warnings, "unseen_categories": unseen}  # fmt: skip

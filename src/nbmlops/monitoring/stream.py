@@ -27,7 +27,7 @@ class Streamed:
     rows: int
     tally: Tally  # labels and probabilities of every row, as counts
     sample: pd.DataFrame  # scored rows (metrics.scored_frame), at most max_rows of them
-    unseen: dict[str, pd.Series] = field(default_factory=dict)  # value -> rows, per column
+    unseen: dict = field(default_factory=dict)  # `unseen_summary` of the batch
 
 
 def parquet(path: str | Path):
@@ -102,12 +102,24 @@ def count_unseen(known: dict[str, set], rows: pd.DataFrame) -> dict[str, pd.Seri
     return found
 
 
-def unseen_summary(counts: dict[str, pd.Series], top: int = 20) -> dict:
-    """Per column with unseen values: their rows, and the `top` commonest with counts."""
-    return {col: {"rows": int(c.sum()),
-                  "values": {str(k): int(v) for k, v in c.sort_values(ascending=False,
-                                                                       kind="stable").head(top).items()}}
+def unseen_summary(counts: dict[str, pd.Series], top: int = 20,
+                   rows: dict[str, int] | None = None) -> dict:  # fmt: skip
+    """Per column with unseen values: their rows (`rows`, or the counts' sum), and the `top`
+    commonest with counts."""
+    return {col: {"rows": int(c.sum() if rows is None else rows[col]),
+                  "values": {str(k): int(v) for k, v in _commonest(c, top).items()}}
             for col, c in counts.items()}  # fmt: skip
+
+
+def _commonest(counts: pd.Series, top: int) -> pd.Series:
+    """The `top` largest counts; equal counts in the order of their values, so the same values
+    are kept whatever the chunks."""
+    return counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable").head(top)
+
+
+#: Distinct unseen values a batch keeps counts of per column, the commonest: values that turn
+#: into identifiers would otherwise grow with the rows (their total is counted apart).
+UNSEEN_KEPT = 10_000
 
 
 class Gather:
@@ -124,6 +136,7 @@ class Gather:
         self.tally = Tally()
         self.picked: list[pd.DataFrame] = []
         self.unseen: dict[str, pd.Series] = {}
+        self.unseen_rows: dict[str, int] = {}
         self.start = 0
 
     def add(self, frame: pd.DataFrame, proba: np.ndarray) -> None:
@@ -142,7 +155,9 @@ class Gather:
         self.picked.append(chosen[columns].assign(**{m.PROBA: scores}))
         for col, counts in count_unseen(self.known or {}, frame).items():
             before = self.unseen.get(col)
-            self.unseen[col] = counts if before is None else before.add(counts, fill_value=0)
+            merged = counts if before is None else before.add(counts, fill_value=0)
+            self.unseen[col] = _commonest(merged, UNSEEN_KEPT)
+            self.unseen_rows[col] = self.unseen_rows.get(col, 0) + int(counts.sum())
         self.start = end
 
     def done(self) -> Streamed:
@@ -150,7 +165,8 @@ class Gather:
             raise ValueError(f"{self.start} rows read of a batch of {self.rows}")
         sample = pd.concat(self.picked, ignore_index=True)
         sample[m.PRED] = (sample[m.PROBA] >= THRESHOLD).astype(int)
-        return Streamed(self.rows, self.tally, sample, self.unseen)
+        unseen = unseen_summary(self.unseen, rows=self.unseen_rows)
+        return Streamed(self.rows, self.tally, sample, unseen)
 
 
 def from_frame(rows: pd.DataFrame, proba: np.ndarray, spec: FeatureSpec, max_rows: int,
