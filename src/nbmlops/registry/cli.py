@@ -86,6 +86,7 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     """The last build's shadow scoring of `version` beside the champion, or None when that
     build scored no such pair (no build yet, another challenger, another champion)."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from ..layout import Layout
     from ..spec import CONTROL, FeatureSpec
@@ -110,12 +111,18 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
             f"the last build shadowed v{shadow.get('challenger')} beside "
             f"v{shadow.get('champion')}, not v{version} beside v{champion}"
         )
-    batches = pd.read_parquet(files["batches"], columns=[BATCH, CONTROL])
-    real = list(dict.fromkeys(batches.loc[batches[CONTROL] == "", BATCH].astype(str)))
+    # names read as categories, scores of the real batches only: a batch of millions of rows
+    # costs its probabilities and labels, not its rows' strings
+    batches = pq.read_table(files["batches"], columns=[BATCH, CONTROL],
+                            read_dictionary=[BATCH, CONTROL]).to_pandas()  # fmt: skip
+    real = [str(b) for b in pd.unique(batches.loc[batches[CONTROL] == "", BATCH])]
     windows = [registry.version_details(store, v)["tags"].get(evidence.HOLDOUT_TAG, "")
                for v in (version, champion)]  # fmt: skip
     spec = FeatureSpec.read(files["spec"])
-    return evidence.shadow_evidence(pd.read_parquet(files["scores"]), spec.target, real, windows,
+    columns = [BATCH, spec.target, "served_proba", "challenger_proba", "served_role"]
+    scores = pq.read_table(files["scores"], columns=columns, read_dictionary=[BATCH, "served_role"],
+                           filters=[(BATCH, "in", real or [""])]).to_pandas()  # fmt: skip
+    return evidence.shadow_evidence(scores, spec.target, real, windows,
                                     gates.load_gates(layout.env["gates"]))  # fmt: skip
 
 
