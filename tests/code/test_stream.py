@@ -43,10 +43,9 @@ def test_chunked_scoring_equals_scoring_at_once(model):
 
 def _gathered(model, path, max_rows, chunk_rows, seed=0):
     """A batch file taken as the monitor takes it: chunk by chunk, each scored by `model`."""
-    source = stream.parquet(path)
-    columns = [c for c in [*SPEC.columns, SPEC.target] if c in source.schema_arrow.names]
-    gathered = stream.Gather(source.metadata.num_rows, SPEC, max_rows, seed)
-    for _, frame in stream.pieces(path, columns, name="batch", chunk_rows=chunk_rows):
+    rows = stream.parquet(path).metadata.num_rows
+    gathered = stream.Gather(rows, SPEC, max_rows, seed)
+    for _, frame in stream.pieces(path, SPEC.columns, "batch", chunk_rows, (SPEC.target,)):
         gathered.add(frame, m.predict_proba(model, frame, SPEC))
     return gathered.done()
 

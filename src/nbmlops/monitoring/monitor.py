@@ -147,15 +147,14 @@ def monitor_batches(
             )
     shadow_rows = {str(row["batch"]): row for row in shadow}
     held = verdict.held_out(holdout[spec.target], proba[REFERENCE])
-    references = {
-        "holdout": ("the held-out window", holdout, proba[REFERENCE]),
-        "train": ("the training window", train, proba.get(TRAINING)),
-    }
-    sampled = {}
-    for key, (said, rows, p) in references.items():
-        if key == "holdout" or reference == "train":
-            sampled[key] = (said, len(rows), drift.sample_rows(metrics.scored_frame(rows, spec, p),
-                                                               max_rows))  # fmt: skip
+
+    def whole(said: str, rows: pd.DataFrame, p: np.ndarray) -> tuple:
+        return said, len(rows), drift.sample_rows(metrics.scored_frame(rows, spec, p), max_rows)
+
+    held_out = whole("the held-out window", holdout, proba[REFERENCE])
+    training = (
+        whole("the training window", train, proba[TRAINING]) if reference == "train" else None
+    )
     rolling = Rolling(rolling_periods, max_rows)
     if reference == "rolling":
         rolling.add_periods(train, proba[TRAINING], spec)
@@ -168,9 +167,9 @@ def monitor_batches(
         start = time.perf_counter()
         control = index[name][1]
         if control or reference == "holdout":
-            compared_with, ref_rows, ref = sampled["holdout"]
+            compared_with, ref_rows, ref = held_out
         elif reference == "train":
-            compared_with, ref_rows, ref = sampled["train"]
+            compared_with, ref_rows, ref = training
         else:
             compared_with, ref_rows, ref = rolling.reference()
         row = {"batch": name, "control": control, "rows": batch.rows,

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from .. import storage
-from ..errors import DataError, Problem
 from ..metrics import CHUNK_ROWS, predict_proba
 from ..registry import store as registry
 from ..registry.store import Store
@@ -52,9 +51,6 @@ def _candidates(store: Store, challenger: str) -> list[Scorer]:
         return [Scorer(challenger, "acting champion (no champion yet)")]
     earlier = [v for v in reversed(history) if v != champion]
     return [Scorer(champion, "champion")] + [Scorer(v, "fallback") for v in dict.fromkeys(earlier)]
-
-
-SCORE_COLUMNS = ["served_proba", "served_version", "served_role", "challenger_proba"]
 
 
 class _Scoring:
@@ -112,11 +108,7 @@ def _schema(sources: list[tuple[str | None, Path]], spec: FeatureSpec):
 
     from . import stream
 
-    schemas = [stream.parquet(path).schema_arrow for _, path in sources]
-    for (_, path), schema in zip(sources, schemas, strict=True):
-        missing = [c for c in spec.columns if c not in schema.names]
-        if missing:
-            raise DataError([Problem(str(path), c, "missing; the models need it") for c in missing])
+    schemas = [stream.schema(path, spec.columns) for _, path in sources]
     inputs = pa.unify_schemas([pa.schema([s.field(c) for c in spec.columns]) for s in schemas],
                               promote_options="permissive")  # fmt: skip
     scores = pa.schema([(BATCH, pa.string()), ("served_proba", pa.float64()),
@@ -151,14 +143,12 @@ def score_files(
     archive_schema, scores_schema = _schema(sources, spec)
     scoring = _Scoring(store, challenger, spec, loader)
     summary = _Summaries(spec)
-    columns = spec.columns + [spec.target]
     with storage.atomic_path(scores_path) as tmp, _archive_file(archive_dir) as (archive, final):
         with pq.ParquetWriter(tmp, scores_schema) as scores, \
                 pq.ParquetWriter(archive, archive_schema) as rows:  # fmt: skip
             for source, path in sources:
-                labelled = spec.target in stream.parquet(path).schema_arrow.names
-                for name, piece in stream.pieces(path, columns if labelled else spec.columns,
-                                                 source, chunk_rows):  # fmt: skip
+                for name, piece in stream.pieces(path, spec.columns, source, chunk_rows,
+                                                 optional=(spec.target,)):  # fmt: skip
                     out = scoring.piece(name, piece).reset_index(drop=True)
                     summary.add(out)
                     scores.write_table(pa.Table.from_pandas(out, scores_schema))

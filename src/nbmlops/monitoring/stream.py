@@ -70,18 +70,27 @@ def batch_index(path: str | Path, chunk_rows: int = m.CHUNK_ROWS) -> dict[str, t
     return found
 
 
+def schema(path: str | Path, columns: list[str]):
+    """The Arrow schema of a Parquet file that must hold `columns`; one it lacks is an error."""
+    found = parquet(path).schema_arrow
+    missing = [c for c in columns if c not in found.names]
+    if missing:
+        raise DataError([Problem(str(path), c, "missing; the models need it") for c in missing])
+    return found
+
+
 def pieces(path: str | Path, columns: list[str], name: str | None = None,
-           chunk_rows: int = m.CHUNK_ROWS) -> Iterator[tuple[str, pd.DataFrame]]:  # fmt: skip
+           chunk_rows: int = m.CHUNK_ROWS,
+           optional: tuple[str, ...] = ()) -> Iterator[tuple[str, pd.DataFrame]]:  # fmt: skip
     """(window, rows) of a Parquet file in file order, at most `chunk_rows` rows each: the
     whole file as the window `name`, or, without a name, one window per batch (BATCH).
 
-    A column of `columns` the file lacks is an error, except the target of unlabelled rows."""
+    A column of `columns` the file lacks is an error; one of `optional` (the target of
+    unlabelled rows) is read where the file has it."""
     source = parquet(path)
-    have = set(source.schema_arrow.names)
-    missing = [c for c in columns if c not in have]
-    if missing:
-        raise DataError([Problem(str(path), c, "missing; the models need it") for c in missing])
-    wanted = columns + ([BATCH] if name is None and BATCH not in columns else [])
+    have = schema(path, columns).names
+    wanted = columns + [c for c in optional if c in have]
+    wanted += [BATCH] if name is None and BATCH not in wanted else []
     for chunk in source.iter_batches(batch_size=chunk_rows, columns=wanted):
         frame = chunk.to_pandas()
         if name is not None:
@@ -209,11 +218,9 @@ def batches(path: str | Path, spec: FeatureSpec, names: list[str],
     """The batches `names` of a batches file (`index`: `batch_index` of it), with the served
     model's probabilities from the score task's file, in one pass of chunks over both: one
     batch at a time is held, as its counts, unseen values and sample (`Gather`)."""
-    labelled = spec.target in parquet(path).schema_arrow.names
-    columns = spec.columns + ([spec.target] if labelled else [])
     served = Scores(scores, chunk_rows)
     wanted, current, gathered = set(names), None, None
-    for name, frame in pieces(path, columns, chunk_rows=chunk_rows):
+    for name, frame in pieces(path, spec.columns, chunk_rows=chunk_rows, optional=(spec.target,)):
         if name not in wanted:
             continue
         if name != current:

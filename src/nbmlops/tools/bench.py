@@ -221,7 +221,6 @@ def batch_file(env_file: Path, rows: int, folder: Path) -> Path:
     """A scaled-up batch of `rows` rows of a build's first batch month, as a batch file."""
     import pandas as pd
 
-    from ..metrics import CHUNK_ROWS
     from ..spec import BATCH, CONTROL, FeatureSpec
     from . import scaleup
 
@@ -231,9 +230,7 @@ def batch_file(env_file: Path, rows: int, folder: Path) -> Path:
     month = batches[batches[BATCH] == batches[BATCH].iloc[0]]
     path = folder / f"batch-{rows}.parquet"
     scaled = scaleup.scale_batch(month, spec, rows, seed=rows)[spec.columns + [spec.target]]
-    scaled = scaled.assign(**{BATCH: "scaled", CONTROL: ""})
-    scaled.to_parquet(path, index=False, row_group_size=CHUNK_ROWS)
-    return path
+    return storage.write_parquet(path, scaled.assign(**{BATCH: "scaled", CONTROL: ""}))
 
 
 def monitor_once(env_file: Path, batch: Path, out: Path, max_rows: int) -> dict:
