@@ -563,12 +563,10 @@ def with_current_batches(
     if clash:
         where = ", ".join(map(str, files))
         raise DataError(Problem(where, None, f"batch name(s) {clash} used twice", "rename files"))
-    reserved = [
-        (n, path) for n, path in zip(names, files, strict=True) if n in (REFERENCE, TRAINING)
-    ]
-    if reserved:
-        said = f"a batch cannot be named {reserved[0][0]!r}: the held-out and training windows are"
-        raise DataError(Problem(str(reserved[0][1]), None, said, "rename the file"))
+    for name, path in zip(names, files, strict=True):
+        if name in (REFERENCE, TRAINING):
+            said = f"a batch cannot be named {name!r}: the score task gives that name to a window"
+            raise DataError(Problem(str(path), None, said, "rename the file"))
     if not extra:
         return batches
     control = batches[CONTROL] != ""
