@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,111 @@ def test_a_budgeted_build_runs_with_its_threads_and_restores_the_worker(monkeypa
     _, variable, pools = Budgeted(_Task(), 2)()
     assert variable == "2" and pools.get("openmp") == 2 and pools.get("blas", 1) == 1
     assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_a_shorter_task_yields_the_cores_to_longer_ones_that_run_at_once():
+    from nbmlops.build.executor import LOWER_PRIORITY, priority_plan
+
+    seconds = {"ingest": 2.6, "validate": 0.2, "features": 0.2, "train-logreg": 1.3,
+               "train-hgb": 3.0, "train-rf": 15.3, "evaluate": 9.0, "score": 2.7,
+               "monitor": 26.2, "index": 2.4}  # fmt: skip
+    every = set(GRAPH)
+    # two cores, three candidates at once (and validate, which may run beside them): the two
+    # longest keep a core each
+    assert priority_plan(GRAPH, every, 2, 4, seconds) == dict.fromkeys(
+        ["train-logreg", "validate"], LOWER_PRIORITY)  # fmt: skip
+    assert priority_plan(GRAPH, every, 1, 4, seconds) == dict.fromkeys(
+        ["features", "train-hgb", "train-logreg", "validate"], LOWER_PRIORITY)  # fmt: skip
+    assert priority_plan(GRAPH, every, 4, 4, seconds) == {}  # a core for each
+    assert priority_plan(GRAPH, every, 2, 2, seconds) == {}  # two at a time on two cores
+    # a first build, or a candidate never measured: every task at the normal priority
+    assert priority_plan(GRAPH, every, 2, 4, {}) == {}
+    unmeasured = {k: v for k, v in seconds.items() if k != "train-hgb"}
+    assert priority_plan(GRAPH, every, 2, 4, unmeasured) == {}
+    # only one candidate stale: it runs alone
+    assert priority_plan(GRAPH, {"train-logreg", "evaluate"}, 1, 4, seconds) == {}
+
+
+class _Spinner:
+    """A task whose build spends CPU time and reports the priority it ran at."""
+
+    name = "spinner"
+
+    def _build(self, **kwargs):
+        import threading
+
+        until = time.thread_time() + 0.3
+        while time.thread_time() < until:
+            pass
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
+def test_a_lower_priority_build_leaves_the_worker_at_its_own_and_its_cpu_time_is_kept(tmp_path):
+    from nbmlops.build.executor import LOWER_PRIORITY, read_seconds
+
+    record = tmp_path / ".cpu-seconds.json"
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    ran_at = Budgeted(_Spinner(), 1, nice=LOWER_PRIORITY, record=record)()
+    assert ran_at == min(19, own + LOWER_PRIORITY)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the next task runs as before
+    assert Budgeted(_Spinner(), 1, record=record)() == own
+    assert 0.25 < read_seconds(record)["spinner"] < 5
+
+
+def _sleep(product, seconds=1.5):
+    time.sleep(seconds)
+    Path(str(product)).write_text("done")
+
+
+def _fail(product, upstream=None):
+    raise ValueError("a task that fails on purpose")
+
+
+def _after(product, upstream):
+    Path(str(product)).write_text("ran")
+
+
+def _dag(tmp_path, failing=False):
+    from ploomber import DAG
+    from ploomber.products import File
+    from ploomber.tasks import PythonCallable
+
+    from nbmlops.build.executor import LockedParallel
+
+    executor = LockedParallel(str(tmp_path / "build.lock"), processes=2)
+    dag = DAG(executor=executor)
+    slow = PythonCallable(_sleep, File(tmp_path / "slow.txt"), dag, name="slow")
+    first = PythonCallable(_fail if failing else _sleep, File(tmp_path / "first.txt"), dag,
+                           name="first", params={} if failing else {"seconds": 0.1})  # fmt: skip
+    after = PythonCallable(_after, File(tmp_path / "after.txt"), dag, name="after")
+    first >> after
+    return dag, slow
+
+
+def test_the_build_process_waits_for_its_tasks_without_using_a_core(tmp_path):
+    import resource
+
+    dag, _ = _dag(tmp_path)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.monotonic()
+    report = dag.build(show_progress=False)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert sorted(report["name"]) == ["after", "first", "slow"] and all(report["Ran?"])
+    assert (tmp_path / "after.txt").read_text() == "ran" and wall > 1.5
+    # Ploomber's own loop asks for the next task without pause: about one CPU second a second
+    assert cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
+
+
+def test_a_failed_task_stops_what_follows_it_and_not_its_siblings(tmp_path):
+    from ploomber.constants import TaskStatus
+    from ploomber.exceptions import DAGBuildError
+
+    dag, slow = _dag(tmp_path, failing=True)
+    with pytest.raises(DAGBuildError, match="a task that fails on purpose"):
+        dag.build(show_progress=False)
+    assert dag["first"].exec_status == TaskStatus.Errored
+    assert dag["after"].exec_status == TaskStatus.Aborted and not (tmp_path / "after.txt").exists()
+    assert slow.exec_status == TaskStatus.Executed and (tmp_path / "slow.txt").read_text() == "done"
