@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from .. import html, storage
@@ -188,24 +189,33 @@ def bench_backtest(built: Path, env_file: str, cold_seconds: float) -> dict:
 
 
 def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
-    """The three candidate tasks together against the same three one after another."""
+    """The three candidate tasks together against the same three one after another, each in a
+    process of its own; together, with the threads and priorities the build gives them."""
     names = ["train-logreg", "train-hgb", "train-rf"]
     ploomber = str(BIN / "ploomber")
     serial, parallel = [], []
-    from ..build.executor import THREAD_VARIABLES  # imports Ploomber; only the grid needs it
+    from ploomber.spec import DAGSpec  # imports Ploomber; only the grid needs it
 
+    from ..build.executor import SECONDS_RECORD, THREAD_VARIABLES, priority_plan, read_seconds
+
+    executor = DAGSpec(str(built / "pipeline.yaml"), env=str(built / env_file)).to_dag().executor
+    seconds = read_seconds(Path(executor.inputs).with_name(SECONDS_RECORD))  # the cold build's
+    nice = priority_plan({n: set() for n in names}, set(names), os.cpu_count() or 1,
+                         executor.processes, seconds)  # fmt: skip
     env = build_env(env_file) | dict.fromkeys(THREAD_VARIABLES, "1")  # as the executor sets
     for _ in range(repeats):
         serial.append(sum(timed([ploomber, "task", n, "--force"], built, env_file) for n in names))
         start = time.perf_counter()
         procs = [subprocess.Popen([ploomber, "task", n, "--force"], cwd=built, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  preexec_fn=partial(os.nice, nice.get(n, 0)))
                  for n in names]  # fmt: skip
         if any(p.wait() != 0 for p in procs):
             raise RuntimeError("a candidate task failed in the parallel grid run")
         parallel.append(time.perf_counter() - start)
     speedup = round(statistics.median(serial) / statistics.median(parallel), 2)
-    return {"serial": _median(serial), "parallel": _median(parallel), "speedup": speedup}
+    return {"serial": _median(serial), "parallel": _median(parallel), "speedup": speedup,
+            "lower_priority": sorted(nice)}  # fmt: skip
 
 
 def bench_setup(project: Path, scratch: Path) -> dict:
@@ -382,10 +392,11 @@ def markdown(result: dict) -> str:
     grid = result.get("grid")
     if grid:
         met = "yes" if grid["speedup"] >= 1.6 else "no"
-        lines += ["## Candidate grid", "", "| serial s | parallel s | speedup | target | met |",
-                  "|---|---|---|---|---|",
-                  f"| {grid['serial']} | {grid['parallel']} | {grid['speedup']} | ≥ 1.6 | {met} |",
-                  ""]  # fmt: skip
+        lower = ", ".join(grid.get("lower_priority", [])) or "none"
+        lines += ["## Candidate grid", "", "| serial s | parallel s | speedup | target | met "
+                  "| lower priority at once |", "|---|---|---|---|---|---|",
+                  f"| {grid['serial']} | {grid['parallel']} | {grid['speedup']} | ≥ 1.6 | {met} "
+                  f"| {lower} |", ""]  # fmt: skip
     if result.get("backtest"):
         lines += ["## Backtest of the retraining policies (once per env)", "",
                   "| env | policies | periods | fits | seconds | × cold build | workers busy "
