@@ -154,30 +154,70 @@ def test_a_shorter_task_yields_the_cores_to_longer_ones_that_run_at_once():
 
 
 class _Spinner:
-    """A task whose build spends CPU time and reports the priority it ran at."""
+    """A task whose build spends CPU time."""
 
     name = "spinner"
 
     def _build(self, **kwargs):
-        import threading
-
-        until = time.thread_time() + 0.3
-        while time.thread_time() < until:
-            pass
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        _spin(0.3)
+        return "built"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
-def test_a_lower_priority_build_leaves_the_worker_at_its_own_and_its_cpu_time_is_kept(tmp_path):
-    from nbmlops.build.executor import LOWER_PRIORITY, read_seconds
+def _spin(seconds):
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass
+
+
+def test_a_build_keeps_its_cpu_seconds_and_a_record_it_cannot_write_does_not_fail_it(
+    tmp_path, capsys
+):
+    from nbmlops.build.executor import read_seconds
 
     record = tmp_path / ".cpu-seconds.json"
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    ran_at = Budgeted(_Spinner(), 1, nice=LOWER_PRIORITY, record=record)()
-    assert ran_at == min(19, own + LOWER_PRIORITY)
-    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the next task runs as before
-    assert Budgeted(_Spinner(), 1, record=record)() == own
+    assert Budgeted(_Spinner(), 1, record=record)() == "built"
     assert 0.25 < read_seconds(record)["spinner"] < 5
+    (tmp_path / "file").write_text("not a folder")
+    assert Budgeted(_Spinner(), 1, record=tmp_path / "file" / "record.json")() == "built"
+    assert "spinner: its CPU seconds were not kept" in capsys.readouterr().out
+
+
+def _priority(product, seconds, upstream=None):
+    _spin(seconds)
+    Path(str(product)).write_text(str(os.getpriority(os.PRIO_PROCESS, 0)))
+
+
+@pytest.mark.skipif(os.getpriority(os.PRIO_PROCESS, 0) > 9, reason="already at a low priority")
+def test_shorter_tasks_run_at_a_lower_priority_in_workers_of_their_own(tmp_path, capsys):
+    from ploomber import DAG
+    from ploomber.products import File
+    from ploomber.tasks import PythonCallable
+
+    from nbmlops.build.executor import LOWER_PRIORITY, LockedParallel, read_seconds
+
+    executor = LockedParallel(str(tmp_path / "build.lock"), processes=2)
+    executor.record, executor.cores = tmp_path / ".cpu-seconds.json", 1
+    dag = DAG(executor=executor)
+    tasks = {name: PythonCallable(_priority, File(tmp_path / f"{name}.txt"), dag, name=name,
+                                  params={"seconds": seconds})
+             for name, seconds in [("long", 0.6), ("mid", 0.3), ("short", 0.1)]}  # fmt: skip
+    after = PythonCallable(_priority, File(tmp_path / "after.txt"), dag, name="after",
+                           params={"seconds": 0.0})  # fmt: skip
+    for task in tasks.values():
+        task >> after
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def priorities():
+        return {n: int((tmp_path / f"{n}.txt").read_text()) for n in [*tasks, "after"]}
+
+    dag.build(show_progress=False)  # a first build: nothing measured, all at one priority
+    assert set(priorities().values()) == {own}
+    seconds = read_seconds(executor.record)
+    assert seconds["long"] > seconds["mid"] > seconds["short"]
+    dag.build(force=True, show_progress=False)
+    lower = own + LOWER_PRIORITY
+    assert priorities() == {"long": own, "mid": lower, "short": lower, "after": own}
+    assert "lower CPU priority (shorter, at its last run, than 1 tasks" in capsys.readouterr().out
 
 
 def _sleep(product, seconds=1.5):
@@ -221,6 +261,7 @@ def test_the_build_process_waits_for_its_tasks_without_using_a_core(tmp_path):
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert sorted(report["name"]) == ["after", "first", "slow"] and all(report["Ran?"])
+    assert not any(dag.build(show_progress=False)["Ran?"])  # what ran is known to have run
     assert (tmp_path / "after.txt").read_text() == "ran" and wall > 1.5
     # Ploomber's own loop asks for the next task without pause: about one CPU second a second
     assert cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
@@ -236,3 +277,46 @@ def test_a_failed_task_stops_what_follows_it_and_not_its_siblings(tmp_path):
     assert dag["first"].exec_status == TaskStatus.Errored
     assert dag["after"].exec_status == TaskStatus.Aborted and not (tmp_path / "after.txt").exists()
     assert slow.exec_status == TaskStatus.Executed and (tmp_path / "slow.txt").read_text() == "done"
+
+
+def test_the_pipelines_dag_skips_normalising_a_source_that_did_not_change(monkeypatch):
+    from ploomber.spec import DAGSpec
+
+    from nbmlops.build.executor import SameSourceDiffer
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    dag = DAGSpec("pipeline.yaml", env="env.ci.yaml").to_dag()
+    assert type(dag.differ) is SameSourceDiffer
+
+    normalised = []
+    monkeypatch.setitem(SameSourceDiffer.NORMALIZERS, "py", lambda c: normalised.append(c) or c)
+    differ, code = SameSourceDiffer(), "x = 1\nprint(x)\n"
+    assert differ.is_different(code, code, {"a": 1}, {"a": 1}, "py") == (False, "")
+    assert not normalised  # Ploomber's differ normalises both, with autopep8
+    assert differ.is_different(code, code, {"a": 1}, {"a": 2}, "py")[0]  # a parameter changed
+    assert differ.is_different(code, code, None, {"a": 2}, "py") == (False, "")  # as Ploomber
+    assert differ.is_different(code, code + "y = 2\n", {}, {}, "py")[0]
+    assert len(normalised) == 2  # a changed text is compared as Ploomber compares it
+    monkeypatch.undo()
+    spaced = "x  =  1\nprint( x )\n"  # whitespace only: still no change, as with Ploomber's
+    assert SameSourceDiffer().is_different(code, spaced, {}, {}, "py")[0] is False
+
+
+def _die(product):
+    os._exit(3)
+
+
+def test_a_worker_that_dies_stops_the_build_with_the_task_named(tmp_path):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ploomber import DAG
+    from ploomber.products import File
+    from ploomber.tasks import PythonCallable
+
+    from nbmlops.build.executor import LockedParallel
+
+    dag = DAG(executor=LockedParallel(str(tmp_path / "build.lock"), processes=2))
+    PythonCallable(_die, File(tmp_path / "dies.txt"), dag, name="dies")
+    with pytest.raises(BrokenProcessPool, match="the worker process of dies died"):
+        dag.build(show_progress=False)

@@ -196,11 +196,11 @@ def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
     serial, parallel = [], []
     from ploomber.spec import DAGSpec  # imports Ploomber; only the grid needs it
 
-    from ..build.executor import SECONDS_RECORD, THREAD_VARIABLES, priority_plan, read_seconds
+    from ..build.executor import THREAD_VARIABLES, priority_plan, read_seconds
 
     executor = DAGSpec(str(built / "pipeline.yaml"), env=str(built / env_file)).to_dag().executor
-    seconds = read_seconds(Path(executor.inputs).with_name(SECONDS_RECORD))  # the cold build's
-    nice = priority_plan({n: set() for n in names}, set(names), os.cpu_count() or 1,
+    seconds = read_seconds(executor.record)  # the cold build's
+    nice = priority_plan({n: set() for n in names}, set(names), executor.cores,
                          executor.processes, seconds)  # fmt: skip
     env = build_env(env_file) | dict.fromkeys(THREAD_VARIABLES, "1")  # as the executor sets
     for _ in range(repeats):
@@ -393,10 +393,10 @@ def markdown(result: dict) -> str:
     if grid:
         met = "yes" if grid["speedup"] >= 1.6 else "no"
         lower = ", ".join(grid.get("lower_priority", [])) or "none"
-        lines += ["## Candidate grid", "", "| serial s | parallel s | speedup | target | met "
-                  "| lower priority at once |", "|---|---|---|---|---|---|",
-                  f"| {grid['serial']} | {grid['parallel']} | {grid['speedup']} | ≥ 1.6 | {met} "
-                  f"| {lower} |", ""]  # fmt: skip
+        lines += ["## Candidate grid", "", "| serial s | parallel s | at a lower priority "
+                  "| speedup | target | met |", "|---|---|---|---|---|---|",
+                  f"| {grid['serial']} | {grid['parallel']} | {lower} | {grid['speedup']} "
+                  f"| ≥ 1.6 | {met} |", ""]  # fmt: skip
     if result.get("backtest"):
         lines += ["## Backtest of the retraining policies (once per env)", "",
                   "| env | policies | periods | fits | seconds | × cold build | workers busy "
