@@ -11,7 +11,6 @@ import pandas as pd
 
 from .. import html, storage
 from ..layout import BACKTEST_PAGES, BENCH_PAGES, LIVE_PAGES, LOAD_PAGES
-from ..monitoring import drift
 from ..registry import cards
 from ..registry import store as registry
 from ..spec import FeatureSpec
@@ -78,6 +77,9 @@ def build_index(
 ) -> None:
     """Ploomber task: executed notebooks as HTML, model cards, the project's reports page and
     summary, then the front page of every project under `site`."""
+    from ..monitoring import drift  # here, not at import: every Ploomber command imports this
+    # module to load pipeline.yaml, and drift brings scikit-learn (0.8 s)
+
     products = _products(upstream)
     store = registry.Store.from_params(mlflow)
     with registry.store_errors(store, "writing the model cards"):
@@ -152,8 +154,9 @@ def build_index(
         html.table(candidates[["model", "roc_auc", "pr_auc", "f1", "recall", "brier"]]),
         html.heading("Monitoring batches"),
         html.table(
-            batch_table[["batch", "control", "rows", "drift_share", "prediction_drift", "status"]]
-            .drop(columns=[] if (batch_table["control"] != "").any() else ["control"]),
+            batch_table[
+                ["batch", "control", "rows", "drift_share", "prediction_drift", "status"]
+            ].drop(columns=[] if (batch_table["control"] != "").any() else ["control"]),
             {"pass": "pass", "fail": "fail"},
             links={"batch": [rel(monitoring_dir / b["report"]) for b in tests["batches"]]},
         ),
