@@ -13,6 +13,7 @@ def _result(cold, papermill, script, noop, speedup, seconds_1m, kernels=70):
         "kernels_vs_papermill": round(kernels / papermill, 3),
         "overhead_per_task_vs_script": round((cold - script) / 10, 2),
         "noop_vs_cold": round(noop / cold, 3), "edit_vs_cold": 0.5,
+        "noop_vs_cold_kernels": round(noop / kernels, 3),
     }  # fmt: skip
     monitoring = [
         {"rows": 100_000, "seconds": 5.0, "scoring_seconds": 2.0, "seconds_vs_100k": 1.0,
@@ -38,6 +39,7 @@ def test_targets_met_and_missed_are_marked():
     bad = bench.markdown(_result(80, 58, 50, 9, 1.2, 31.0, kernels=66))
     assert _verdicts(bad) == ["no", "no", "no", "no", "no", "yes", "no"]
     assert "| cold build / papermill loop | 1.379 | ≤ 1.1 | no |" in bad
+    assert "| no-op rebuild / cold build, papermill executor | 0.136 | | |" in bad
 
 
 def test_markdown_becomes_escaped_html_tables():
