@@ -303,20 +303,30 @@ def test_the_pipelines_dag_skips_normalising_a_source_that_did_not_change(monkey
     assert SameSourceDiffer().is_different(code, spaced, {}, {}, "py")[0] is False
 
 
-def _die(product):
+def _die(product, upstream=None):
+    time.sleep(0.2)
     os._exit(3)
 
 
-def test_a_worker_that_dies_stops_the_build_with_the_task_named(tmp_path):
+def test_a_worker_that_dies_stops_the_build_and_what_ran_elsewhere_is_kept(tmp_path):
     from concurrent.futures.process import BrokenProcessPool
 
     from ploomber import DAG
+    from ploomber.constants import TaskStatus
     from ploomber.products import File
     from ploomber.tasks import PythonCallable
 
     from nbmlops.build.executor import LockedParallel
+    from nbmlops.storage import write_json
 
-    dag = DAG(executor=LockedParallel(str(tmp_path / "build.lock"), processes=2))
+    executor = LockedParallel(str(tmp_path / "build.lock"), processes=2)
+    executor.record, executor.cores = tmp_path / ".cpu-seconds.json", 1
+    write_json(executor.record, {"dies": 5.0, "short": 1.0})  # short: a worker of its own
+    dag = DAG(executor=executor)
     PythonCallable(_die, File(tmp_path / "dies.txt"), dag, name="dies")
-    with pytest.raises(BrokenProcessPool, match="the worker process of dies died"):
+    short = PythonCallable(_priority, File(tmp_path / "short.txt"), dag, name="short",
+                           params={"seconds": 0.6})  # fmt: skip
+    with pytest.raises(BrokenProcessPool, match="the worker pool running dies broke"):
         dag.build(show_progress=False)
+    # the task in the other pool ran to its end while the build stopped, and is known to have
+    assert short.exec_status == TaskStatus.Executed and (tmp_path / "short.txt").is_file()

@@ -71,6 +71,8 @@ def test_a_task_depends_on_the_modules_its_code_imports():
     assert "nbmlops.monitoring.drift" not in train  # a change there leaves training as it is
     evaluation = imports.closure({"nbmlops.training.evaluation"}, graph)
     assert {"nbmlops.monitoring.drift", "nbmlops.registry.store"} <= evaluation
+    # an import inside a function counts: the index task imports drift only when it runs
+    assert "nbmlops.monitoring.drift" in imports.closure({"nbmlops.reports.index"}, graph)
     notebook = imports.file_imports(imports.PACKAGE.parents[1] / "notebooks" / "monitor.py")
     assert notebook == {"nbmlops.storage", "nbmlops.monitoring.drift", "nbmlops.monitoring.monitor",
                         "nbmlops.monitoring.verdict", "nbmlops.registry.gates",

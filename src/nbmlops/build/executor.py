@@ -120,7 +120,7 @@ class LockedParallel(Parallel):
         plan = thread_plan(graph, running, self.cores, self.processes, self.threads_per_task)
         seconds = read_seconds(self.record)
         nice = priority_plan(graph, running, self.cores, self.processes, seconds)
-        if plan:
+        if plan and "OMP_NUM_THREADS" in free:
             shares = ", ".join(f"{n} {t}" for n, t in plan.items())
             print(f"OpenMP threads per task (cores ÷ tasks that run at once; BLAS "
                   f"{BLAS_THREADS}): {shares}", flush=True)  # fmt: skip
@@ -140,72 +140,82 @@ class LockedParallel(Parallel):
         Ploomber's Parallel runs them, except that the build waits for a task to end rather
         than asking again at once: Ploomber's loop never pauses, and keeps one core busy for
         the whole build (full year on 2 cores: 56 s of CPU in the build process of a 60 s
-        build). A task with a `nice` value runs in a worker process of its own started at that
-        priority: an unprivileged process cannot take its priority back, so a shared worker
-        would keep it for the tasks after."""
+        build). The tasks of `nice` run in workers of their own, started first (before this
+        process has other threads to fork with) at LOWER_PRIORITY: an unprivileged process
+        cannot take its priority back, so a shared worker would keep it for the tasks after."""
         Executor.__call__(self, dag)  # the statuses a build may start from
         ready = {TaskStatus.WaitingExecution, TaskStatus.WaitingDownload}
         final = {TaskStatus.Executed, TaskStatus.Errored, TaskStatus.Aborted}
         todo = [n for n in dag if dag[n].exec_status != TaskStatus.Skipped]
+        context = get_context(self.start_method)
+        low = [n for n in todo if nice.get(n)]
+        pools = {"low": _started_pool(min(len(low), self.processes), context)} if low else {}
+        pools["normal"] = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
         bar = tqdm(total=len(todo)) if show_progress else None
         started: dict = {}  # future -> task, in the order they started
         running: set = set()
-        own: dict = {}  # future -> the worker of its own a lower-priority task runs in
         failures: list[Message] = []
         broken: list[str] = []
-        context = get_context(self.start_method)
+
+        def settle(future) -> None:
+            task = started[future]
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:  # a worker died, and every task its pool was running
+                task.exec_status = TaskStatus.BrokenProcessPool
+                broken.append(task.name)
+                return
+            if isinstance(outcome, Message):
+                failures.append(outcome)
+                task.exec_status = TaskStatus.Errored  # aborts what follows
+            else:
+                task.product.metadata.update_locally(outcome[1])
+                task.exec_status = TaskStatus.Executed
+
         try:
-            with ProcessPoolExecutor(max_workers=self.processes, mp_context=context) as pool:
-                while not broken:
-                    for task in dag.values():  # topological order
-                        if len(running) >= self.processes:
-                            break
-                        if task.exec_status not in ready or task in started.values():
-                            continue
-                        worker = pool
-                        if nice.get(task.name):
-                            worker = ProcessPoolExecutor(1, mp_context=context,
-                                                         initializer=os.nice,
-                                                         initargs=(nice[task.name],))  # fmt: skip
-                        future = worker.submit(TaskBuildWrapper(task), catch_exceptions=True)
-                        if worker is not pool:
-                            own[future] = worker
-                        started[future] = task
-                        running.add(future)
-                    if not running:
+            while not broken:
+                for task in dag.values():  # topological order
+                    if len(running) >= self.processes:
                         break
-                    finished, running = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        if future in own:
-                            own.pop(future).shutdown()
-                        task = started[future]
-                        try:
-                            outcome = future.result()
-                        except BrokenProcessPool:  # a worker died: Ploomber stops there too
-                            task.exec_status = TaskStatus.BrokenProcessPool
-                            broken.append(task.name)
-                            continue
-                        if isinstance(outcome, Message):
-                            failures.append(outcome)
-                            task.exec_status = TaskStatus.Errored  # aborts what follows
-                        else:
-                            task.product.metadata.update_locally(outcome[1])
-                            task.exec_status = TaskStatus.Executed
-                    if bar is not None:
-                        bar.update(sum(dag[n].exec_status in final for n in todo) - bar.n)
+                    if task.exec_status not in ready or task in started.values():
+                        continue
+                    pool = pools["low" if task.name in low else "normal"]
+                    future = pool.submit(TaskBuildWrapper(task), catch_exceptions=True)
+                    started[future] = task
+                    running.add(future)
+                if not running:
+                    break
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    settle(future)
+                if broken:  # what still runs elsewhere ends as it may, and is recorded
+                    for future in wait(running).done:
+                        settle(future)
+                if bar is not None:
+                    bar.update(sum(dag[n].exec_status in final for n in todo) - bar.n)
         finally:
-            for worker in own.values():
-                worker.shutdown()
+            for pool in pools.values():
+                pool.shutdown()
             if bar is not None:
                 bar.close()
         if broken:
-            raise BrokenProcessPool(f"the worker process of {', '.join(broken)} died")
+            raise BrokenProcessPool(f"the worker pool running {', '.join(broken)} broke: a "
+                                    "worker process died (out of memory?)")  # fmt: skip
         if failures:
             raise DAGBuildError(str(BuildExceptionsCollector(failures)))
         left = [n for n in todo if dag[n].exec_status not in final]
         if left:  # cannot happen while Ploomber passes statuses on; never report it as built
             raise DAGBuildError(f"tasks that never ran: {', '.join(left)}")
         return [future.result()[0] for future in started]  # Ploomber's build report
+
+
+def _started_pool(workers: int, context) -> ProcessPoolExecutor:
+    """A pool of `workers` processes at LOWER_PRIORITY, started now (a pool that forks starts
+    every worker at its first task)."""
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=os.nice,
+                               initargs=(LOWER_PRIORITY,))  # fmt: skip
+    pool.submit(os.getpid).result()
+    return pool
 
 
 def _peers(graph: dict[str, set[str]], running: set[str]) -> dict[str, set[str]]:

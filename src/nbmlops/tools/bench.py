@@ -386,7 +386,7 @@ def markdown(result: dict) -> str:
             lines.append(f"| {label} | {build[key]} | ≤ {limit} | "
                          f"{'yes' if build[key] <= limit else 'no'} |")  # fmt: skip
         if "noop_vs_cold_kernels" in build:  # the papermill build is how env.ci.yaml builds
-            lines.append(f"| no-op rebuild / cold build, papermill executor "
+            lines.append(f"| no-op rebuild (it runs no notebook) / cold build, papermill executor "
                          f"| {build['noop_vs_cold_kernels']} | | |")  # fmt: skip
         lines += [f"| edit one notebook / cold build | {build['edit_vs_cold']} | | |", ""]
     if result.get("setup"):
