@@ -299,7 +299,7 @@ def test_the_pipelines_dag_skips_normalising_a_source_that_did_not_change(monkey
     assert differ.is_different(code, code + "y = 2\n", {}, {}, "py")[0]
     assert len(normalised) == 2  # a changed text is compared as Ploomber compares it
     monkeypatch.undo()
-    spaced = "x  =  1\nprint( x )\n"  # whitespace only: still no change, as with Ploomber's
+    spaced = "x  =  1\nprint( x )\n"  # a function's source, whitespace only: no change, as before
     assert SameSourceDiffer().is_different(code, spaced, {}, {}, "py")[0] is False
 
 

@@ -359,10 +359,11 @@ def _build_forced() -> bool:
 
 class SameSourceDiffer(CodeDiffer):
     """Ploomber's differ, answering at once when a task's stored and current source are the
-    same text. Ploomber normalises both with autopep8 before comparing them, even when they
-    are equal: 2.5 s of a 7.6 s no-op rebuild of the CI sample (docs/ploomber-upstream.md,
-    finding 2). Texts that differ are compared as Ploomber compares them, so an edit of
-    whitespace or comments only still reruns nothing."""
+    same text. For a function task (the index) Ploomber normalises both with autopep8 before
+    comparing them, even when they are equal: 2.5 s of a 7.6 s no-op rebuild of the CI sample
+    (docs/ploomber-upstream.md, finding 2). Texts that differ are compared as Ploomber
+    compares them: a notebook as text (any edit reruns it, a comment too), a function's
+    source after normalising."""
 
     def is_different(self, a, b, a_params, b_params, extension=None):
         if a is None or a != b:
