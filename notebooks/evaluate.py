@@ -8,6 +8,7 @@
 upstream = ["ingest", "features", "train-*"]
 product = None
 mlflow = {}
+candidates = {"logreg": {"estimator": "sklearn.linear_model.LogisticRegression"}}
 resources_ = {"gates": "model/gates.yaml"}
 baseline_file = "model/baseline.json"
 project = "."
@@ -19,14 +20,19 @@ import pandas as pd
 from nbmlops import storage
 from nbmlops.registry import gates
 from nbmlops.registry.store import Store, environment_tags
+from nbmlops.settings import candidate_grid
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import evaluation
 
+declared = candidate_grid(candidates)
+pd.DataFrame(declared).set_index("name")
+
+# %%
 spec = FeatureSpec.read(upstream["features"]["spec"])
 holdout = pd.read_parquet(upstream["ingest"]["holdout"])
 gate_spec = gates.load_gates(resources_["gates"])
 result = evaluation.evaluate_candidates(
-    upstream["train-*"], holdout, spec, gate_spec["primary_metric"]
+    upstream["train-*"], holdout, spec, gate_spec["primary_metric"], [c["name"] for c in declared]
 )
 result.table
 

@@ -1,13 +1,19 @@
 # %% [markdown]
 # # Train one candidate
-# The pipeline runs this notebook once per candidate in the grid, in parallel.
+# The pipeline runs this notebook once per candidate of the env file's `candidates` block, in
+# parallel (`train-NAME`). A candidate is any estimator with the scikit-learn API, named by its
+# dotted path with its parameters; the template puts the column preparation before it, chosen
+# by the estimator's kind. Change a candidate in the env file and only its task runs again.
 
 # %% tags=["parameters"]
 upstream = ["ingest", "features"]
 product = None
-model = "logreg"
-hyperparams = {}
+candidate = {"name": "logreg", "estimator": "sklearn.linear_model.LogisticRegression",
+             "params": {"C": 1.0, "max_iter": 1000}}  # fmt: skip
 seed = 0
+
+# %% [markdown]
+# The candidate as declared, and the pipeline built from it: preparation, then the estimator.
 
 # %%
 import pandas as pd
@@ -18,18 +24,25 @@ from nbmlops.training import candidates
 
 spec = FeatureSpec.read(upstream["features"]["spec"])
 train = pd.read_parquet(upstream["ingest"]["train"])
-pipeline = candidates.build_candidate(model, spec, seed, **hyperparams.get(model, {}))
+pipeline = candidates.build(candidate, spec, seed)
+pipeline
+
+# %%
 pipeline, seconds = candidates.fit(pipeline, train, spec)
 train_metrics = metrics.classification_metrics(
     train[spec.target], metrics.predict_proba(pipeline, train, spec)
 )
+record = candidates.record(candidate, seconds, train_metrics)
+candidates.save(pipeline, record, product["model"], product["metrics"])
+pd.Series(train_metrics, name=f"{candidate['name']} (training window)")
+
+# %% [markdown]
+# Which columns the fitted model leans on: the fall in ROC AUC on the held-out window when one
+# column's values are shuffled (permutation importance, on at most 5,000 rows).
 
 # %%
-record = {
-    "model": model,
-    "hyperparams": hyperparams.get(model, {}),
-    "fit_seconds": seconds,
-    "train": train_metrics,
-}
-candidates.save(pipeline, record, product["model"], product["metrics"])
-pd.Series(train_metrics, name=f"{model} (training window)")
+holdout = pd.read_parquet(upstream["ingest"]["holdout"])
+candidates.importances(pipeline, holdout, spec, seed).plot.barh(
+    x="feature", y="importance", xerr="spread", legend=False, figsize=(6, 5),
+    title=f"{candidate['name']}: permutation importance (ROC AUC)",
+).invert_yaxis()  # fmt: skip

@@ -67,6 +67,11 @@ class Build:
     def reports(self) -> Path:
         return self.layout.reports
 
+    @property
+    def candidates(self) -> list[str]:
+        """The names of the candidates its env file declares, in the file's order."""
+        return [candidate["name"] for candidate in self.layout.candidates]
+
 
 @pytest.fixture(scope="session")
 def ci_build(tmp_path_factory) -> Build:

@@ -90,3 +90,31 @@ def sensor_frame(seed: int = 2) -> pd.DataFrame:
     df["taken_at"] = [t.isoformat() for t in local]
     df["high"] = data.target > data.target.median()
     return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # any row order
+
+
+#: One estimator of each kind the template prepares or compiles differently, declared as an env
+#: file declares a candidate. The machinery's unit tests use these, whatever the env files say.
+KINDS = {
+    "linear": ("sklearn.linear_model.LogisticRegression",
+               {"max_iter": 1000, "class_weight": "balanced"}),
+    "boosting": ("sklearn.ensemble.HistGradientBoostingClassifier",
+                 {"max_iter": 200, "class_weight": "balanced"}),
+    "forest": ("sklearn.ensemble.RandomForestClassifier",
+               {"n_estimators": 40, "min_samples_leaf": 20, "n_jobs": 1}),
+    "extra-trees": ("sklearn.ensemble.ExtraTreesClassifier",
+                    {"n_estimators": 40, "min_samples_leaf": 20, "n_jobs": 1}),
+}  # fmt: skip
+
+
+def declared(kind: str, **params) -> dict:
+    """A candidate of one of the KINDS as the env file's `candidates` block gives it to a
+    training task, with `params` over the kind's own."""
+    estimator, defaults = KINDS[kind]
+    return {"name": kind, "estimator": estimator, "params": defaults | params}
+
+
+def model(kind: str, spec, seed: int = 0, **params):
+    """An unfitted pipeline of one of the KINDS, as a training task builds it."""
+    from nbmlops.training.candidates import build
+
+    return build(declared(kind, **params), spec, seed)

@@ -44,6 +44,31 @@ def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
     return problems
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{self.name}: line {key_node.start_mark.line + 1}: key {key!r} "
+                                  f"is written twice in one mapping (first on line {seen[key]}); "
+                                  "YAML would keep the last and drop the first")  # fmt: skip
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_unique(path: Path) -> dict:
+    """An env file's YAML as written (placeholders kept), a key twice in a mapping refused."""
+    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+    loader.name = path.name
+    try:
+        return loader.get_single_data() or {}
+    finally:
+        loader.dispose()
+
+
 def check_env_keys(
     dag=None,
     here: str | None = None,
@@ -54,15 +79,16 @@ def check_env_keys(
     """Ploomber `on_render` hook: refuse an env file with a key the pipeline does not use.
 
     Ploomber itself rejects unknown keys on the command line but ignores them in the file.
-    The blocks no task reads (`serving` for the scoring service, `backtest` for `make
-    backtest`, `retraining` for the scheduled job) are checked here too, so a wrong value
-    shows at the next build.
+    A key written twice in one mapping (two candidates of one name) is refused too: YAML
+    would keep the last silently. The blocks no task reads (`serving` for the scoring service,
+    `backtest` for `make backtest`, `retraining` for the scheduled job) are checked here too,
+    so a wrong value shows at the next build.
     """
     folder = Path(here) if here else Path.cwd()
     env_path = folder / os.environ.get("PLOOMBER_ENV_FILENAME", "env.yaml")
     if not env_path.is_file():
         return
-    raw = yaml.safe_load(env_path.read_text(encoding="utf-8")) or {}
+    raw = read_unique(env_path)
     pipeline_text = (folder / "pipeline.yaml").read_text(encoding="utf-8")
     problems = unknown_keys(raw, pipeline_text, env_path.name)
     if problems:

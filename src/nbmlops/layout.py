@@ -21,6 +21,8 @@ BENCH_PAGES, LOAD_PAGES = "bench", "load"
 #: Folders under the env's `reports` that `make backtest` and `make live` write, and the
 #: index links.
 BACKTEST_PAGES, LIVE_PAGES = "backtest", "live"
+#: The training tasks (one per candidate) and the placeholder their products are named by.
+TRAIN_TASK, CANDIDATE_PLACEHOLDER = "train-[[candidate.name]]", "[[candidate.name]]"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -31,7 +33,6 @@ class Layout:
     env_file: Path
     env: dict
     products: dict[str, dict[str, str]]
-    grids: dict[str, dict[str, list]]
 
     @classmethod
     def from_env(cls, env_file: str | Path) -> Layout:
@@ -45,8 +46,7 @@ class Layout:
                                for key, path in task["product"].items()}
             for task in tasks
         }  # fmt: skip
-        grids = {_task_name(task): task["grid"] for task in tasks if task.get("grid")}
-        return cls(env_file, env, products, grids)
+        return cls(env_file, env, products)
 
     def product(self, task: str, key: str) -> Path:
         """The path of one product, e.g. `product("features", "spec")`."""
@@ -55,21 +55,17 @@ class Layout:
         except KeyError:
             raise ConfigError(f"{PIPELINE} names no product {key!r} of a task {task!r}") from None
 
-    def grid_products(self, task: str, key: str) -> list[Path]:
-        """The files one product of a grid task (e.g. `train-[[model]]`) has, one per task.
+    @property
+    def candidates(self) -> list[dict]:
+        """The env file's candidates, one declaration each (`settings.candidate_grid`)."""
+        from .settings import candidate_grid
 
-        Ploomber names them with the task's index in the grid: `logreg-0.pkl`, `hgb-1.pkl`.
-        """
-        pattern = re.sub(r"\[\[\w+\]\]", "*-[0-9]*", str(self.product(task, key)))
-        path = Path(pattern)
-        return sorted(path.parent.glob(path.name))
+        return candidate_grid(self.env.get("candidates"), self.env_file.name)
 
-    def grid(self, task: str, key: str) -> list:
-        """The values one key of a grid task takes, e.g. `grid("train-[[model]]", "model")`."""
-        try:
-            return list(self.grids[task][key])
-        except KeyError:
-            raise ConfigError(f"{PIPELINE} has no grid {key!r} in a task {task!r}") from None
+    def candidate_product(self, name: str, key: str) -> Path:
+        """One product of a candidate's training task, e.g. `("rf", "model")`: models/rf.pkl."""
+        path = self.product(TRAIN_TASK, key)
+        return path.with_name(path.name.replace(CANDIDATE_PLACEHOLDER, name))
 
     @property
     def reports(self) -> Path:

@@ -7,6 +7,7 @@ the block does not know are refused, then the values are checked together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Self
@@ -276,6 +277,60 @@ def backtest_policies(
                           "e.g. never: {every: 0}")  # fmt: skip
     return {str(name): RetrainPolicy.from_params(value, f"{where}: backtest.{name}")
             for name, value in params.items()}  # fmt: skip
+
+
+#: How the template prepares the columns before a candidate's estimator (`prep`): one-hot
+#: categories and scaled numbers; ordinal codes with medians filled in (trees); ordinal codes
+#: with missing values kept, categories declared to the estimator (histogram boosting).
+PREPARATIONS = ("onehot", "ordinal", "native")
+_CANDIDATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
+_DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+\Z")
+
+
+def candidate_grid(candidates: Mapping[str, Any] | None, where: str | None = None) -> list[dict]:
+    """The env file's `candidates` block as one declaration per candidate, in the file's order:
+    `{"name", "estimator", "params"}` and `prep` where given. Pipeline.yaml's training grid is
+    this list, so each training task receives its own candidate and no other.
+
+    Only the block's shape is checked here (nothing is imported); the estimators and their
+    parameters are checked when the build renders (`training.candidates.check`).
+    """
+    import os
+
+    where = where or os.environ.get("PLOOMBER_ENV_FILENAME", "env.yaml")
+    example = "e.g. logreg: {estimator: sklearn.linear_model.LogisticRegression, params: {C: 1.0}}"
+    if not isinstance(candidates, Mapping) or not candidates:
+        raise ConfigError(f"{where}: `candidates` must name at least one candidate, {example}")
+    grid = []
+    for name, value in candidates.items():
+        if not isinstance(name, str) or not _CANDIDATE_NAME.match(name):
+            raise ConfigError(f"{where}: candidate name {name!r} is not a name of letters, digits, "
+                              "'-' and '_' starting with a letter (quote it if YAML read it as "
+                              "a boolean or a number)")  # fmt: skip
+        key = f"{where}: candidates.{name}"
+        if isinstance(value, str):
+            value = {"estimator": value}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping with `estimator` and `params`, {example}")
+        unknown = sorted(set(value) - {"estimator", "params", "prep"}, key=str)
+        if unknown:
+            raise ConfigError(f"{key}: unknown key(s) {unknown}; known: estimator, params, prep")
+        estimator = value.get("estimator")
+        if not isinstance(estimator, str) or not _DOTTED_PATH.match(estimator):
+            raise ConfigError(f"{key}.estimator must be the dotted path of an estimator class, "
+                              f"e.g. sklearn.ensemble.RandomForestClassifier, not "
+                              f"{estimator!r}")  # fmt: skip
+        params = value.get("params") or {}
+        if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+            raise ConfigError(f"{key}.params must map parameter names to values, not {params!r}")
+        declared = {"name": name, "estimator": estimator, "params": dict(params)}
+        if value.get("prep") is not None:
+            if value["prep"] not in PREPARATIONS:
+                raise ConfigError(f"{key}.prep must be one of {', '.join(PREPARATIONS)}, not "
+                                  f"{value['prep']!r}")  # fmt: skip
+            declared["prep"] = value["prep"]
+        grid.append(declared)
+    return grid
 
 
 #: The env file's blocks, by key.

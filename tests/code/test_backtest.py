@@ -50,7 +50,9 @@ def replay(data: pd.DataFrame, workers: int = 1, policies=POLICIES) -> backtest.
     train, holdout = data[data[PERIOD] < "2024-W03"], data[data[PERIOD] == "2024-W03"]
     batches = data[data[PERIOD] > "2024-W03"].assign(**{BATCH: lambda d: d[PERIOD], CONTROL: ""})
     periods, _ = backtest.Periods.from_windows(train, holdout, batches, SPEC)
-    trainer = backtest.Trainer(periods, SPEC, ["logreg"], {}, 0, 1, "roc_auc", workers)
+    logreg = {"name": "logreg", "estimator": "sklearn.linear_model.LogisticRegression",
+              "params": {"class_weight": "balanced"}}  # fmt: skip
+    trainer = backtest.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers)
     try:
         bt = backtest.Backtest(periods, SPEC, trainer, GATES, reference_periods=3)
         return backtest.run(bt, policies, progress=lambda _: None)

@@ -15,6 +15,7 @@ from nbmlops.registry import compiled
 from nbmlops.serving.rendezvous import check_rows, serving_form
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
+from tests import helpers
 
 # Not flights: a churn-like table with a rare plan, missing values and labels built from both kinds.
 SPEC = FeatureSpec("churned", ["tenure_days", "monthly_fee", "tickets"], ["plan", "region"])
@@ -37,9 +38,7 @@ def _table(n: int, seed: int) -> pd.DataFrame:
 
 
 def _fitted(candidate: str):
-    hp = {"n_estimators": 40} if candidate == "rf" else {}
-    pipeline = models.build_candidate(candidate, SPEC, seed=3, **hp)
-    return models.fit(pipeline, _table(3000, 1), SPEC)[0]
+    return models.fit(helpers.model(candidate, SPEC, seed=3), _table(3000, 1), SPEC)[0]
 
 
 def _new_rows() -> pd.DataFrame:
@@ -51,11 +50,11 @@ def _new_rows() -> pd.DataFrame:
     return check_rows(SPEC.columns, rows)  # and one row with every value missing
 
 
-@pytest.mark.parametrize("candidate", sorted(models.CANDIDATES))
+@pytest.mark.parametrize("candidate", sorted(helpers.KINDS))
 def test_every_candidate_kind_compiles_to_the_pipelines_probabilities(candidate):
     model = _fitted(candidate)
     form = compiled.compile_pipeline(model, _table(500, 9)[SPEC.columns])
-    assert form.kernel == ("onnxruntime" if candidate == "logreg" else "treelite")
+    assert form.kernel == ("onnxruntime" if candidate == "linear" else "treelite")
     again = compiled.Compiled.from_bytes(form.to_bytes())  # as stored: arrays and bytes only
     rows = _new_rows()
     expected = model.predict_proba(rows)
@@ -71,7 +70,7 @@ def test_every_candidate_kind_compiles_to_the_pipelines_probabilities(candidate)
 
 
 def test_a_compiled_form_of_another_model_is_refused_and_the_pipeline_answers():
-    model, other = _fitted("logreg"), _fitted("hgb")
+    model, other = _fitted("linear"), _fitted("boosting")
     wrong = compiled.compile_pipeline(other, _table(300, 9)[SPEC.columns])
     sample = check_rows(SPEC.columns, _table(64, 4)[SPEC.columns])
     ok, why = compiled.agrees(wrong, model, sample)
@@ -99,7 +98,7 @@ def test_parts_with_no_compiled_form_are_named():
         compiled.compile_pipeline(strict, train.head(50))
 
 
-@pytest.mark.parametrize("candidate", sorted(models.CANDIDATES))
+@pytest.mark.parametrize("candidate", sorted(helpers.KINDS))
 def test_request_records_score_as_their_frame_does(candidate):
     """The service scores a compiled form straight from the request's records (None for a
     missing value): the same probabilities as the pipeline on the frame of those records."""

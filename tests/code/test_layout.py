@@ -2,6 +2,7 @@ import re
 import shutil
 
 import pytest
+import yaml
 
 from nbmlops.errors import ConfigError
 from nbmlops.layout import Layout
@@ -50,20 +51,17 @@ def test_an_env_file_elsewhere_uses_the_pipeline_of_the_current_folder(tmp_path,
         Layout.from_env(tmp_path / "env.elsewhere.yaml")
 
 
-def test_grid_products_are_the_files_of_each_grid_task(tmp_path):
+def test_each_candidate_of_the_env_file_has_products_named_by_it(tmp_path):
     shutil.copy(PROJECT / "pipeline.yaml", tmp_path)
-    shutil.copy(PROJECT / "env.ci.yaml", tmp_path)
-    models = tmp_path / "products" / "ci" / "models"
-    models.mkdir(parents=True)
-    for name in ("logreg-0.pkl", "hgb-1.pkl", "logreg-0.json", "hgb-1.json", "best.json"):
-        (models / name).write_text("")
+    env = yaml.safe_load((PROJECT / "env.ci.yaml").read_text())
+    env["candidates"] = {"trees": {"estimator": "sklearn.ensemble.ExtraTreesClassifier"},
+                         "linear": "sklearn.linear_model.LogisticRegression"}  # fmt: skip
+    (tmp_path / "env.ci.yaml").write_text(yaml.safe_dump(env, sort_keys=False))
     layout = Layout.from_env(tmp_path / "env.ci.yaml")
-    assert [p.name for p in layout.grid_products("train-[[model]]", "model")] == [
-        "hgb-1.pkl",
-        "logreg-0.pkl",
-    ]
-    metrics = [p.name for p in layout.grid_products("train-[[model]]", "metrics")]
-    assert metrics == ["hgb-1.json", "logreg-0.json"]  # not evaluate's best.json beside them
+    assert [c["name"] for c in layout.candidates] == ["trees", "linear"]
+    models = tmp_path / "products" / "ci" / "models"
+    assert layout.candidate_product("trees", "model") == models / "trees.pkl"
+    assert layout.candidate_product("linear", "metrics") == models / "linear.json"
 
 
 def test_every_product_the_package_asks_for_is_in_pipeline_yaml():

@@ -3,9 +3,12 @@ import pandas as pd
 import pytest
 
 from nbmlops import metrics
+from nbmlops.envfile import read_unique
 from nbmlops.errors import ConfigError
+from nbmlops.settings import candidate_grid
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
+from tests import helpers
 
 
 @pytest.fixture(scope="module")
@@ -21,30 +24,110 @@ def data():
     return df, FeatureSpec("y", ["x"], ["c"])
 
 
-@pytest.mark.parametrize("name", sorted(models.CANDIDATES))
+@pytest.mark.parametrize("name", sorted(helpers.KINDS))
 def test_each_candidate_learns_a_simple_signal(data, name):
     df, spec = data
     train, test = df.iloc[:1000], df.iloc[1000:]
-    pipeline, seconds = models.fit(models.build_candidate(name, spec, seed=1), train, spec)
+    pipeline, seconds = models.fit(helpers.model(name, spec, seed=1), train, spec)
     proba = metrics.predict_proba(pipeline, test, spec)
     assert ((proba >= 0) & (proba <= 1)).all() and seconds > 0
     assert metrics.classification_metrics(test["y"], proba)["roc_auc"] > 0.75
 
 
-@pytest.mark.parametrize("name", sorted(models.CANDIDATES))
+@pytest.mark.parametrize("name", sorted(helpers.KINDS))
 def test_unseen_category_scores_without_error(data, name):
     df, spec = data
-    pipeline, _ = models.fit(models.build_candidate(name, spec), df, spec)
+    pipeline, _ = models.fit(helpers.model(name, spec), df, spec)
     unseen = pd.DataFrame({"x": [0.1], "c": ["never-seen"], "y": [0]})
     assert metrics.predict_proba(pipeline, unseen, spec).shape == (1,)
 
 
-def test_unknown_model_and_bad_hyperparameters(data):
+def test_the_preparation_follows_the_estimators_kind_unless_declared(data):
     _, spec = data
-    with pytest.raises(ConfigError, match="unknown model 'svm'"):
-        models.build_candidate("svm", spec)
-    with pytest.raises(ConfigError, match="model 'logreg': bad hyperparameters"):
-        models.build_candidate("logreg", spec, depth=3)
+    kinds = {name: models.preparation(c, models.estimator_class(c))
+             for name in helpers.KINDS for c in [helpers.declared(name)]}  # fmt: skip
+    assert kinds == {"linear": "onehot", "boosting": "native", "forest": "ordinal",
+                     "extra-trees": "ordinal"}  # fmt: skip
+    knn = {"name": "knn", "estimator": "sklearn.neighbors.KNeighborsClassifier", "params": {}}
+    assert models.preparation(knn, models.estimator_class(knn)) == "onehot"
+    pipeline = models.build(knn | {"prep": "ordinal"}, spec)
+    assert type(pipeline.named_steps["prep"].transformers[1][1]).__name__ == "OrdinalEncoder"
+    boosting = models.build(helpers.declared("boosting"), spec).named_steps["model"]
+    assert list(boosting.categorical_features) == [False, True]  # told which columns are codes
+
+
+def test_the_seed_reaches_the_estimator_unless_the_candidate_sets_it(data):
+    _, spec = data
+    assert models.build(helpers.declared("forest"), spec, 7).named_steps["model"].random_state == 7
+    fixed = helpers.declared("forest", random_state=1)
+    assert models.build(fixed, spec, 7).named_steps["model"].random_state == 1
+    knn = {"name": "knn", "estimator": "sklearn.neighbors.KNeighborsClassifier", "params": {}}
+    assert "random_state" not in models.build(knn, spec, 7).named_steps["model"].get_params()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"estimator": "sklearn.ensemble.ExtraTreeClassifierz"},
+         r"env.yaml: candidates.forest.estimator: module 'sklearn.ensemble' has no class "
+         r"'ExtraTreeClassifierz'"),
+        ({"estimator": "nosuchlibrary.Model"},
+         r"candidates.forest.estimator: cannot import 'nosuchlibrary' .*is it installed"),
+        ({"params": {"n_estimator": 10}},
+         r"candidates.forest.params: RandomForestClassifier takes no parameter 'n_estimator' "
+         r"\(did you mean 'n_estimators'\?\)"),
+        ({"params": {"n_estimators": -3}},
+         r"candidates.forest.params: RandomForestClassifier: The 'n_estimators' parameter"),
+        ({"estimator": "sklearn.svm.SVC", "params": {}},
+         r"candidates.forest: SVC with these parameters has no predict_proba"),
+    ],
+)  # fmt: skip
+def test_a_wrong_declaration_is_one_line_naming_the_candidate(data, change, message):
+    _, spec = data
+    candidate = helpers.declared("forest") | change
+    with pytest.raises(ConfigError, match=message) as caught:
+        models.build(candidate, spec, 0, "env.yaml: candidates")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (None, r"env.ci.yaml: `candidates` must name at least one candidate"),
+        ({True: "sklearn.tree.DecisionTreeClassifier"},
+         r"candidate name True is not a name .*quote it if YAML read it as a boolean"),
+        ({"a b": "sklearn.tree.DecisionTreeClassifier"}, r"candidate name 'a b' is not a name"),
+        ({"tree": {"estimator": "DecisionTreeClassifier"}},
+         r"candidates.tree.estimator must be the dotted path of an estimator class"),
+        ({"tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "param": {}}},
+         r"candidates.tree: unknown key\(s\) \['param'\]"),
+        ({"tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "prep": "scaled"}},
+         r"candidates.tree.prep must be one of onehot, ordinal, native"),
+    ],
+)  # fmt: skip
+def test_the_candidates_block_is_checked_before_anything_is_imported(block, message):
+    with pytest.raises(ConfigError, match=message):
+        candidate_grid(block, "env.ci.yaml")
+
+
+def test_a_candidate_may_be_a_bare_dotted_path_and_keeps_the_files_order():
+    grid = candidate_grid({"tree": "sklearn.tree.DecisionTreeClassifier",
+                           "knn": {"estimator": "sklearn.neighbors.KNeighborsClassifier",
+                                   "params": {"n_neighbors": 25}}})  # fmt: skip
+    assert grid == [
+        {"name": "tree", "estimator": "sklearn.tree.DecisionTreeClassifier", "params": {}},
+        {"name": "knn", "estimator": "sklearn.neighbors.KNeighborsClassifier",
+         "params": {"n_neighbors": 25}},
+    ]  # fmt: skip
+
+
+def test_a_candidate_written_twice_in_the_env_file_is_refused(tmp_path):
+    env = tmp_path / "env.yaml"
+    env.write_text("candidates:\n  rf: sklearn.ensemble.RandomForestClassifier\n"
+                   "  rf: sklearn.ensemble.ExtraTreesClassifier\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"env.yaml: line 3: key 'rf' is written twice in one "
+                                          r"mapping \(first on line 2\)"):  # fmt: skip
+        read_unique(env)
 
 
 def test_metrics_on_perfect_and_inverted_scores():

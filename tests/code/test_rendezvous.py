@@ -33,6 +33,7 @@ from nbmlops.serving.rendezvous import (
 from nbmlops.serving.shadow import archive_rows, shadow_outputs
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
+from tests import helpers
 
 SPEC = FeatureSpec(numeric=["x", "z"], categorical=["c"], target="y")
 CONTRACT = {"tables": {
@@ -47,7 +48,7 @@ def _fitted(seed: int):
     df = pd.DataFrame({"x": rng.uniform(0, 10, 200), "z": rng.normal(size=200),
                        "c": rng.choice(["a", "b"], 200)})  # fmt: skip
     df["y"] = (df["x"] + rng.normal(size=200) > 5).astype(int)
-    pipeline = models.build_candidate("logreg", SPEC, seed=seed)
+    pipeline = helpers.model("linear", SPEC, seed=seed)
     return models.fit(pipeline, df, SPEC)[0]
 
 
@@ -232,20 +233,19 @@ def test_archive_rotates_by_rows_and_age_and_files_are_whole(tmp_path):
     assert list(rows["served_proba"]) == [0.1, 0.6, 0.9]
 
 
-@pytest.mark.parametrize("candidate", ["logreg", "hgb", "rf"])
+@pytest.mark.parametrize("candidate", sorted(helpers.KINDS))
 def test_fused_scorer_gives_the_pipelines_very_probabilities(candidate):
     rng = np.random.default_rng(5)
     df = pd.DataFrame({"x": rng.uniform(0, 10, 300), "z": rng.normal(size=300),
                        "c": rng.choice(["a", "b", "q"], 300)})  # fmt: skip
     df.loc[::7, "z"] = np.nan
     df["y"] = (df["x"] + rng.normal(size=300) > 5).astype(int)
-    model = models.fit(models.build_candidate(candidate, SPEC, seed=1, **(
-        {"n_estimators": 10} if candidate == "rf" else {})), df, SPEC)[0]  # fmt: skip
+    fitted = models.fit(helpers.model(candidate, SPEC, seed=1), df, SPEC)[0]
     sample = check_rows(SPEC.columns, df[SPEC.columns].head(20))
-    scorer = fuse(model, sample)
+    scorer = fuse(fitted, sample)
     assert isinstance(scorer, Fused)
     new = df[SPEC.columns].sample(100, random_state=2).assign(c=["zz"] + ["a"] * 99)
-    assert np.array_equal(scorer.predict_proba(new), model.predict_proba(new))
+    assert np.array_equal(scorer.predict_proba(new), fitted.predict_proba(new))
 
 
 def test_fuse_keeps_a_model_it_cannot_reproduce():

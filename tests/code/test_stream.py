@@ -15,6 +15,7 @@ from nbmlops.monitoring import monitor, stream
 from nbmlops.registry.gates import MonitorRules
 from nbmlops.spec import BATCH, FeatureSpec
 from nbmlops.training import candidates as models
+from tests import helpers
 
 SPEC = FeatureSpec("defaulted", ["income", "debt_ratio"], ["segment"])
 RULES = MonitorRules(max_regression={"roc_auc": 0.05})
@@ -31,7 +32,7 @@ def _loans(n: int, seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model():
-    return models.fit(models.build_candidate("hgb", SPEC, max_iter=30), _loans(2000, 1), SPEC)[0]
+    return models.fit(helpers.model("boosting", SPEC, max_iter=30), _loans(2000, 1), SPEC)[0]
 
 
 def test_chunked_scoring_equals_scoring_at_once(model):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from nbmlops.layout import Layout
 from nbmlops.tools import airflowrun
 from tests.conftest import BIN, PROJECT, copy_project, run_env
 
@@ -43,8 +44,10 @@ def _decisions(project: Path) -> dict:
     def read(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
 
-    candidates = {p.stem: {k: read(p)[k] for k in ("train", "hyperparams")}
-                  for p in sorted((products / "models").glob("*-*.json"))}  # fmt: skip
+    layout = Layout.from_env(project / "env.ci.yaml")
+    candidates = {c["name"]: {k: read(layout.candidate_product(c["name"], "metrics"))[k]
+                              for k in ("train", "hyperparams")}
+                  for c in layout.candidates}  # fmt: skip
     best = read(products / "models" / "best.json")
     shadow = read(products / "scoring" / "shadow.json")
     tests = read(reports / "monitoring" / "tests.json")
@@ -160,8 +163,9 @@ def test_a_users_project_on_airflow_and_another_share_one_registry_server(
     assert champion == str(best["version"])
     build = client.get_run(client.get_model_version("patients", champion).run_id).data.tags
     newer = registry.register_candidate(theirs, build["build_id"],
-                                        next(c for c in ("logreg", "hgb", "rf")
-                                             if c != build["candidate"]))  # fmt: skip
+                                        next(c["name"] for c in Layout.from_env(
+                                            patients / env_file).candidates
+                                             if c["name"] != build["candidate"]))  # fmt: skip
     with Server(patients, env_file=env_file, latency_budget_ms=2000,
                 environ={"MLFLOW_TRACKING_URI": uri}) as server:  # fmt: skip
         assert server.get("/models").json()["serving"]["champion"] == champion

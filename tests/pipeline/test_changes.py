@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 
+from nbmlops import storage
+from nbmlops.layout import Layout
 from tests.conftest import PROJECT, copy_project, patients_env, ploomber_build
 from tests.helpers import breast_cancer_frame
 from tests.pipeline.test_build import ran_tasks
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("changes")]
 ENV = "env.patients.yaml"
-EVERY = {"ingest", "validate", "features", "train-logreg", "train-hgb", "train-rf", "evaluate",
-         "score", "monitor", "index"}  # fmt: skip
+#: What follows the candidates' training: the comparison and everything it feeds.
+AFTER_TRAINING = {"evaluate", "score", "monitor", "index"}
 
 
 def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
@@ -24,7 +28,10 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
     shutil.copytree(PROJECT / "src" / "nbmlops", project / "src" / "nbmlops",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     breast_cancer_frame().to_csv(project / "patients.csv", index=False)
-    (project / ENV).write_text(patients_env(project))
+    env = project / ENV
+    env.write_text(patients_env(project))
+    declared = {f"train-{c['name']}" for c in Layout.from_env(env).candidates}
+    every = {"ingest", "validate", "features", *declared, *AFTER_TRAINING}
 
     def build() -> tuple[set[str], str]:
         done = ploomber_build(project, env_file=ENV, PYTHONPATH=str(project / "src"))
@@ -32,7 +39,7 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
         assert done.returncode == 0, out[-3000:]
         return {name for name, did in ran_tasks(done.stdout).items() if did}, out
 
-    assert build()[0] == EVERY
+    assert build()[0] == every
     assert build()[0] == set()  # nothing changed
     data = project / "patients.csv"
     stat = data.stat()
@@ -51,4 +58,29 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
 
     data.write_text(data.read_text().replace("benign", "benign ", 1))  # one label, one byte
     ran, out = build()
-    assert ran == EVERY and f"ingest: its inputs changed: {data.resolve()}" in out
+    assert ran == every and f"ingest: its inputs changed: {data.resolve()}" in out
+
+    # A user's modelling, as the env file declares it: one line adds a candidate, changing its
+    # parameters retrains it alone, deleting it removes it from the comparison.
+    def candidates(change) -> None:
+        values = yaml.safe_load(env.read_text())
+        change(values["candidates"])
+        env.write_text(yaml.safe_dump(values, sort_keys=False))
+
+    extra = {"estimator": "sklearn.ensemble.ExtraTreesClassifier",
+             "params": {"n_estimators": 20, "min_samples_leaf": 5, "n_jobs": 1}}  # fmt: skip
+    candidates(lambda block: block.update({"extra-trees": extra}))
+    assert build()[0] == {"train-extra-trees", *AFTER_TRAINING}
+    models = Path(Layout.from_env(env).env["products"]) / "models"
+    assert (models / "extra-trees.pkl").is_file() and (models / "extra-trees.json").is_file()
+    compared = storage.read_json(Layout.from_env(env).reports / "metrics.json")["candidates"]
+    assert "extra-trees" in compared and len(compared) == len(declared) + 1
+
+    candidates(lambda block: block["extra-trees"]["params"].update(n_estimators=30))
+    assert build()[0] == {"train-extra-trees", *AFTER_TRAINING}
+    assert storage.read_json(models / "extra-trees.json")["hyperparams"]["n_estimators"] == 30
+
+    candidates(lambda block: block.pop("extra-trees"))
+    assert build()[0] == AFTER_TRAINING  # nothing trains; the comparison loses one candidate
+    compared = storage.read_json(Layout.from_env(env).reports / "metrics.json")["candidates"]
+    assert "extra-trees" not in compared and len(compared) == len(declared)

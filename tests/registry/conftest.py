@@ -12,6 +12,7 @@ from nbmlops.registry import store as registry
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
 from nbmlops.training import evaluation
+from tests import helpers
 
 SPEC = FeatureSpec("y", ["x1", "x2"], ["c"])
 CONTEXT = {"data_sha256": "ab" * 32, "train_window": "w1", "holdout_window": "w2"}
@@ -66,19 +67,19 @@ class Builder:
         self.store, self.folder, self.count = store, folder, 0
         self.holdout = make_data(400, 99)
 
-    def register(self, hyperparams: dict | None = None, candidates=("logreg",)) -> str:
+    def register(self, hyperparams: dict | None = None, candidates=("linear",)) -> str:
         return registry.register_challenger(self.store, self.log(hyperparams, candidates), CONTEXT)
 
-    def log(self, hyperparams: dict | None = None, candidates=("logreg",)) -> dict:
+    def log(self, hyperparams: dict | None = None, candidates=("linear",)) -> dict:
         """Train and log the candidates; returns the best one's run."""
         self.count += 1
         train = make_data(800, self.count)
         trained = {}
         for name in candidates:
             hp = (hyperparams or {}).get(name, {})
-            pipeline, seconds = models.fit(models.build_candidate(name, SPEC, **hp), train, SPEC)
+            pipeline, seconds = models.fit(helpers.model(name, SPEC, **hp), train, SPEC)
             base = self.folder / f"build{self.count}" / name
-            record = {"model": name, "hyperparams": hp, "fit_seconds": seconds, "train": {}}
+            record = models.record(helpers.declared(name, **hp), seconds, {})
             models.save(pipeline, record, f"{base}.pkl", f"{base}.json")
             trained[f"train-{name}"] = {"model": f"{base}.pkl", "metrics": f"{base}.json"}
         result = evaluation.evaluate_candidates(trained, self.holdout, SPEC, "roc_auc")

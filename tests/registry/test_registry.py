@@ -15,6 +15,7 @@ from nbmlops.registry import store as registry
 from nbmlops.registry.store import IntegrityError, RegistryError
 from nbmlops.serving.rendezvous import ModelCache, check_rows
 from nbmlops.training import candidates as models
+from tests import helpers
 from tests.registry.conftest import SPEC, make_data
 
 pytestmark = pytest.mark.both_stores
@@ -48,7 +49,7 @@ def _model_file(store, version) -> Path:
 
 
 def test_build_logs_runs_and_registers_challenger_with_hash(store, builder):
-    version = builder.register(candidates=("logreg", "rf"))
+    version = builder.register(candidates=("linear", "forest"))
     client = store.client()
     assert registry.alias_version(store, registry.CHALLENGER) == version == "1"
     assert registry.alias_version(store, registry.CHAMPION) is None
@@ -57,11 +58,11 @@ def test_build_logs_runs_and_registers_challenger_with_hash(store, builder):
     # the experiment is every project's on a shared server: this model's runs are tagged
     runs = client.search_runs([store.experiment_id(client)],
                               f"tags.{registry.MODEL_NAME_TAG} = '{store.model_name}'")  # fmt: skip
-    assert sorted(r.data.params["model"] for r in runs) == ["logreg", "rf"]
+    assert sorted(r.data.params["model"] for r in runs) == ["forest", "linear"]
     run = client.get_run(details["run_id"])
     assert run.data.tags["data_sha256"] == "ab" * 32 and run.data.params["model"] in {
-        "logreg",
-        "rf",
+        "linear",
+        "forest",
     }
     assert 0.5 < run.data.metrics["holdout_roc_auc"] <= 1
 
@@ -95,7 +96,7 @@ def test_promotion_refused_without_improvement_leaves_everything(store, builder,
     builder.register()
     promotion.promote(store, baseline, gate_file)
     before = baseline.read_bytes()
-    builder.register(hyperparams={"logreg": {"C": 1e-4}})  # a weaker model
+    builder.register(hyperparams={"linear": {"C": 1e-4}})  # a weaker model
     with pytest.raises(gates.GateError, match="v2 is not promoted") as err:
         promotion.promote(store, baseline, gate_file)
     assert "roc_auc" in str(err.value)
@@ -196,7 +197,7 @@ def test_a_version_from_before_manifests_is_checked_by_its_model_file(store, bui
 def test_a_version_is_served_compiled_and_a_compiled_form_that_disagrees_is_refused(
     store, builder, monkeypatch
 ):
-    version = builder.register(candidates=("logreg", "hgb"))
+    version = builder.register(candidates=("linear", "boosting"))
     model, form, note = registry.load_serving(store, version)
     assert form is not None and note == ""
     run = store.client().get_run(registry.version_details(store, version)["tags"]["run_id"])
@@ -205,7 +206,7 @@ def test_a_version_is_served_compiled_and_a_compiled_form_that_disagrees_is_refu
     assert ModelCache(store, sample).get(version).form == f"compiled ({form.kernel})"
 
     # a compiled form of another model, stored (and hashed) as if it were this one's
-    other = models.fit(models.build_candidate("logreg", SPEC, C=0.001), make_data(300, 42), SPEC)[0]
+    other = models.fit(helpers.model("linear", SPEC, C=0.001), make_data(300, 42), SPEC)[0]
     real = compiled.compile_pipeline
     monkeypatch.setattr(compiled, "compile_pipeline", lambda pipeline, rows: real(other, rows))
     wrong = builder.register()
@@ -470,15 +471,14 @@ def test_a_candidate_file_changed_after_training_is_refused(tmp_path):
 
     from nbmlops.training import candidates, evaluation
 
-    pipeline, _ = candidates.fit(candidates.build_candidate("logreg", SPEC), make_data(300, 1),
-                                 SPEC)  # fmt: skip
-    model, record = tmp_path / "logreg.pkl", tmp_path / "logreg.json"
-    candidates.save(pipeline, {"model": "logreg", "hyperparams": {}}, model, record)
-    trained = {"train-logreg": {"model": str(model), "metrics": str(record)}}
+    pipeline, _ = candidates.fit(helpers.model("linear", SPEC), make_data(300, 1), SPEC)
+    model_file, record = tmp_path / "linear.pkl", tmp_path / "linear.json"
+    candidates.save(pipeline, {"model": "linear", "hyperparams": {}}, model_file, record)
+    trained = {"train-linear": {"model": str(model_file), "metrics": str(record)}}
     holdout = make_data(200, 2)
-    assert evaluation.evaluate_candidates(trained, holdout, SPEC, "roc_auc").best == "logreg"
-    model.write_bytes(pickle.dumps(DummyClassifier().fit(holdout[SPEC.columns], holdout["y"])))
-    with pytest.raises(IntegrityError, match=r"logreg.pkl: sha256 .* its metrics file records"):
+    assert evaluation.evaluate_candidates(trained, holdout, SPEC, "roc_auc").best == "linear"
+    model_file.write_bytes(pickle.dumps(DummyClassifier().fit(holdout[SPEC.columns], holdout["y"])))
+    with pytest.raises(IntegrityError, match=r"linear.pkl: sha256 .* its metrics file records"):
         evaluation.evaluate_candidates(trained, holdout, SPEC, "roc_auc")
 
 

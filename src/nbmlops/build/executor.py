@@ -397,6 +397,10 @@ def _same_source_differ() -> None:
 def locked_parallel(lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task="auto",
                     inputs: str | None = None, **kwargs) -> LockedParallel:  # fmt: skip
     """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects);
-    the DAG being made gets the SameSourceDiffer."""
+    the DAG being made gets the SameSourceDiffer, and its grid tasks' products are named by
+    the grid's values (`gridnames`)."""
+    from .gridnames import name_products_by_value
+
+    name_products_by_value()
     _same_source_differ()
     return LockedParallel(lock_file, wait_seconds, sweep, threads_per_task, inputs, **kwargs)

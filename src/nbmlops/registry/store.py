@@ -270,7 +270,8 @@ def log_candidates(
     for name, candidate in evaluation.candidates.items():
         info = candidate.record
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{build_id}") as run:
-            mlflow.log_params({"model": name, **info["hyperparams"]})
+            mlflow.log_params({**info["hyperparams"], "model": name,
+                               "estimator": info.get("estimator", "")})  # fmt: skip
             mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in holdout[name].items()})
             mlflow.log_metrics({f"train_{k}": float(v) for k, v in info["train"].items()})
             mlflow.log_metric("fit_seconds", info["fit_seconds"])

@@ -20,9 +20,6 @@ from ..settings import DataSettings, backtest_policies
 from ..spec import FeatureSpec
 from ..training import backtest
 
-#: The pipeline's task that trains one candidate per value of its grid.
-TRAIN_TASK, GRID_KEY = "train-[[model]]", "model"
-
 
 def prepare(layout: Layout, workers: int) -> tuple[backtest.Backtest, list[str]]:
     """The backtest of the build's data, candidates and gates that the env file names."""
@@ -39,8 +36,8 @@ def prepare(layout: Layout, workers: int) -> tuple[backtest.Backtest, list[str]]
     data = DataSettings.from_params(env["data"], layout.env_file.name)
     gate_spec = gates.load_gates(env["gates"])
     trainer = backtest.Trainer(
-        periods, spec, layout.grid(TRAIN_TASK, GRID_KEY), env.get("hyperparams") or {},
-        int(env["seed"]), data.holdout_periods, gate_spec["primary_metric"], workers,
+        periods, spec, layout.candidates, int(env["seed"]), data.holdout_periods,
+        gate_spec["primary_metric"], workers,
     )  # fmt: skip
     bt = backtest.Backtest(periods, spec, trainer, gate_spec, data.reference_periods,
                            int(env.get("monitor_max_rows") or 0))  # fmt: skip

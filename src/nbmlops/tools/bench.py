@@ -190,9 +190,9 @@ def bench_backtest(built: Path, env_file: str, cold_seconds: float) -> dict:
 
 
 def bench_grid(built: Path, env_file: str, repeats: int) -> dict:
-    """The three candidate tasks together against the same three one after another, each in a
+    """The candidates' training tasks together against the same one after another, each in a
     process of its own; together, with the threads and priorities the build gives them."""
-    names = ["train-logreg", "train-hgb", "train-rf"]
+    names = [f"train-{c['name']}" for c in Layout.from_env(built / env_file).candidates]
     ploomber = str(BIN / "ploomber")
     serial, parallel = [], []
     from ploomber.spec import DAGSpec  # imports Ploomber; only the grid needs it

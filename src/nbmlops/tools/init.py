@@ -233,10 +233,19 @@ data:
 {data_lines}
 
 seed: 0
-hyperparams:
-  logreg: {{C: 1.0}}
-  hgb: {{max_iter: 200, learning_rate: 0.1}}
-  rf: {{n_estimators: 150, min_samples_leaf: 20}}
+# The candidate models: a name, any estimator with the scikit-learn API by its dotted path, and
+# its parameters; one line adds one (docs/customizing.md). The template prepares the columns
+# for each by its kind (`prep: onehot | ordinal | native` overrides that).
+candidates:
+  logreg:
+    estimator: sklearn.linear_model.LogisticRegression
+    params: {{C: 1.0, max_iter: 1000, class_weight: balanced}}
+  hgb:
+    estimator: sklearn.ensemble.HistGradientBoostingClassifier
+    params: {{max_iter: 200, learning_rate: 0.1, class_weight: balanced}}
+  rf:
+    estimator: sklearn.ensemble.RandomForestClassifier
+    params: {{n_estimators: 150, min_samples_leaf: 20, n_jobs: 1, class_weight: balanced_subsample}}
 
 monitor_reference: holdout   # drift against: holdout, train, or rolling (the periods before)
 monitor_rolling_periods: 3

@@ -164,6 +164,7 @@ class Drill:
         self.budget = float(raw["serving"].get("latency_budget_ms", 50.0))
         self.env_file = scratch / "env.load.yaml"
         self.env_file.write_text(yaml.safe_dump(raw))
+        self.candidates = [candidate["name"] for candidate in layout.candidates]
         self.champion, self.other = self._roles()
         spec = FeatureSpec.read(layout.product("features", "spec"))
         holdout = pd.read_parquet(layout.product("ingest", "holdout"))
@@ -185,9 +186,13 @@ class Drill:
         if not others:
             meta = client.get_model_version(self.store.model_name, champion)
             build = meta.tags.get("build_id") or client.get_run(meta.run_id).data.tags["build_id"]
-            for name in ("logreg", "hgb", "rf"):
+            for name in self.candidates:
                 if name != meta.tags.get("candidate"):
                     others.append(registry.register_candidate(self.store, build, name))
+        if not others:
+            raise ConfigError(f"the load test serves a fallback and a shadow beside the champion: "
+                              f"{self.store.model_name!r} has one version and the env file one "
+                              "candidate; declare a second candidate and build")  # fmt: skip
         registry.set_champion(self.store, champion, [others[0], champion])
         client.set_registered_model_alias(self.store.model_name, registry.CHALLENGER, others[-1])
         return champion, others[0]

@@ -107,7 +107,7 @@ def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarra
 
     periods, spec = _SHARED["periods"], _SHARED["spec"]
     held_out, seed = _SHARED["held_out"], _SHARED["seed"]
-    pipeline = candidates.build_candidate(name, spec, seed, **_SHARED["hyperparams"].get(name, {}))
+    pipeline = candidates.build(_SHARED["declared"][name], spec, seed)
     train = periods.frame(start, cutoff - held_out)
     try:
         with threadpool_limits(_SHARED["threads"]):
@@ -125,13 +125,15 @@ class Trainer:
     """Trains every candidate on a window once (a window two policies share is trained once),
     in `workers` processes; keeps each model's scores, not the model."""
 
-    def __init__(self, periods: Periods, spec: FeatureSpec, names: list[str], hyperparams: dict,
+    def __init__(self, periods: Periods, spec: FeatureSpec, declared: list[dict],
                  seed: int, held_out: int, primary: str, workers: int = 1):  # fmt: skip
-        self.periods, self.spec, self.names = periods, spec, names
+        self.periods, self.spec = periods, spec
+        self.names = [candidate["name"] for candidate in declared]
         self.held_out, self.primary, self.workers = held_out, primary, workers
         self.models: dict[tuple[int, int], Model | str] = {}
         self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
-        _SHARED.update(periods=periods, spec=spec, hyperparams=hyperparams, seed=seed,
+        _SHARED.update(periods=periods, spec=spec, seed=seed,
+                       declared={candidate["name"]: candidate for candidate in declared},
                        held_out=held_out, threads=1 if workers > 1 else None)  # fmt: skip
         self._pool = None
         if workers > 1:

@@ -1,17 +1,19 @@
-"""Candidate models: scikit-learn pipelines built by name, trained and compared."""
+"""Candidate models as the env file declares them (`candidates`): any estimator with the
+scikit-learn API by its dotted path and parameters, behind the column preparation the template
+chooses by the estimator's kind; trained, saved and compared."""
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
@@ -54,44 +56,83 @@ def _ordinal(spec: FeatureSpec, missing_value: float | int) -> ColumnTransformer
     )
 
 
-def _logreg(spec: FeatureSpec, seed: int, **hp: Any) -> Pipeline:
-    hp = {"C": 1.0, "max_iter": 1000, **hp}
-    model = LogisticRegression(class_weight="balanced", random_state=seed, **hp)
-    return Pipeline([("prep", _one_hot(spec)), ("model", model)])
+#: Modules whose estimators are trees: their columns are coded as ordinals, not one-hot.
+TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost", "catboost")
 
 
-def _hgb(spec: FeatureSpec, seed: int, **hp: Any) -> Pipeline:
-    hp = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, **hp}
-    n_num = len(spec.numeric)
-    cat_mask = [False] * n_num + [True] * len(spec.categorical)
-    model = HistGradientBoostingClassifier(
-        categorical_features=cat_mask if spec.categorical else None,
-        class_weight="balanced",
-        random_state=seed,
-        **hp,
-    )
-    return Pipeline([("prep", _ordinal(spec, np.nan)), ("model", model)])
-
-
-def _rf(spec: FeatureSpec, seed: int, **hp: Any) -> Pipeline:
-    hp = {"n_estimators": 150, "min_samples_leaf": 20, "max_features": "sqrt", **hp}
-    model = RandomForestClassifier(
-        class_weight="balanced_subsample", random_state=seed, n_jobs=1, **hp
-    )
-    return Pipeline([("prep", _ordinal(spec, -1)), ("model", model)])
-
-
-CANDIDATES: dict[str, Callable[..., Pipeline]] = {"logreg": _logreg, "hgb": _hgb, "rf": _rf}
-
-
-def build_candidate(name: str, spec: FeatureSpec, seed: int = 0, **hyperparams: Any) -> Pipeline:
-    """An unfitted pipeline for candidate `name` with its hyperparameters."""
-    if name not in CANDIDATES:
-        raise ConfigError(f"unknown model {name!r}; known: {sorted(CANDIDATES)}")
+def estimator_class(candidate: dict, where: str = "candidates") -> type:
+    """The class a candidate's `estimator` names (a dotted path), imported."""
+    module_name, _, class_name = candidate["estimator"].rpartition(".")
+    key = f"{where}.{candidate['name']}.estimator"
     try:
-        return CANDIDATES[name](spec, seed, **hyperparams)
-    except TypeError as exc:
-        raise ConfigError(f"model {name!r}: bad hyperparameters {hyperparams}: {exc}") from None
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{key}: cannot import {module_name!r} ({exc}); is it installed "
+                          "in the project's environment?") from None  # fmt: skip
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise ConfigError(f"{key}: module {module_name!r} has no class {class_name!r}")
+    return cls
+
+
+def preparation(candidate: dict, cls: type) -> str:
+    """How the columns are prepared for the estimator: the candidate's `prep`, else by kind:
+    `native` for histogram gradient boosting (missing values and categories handled by the
+    estimator), `ordinal` for other trees, `onehot` (scaled numbers) for the rest."""
+    if candidate.get("prep"):
+        return candidate["prep"]
+    if cls.__name__.startswith("HistGradientBoosting"):
+        return "native"
+    if cls.__module__.startswith(TREE_MODULES):
+        return "ordinal"
+    return "onehot"
+
+
+def _parameters(cls: type) -> tuple[set[str], bool]:
+    """The constructor's parameter names, and whether it takes any other (`**kwargs`)."""
+    signature = inspect.signature(cls.__init__)
+    names = {p.name for p in signature.parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}  # fmt: skip
+    return names, any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def build(candidate: dict, spec: FeatureSpec, seed: int = 0, where: str = "candidates") -> Pipeline:
+    """An unfitted pipeline for a declared candidate: the template's column preparation, then
+    the estimator with the candidate's parameters (and `random_state=seed` where the estimator
+    takes one and the candidate does not set it).
+
+    A parameter the estimator does not take, or a value it refuses, is a ConfigError naming
+    the candidate and the parameter.
+    """
+    cls = estimator_class(candidate, where)
+    key = f"{where}.{candidate['name']}"
+    params = dict(candidate.get("params") or {})
+    names, open_ended = _parameters(cls)
+    unknown = sorted(set(params) - names)
+    if unknown and not open_ended:
+        close = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+        hints = ", ".join(f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "")
+                          for k, c in close.items())  # fmt: skip
+        raise ConfigError(f"{key}.params: {cls.__name__} takes no parameter {hints}")
+    if "random_state" in names and "random_state" not in params:
+        params["random_state"] = seed
+    kind = preparation(candidate, cls)
+    if kind == "native" and "categorical_features" in names and spec.categorical:
+        params.setdefault(
+            "categorical_features", [False] * len(spec.numeric) + [True] * len(spec.categorical)
+        )
+    try:
+        estimator = cls(**params)
+        if hasattr(estimator, "_validate_params"):  # scikit-learn's own check of every value
+            estimator._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.params: {cls.__name__}: {exc}") from None
+    if not hasattr(estimator, "predict_proba"):
+        raise ConfigError(f"{key}: {cls.__name__} with these parameters has no predict_proba; "
+                          "the template ranks, calibrates and monitors probabilities")  # fmt: skip
+    prep = {"onehot": lambda: _one_hot(spec), "ordinal": lambda: _ordinal(spec, -1),
+            "native": lambda: _ordinal(spec, np.nan)}[kind]()  # fmt: skip
+    return Pipeline([("prep", prep), ("model", estimator)])
 
 
 def fit(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec) -> tuple[Pipeline, float]:
@@ -99,6 +140,31 @@ def fit(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec) -> tuple[Pipe
     start = time.perf_counter()
     pipeline.fit(data[spec.columns], data[spec.target])
     return pipeline, time.perf_counter() - start
+
+
+def record(candidate: dict, fit_seconds: float, train_metrics: dict) -> dict:
+    """What a trained candidate's metrics file holds beside the model file's hash."""
+    return {"model": candidate["name"], "estimator": candidate["estimator"],
+            "hyperparams": dict(candidate.get("params") or {}), "fit_seconds": fit_seconds,
+            "train": train_metrics}  # fmt: skip
+
+
+def importances(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec, seed: int = 0,
+                max_rows: int = 5000, repeats: int = 3) -> pd.DataFrame:  # fmt: skip
+    """Permutation importance of each input column on `data` (a sample of `max_rows`): how
+    much ROC AUC falls when the column's values are shuffled; largest first."""
+    from sklearn.inspection import permutation_importance
+
+    rows = data.sample(min(len(data), max_rows), random_state=seed) if len(data) else data
+    if rows[spec.target].nunique() < 2:
+        return pd.DataFrame({"feature": spec.columns, "importance": np.nan, "spread": np.nan})
+    found = permutation_importance(
+        pipeline, rows[spec.columns], rows[spec.target], scoring="roc_auc", n_repeats=repeats,
+        random_state=seed,
+    )  # fmt: skip
+    table = pd.DataFrame({"feature": spec.columns, "importance": found.importances_mean,
+                          "spread": found.importances_std})  # fmt: skip
+    return table.sort_values("importance", ascending=False, ignore_index=True)
 
 
 def save(pipeline: Pipeline, record: dict[str, Any], model_file, metrics_file) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import html, metrics, storage
+from ..errors import ConfigError
 from ..monitoring import drift
 from ..registry import gates
 from ..registry import store as registry
@@ -42,9 +43,14 @@ class Evaluation:
 
 
 def evaluate_candidates(
-    trained: dict[str, dict], holdout: pd.DataFrame, spec: FeatureSpec, primary_metric: str
+    trained: dict[str, dict],
+    holdout: pd.DataFrame,
+    spec: FeatureSpec,
+    primary_metric: str,
+    declared: list[str] | None = None,
 ) -> Evaluation:
-    """Score every trained candidate on the held-out window and rank them."""
+    """Score every trained candidate on the held-out window and rank them; with `declared`
+    (the env file's candidate names), the trained ones must be exactly those."""
     probas, scores, loaded = {}, {}, {}
     for products in trained.values():
         record = storage.read_json(products["metrics"])
@@ -55,6 +61,9 @@ def evaluate_candidates(
         probas[name] = metrics.predict_proba(candidate.pipeline, holdout, spec)
         scores[name] = metrics.classification_metrics(holdout[spec.target], probas[name])
         loaded[name] = candidate
+    if declared is not None and sorted(loaded) != sorted(declared):
+        raise ConfigError(f"the trained candidates {sorted(loaded)} are not the declared "
+                          f"{sorted(declared)}; build again")  # fmt: skip
     table = candidates.compare(scores, primary_metric)
     return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, loaded, probas)
 
