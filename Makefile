@@ -127,8 +127,8 @@ ci: ## the pull-request CI sequence, as the workflow runs it
 ci-as-user: ## make ci as a user who is not root, in a fresh clone of HEAD: proves it needs no root
 	bash .ci/as-user.sh
 
-lab: setup ## open JupyterLab (the .py notebooks open as notebooks, parameters injected)
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: setup ## open JupyterLab (ENV=ci for the CI sample's parameters; the .py notebooks open as notebooks)
+	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 plot: setup ## draw the pipeline graph to reports/pipeline.html
 	$(BIN)/ploomber plot --output reports/pipeline.html

@@ -10,7 +10,13 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .settings import BLOCKS, RetrainPolicy, ServingSettings, backtest_policies
+from .settings import (
+    BLOCKS,
+    CalibrationSettings,
+    RetrainPolicy,
+    ServingSettings,
+    backtest_policies,
+)
 
 
 def load_env(env_file: str | Path) -> dict:
@@ -22,6 +28,16 @@ def load_env(env_file: str | Path) -> dict:
     return copy.deepcopy(EnvDict(str(path.resolve()))._data)  # plain dicts, placeholders expanded
 
 
+#: Keys an older env file may hold, and where their values went.
+MOVED = {"hyperparams": " (candidates are declared in `candidates` now, each with its estimator "
+                        "and params: docs/customizing.md)"}  # fmt: skip
+#: Keys an older env file lacks, and what to write there.
+NEW_KEYS = {
+    "candidates": ": declare the candidate models there, each with its `estimator` (a dotted "
+                  "path) and `params` (this replaces `hyperparams`; docs/customizing.md)",
+    "calibration": ": e.g. `calibration: {method: sigmoid, share: 0.2, threshold: best_f1}` "
+                   "(docs/customizing.md)",
+}  # fmt: skip
 #: Keys Ploomber fills in itself; an env file may use them without pipeline.yaml naming them.
 PLOOMBER_KEYS = {"here", "cwd", "root", "user", "now", "git", "git_hash", "build"}
 
@@ -34,7 +50,8 @@ def placeholders(pipeline_text: str) -> set[str]:
 def unknown_keys(env: dict, pipeline_text: str, env_name: str) -> list[str]:
     """Keys of an env file that pipeline.yaml never uses: typos that would be silently ignored."""
     used = placeholders(pipeline_text) | PLOOMBER_KEYS
-    problems = [f"{env_name}: unknown key {key!r}" for key in env if key not in used]
+    problems = [f"{env_name}: unknown key {key!r}" + MOVED.get(key, "") for key in env
+                if key not in used]  # fmt: skip
     for block, settings in BLOCKS.items():
         known = settings.keys()
         value = env.get(block) or {}
@@ -75,6 +92,7 @@ def check_env_keys(
     serving: dict | None = None,
     backtest: dict | None = None,
     retraining: dict | None = None,
+    calibration: dict | None = None,
 ) -> None:
     """Ploomber `on_render` hook: refuse an env file with a key the pipeline does not use.
 
@@ -99,3 +117,5 @@ def check_env_keys(
         backtest_policies(backtest, env_path.name)
     if retraining is not None:
         RetrainPolicy.from_params(retraining, f"{env_path.name}: retraining")
+    if calibration is not None:
+        CalibrationSettings.from_params(calibration, env_path.name)

@@ -279,6 +279,70 @@ def backtest_policies(
             for name, value in params.items()}  # fmt: skip
 
 
+#: How a candidate's probabilities are calibrated (`calibration.method`).
+CALIBRATIONS = ("sigmoid", "isotonic", "none")
+#: The rules that choose the decision threshold on the calibration slice, besides a number.
+THRESHOLD_RULES = ("best_f1", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class CalibrationSettings(Settings):
+    """The env file's `calibration` block: probabilities that mean what they say, and the
+    decision threshold chosen with them.
+
+    Each candidate is fitted on the older part of the training window; the newest `share` of
+    it (in time order) is held back to fit a map from the estimator's probability to the
+    observed rate (`sigmoid`: two parameters on the log-odds, order kept; `isotonic`: a
+    monotone step function; `none`: no map) and to choose the threshold by `threshold`:
+    `best_f1`, `{precision: 0.6}` (the most recall at that precision or more),
+    `{recall: 0.8}` (the most precision at that recall or more), or a number. With `none` and
+    a number, nothing is held back: the estimator is fitted on the whole window.
+    """
+
+    block: ClassVar[str] = "calibration"
+
+    method: str = "sigmoid"
+    share: float = 0.2
+    threshold: Any = "best_f1"
+
+    @classmethod
+    def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
+        threshold = params.get("threshold", "best_f1")
+        if isinstance(threshold, Mapping) and len(threshold) == 1:
+            ((rule, target),) = threshold.items()
+            threshold = (str(rule), target)
+        method = params.get("method", "sigmoid")
+        # `method: none` can arrive as None (Ploomber's env reads the word as a null)
+        return params | {"threshold": threshold, "method": "none" if method is None else method}
+
+    def _check(self, where: str) -> None:
+        if self.method not in CALIBRATIONS:
+            raise ConfigError(f"{where}: calibration.method must be one of "
+                              f"{', '.join(CALIBRATIONS)}, not {self.method!r}")  # fmt: skip
+        if (
+            isinstance(self.share, bool)
+            or not isinstance(self.share, int | float)
+            or not (0 < self.share < 1)
+        ):
+            raise ConfigError(f"{where}: calibration.share must be a fraction between 0 and 1 "
+                              f"(of the training window), not {self.share!r}")  # fmt: skip
+        rule = self.threshold
+        number = isinstance(rule, int | float) and not isinstance(rule, bool)
+        ok = (number and 0 < rule < 1) or rule == "best_f1" or (
+            isinstance(rule, tuple) and rule[0] in THRESHOLD_RULES[1:]
+            and isinstance(rule[1], int | float) and 0 < rule[1] <= 1
+        )  # fmt: skip
+        if not ok:
+            raise ConfigError(f"{where}: calibration.threshold must be best_f1, {{precision: P}}, "
+                              f"{{recall: R}} (P, R in (0, 1]) or a number in (0, 1), not "
+                              f"{self.threshold!r}")  # fmt: skip
+
+    @property
+    def holds_back(self) -> bool:
+        """Whether a slice of the training window is held back (for the map or the rule)."""
+        return self.method != "none" or not isinstance(self.threshold, int | float)
+
+
 #: How the template prepares the columns before a candidate's estimator (`prep`): one-hot
 #: categories and scaled numbers; ordinal codes with medians filled in (trees); ordinal codes
 #: with missing values kept, categories declared to the estimator (histogram boosting).
@@ -335,5 +399,5 @@ def candidate_grid(candidates: Mapping[str, Any] | None, where: str | None = Non
 
 #: The env file's blocks, by key.
 BLOCKS: dict[str, type[Settings]] = {
-    s.block: s for s in (DataSettings, StoreSettings, ServingSettings)
+    s.block: s for s in (DataSettings, StoreSettings, ServingSettings, CalibrationSettings)
 }

@@ -132,6 +132,18 @@ CASES = {
     "mistyped-value-on-command-line": (lambda p: ["--env--data--sample_frac", "1.5"],
                                        "`sample_frac` must be in (0, 1], got 1.5"),
     "path-outside-project": (_outside, "../outside.csv: is outside the project folder"),
+    "candidate-parameter-misspelt": (_env_typo(("min_samples_leaf: 20, max_features", "min_sample_leaf: 20, max_features"), "env.cand1.yaml"),
+                                     "env.cand1.yaml: candidates.rf.params: RandomForestClassifier takes no parameter "
+                                     "'min_sample_leaf' (did you mean 'min_samples_leaf'?)"),
+    "candidate-estimator-misspelt": (_env_typo(("sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.RandomForrestClassifier"), "env.cand2.yaml"),
+                                     "env.cand2.yaml: candidates.rf.estimator: module 'sklearn.ensemble' has no class "
+                                     "'RandomForrestClassifier'"),
+    "candidate-written-twice": (_env_typo(("candidates:\n", "candidates:\n  rf: sklearn.ensemble.ExtraTreesClassifier\n"), "env.cand3.yaml"),
+                                "env.cand3.yaml: line "),
+    "env-file-from-before-candidates": (_env_typo(("candidates:", "hyperparams:"), "env.old.yaml"),
+                                        "env.old.yaml: no `candidates`: declare the candidate models there"),
+    "calibration-rule-unknown": (_env_typo(("threshold: best_f1", "threshold: best_recall"), "env.cal.yaml"),
+                                 "env.cal.yaml: calibration.threshold must be best_f1"),
 }  # fmt: skip
 
 

@@ -88,9 +88,15 @@ def test_answers_come_from_the_champion_and_match_its_model(served):
     assert (body["role"], body["model_version"], body["fallback_reason"]) == ("champion", "1", None)
     expected = _proba(served, "1", records)
     assert body["probability"] == pytest.approx(expected[0], abs=1e-6)
-    assert body["prediction"] == int(expected[0] >= 0.5)
+    # the decision at the threshold chosen with the model and logged with its run
+    details = registry.version_details(served["store"], "1")
+    threshold = float(details["params"]["decision_threshold"])
+    assert threshold != 0.5 and body["prediction"] == int(expected[0] >= threshold)
     got = [p["probability"] for p in many.json()["predictions"]]
     assert got == pytest.approx(list(expected), abs=1e-6)
+    assert [p["prediction"] for p in many.json()["predictions"]] == [
+        int(p >= threshold) for p in expected
+    ]
     assert models["serving"] == {"champion": "1", "fallback": served["fallback"],
                                  "challenger": served["challenger"]}  # fmt: skip
     # every candidate kind answers in its compiled form, built at registration

@@ -8,7 +8,7 @@ here it is rendered from them alone; a product without placeholders keeps Ploomb
 Two tasks that would share a product are still refused by Ploomber's duplicate check.
 
 Installed by the executor's factory, which Ploomber calls before it makes the tasks; nothing in
-site-packages is changed (docs/ploomber-upstream.md, finding 5).
+site-packages is changed (docs/ploomber-upstream.md, finding 6).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..envfile import NEW_KEYS
+
 #: The errors raised on purpose, whose message is written for the person building.
 OURS = ("PipelineError", "ConfigError", "DataError", "GateError", "RegistryError",
         "IntegrityError", "BuildLocked")  # fmt: skip
@@ -32,6 +34,8 @@ _TASK = re.compile(r"Error when executing task '([^']+)'|Error building task \"(
 _START = ("Traceback (most recent call last)", "-" * 40, "=" * 20, "Error when executing task",
           "Error building task", "ploomber.exceptions", "Exception encountered")  # fmt: skip
 _ANSI = re.compile(r"\x1b\[[\d;]*m")
+#: How Ploomber names a `{{key}}` of pipeline.yaml that the env file does not set.
+_MISSING = re.compile(r"\{\{(\w+)\}\}: Ensure the placeholder is defined in the env")
 
 
 def clear_message(output: str) -> tuple[str, str] | None:
@@ -90,6 +94,11 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
         return 0
     output = b"".join(chunks).decode("utf-8", "replace")
     found = clear_message(output)
+    missing = _MISSING.findall(output)
+    if found is None and missing:  # an env file without a key the pipeline needs
+        hints = [f"{Path(env_file).name}: no `{key}`{NEW_KEYS.get(key, '')}" for key in missing]
+        print("\nbuild failed:\n" + "\n".join(hints) + f"\n\nfull log: {log}", file=sys.stderr)
+        return code
     if found is None:  # not one of ours: everything Ploomber said
         if not shown:
             sys.stdout.write(output[len(_shown_prefix(chunks)) :])

@@ -69,7 +69,7 @@ def write_cards(store: Store, folder: str | Path, gates_file: str, baseline_file
         tags = details["run_tags"]
         purpose = PURPOSE.format(
             target=tags.get("target", "target"),
-            threshold=THRESHOLD,
+            threshold=f"{float(details['params'].get('decision_threshold') or THRESHOLD):.4g}",
             train=tags.get("train_window", "?"),
             holdout=tags.get("holdout_window", "?"),
         )

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
+from ..calibration import Calibrated, apply_map
 
 #: Largest absolute difference from the pipeline's probability that a compiled form may give.
 #: The kernels are exact up to summation order (about 1e-15 seen); a millionth leaves room for a
@@ -92,6 +94,7 @@ class Compiled:
     model: bytes
     dtype: str  # what the estimator reads: float32 (scikit-learn's trees) or float64
     report: dict
+    calibration: dict = field(default_factory=lambda: {"kind": "none"})  # Calibrated.map_
 
     def __post_init__(self):
         if self.kernel == "treelite":
@@ -124,15 +127,21 @@ class Compiled:
 
     def _kernel_proba(self, x: np.ndarray) -> np.ndarray:
         if self.kernel == "onnxruntime":
-            return self._session.run(["probabilities"], {self._input: x})[0]
-        import treelite
+            out = self._session.run(["probabilities"], {self._input: x})[0]
+        else:
+            import treelite
 
-        out = treelite.gtil.predict(self._tree, x, nthread=1)[:, 0, :]
-        return np.column_stack([1 - out[:, 0], out[:, 0]]) if out.shape[1] == 1 else out
+            out = treelite.gtil.predict(self._tree, x, nthread=1)[:, 0, :]
+            out = np.column_stack([1 - out[:, 0], out[:, 0]]) if out.shape[1] == 1 else out
+        if self.calibration["kind"] == "none":
+            return out
+        p = apply_map(self.calibration, out[:, 1])
+        return np.column_stack([1 - p, p])
 
     def to_bytes(self) -> bytes:
         arrays = {"meta": np.array(json.dumps({
             "kernel": self.kernel, "dtype": self.dtype, "report": self.report,
+            "calibration": self.calibration,
             "blocks": [{"kind": "numeric" if isinstance(b, NumericBlock) else "categorical",
                         "columns": b.columns,
                         **({"categories": [[_plain(v) for v in c] for c in b.categories]}
@@ -162,7 +171,8 @@ class Compiled:
                     tables = [f[f"{i}.table.{j}"] for j in range(len(b["columns"]))]
                     blocks.append(CategoricalBlock(b["columns"], b["categories"], f[f"{i}.base"],
                                                    tables))  # fmt: skip
-            return cls(blocks, meta["kernel"], f["model"].tobytes(), meta["dtype"], meta["report"])
+            return cls(blocks, meta["kernel"], f["model"].tobytes(), meta["dtype"], meta["report"],
+                       meta.get("calibration") or {"kind": "none"})  # fmt: skip
 
     @classmethod
     def read(cls, path: str | Path) -> Compiled:
@@ -211,6 +221,9 @@ def compile_pipeline(pipeline, rows: pd.DataFrame) -> Compiled:
             and isinstance(pipeline.steps[0][1], ColumnTransformer)):  # fmt: skip
         raise NotCompiled("only a Pipeline(ColumnTransformer, estimator) is compiled")
     prep, estimator = pipeline.steps[0][1], pipeline.steps[1][1]
+    mapped = {"kind": "none"}
+    if isinstance(estimator, Calibrated):  # the estimator compiled, its map as numbers
+        estimator, mapped = estimator.estimator, estimator.map_
     blocks = []
     for name, part, columns in prep.transformers_:
         if (isinstance(part, str) and part == "drop") or not len(columns):
@@ -219,7 +232,7 @@ def compile_pipeline(pipeline, rows: pd.DataFrame) -> Compiled:
             raise NotCompiled("the column transformer passes remaining columns through")
         blocks.append(_block(name, part, list(columns), rows))
     kernel, model, dtype = _kernel(estimator, np.hstack([b.design(rows) for b in blocks]))
-    compiled = Compiled(blocks, kernel, model, dtype, {})
+    compiled = Compiled(blocks, kernel, model, dtype, {}, mapped)
     diff = largest_difference(compiled, pipeline, rows)
     if not diff <= TOLERANCE:
         raise NotCompiled(f"the compiled form differs from the pipeline by {diff:.3g} on "

@@ -270,8 +270,11 @@ def log_candidates(
     for name, candidate in evaluation.candidates.items():
         info = candidate.record
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-{build_id}") as run:
+            calibrated = info.get("calibration") or {}
             mlflow.log_params({**info["hyperparams"], "model": name,
-                               "estimator": info.get("estimator", "")})  # fmt: skip
+                               "estimator": info.get("estimator", ""),
+                               "calibration_method": calibrated.get("method", "none"),
+                               "decision_threshold": calibrated.get("threshold", "")})  # fmt: skip
             mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in holdout[name].items()})
             mlflow.log_metrics({f"train_{k}": float(v) for k, v in info["train"].items()})
             mlflow.log_metric("fit_seconds", info["fit_seconds"])

@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from ..calibration import threshold_of
 from ..registry import store as registry
 from ..registry.compiled import Compiled, agrees
 from ..registry.store import Store
+from ..spec import THRESHOLD
 from .fused import fuse
 
 CHAMPION, FALLBACK, ACTING = "champion", "fallback", "acting champion"
@@ -46,6 +48,7 @@ class Loaded:
     model: object
     form: str = "pipeline"  # compiled (kernel), fused or pipeline: what answers
     note: str = ""  # why the compiled form does not answer
+    threshold: float = THRESHOLD  # the decision threshold chosen with the model
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Answer:
     cause: str | None = None  # the same, one of OVER_BUDGET, ERROR, BREAKER_OPEN
     shadows: dict[str, str] = field(default_factory=dict)  # alias -> version, for the archive
     batch_rows: int = 1  # rows of the model call that answered (requests scored together)
+    threshold: float = THRESHOLD  # the answering model's decision threshold
 
 
 class Breaker:
@@ -241,7 +245,8 @@ class Router:
                 proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), deadline)
                 self.breaker.record(True)
                 return Answer(proba, models.answering.version, models.role, ms,
-                              shadows=shadows, batch_rows=rows)  # fmt: skip
+                              shadows=shadows, batch_rows=rows,
+                              threshold=models.answering.threshold)  # fmt: skip
             except TimeoutError:
                 cause = OVER_BUDGET
                 reason = f"{cause} (no answer in {self.deadline * 1000:.0f} ms)"
@@ -264,7 +269,8 @@ class Router:
             raise NoModel(f"no answer: the champion {reason}, and the fallback "
                           f"v{models.fallback.version} had none within its deadline of "
                           f"{self.fallback_deadline * 1000:.0f} ms") from None  # fmt: skip
-        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, cause, shadows, rows)
+        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, cause, shadows, rows,
+                      models.fallback.threshold)  # fmt: skip
 
     def close(self) -> None:
         self._champion.close()
@@ -320,12 +326,13 @@ def serving_form(
 ) -> Loaded:
     """The fastest form of `model` that answers as it does on `sample` (see ModelCache)."""
     model.predict_proba(sample)
+    threshold = threshold_of(model)
     if compiled is not None:
         ok, note = agrees(compiled, model, sample)  # scoring `sample` both ways warms it up too
         if ok:
-            return Loaded(version, compiled, f"compiled ({compiled.kernel})")
+            return Loaded(version, compiled, f"compiled ({compiled.kernel})", "", threshold)
     fast = fuse(model, sample)
-    return Loaded(version, fast, "fused" if fast is not model else "pipeline", note)
+    return Loaded(version, fast, "fused" if fast is not model else "pipeline", note, threshold)
 
 
 def wanted(aliases: dict[str, str], history: list[str], shadow_aliases: list[str]):

@@ -36,7 +36,7 @@ from ..errors import ConfigError, PipelineError
 from ..layout import Layout
 from ..registry.store import Store
 from ..settings import ServingSettings
-from ..spec import THRESHOLD, FeatureSpec
+from ..spec import FeatureSpec
 from .archive import ArchiveSettings
 from .connection import with_deadline
 from .feedback import STATUSES, Feedback, items_of
@@ -136,7 +136,7 @@ class Service:
     def __init__(self, store: Store, spec: FeatureSpec, contract: dict | None,
                  settings: ServingSettings, drill_latency_ms: float = 0.0,
                  sample: list[dict] | None = None):  # fmt: skip
-        self.store, self.settings, self.threshold = store, settings, THRESHOLD
+        self.store, self.settings = store, settings
         self.contract = RequestContract(spec, contract, settings.max_text_chars)
         self.token = os.environ.get(settings.token_env) or None
         self.metrics = Metrics()
@@ -284,7 +284,7 @@ class Service:
         m.model_latency.labels(answer.role).observe(answer.model_ms / 1000)
         if answer.cause:
             m.fallbacks.labels(answer.cause).inc()
-        results = [{"prediction": int(p >= self.threshold), "probability": round(float(p), 6)}
+        results = [{"prediction": int(p >= answer.threshold), "probability": round(float(p), 6)}
                    for p in answer.proba]  # fmt: skip
         out = {"request_id": request_id, "model_version": answer.version, "role": answer.role,
                "fallback_reason": answer.reason}  # fmt: skip

@@ -16,7 +16,7 @@ from .. import storage
 from ..errors import ConfigError, PipelineError
 from ..layout import BACKTEST_PAGES, Layout
 from ..registry import gates
-from ..settings import DataSettings, backtest_policies
+from ..settings import CalibrationSettings, DataSettings, backtest_policies
 from ..spec import FeatureSpec
 from ..training import backtest
 
@@ -38,6 +38,7 @@ def prepare(layout: Layout, workers: int) -> tuple[backtest.Backtest, list[str]]
     trainer = backtest.Trainer(
         periods, spec, layout.candidates, int(env["seed"]), data.holdout_periods,
         gate_spec["primary_metric"], workers,
+        CalibrationSettings.from_params(env.get("calibration"), layout.env_file.name),
     )  # fmt: skip
     bt = backtest.Backtest(periods, spec, trainer, gate_spec, data.reference_periods,
                            int(env.get("monitor_max_rows") or 0))  # fmt: skip

@@ -239,13 +239,16 @@ seed: 0
 candidates:
   logreg:
     estimator: sklearn.linear_model.LogisticRegression
-    params: {{C: 1.0, max_iter: 1000, class_weight: balanced}}
+    params: {{C: 1.0, max_iter: 1000}}
   hgb:
     estimator: sklearn.ensemble.HistGradientBoostingClassifier
-    params: {{max_iter: 200, learning_rate: 0.1, class_weight: balanced}}
+    params: {{max_iter: 200, learning_rate: 0.1}}
   rf:
     estimator: sklearn.ensemble.RandomForestClassifier
-    params: {{n_estimators: 150, min_samples_leaf: 20, n_jobs: 1, class_weight: balanced_subsample}}
+    params: {{n_estimators: 150, min_samples_leaf: 20, n_jobs: 1}}
+# Each candidate is fitted on the older part of the training window; the newest `share` of it
+# maps its probability to the observed rate and chooses the decision threshold.
+calibration: {{method: sigmoid, share: 0.2, threshold: best_f1}}
 
 monitor_reference: holdout   # drift against: holdout, train, or rolling (the periods before)
 monitor_rolling_periods: 3

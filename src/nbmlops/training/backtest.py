@@ -29,7 +29,7 @@ from .. import metrics, stats
 from ..errors import ConfigError, DataError, Problem
 from ..monitoring import drift, monitor, stream, verdict
 from ..registry import gates as gate_rules
-from ..settings import RetrainPolicy
+from ..settings import CalibrationSettings, RetrainPolicy
 from ..spec import BATCH, CONTROL, PERIOD, FeatureSpec
 from . import candidates
 
@@ -111,10 +111,11 @@ def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarra
     train = periods.frame(start, cutoff - held_out)
     try:
         with threadpool_limits(_SHARED["threads"]):
-            pipeline, seconds = candidates.fit(pipeline, train, spec)
+            pipeline, seconds, _ = candidates.fit_calibrated(pipeline, train, spec,
+                                                             _SHARED["calibration"])  # fmt: skip
             later = periods.data.iloc[periods.rows(cutoff - held_out, len(periods.names))]
             return seconds, metrics.predict_proba(pipeline, later, spec)
-    except ValueError as exc:  # e.g. one class in the window
+    except (ValueError, ConfigError) as exc:  # e.g. one class in the window
         return (
             0.0,
             f"{name} could not be trained on {periods.span(start, cutoff - held_out)}: {exc}",
@@ -126,7 +127,8 @@ class Trainer:
     in `workers` processes; keeps each model's scores, not the model."""
 
     def __init__(self, periods: Periods, spec: FeatureSpec, declared: list[dict],
-                 seed: int, held_out: int, primary: str, workers: int = 1):  # fmt: skip
+                 seed: int, held_out: int, primary: str, workers: int = 1,
+                 calibration: CalibrationSettings | None = None):  # fmt: skip
         self.periods, self.spec = periods, spec
         self.names = [candidate["name"] for candidate in declared]
         self.held_out, self.primary, self.workers = held_out, primary, workers
@@ -134,6 +136,7 @@ class Trainer:
         self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
         _SHARED.update(periods=periods, spec=spec, seed=seed,
                        declared={candidate["name"]: candidate for candidate in declared},
+                       calibration=calibration or CalibrationSettings(),
                        held_out=held_out, threads=1 if workers > 1 else None)  # fmt: skip
         self._pool = None
         if workers > 1:

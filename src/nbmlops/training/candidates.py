@@ -17,9 +17,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from .. import storage
+from .. import calibration, storage
 from ..errors import ConfigError
 from ..registry.store import IntegrityError
+from ..settings import CalibrationSettings
 from ..spec import HIGHER_IS_BETTER, FeatureSpec
 
 
@@ -142,11 +143,33 @@ def fit(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec) -> tuple[Pipe
     return pipeline, time.perf_counter() - start
 
 
-def record(candidate: dict, fit_seconds: float, train_metrics: dict) -> dict:
+def fit_calibrated(
+    pipeline: Pipeline,
+    data: pd.DataFrame,
+    spec: FeatureSpec,
+    settings: CalibrationSettings,
+    where: str = "",
+) -> tuple[Pipeline, float, dict]:
+    """Fit on the training window as `settings` says: on its older part, then the map from
+    probability to observed rate and the decision threshold on its newest part
+    (`calibration.calibrate`); with `method: none` and a number as threshold, on all of it.
+    Returns the pipeline, the seconds it took and what the calibration found."""
+    if not settings.holds_back:
+        pipeline, seconds = fit(pipeline, data, spec)
+        return pipeline, seconds, {"method": "none", "threshold": float(settings.threshold)}
+    start = time.perf_counter()
+    older, newest = calibration.held_back(data, settings)
+    found = calibration.calibrate(pipeline, older, newest, spec.columns, spec.target, settings,
+                                  where)  # fmt: skip
+    return pipeline, time.perf_counter() - start, found
+
+
+def record(candidate: dict, fit_seconds: float, train_metrics: dict,
+           calibrated: dict | None = None) -> dict:  # fmt: skip
     """What a trained candidate's metrics file holds beside the model file's hash."""
     return {"model": candidate["name"], "estimator": candidate["estimator"],
             "hyperparams": dict(candidate.get("params") or {}), "fit_seconds": fit_seconds,
-            "train": train_metrics}  # fmt: skip
+            "train": train_metrics, "calibration": calibrated or {}}  # fmt: skip
 
 
 def importances(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec, seed: int = 0,

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 from .. import html, metrics, storage
+from ..calibration import threshold_of
 from ..errors import ConfigError
 from ..monitoring import drift
 from ..registry import gates
 from ..registry import store as registry
 from ..registry.evidence import HOLDOUT_TAG, window_end
-from ..spec import PERIOD, THRESHOLD, FeatureSpec, period_after
+from ..spec import PERIOD, FeatureSpec, period_after
 from . import candidates
 
 
@@ -59,7 +60,9 @@ def evaluate_candidates(
             candidates.load(products["model"], record), record, str(products["metrics"])
         )
         probas[name] = metrics.predict_proba(candidate.pipeline, holdout, spec)
-        scores[name] = metrics.classification_metrics(holdout[spec.target], probas[name])
+        scores[name] = metrics.classification_metrics(
+            holdout[spec.target], probas[name], threshold_of(candidate.pipeline)
+        )
         loaded[name] = candidate
     if declared is not None and sorted(loaded) != sorted(declared):
         raise ConfigError(f"the trained candidates {sorted(loaded)} are not the declared "
@@ -238,7 +241,7 @@ def track_and_register(
         "run_id": best_run["run_id"],
         "sha256": best_run["sha256"],
         "primary_metric": result.primary_metric,
-        "threshold": THRESHOLD,
+        "threshold": threshold_of(result.candidates[result.best].pipeline),
         "holdout": result.best_metrics,
         "tracking_seconds": round(tracking_seconds, 2),
     }
