@@ -12,6 +12,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+#: What a hard-coded path looks like: a folder, a file with a data or model extension.
+PATH = re.compile(r"(^\.{0,2}/|(^|/)(products|reports|data|mlruns)/|\.(parquet|csv|json|pkl|ipynb|"
+                  r"html|yaml|db)$)")  # fmt: skip
 
 
 def test_environment_yml_installs_the_same_lock_on_the_same_python():
@@ -42,14 +45,29 @@ def test_lock_pins_every_dependency_with_hashes():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebooks_are_thin(path):
+def test_notebooks_show_the_work_and_leave_the_machinery_to_the_package(path):
+    """A notebook is its parameters cell, then calls into the package and what a person wants
+    to see: no functions or classes, no file paths or file writes of its own (every path
+    comes from its parameters), and no registry calls (MLflow is the package's)."""
     text = path.read_text()
     assert '# %% tags=["parameters"]' in text
     tree = ast.parse(text)
     defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
     assert not defs, f"{path.name} defines {[d.name for d in defs]}; move them to src/"
-    cells = text.count("# %%")
-    assert cells <= 8
+    rest = text.split('# %% tags=["parameters"]', 1)[1]
+    after = ast.parse(rest[rest.index("\n# %%") :])  # the cells after the parameters
+    paths = [n.value for n in ast.walk(after) if isinstance(n, ast.Constant)
+             and isinstance(n.value, str) and PATH.search(n.value)]  # fmt: skip
+    assert not paths, f"{path.name} hard-codes paths {paths}; take them from its parameters"
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)
+                for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])}  # fmt: skip
+    assert not imported & {"mlflow", "os", "shutil", "pickle", "joblib"}, imported
+    called = {n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+              for n in ast.walk(after) if isinstance(n, ast.Call)
+              and getattr(getattr(n.func, "value", None), "id", "") != "storage"}  # fmt: skip
+    writes = called & {"open", "to_parquet", "to_csv", "to_json", "write_text", "write_bytes",
+                       "dump", "savefig", "log_model", "set_registered_model_alias"}  # fmt: skip
+    assert not writes, f"{path.name} writes files itself ({writes}); the package's storage does"
 
 
 def test_pipeline_names_only_existing_notebooks_and_functions():

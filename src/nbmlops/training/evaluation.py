@@ -127,26 +127,41 @@ def baseline_on_holdout(
 
 
 def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec):
-    """ROC curves and the main metrics of every candidate on the held-out window."""
+    """Every candidate on the held-out window: ROC curves, reliability (mean probability
+    against the observed rate, in ten bins of equal rows), and the best one's confusion matrix
+    at its decision threshold."""
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import confusion_matrix, roc_curve
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    y = holdout[spec.target].to_numpy()
+    table = result.table.set_index("model")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for name, proba in result.probas.items():
-        fpr, tpr, _ = roc_curve(holdout[spec.target], proba)
-        auc = result.table.set_index("model").loc[name, "roc_auc"]
-        axes[0].plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})", lw=2 if name == result.best else 1)
+        width = 2.5 if name == result.best else 1
+        fpr, tpr, _ = roc_curve(y, proba)
+        axes[0].plot(fpr, tpr, lw=width, label=f"{name} (AUC {table.loc[name, 'roc_auc']:.3f})")
+        bins = pd.qcut(pd.Series(proba).rank(method="first"), 10, labels=False)
+        curve = pd.DataFrame({"p": proba, "y": y, "bin": bins}).groupby("bin").mean()
+        axes[1].plot(curve["p"], curve["y"], "o-", lw=width, ms=3,
+                     label=f"{name} (Brier {table.loc[name, 'brier']:.3f})")  # fmt: skip
     axes[0].plot([0, 1], [0, 1], ":", color="grey")
-    axes[0].set(
-        title="ROC on the held-out window",
-        xlabel="false positive rate",
-        ylabel="true positive rate",
-    )
-    axes[0].legend(fontsize=8)
-    shown = ["roc_auc", "pr_auc", "f1", "precision", "recall"]
-    result.table.set_index("model")[shown].plot.bar(ax=axes[1], rot=0)
-    axes[1].set(title="Held-out metrics by candidate", ylim=(0, 1))
-    axes[1].legend(fontsize=8, ncols=3)
+    axes[0].set(title=f"ROC (best by {result.primary_metric}: {result.best})",
+                xlabel="false positive rate", ylabel="true positive rate")  # fmt: skip
+    top = max(max(float(np.max(p)) for p in result.probas.values()), float(y.mean())) * 1.05
+    axes[1].plot([0, top], [0, top], ":", color="grey")
+    axes[1].set(title="Reliability: observed rate by mean probability",
+                xlabel="mean predicted probability", ylabel="observed rate")  # fmt: skip
+    for ax in axes[:2]:
+        ax.legend(fontsize=8)
+    threshold = threshold_of(result.candidates[result.best].pipeline)
+    matrix = confusion_matrix(y, result.probas[result.best] >= threshold, labels=[0, 1])
+    axes[2].imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        axes[2].text(j, i, f"{count:,}", ha="center", va="center",
+                     color="white" if count > matrix.max() / 2 else "black")  # fmt: skip
+    axes[2].set(title=f"{result.best} at its threshold {threshold:.3g}", xticks=[0, 1],
+                yticks=[0, 1], xticklabels=["predicted 0", "predicted 1"],
+                yticklabels=["actual 0", "actual 1"])  # fmt: skip
     fig.tight_layout()
     plt.close(fig)  # shown once, as the cell's result, not again by pyplot
     return fig
