@@ -17,13 +17,14 @@ lock_file = "requirements.lock"
 # %%
 import pandas as pd
 
-from nbmlops import storage
+from nbmlops import session, storage
 from nbmlops.registry import gates
 from nbmlops.registry.store import Store, environment_tags
 from nbmlops.settings import candidate_grid
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import evaluation
 
+product = session.outputs(product, "evaluate")  # a scratch folder when run outside a build
 declared = candidate_grid(candidates)
 pd.DataFrame(declared).set_index("name")
 
@@ -40,7 +41,7 @@ result.table
 evaluation.plot_candidates(result, holdout, spec)
 
 # %%
-store = Store.from_params(mlflow)
+store = session.registry(Store.from_params(mlflow), product)  # scratch outside a build
 baseline, compared_with, against = evaluation.baseline_on_holdout(
     store, baseline_file, holdout, spec
 )

@@ -10,7 +10,10 @@ upstream = ["ingest", "validate"]
 product = None
 
 # %%
+from nbmlops import session
 from nbmlops.data import admission
+
+product = session.outputs(product, "features")  # a scratch folder when run outside a build
 
 admitted = admission.AdmissionRecord.read(upstream["ingest"]["admission"])
 admitted.spec.counts

@@ -17,10 +17,12 @@ data = {"target": "late"}
 current_batches = None
 
 # %%
-from nbmlops import storage
+from nbmlops import session, storage
 from nbmlops.data import admission, dataset, snapshot
 from nbmlops.data.contract import load_contract
 from nbmlops.settings import DataSettings
+
+product = session.outputs(product, "ingest")  # a scratch folder when run outside a build
 
 settings = DataSettings.from_params(data)
 manifest, tables = snapshot.read_source(

@@ -14,11 +14,12 @@ champion_record = "model/baseline.json"
 monitor_reference = "holdout"
 
 # %%
-from nbmlops import storage
+from nbmlops import session, storage
 from nbmlops.monitoring import scoring
 from nbmlops.registry.store import Store
 from nbmlops.spec import REFERENCE, TRAINING, FeatureSpec
 
+product = session.outputs(product, "score")  # a scratch folder when run outside a build
 spec = FeatureSpec.read(upstream["features"]["spec"])
 best = storage.read_json(upstream["evaluate"]["best"])
 sources = [(REFERENCE, upstream["ingest"]["holdout"])]

@@ -19,11 +19,13 @@ seed = 0
 # %%
 import pandas as pd
 
-from nbmlops import metrics
+from nbmlops import metrics, session
 from nbmlops.calibration import threshold_of
 from nbmlops.settings import CalibrationSettings
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates
+
+product = session.outputs(product, f"train-{candidate['name']}")  # scratch outside a build
 
 spec = FeatureSpec.read(upstream["features"]["spec"])
 train = pd.read_parquet(upstream["ingest"]["train"])

@@ -9,9 +9,11 @@ upstream = ["ingest"]
 product = None
 
 # %%
-from nbmlops import html, storage
+from nbmlops import html, session, storage
 from nbmlops.data import admission
 from nbmlops.data import contract as dc
+
+product = session.outputs(product, "validate")  # a scratch folder when run outside a build
 
 manifest = storage.read_json(upstream["ingest"]["manifest"])
 checks = admission.AdmissionRecord.read(upstream["ingest"]["admission"]).checks

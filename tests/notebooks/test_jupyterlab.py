@@ -25,6 +25,7 @@ def _get(port: int, path: str) -> tuple[int, dict]:
 def lab(ci_build):
     port = free_port()
     env = run_env("env.ci.yaml") | {"JUPYTER_CONFIG_DIR": str(PROJECT / ".jupyter")}  # ENV=ci
+    env.pop("NBMLOPS_BUILD", None)  # a person's Lab, whatever this test process made before
     server = subprocess.Popen(
         [str(BIN / "jupyter"), "lab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={TOKEN}",
@@ -74,3 +75,39 @@ def test_a_py_notebook_opens_as_a_notebook_on_a_double_click(lab):
     status, settings = _get(lab, "/lab/api/settings/@jupyterlab/docmanager-extension:plugin")
     assert status == 200
     assert settings["settings"]["defaultViewers"]["python"] == "Jupytext Notebook"
+
+
+def _state(build) -> dict[str, str]:
+    """sha256 of every file of the build's products and reports, and its registry's versions."""
+    from nbmlops import storage
+    from nbmlops.registry import store as registry
+
+    files = {str(p): storage.sha256_file(p) for folder in (build.products, build.reports)
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "build.lock"}  # fmt: skip
+    store = registry.Store.from_params(build.layout.env["mlflow"])
+    return files | {"registry": registry.list_versions(store).to_json()}
+
+
+@pytest.mark.parametrize("name", ["features.py", "evaluate.py"])
+def test_a_notebook_run_in_lab_changes_no_product_and_registers_nothing(
+    lab, ci_build, name, monkeypatch
+):
+    """Run top to bottom as a person does in Lab (a kernel of their own, the parameters Lab
+    injected): it writes to a scratch folder it names, never to the build's products, reports
+    or MLflow registry."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from nbmlops import session
+
+    monkeypatch.delenv(session.BUILD, raising=False)  # as a kernel Lab starts: not a build
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = _state(ci_build)
+    _, model = _get(lab, f"/api/contents/notebooks/{name}?type=notebook&content=1")
+    notebook = nbformat.from_dict(model["content"])
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ci_build.project / "notebooks")}}).execute()  # fmt: skip
+    said = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))  # fmt: skip
+    assert f"Run outside a build: {name[:-3]} writes to " in said
+    assert _state(ci_build) == before

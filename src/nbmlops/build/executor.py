@@ -26,6 +26,7 @@ from ploomber.executors.parallel import TaskBuildWrapper
 from ploomber.messagecollector import BuildExceptionsCollector, Message
 from tqdm.auto import tqdm
 
+from .. import session
 from ..locking import ProjectLock
 from ..storage import read_json, sweep_partial_writes, write_json
 from .inputs import Inputs
@@ -394,6 +395,15 @@ def _same_source_differ() -> None:
         frame = frame.f_back
 
 
+def _in_jupyter_server() -> bool:
+    """Whether this process is a Jupyter server (which makes the DAG to inject a notebook's
+    parameters; its kernels run notebooks for a person, not for a build)."""
+    import sys
+
+    server = sys.modules.get("jupyter_server.serverapp")
+    return bool(server and server.ServerApp.initialized())
+
+
 def locked_parallel(lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task="auto",
                     inputs: str | None = None, **kwargs) -> LockedParallel:  # fmt: skip
     """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects);
@@ -403,4 +413,6 @@ def locked_parallel(lock_file: str, wait_seconds: float = 0.0, sweep=(), threads
 
     name_products_by_value()
     _same_source_differ()
+    if not _in_jupyter_server():  # Lab makes the DAG to inject parameters: not a build
+        session.mark_build()
     return LockedParallel(lock_file, wait_seconds, sweep, threads_per_task, inputs, **kwargs)
