@@ -88,6 +88,7 @@ def test_no_map_and_a_number_fit_on_the_whole_window():
     settings = CalibrationSettings.from_params({"method": "none", "threshold": 0.4})
     fitted, _, found = models.fit_calibrated(helpers.model("linear", SPEC), train, SPEC, settings)
     assert found == {"method": "none", "threshold": 0.4}
+    assert calibration.threshold_of(fitted) == 0.4  # the decisions use it
     plain = models.fit(helpers.model("linear", SPEC), train, SPEC)[0]
     assert np.allclose(fitted.predict_proba(train[SPEC.columns]),
                        plain.predict_proba(train[SPEC.columns]))  # fmt: skip

@@ -170,6 +170,10 @@ def fit_calibrated(
     Returns the pipeline, the seconds it took and what the calibration found."""
     if not settings.holds_back:
         pipeline, seconds = fit(pipeline, data, spec)
+        model = calibration.Calibrated(pipeline.steps[-1][1])  # the declared threshold kept
+        model.map_, model.threshold_ = {"kind": "none"}, float(settings.threshold)
+        model.classes_ = np.array([0, 1])
+        pipeline.steps[-1] = (pipeline.steps[-1][0], model)
         return pipeline, seconds, {"method": "none", "threshold": float(settings.threshold)}
     start = time.perf_counter()
     older, newest = calibration.held_back(data, settings)
