@@ -74,7 +74,7 @@ def test_a_task_depends_on_the_modules_its_code_imports():
     # an import inside a function counts: the index task imports drift only when it runs
     assert "nbmlops.monitoring.drift" in imports.closure({"nbmlops.reports.index"}, graph)
     notebook = imports.file_imports(imports.PACKAGE.parents[1] / "notebooks" / "monitor.py")
-    assert notebook == {"nbmlops.storage", "nbmlops.monitoring.drift", "nbmlops.monitoring.monitor",
+    assert notebook == {"nbmlops.session", "nbmlops.storage", "nbmlops.monitoring.drift", "nbmlops.monitoring.monitor",
                         "nbmlops.monitoring.verdict", "nbmlops.registry.gates",
                         "nbmlops.spec"}  # fmt: skip
 
