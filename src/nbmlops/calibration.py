@@ -55,11 +55,17 @@ def apply_map(found: dict, p: np.ndarray) -> np.ndarray:
     """A calibration map (`Calibrated.map_`) applied to probabilities."""
     p = np.asarray(p, dtype=np.float64)
     if found["kind"] == "sigmoid":
-        z = np.log(np.clip(p, EPSILON, 1 - EPSILON) / (1 - np.clip(p, EPSILON, 1 - EPSILON)))
+        z = _logit(p)
         return 1 / (1 + np.exp(-(found["slope"] * z + found["intercept"])))
     if found["kind"] == "isotonic":
         return np.interp(p, found["x"], found["y"])
     return p
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities clipped EPSILON away from 0 and 1."""
+    p = np.clip(p, EPSILON, 1 - EPSILON)
+    return np.log(p / (1 - p))
 
 
 def fit_map(method: str, p: np.ndarray, y: np.ndarray) -> dict:
@@ -67,7 +73,7 @@ def fit_map(method: str, p: np.ndarray, y: np.ndarray) -> dict:
     if method == "sigmoid":
         from sklearn.linear_model import LogisticRegression
 
-        z = np.log(np.clip(p, EPSILON, 1 - EPSILON) / (1 - np.clip(p, EPSILON, 1 - EPSILON)))
+        z = _logit(p)
         fitted = LogisticRegression(C=1e6, max_iter=1000).fit(z.reshape(-1, 1), y)
         slope = float(fitted.coef_[0, 0])
         return {"kind": "sigmoid", "slope": max(slope, MIN_SLOPE),
