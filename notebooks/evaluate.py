@@ -10,6 +10,7 @@ product = None
 mlflow = {}
 candidates = {"logreg": {"estimator": "sklearn.linear_model.LogisticRegression"}}
 resources_ = {"gates": "model/gates.yaml"}
+selection_metric = "roc_auc"  # the metric that picks the best candidate (env file)
 baseline_file = "model/baseline.json"
 project = "."
 lock_file = "requirements.lock"
@@ -31,9 +32,9 @@ pd.DataFrame(declared).set_index("name")
 # %%
 spec = FeatureSpec.read(upstream["features"]["spec"])
 holdout = pd.read_parquet(upstream["ingest"]["holdout"])
-gate_spec = gates.load_gates(resources_["gates"])
+gate_spec = gates.load_gates(resources_["gates"], selection_metric)
 result = evaluation.evaluate_candidates(
-    upstream["train-*"], holdout, spec, gate_spec["primary_metric"], [c["name"] for c in declared]
+    upstream["train-*"], holdout, spec, selection_metric, [c["name"] for c in declared]
 )
 result.table
 

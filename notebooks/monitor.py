@@ -21,11 +21,10 @@ import pandas as pd
 
 from nbmlops import session, storage
 from nbmlops.monitoring import drift, monitor, verdict
-from nbmlops.registry import gates
 from nbmlops.spec import FeatureSpec
 
 product = session.outputs(product, "monitor")  # a scratch folder when run outside a build
-rules = verdict.MonitorRules.from_gates(gates.load_gates(resources_["gates"]), resources_["gates"])
+rules = verdict.MonitorRules.from_file(resources_["gates"])
 folder = Path(product["batches"])
 reports = storage.staging_dir(folder)
 result = monitor.monitor_batches(

@@ -16,6 +16,7 @@ from .settings import (
     RetrainPolicy,
     ServingSettings,
     backtest_policies,
+    check_selection_metric,
 )
 
 
@@ -37,6 +38,8 @@ NEW_KEYS = {
                   "path) and `params` (this replaces `hyperparams`; docs/customizing.md)",
     "calibration": ": e.g. `calibration: {method: sigmoid, share: 0.2, threshold: best_f1}` "
                    "(docs/customizing.md)",
+    "selection_metric": ": the metric that picks the best candidate, e.g. `selection_metric: "
+                        "roc_auc` (it was `primary_metric` in the gate file)",
 }  # fmt: skip
 #: Keys Ploomber fills in itself; an env file may use them without pipeline.yaml naming them.
 PLOOMBER_KEYS = {"here", "cwd", "root", "user", "now", "git", "git_hash", "build"}
@@ -93,6 +96,7 @@ def check_env_keys(
     backtest: dict | None = None,
     retraining: dict | None = None,
     calibration: dict | None = None,
+    selection_metric: str | None = None,
 ) -> None:
     """Ploomber `on_render` hook: refuse an env file with a key the pipeline does not use.
 
@@ -119,3 +123,5 @@ def check_env_keys(
         RetrainPolicy.from_params(retraining, f"{env_path.name}: retraining")
     if calibration is not None:
         CalibrationSettings.from_params(calibration, env_path.name)
+    if selection_metric is not None:
+        check_selection_metric(selection_metric, env_path.name)

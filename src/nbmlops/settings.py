@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Self
 
 from .errors import ConfigError
+from .spec import METRICS
 
 #: Where a block's values came from, when the caller cannot name the env file.
 PARAMETERS = "pipeline parameters"
@@ -401,3 +402,12 @@ def candidate_grid(candidates: Mapping[str, Any] | None, where: str | None = Non
 BLOCKS: dict[str, type[Settings]] = {
     s.block: s for s in (DataSettings, StoreSettings, ServingSettings, CalibrationSettings)
 }
+
+
+def check_selection_metric(metric, where: str = "env file") -> str:
+    """The env's `selection_metric` (the metric that picks the best candidate), refused with
+    the metrics it may name when it names none of them."""
+    if metric not in METRICS:
+        raise ConfigError(f"{where}: selection_metric {metric!r} is not a metric the candidates "
+                          f"are compared on (one of {', '.join(METRICS)})")  # fmt: skip
+    return metric

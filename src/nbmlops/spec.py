@@ -26,6 +26,8 @@ TRAINING = "training"
 THRESHOLD = 0.5
 #: Metrics where larger is better; the others (brier, log_loss) are losses.
 HIGHER_IS_BETTER = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy")
+#: Every metric the candidates are compared on: those above, and the losses.
+METRICS = HIGHER_IS_BETTER + ("brier", "log_loss")
 
 
 @dataclass

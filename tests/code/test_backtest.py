@@ -13,7 +13,7 @@ from nbmlops.training import backtest
 SPEC = FeatureSpec("churned", ["usage", "tenure"], ["plan"])
 WEEKS = [f"2024-W{w:02d}" for w in range(1, 11)]
 GATES = {
-    "primary_metric": "roc_auc",
+    "selection_metric": "roc_auc",
     "metrics": {
         "roc_auc": {"floor": 0.5, "max_regression": 0.02, "min_improvement": 0.002},
         "pr_auc": {"min_lift": 1.0, "max_regression": 0.05},

@@ -1,12 +1,13 @@
 import math
 
 import pytest
+import yaml
 
 from nbmlops.errors import ConfigError
 from nbmlops.registry import gates
 
 SPEC = {
-    "primary_metric": "roc_auc",
+    "selection_metric": "roc_auc",
     "metrics": {
         "roc_auc": {"floor": 0.6, "max_regression": 0.02, "min_improvement": 0.005},
         "brier": {"ceiling": 0.25, "max_regression": 0.01},
@@ -53,25 +54,35 @@ def test_floor_beats_baseline_and_missing_metric_fails():
 
 def test_gate_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="gate file not found"):
-        gates.load_gates(tmp_path / "none.yaml")
+        gates.load_gates(tmp_path / "none.yaml", "roc_auc")
     path = tmp_path / "g.yaml"
     path.write_text("metrics:\n  roc_auc: {flor: 0.5}\n")
     with pytest.raises(ConfigError, match=r"unknown keys \['flor'\]"):
-        gates.load_gates(path)
-    path.write_text("primary_metric: f1\nmetrics:\n  roc_auc: {floor: 0.5}\n")
-    with pytest.raises(ConfigError, match="primary_metric 'f1' has no gate"):
-        gates.load_gates(path)
+        gates.load_gates(path, "roc_auc")
+    path.write_text("metrics:\n  roc_auc: {floor: 0.5}\n")
+    with pytest.raises(ConfigError, match="selection_metric 'f1' has no rule here; add one"):
+        gates.load_gates(path, "f1")
+    with pytest.raises(ConfigError, match="selection_metric 'auc' is not a metric"):
+        gates.load_gates(path, "auc")
+    # a gate file of an older project: the key's new home, with its value
+    path.write_text("primary_metric: pr_auc\nmetrics:\n  roc_auc: {floor: 0.5}\n")
+    with pytest.raises(ConfigError, match="moved to the env file as `selection_metric: pr_auc`"):
+        gates.load_gates(path, "roc_auc")
+    with pytest.raises(ConfigError, match="no `selection_metric`"):
+        gates.of_env({"gates": str(path)})
 
 
 def test_committed_gate_file_loads():
     from tests.conftest import PROJECT
 
-    spec = gates.load_gates(PROJECT / "model" / "gates.yaml")
-    assert spec["primary_metric"] in spec["metrics"]
+    for env in ("env.yaml", "env.ci.yaml"):
+        metric = yaml.safe_load((PROJECT / env).read_text())["selection_metric"]
+        spec = gates.load_gates(PROJECT / "model" / "gates.yaml", metric)
+        assert spec["selection_metric"] == metric and metric in spec["metrics"]
 
 
 def test_pr_auc_floor_as_a_lift_follows_the_positive_rate_of_the_rows_judged(tmp_path):
-    spec = {"primary_metric": "roc_auc",
+    spec = {"selection_metric": "roc_auc",
             "metrics": {"roc_auc": {"floor": 0.5}, "pr_auc": {"min_lift": 1.2}}}  # fmt: skip
     # the same PR AUC is well above guessing at a 13 % rate and below it at 32 %
     rare = gates.check({"roc_auc": 0.65, "pr_auc": 0.30, "positive_rate": 0.13}, None, spec)
@@ -82,4 +93,4 @@ def test_pr_auc_floor_as_a_lift_follows_the_positive_rate_of_the_rows_judged(tmp
     bad = tmp_path / "gates.yaml"
     bad.write_text("metrics:\n  roc_auc: {min_lift: 1.1}\n")
     with pytest.raises(ConfigError, match="min_lift is a rule of pr_auc alone"):
-        gates.load_gates(bad)
+        gates.load_gates(bad, "roc_auc")

@@ -151,9 +151,9 @@ def test_metrics_on_perfect_and_inverted_scores():
     assert inverted["roc_auc"] == 0.0 and inverted["recall"] == 0.0
 
 
-def test_compare_orders_by_primary_metric_direction():
+def test_compare_orders_by_the_selection_metric_direction():
     scores = {"a": {"roc_auc": 0.7, "brier": 0.2}, "b": {"roc_auc": 0.8, "brier": 0.25}}
     assert models.compare(scores, "roc_auc")["model"].tolist() == ["b", "a"]
     assert models.compare(scores, "brier")["model"].tolist() == ["a", "b"]
-    with pytest.raises(ConfigError, match="unknown primary_metric"):
+    with pytest.raises(ConfigError, match="selection_metric 'auc' is not a metric"):
         models.compare(scores, "auc")

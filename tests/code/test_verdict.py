@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from nbmlops import stats
 from nbmlops.errors import ConfigError
 from nbmlops.monitoring import monitor, verdict
-from nbmlops.registry.gates import MonitorRules, load_gates
+from nbmlops.registry.gates import MonitorRules
 
 RULES = MonitorRules(max_regression={"roc_auc": 0.02, "pr_auc": 0.03, "brier": 0.02})
 
@@ -170,7 +170,7 @@ def test_unseen_values_warn_past_their_share():
 
 
 def test_monitoring_rules_come_from_the_gate_file_and_are_checked(tmp_path):
-    rules = MonitorRules.from_gates(load_gates("model/gates.yaml"))
+    rules = MonitorRules.from_file("model/gates.yaml")
     assert rules.drift_share == 0.5 and set(rules.max_regression) == {"roc_auc", "pr_auc", "brier"}
     bad = tmp_path / "gates.yaml"
     base = "metrics:\n  roc_auc: {floor: 0.5, max_regression: 0.02}\n"
@@ -178,12 +178,12 @@ def test_monitoring_rules_come_from_the_gate_file_and_are_checked(tmp_path):
     with pytest.raises(
         ConfigError, match="gates.yaml: monitoring: unknown keys \\['drift_shar'\\]"
     ):
-        load_gates(bad)
+        MonitorRules.from_file(bad)
     bad.write_text(base + "monitoring: {drift_share: 50}\n")
     with pytest.raises(ConfigError, match="drift_share must be between 0 and 1"):
-        load_gates(bad)
+        MonitorRules.from_file(bad)
     bad.write_text(base)  # no monitoring block: the defaults
-    assert MonitorRules.from_gates(load_gates(bad)).drift_share == 0.5
+    assert MonitorRules.from_file(bad).drift_share == 0.5
 
 
 def test_a_reference_of_no_known_kind_is_refused():

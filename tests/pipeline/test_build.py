@@ -178,7 +178,7 @@ def test_promote_then_failed_builds_leave_champion_and_baseline(ci_build, tmp_pa
 
     before = _registry_state(ci_build)
     strict = tmp_path / "strict.yaml"
-    strict.write_text("primary_metric: roc_auc\nmetrics:\n  roc_auc: {floor: 0.99}\n")
+    strict.write_text("metrics:\n  roc_auc: {floor: 0.99}\n")
     failed = ploomber_build(ci_build.project, "--env--gates", str(strict))
     out = failed.stdout + failed.stderr
     assert failed.returncode != 0

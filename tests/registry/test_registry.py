@@ -20,13 +20,17 @@ from tests.registry.conftest import SPEC, make_data
 
 pytestmark = pytest.mark.both_stores
 
-GATES = "primary_metric: roc_auc\nmetrics:\n  roc_auc: {floor: 0.5, max_regression: 0.05, min_improvement: 0.005}\n"
+GATES = "metrics:\n  roc_auc: {floor: 0.5, max_regression: 0.05, min_improvement: 0.005}\n"
 
 
 @pytest.fixture
 def files(tmp_path):
     (tmp_path / "gates.yaml").write_text(GATES)
     return tmp_path / "baseline.json", tmp_path / "gates.yaml"
+
+
+def _gates(path) -> dict:
+    return gates.load_gates(path, "roc_auc")
 
 
 def _model_file(store, version) -> Path:
@@ -81,7 +85,7 @@ def test_environment_tags_name_commit_lock_and_python(tmp_path):
 def test_promote_first_challenger_writes_baseline(store, builder, files):
     baseline, gate_file = files
     version = builder.register()
-    promoted, result = promotion.promote(store, baseline, gate_file)
+    promoted, result = promotion.promote(store, baseline, _gates(gate_file))
     assert promoted == version and result.promotable
     assert registry.alias_version(store, registry.CHAMPION) == version
     content = storage.read_json(baseline)
@@ -94,11 +98,11 @@ def test_promote_first_challenger_writes_baseline(store, builder, files):
 def test_promotion_refused_without_improvement_leaves_everything(store, builder, files):
     baseline, gate_file = files
     builder.register()
-    promotion.promote(store, baseline, gate_file)
+    promotion.promote(store, baseline, _gates(gate_file))
     before = baseline.read_bytes()
     builder.register(hyperparams={"linear": {"C": 1e-4}})  # a weaker model
     with pytest.raises(gates.GateError, match="v2 is not promoted") as err:
-        promotion.promote(store, baseline, gate_file)
+        promotion.promote(store, baseline, _gates(gate_file))
     assert "roc_auc" in str(err.value)
     assert registry.alias_version(store, registry.CHAMPION) == "1"
     assert registry.alias_version(store, registry.CHALLENGER) == "2"
@@ -108,10 +112,10 @@ def test_promotion_refused_without_improvement_leaves_everything(store, builder,
 def test_force_then_rollback(store, builder, files):
     baseline, gate_file = files
     builder.register()
-    promotion.promote(store, baseline, gate_file)
+    promotion.promote(store, baseline, _gates(gate_file))
     first = storage.read_json(baseline)
     builder.register()
-    promotion.promote(store, baseline, gate_file, force=True)
+    promotion.promote(store, baseline, _gates(gate_file), force=True)
     assert registry.champion_history(store) == ["1", "2"]
     assert storage.read_json(baseline)["version"] == "2"
     assert promotion.rollback(store, baseline) == ("2", "1")
@@ -125,11 +129,11 @@ def test_force_then_rollback(store, builder, files):
 def test_promote_without_challenger_or_twice(store, builder, files):
     baseline, gate_file = files
     with pytest.raises(RegistryError, match="has no challenger"):
-        promotion.promote(store, baseline, gate_file)
+        promotion.promote(store, baseline, _gates(gate_file))
     builder.register()
-    promotion.promote(store, baseline, gate_file)
+    promotion.promote(store, baseline, _gates(gate_file))
     with pytest.raises(RegistryError, match="already the champion"):
-        promotion.promote(store, baseline, gate_file)
+        promotion.promote(store, baseline, _gates(gate_file))
 
 
 def _tamper(store, version) -> Path:
@@ -228,9 +232,9 @@ def test_a_version_is_served_compiled_and_a_compiled_form_that_disagrees_is_refu
 def _promote_two(store, builder, files):
     baseline, gate_file = files
     builder.register()
-    promotion.promote(store, baseline, gate_file)
+    promotion.promote(store, baseline, _gates(gate_file))
     builder.register()
-    promotion.promote(store, baseline, gate_file, force=True)
+    promotion.promote(store, baseline, _gates(gate_file), force=True)
     return builder.register()  # v3: the challenger
 
 
@@ -380,9 +384,9 @@ def test_model_cards_for_every_version(store, builder, files, tmp_path):
 
     baseline, gate_file = files
     builder.register()
-    promotion.promote(store, baseline, gate_file)
+    promotion.promote(store, baseline, _gates(gate_file))
     builder.register()
-    written = cards.write_cards(store, tmp_path / "cards", str(gate_file), str(baseline))
+    written = cards.write_cards(store, tmp_path / "cards", _gates(gate_file), str(baseline))
     assert sorted(written) == ["1", "2"]
     page = written["1"].read_text()
     sha = registry.version_details(store, "1")["tags"]["sha256"]
@@ -489,7 +493,7 @@ def _env_file(store, files, tmp_path, wait: float = 0) -> Path:
         "products": str(tmp_path / "products"), "build_lock_wait": wait,
         "mlflow": {"tracking_uri": store.tracking_uri, "artifact_root": store.artifact_root,
                    "model_name": store.model_name},
-        "baseline": str(baseline), "gates": str(gate_file)}))  # fmt: skip
+        "baseline": str(baseline), "gates": str(gate_file), "selection_metric": "roc_auc"}))  # fmt: skip
     return env
 
 
@@ -534,7 +538,7 @@ def test_a_champion_history_changed_meanwhile_is_not_overwritten(store, builder,
     builder.register()
     builder.register()
     read_before = registry.champion_history(store)
-    promotion.promote(store, baseline, gate_file, "1", force=True)  # lands in between
+    promotion.promote(store, baseline, _gates(gate_file), "1", force=True)  # lands in between
     with pytest.raises(RegistryError, match="the champion history changed while this ran"):
         registry.set_champion(store, "2", read_before + ["2"], expected=read_before)
     assert registry.champion_history(store) == ["1"]
@@ -562,7 +566,7 @@ def test_a_promoted_champion_is_pinned_by_the_baseline_file(store, builder, file
     is caught by the hash of its manifest that the committed baseline holds."""
     baseline, gate_file = files
     version = builder.register()
-    promotion.promote(store, baseline, gate_file)
+    promotion.promote(store, baseline, _gates(gate_file))
     pinned = store.pinned_by(baseline)
     assert pinned.pins == ((version, storage.read_json(baseline)["manifest_sha256"]),)
     assert registry.load_version(pinned, version) is not None
@@ -588,7 +592,7 @@ def test_promotion_follows_the_evidence_on_the_rows_both_models_scored(store, bu
     baseline, gate_file = files
     for _ in range(3):
         builder.register()
-    promotion.promote(store, baseline, gate_file, "1", force=True)
+    promotion.promote(store, baseline, _gates(gate_file), "1", force=True)
     rng = np.random.default_rng(7)
     y = rng.integers(0, 2, 3000)
     signal = y + rng.normal(0, 0.8, len(y))
@@ -596,26 +600,26 @@ def test_promotion_follows_the_evidence_on_the_rows_both_models_scored(store, bu
         1 / (1 + np.exp(-signal)),
         1 / (1 + np.exp(-(0.3 * signal + rng.normal(size=len(y))))),
     )
-    rules = gates.load_gates(gate_file)
+    rules = _gates(gate_file)
     worse = evidence.compare(y, good, poor, rules, "shadow scoring", ["2024-05"])
     assert worse.worse and not worse.promotable and worse.difference.high < 0
     with pytest.raises(gates.GateError, match="the evidence shows it worse") as refused:
-        promotion.promote(store, baseline, gate_file, "2", evidence=worse)
+        promotion.promote(store, baseline, _gates(gate_file), "2", evidence=worse)
     assert "DeLong, paired" in str(refused.value) and "3,000 rows" in str(refused.value)
     assert registry.alias_version(store, registry.CHAMPION) == "1"
     assert storage.read_json(baseline)["version"] == "1"  # nothing moved
-    promotion.promote(store, baseline, gate_file, "2", force=True, evidence=worse)
+    promotion.promote(store, baseline, _gates(gate_file), "2", force=True, evidence=worse)
     assert registry.alias_version(store, registry.CHAMPION) == "2"
     better = evidence.compare(y, poor, good, rules, "shadow scoring", ["2024-05"])
     assert better.promotable and better.difference.low > 0
     held_out = gates.GateResult(better.gate.table, True, True)  # the build's own gate
-    promotion.promote(store, baseline, gate_file, "3", evidence=better, held_out=held_out)
+    promotion.promote(store, baseline, _gates(gate_file), "3", evidence=better, held_out=held_out)
     assert registry.champion_history(store) == ["1", "2", "3"]
     assert storage.read_json(baseline)["version"] == "3"
     # evidence from two sources: one showing it worse is enough to refuse
     builder.register()
     with pytest.raises(gates.GateError, match="the evidence shows it worse"):
-        promotion.promote(store, baseline, gate_file, "4", evidence=[better, worse],
+        promotion.promote(store, baseline, _gates(gate_file), "4", evidence=[better, worse],
                           held_out=held_out)  # fmt: skip
     none = evidence.compare(y[:10] * 0, good[:10], poor[:10], rules, "shadow", [])
     assert none.gate is None and "not enough labelled rows" in str(none)

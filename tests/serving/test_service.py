@@ -714,7 +714,7 @@ def test_live_labels_end_to_end_equal_a_computation_by_hand(served, tmp_path):
     # the same records are the promotion's live evidence for the challenger
     from nbmlops.registry import evidence
 
-    rules = {"primary_metric": "roc_auc", "metrics": {"roc_auc": {"max_regression": 0.02}}}
+    rules = {"selection_metric": "roc_auc", "metrics": {"roc_auc": {"max_regression": 0.02}}}
     found = evidence.live_evidence(archive, "1", served["challenger"], rules)
     assert found.rows == 151 and found.source == "live labels of the scoring service"
     assert found.difference.difference == pytest.approx(paired["difference"])

@@ -42,13 +42,12 @@ def card_facts(details: dict) -> dict[str, str]:
     }
 
 
-def write_cards(store: Store, folder: str | Path, gates_file: str, baseline_file: str) -> dict:
+def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file: str) -> dict:
     """Cards for every version into `folder` (replaced whole); returns version -> card path."""
     import mlflow
 
     client = store.client()
     versions = registry.list_versions(store)["version"].astype(str).tolist()
-    gate_spec = gates.load_gates(gates_file)
     baseline = gates.load_baseline(baseline_file)
     staging = storage.staging_dir(folder)
     cards = {}

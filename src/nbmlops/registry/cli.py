@@ -66,7 +66,7 @@ def _run(args, env: dict, store: registry.Store) -> None:
             held_out = last_build_gate(args.env, version, store)
             found = [e for e in (shadow, live) if e is not None]
             version, result = promotion.promote(
-                store, env["baseline"], env["gates"], args.version, args.force, found, held_out
+                store, env["baseline"], gates.of_env(env), args.version, args.force, found, held_out
             )
         where = ("the last build's, against the champion on the same rows" if held_out else
                  "against the committed baseline")  # fmt: skip
@@ -78,7 +78,7 @@ def _run(args, env: dict, store: registry.Store) -> None:
         print(f"{store.model_name}: champion moved back from v{old} to v{new}; "
               f"{env['baseline']} rewritten.")  # fmt: skip
     elif args.command == "cards":
-        written = cards.write_cards(store, args.folder, env["gates"], env["baseline"])
+        written = cards.write_cards(store, args.folder, gates.of_env(env), env["baseline"])
         print("\n".join(str(p) for p in written.values()))
 
 
@@ -123,7 +123,7 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     scores = pq.read_table(files["scores"], columns=columns, read_dictionary=[BATCH, "served_role"],
                            filters=[(BATCH, "in", real or [""])]).to_pandas()  # fmt: skip
     return evidence.shadow_evidence(scores, spec.target, real, windows,
-                                    gates.load_gates(layout.env["gates"]))  # fmt: skip
+                                    gates.of_env(layout.env))  # fmt: skip
 
 
 def live_labels_evidence(env_file: str, env: dict, store: registry.Store, version: str):
@@ -137,7 +137,7 @@ def live_labels_evidence(env_file: str, env: dict, store: registry.Store, versio
     folder = Path(env_file).resolve().parent / ServingSettings.from_params(env["serving"]).archive
     if not folder.is_dir():
         return None
-    return evidence.live_evidence(folder, champion, version, gates.load_gates(env["gates"]))
+    return evidence.live_evidence(folder, champion, version, gates.of_env(env))
 
 
 #: The gate table's columns, in the order `gates.check` writes them.

@@ -2,9 +2,9 @@
 
 The gate file names, per metric, an absolute `floor` (or `ceiling` for losses), the largest
 allowed regression against the baseline, and the smallest improvement that justifies
-promotion (on the primary metric). PR AUC's floor may instead be a `min_lift` over the positive
-rate of the rows judged: a model that guesses has a PR AUC equal to that rate, so a fixed
-floor set in a month of many positives blocks every model in a month of few. The baseline
+promotion (on the env's `selection_metric`). PR AUC's floor may instead be a `min_lift` over
+the positive rate of the rows judged: a model that guesses has a PR AUC equal to that rate,
+so a fixed floor set in a month of many positives blocks every model in a month of few. The baseline
 file holds the champion's metrics; it changes only through `nbmlops-models promote` /
 `rollback`, so every change lands as a reviewed diff.
 """
@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from ..errors import ConfigError, PipelineError
+from ..settings import check_selection_metric
 from ..spec import HIGHER_IS_BETTER
 from ..storage import read_json
 
@@ -32,7 +33,8 @@ class GateError(PipelineError):
     """The challenger breaks a gate; the message carries the whole gate table."""
 
 
-def load_gates(path: str | Path) -> dict:
+def read_rules(path: str | Path) -> dict:
+    """The gate file's rules, checked: its `metrics` and its `monitoring` block."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: gate file not found (set `gates` in the env file)")
@@ -47,15 +49,38 @@ def load_gates(path: str | Path) -> dict:
         if "min_lift" in (rule or {}) and name != "pr_auc":
             raise ConfigError(f"{path}: metric {name!r}: min_lift is a rule of pr_auc alone "
                               "(its floor as a multiple of the positive rate)")  # fmt: skip
-    unknown = set(spec) - {"primary_metric", "metrics", "monitoring"}
+    if "primary_metric" in spec:
+        moved = f"`selection_metric: {spec['primary_metric']}`"
+        raise ConfigError(f"{path}: primary_metric has moved to the env file as {moved}; "
+                          "delete it here")  # fmt: skip
+    unknown = set(spec) - {"metrics", "monitoring"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)} "
-                          "(known: primary_metric, metrics, monitoring)")  # fmt: skip
-    spec.setdefault("primary_metric", next(iter(metrics)))
-    if spec["primary_metric"] not in metrics:
-        raise ConfigError(f"{path}: primary_metric {spec['primary_metric']!r} has no gate")
+                          "(known: metrics, monitoring)")  # fmt: skip
     MonitorRules.from_gates(spec, str(path))  # its monitoring block, checked now
     return spec
+
+
+def load_gates(path: str | Path, selection_metric: str) -> dict:
+    """The gate file's rules, with the env's `selection_metric` (the metric that picks the
+    best candidate, and that promotion asks a `min_improvement` of) as `selection_metric`."""
+    spec = read_rules(path)
+    check_selection_metric(selection_metric)
+    if selection_metric not in spec["metrics"]:
+        raise ConfigError(f"{path}: the env's selection_metric {selection_metric!r} has no rule "
+                          f"here; add one under metrics (e.g. `{selection_metric}: "
+                          "{min_improvement: 0.002}`)")  # fmt: skip
+    spec["selection_metric"] = selection_metric
+    return spec
+
+
+def of_env(env: dict) -> dict:
+    """The gates an env file names (`gates`), picked by its `selection_metric`."""
+    if "selection_metric" not in env:
+        raise ConfigError("env file: no `selection_metric`: name the metric that picks the best "
+                          "candidate, e.g. `selection_metric: roc_auc` (it was `primary_metric` "
+                          "in the gate file)")  # fmt: skip
+    return load_gates(env["gates"], env["selection_metric"])
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,10 @@ class MonitorRules:
     #: warn: values training never saw in more than this share of a batch's rows of a column
     unseen_share: float = 0.01
     max_regression: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MonitorRules:
+        return cls.from_gates(read_rules(path), str(path))
 
     @classmethod
     def from_gates(cls, gates: dict, where: str = "gate file") -> MonitorRules:
@@ -139,7 +168,7 @@ def check(challenger: dict[str, float], baseline: dict | None, gates: dict) -> G
                 high = min(high, ref + rule["max_regression"])
         ok = not math.isnan(value) and low <= value <= high
         passed &= ok
-        if ref is not None and metric == gates["primary_metric"]:
+        if ref is not None and metric == gates["selection_metric"]:
             improved = sign * (value - ref) >= rule.get("min_improvement", 0.0)
         rows.append(
             {
@@ -175,7 +204,6 @@ def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
     trivial = classification_metrics(y_holdout, np.full(len(y_holdout), y_train.mean()))
     rate = float(y_holdout.mean())
     gates = {
-        "primary_metric": "roc_auc",
         "metrics": {
             "roc_auc": {"floor": 0.5, "max_regression": 0.02, "min_improvement": 0.002},
             "pr_auc": {"min_lift": 1.0, "max_regression": round(max(0.005, 0.15 * rate), 3)},

@@ -32,7 +32,7 @@ def baseline_for(store: Store, version: str) -> dict:
 def promote(
     store: Store,
     baseline_file: str | Path,
-    gates_file: str | Path,
+    gate_spec: dict,
     version: str | None = None,
     force: bool = False,
     evidence: Evidence | list[Evidence] | None = None,
@@ -59,7 +59,7 @@ def promote(
     if result is None:
         metrics = registry.version_metrics(store, version, client)
         baseline = gates.load_baseline(baseline_file)
-        result = gates.check(metrics, baseline, gates.load_gates(gates_file))
+        result = gates.check(metrics, baseline, gate_spec)
     found = [evidence] if isinstance(evidence, Evidence) else list(evidence or [])
     judged = [e for e in found if e.gate is not None]
     worse = any(e.worse for e in judged)
@@ -70,12 +70,12 @@ def promote(
     if not allowed and not force:
         if judged:
             why = ("the evidence shows it worse than the champion" if worse else
-                   "it must pass the gates and improve the primary metric by the gate's "
+                   "it must pass the gates and improve the selection metric by the gate's "
                    "min_improvement on the rows both models scored")  # fmt: skip
             if not result.passed:
                 why = "it fails the held-out gate"
         else:
-            why = ("it must pass every gate and improve the primary metric by the gate's "
+            why = ("it must pass every gate and improve the selection metric by the gate's "
                    "min_improvement")  # fmt: skip
         raise gates.GateError(
             f"v{version} is not promoted: {why} (use --force to override).\n"

@@ -63,7 +63,7 @@ def backtest_page(result: Result, home: str = "../index.html") -> str:
             f"from the pipeline's model (trained on the first "
             f"{s['reference_periods'] - s['held_out_periods']} periods, chosen on the next "
             f"{s['held_out_periods']}). A retrained challenger is the best candidate on the "
-            f"{s['held_out_periods']} periods before its cut-off by {s['primary_metric']}; it "
+            f"{s['held_out_periods']} periods before its cut-off by {s['selection_metric']}; it "
             "must pass the gate file's rules against the champion on those periods, then (unless "
             "the policy promotes at once) score the next periods in shadow and pass the gates "
             "there too, on the very same rows as the champion. Each served period gets the "

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import html, storage
 from ..layout import BACKTEST_PAGES, BENCH_PAGES, LIVE_PAGES, LOAD_PAGES
-from ..registry import cards
+from ..registry import cards, gates
 from ..registry import store as registry
 from ..spec import FeatureSpec
 
@@ -73,7 +73,8 @@ SUMMARY_FILE = "project.json"
 
 
 def build_index(
-    product, upstream, mlflow: dict, gates_file: str, baseline_file: str, site: str
+    product, upstream, mlflow: dict, gates_file: str, selection_metric: str, baseline_file: str,
+    site: str,
 ) -> None:
     """Ploomber task: executed notebooks as HTML, model cards, the project's reports page and
     summary, then the front page of every project under `site`."""
@@ -83,7 +84,8 @@ def build_index(
     products = _products(upstream)
     store = registry.Store.from_params(mlflow)
     with registry.store_errors(store, "writing the model cards"):
-        cards.write_cards(store, product["cards"], gates_file, baseline_file)
+        cards.write_cards(store, product["cards"], gates.load_gates(gates_file, selection_metric),
+                          baseline_file)  # fmt: skip
         versions = registry.list_versions(store)
     root = Path(str(product["index"])).parent
     notebook_pages = notebooks_to_html(
@@ -122,7 +124,7 @@ def build_index(
                 if shadow_info["champion"]
                 else "none yet",
                 "challenger": f"v{best['version']} ({best['model']})",
-                f"holdout {best['primary_metric']}": best["holdout"][best["primary_metric"]],
+                f"holdout {best['selection_metric']}": best["holdout"][best["selection_metric"]],
                 "gates": "pass" if all(r["status"] == "pass" for r in metrics["gate"]) else "FAIL",
                 "batches failing": f"{failing} / {len(batches)}",
             }

@@ -34,10 +34,10 @@ def prepare(layout: Layout, workers: int) -> tuple[backtest.Backtest, list[str]]
     train, holdout, batches = (pd.read_parquet(p) for p in inputs)
     periods, skipped = backtest.Periods.from_windows(train, holdout, batches, spec)
     data = DataSettings.from_params(env["data"], layout.env_file.name)
-    gate_spec = gates.load_gates(env["gates"])
+    gate_spec = gates.of_env(env)
     trainer = backtest.Trainer(
         periods, spec, layout.candidates, int(env["seed"]), data.holdout_periods,
-        gate_spec["primary_metric"], workers,
+        gate_spec["selection_metric"], workers,
         CalibrationSettings.from_params(env.get("calibration"), layout.env_file.name),
     )  # fmt: skip
     bt = backtest.Backtest(periods, spec, trainer, gate_spec, data.reference_periods,

@@ -186,11 +186,11 @@ def _gates_yaml(gates: dict, trivial: dict[str, float], name: str) -> str:
         "# The trivial model predicts the training window's positive rate for every row; on the",
         f"# held-out window it scores ROC AUC 0.5, PR AUC {trivial['pr_auc']:.3f}, Brier "
         f"{trivial['brier']:.3f}. The ROC AUC and PR AUC floors say: rank no worse than",
-        "# that. The candidates weight both classes equally, so their probabilities are not on",
-        "# the positive rate's scale: the Brier ceiling is that of saying 0.5 for every row.",
-        "# Raise the floors once you know what your models reach. Allowed regressions scale",
-        "# with the positive rate. See model/gates.yaml for what each key means.",
-        f"primary_metric: {gates['primary_metric']}",
+        "# that. The Brier ceiling is that of saying 0.5 for every row: calibrated candidates",
+        "# should come near the trivial model's Brier or below it. Raise the floors (and lower",
+        "# the ceiling) once you know what your models reach. Allowed regressions scale with",
+        "# the positive rate. See model/gates.yaml for what each key means; the metric that",
+        "# picks the best candidate is the env file's `selection_metric`.",
         "metrics:",
     ] + [f"  {metric}: {_dump(rule)}" for metric, rule in m.items()]
     lines += ["# What fails a monitored batch and what warns (see model/gates.yaml).",
@@ -249,6 +249,9 @@ candidates:
 # Each candidate is fitted on the older part of the training window; the newest `share` of it
 # maps its probability to the observed rate and chooses the decision threshold.
 calibration: {{method: sigmoid, share: 0.2, threshold: best_f1}}
+# The metric that picks the best candidate on the held-out window, and that a challenger must
+# improve by its gate's `min_improvement` to be promoted (roc_auc, pr_auc, brier, log_loss, ...).
+selection_metric: roc_auc
 
 monitor_reference: holdout   # drift against: holdout, train, or rolling (the periods before)
 monitor_rolling_periods: 3

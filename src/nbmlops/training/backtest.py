@@ -127,11 +127,11 @@ class Trainer:
     in `workers` processes; keeps each model's scores, not the model."""
 
     def __init__(self, periods: Periods, spec: FeatureSpec, declared: list[dict],
-                 seed: int, held_out: int, primary: str, workers: int = 1,
+                 seed: int, held_out: int, selection_metric: str, workers: int = 1,
                  calibration: CalibrationSettings | None = None):  # fmt: skip
         self.periods, self.spec = periods, spec
         self.names = [candidate["name"] for candidate in declared]
-        self.held_out, self.primary, self.workers = held_out, primary, workers
+        self.held_out, self.selection_metric, self.workers = held_out, selection_metric, workers
         self.models: dict[tuple[int, int], Model | str] = {}
         self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
         _SHARED.update(periods=periods, spec=spec, seed=seed,
@@ -175,7 +175,7 @@ class Trainer:
             return "; ".join(r[1] for r in found.values())
         table = {n: metrics.classification_metrics(y, p[rows.start - offset : rows.stop - offset])
                  for n, (_, p) in fitted.items()}  # fmt: skip
-        best = str(candidates.compare(table, self.primary)["model"].iloc[0])
+        best = str(candidates.compare(table, self.selection_metric)["model"].iloc[0])
         seconds = float(sum(s for s, _ in fitted.values()))
         return Model(
             key=self.periods.span(start, first).replace(" … ", "…"),
@@ -311,8 +311,8 @@ class Backtest:
         failed = check.table[check.table["status"] != "pass"]
         why = [f"{r.metric} {r.challenger:.4f} outside {r.allowed}" for r in failed.itertuples()]
         if check.passed and not check.promotable:
-            rule = self.gates["metrics"][self.gates["primary_metric"]] or {}
-            why.append(f"{self.gates['primary_metric']} not better by "
+            rule = self.gates["metrics"][self.gates["selection_metric"]] or {}
+            why.append(f"{self.gates['selection_metric']} not better by "
                        f"{rule.get('min_improvement', 0):g}")  # fmt: skip
         return {"passed": check.passed, "promotable": check.promotable, "why": why,
                 "roc_auc_difference": paired.difference, "interval": [paired.low, paired.high],
@@ -436,7 +436,7 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy],
                "monitoring": bt.assess_seconds, "fits": bt.trainer.fits,
                "workers": bt.trainer.workers}  # fmt: skip
     settings = {"periods": names, "reference_periods": first, "held_out_periods": bt.held_out,
-                "candidates": bt.trainer.names, "primary_metric": bt.gates["primary_metric"],
+                "candidates": bt.trainer.names, "selection_metric": bt.gates["selection_metric"],
                 "rows": len(bt.periods.data)}  # fmt: skip
     return Result(policies, replays, settings, seconds, [])
 

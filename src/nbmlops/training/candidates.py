@@ -21,7 +21,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from .. import calibration, storage
 from ..errors import ConfigError
 from ..registry.store import IntegrityError
-from ..settings import CalibrationSettings
+from ..settings import CalibrationSettings, check_selection_metric
 from ..spec import HIGHER_IS_BETTER, FeatureSpec
 
 
@@ -227,11 +227,10 @@ def load(model_file, record: dict[str, Any]) -> Pipeline:
     return storage.read_pickle(model_file)
 
 
-def compare(candidates: dict[str, dict[str, float]], primary: str) -> pd.DataFrame:
-    """Candidates' metrics side by side, best first by the primary metric."""
-    if primary not in HIGHER_IS_BETTER + ("brier", "log_loss"):
-        raise ConfigError(f"unknown primary_metric {primary!r}")
+def compare(candidates: dict[str, dict[str, float]], metric: str) -> pd.DataFrame:
+    """Candidates' metrics side by side, best first by `metric` (the env's selection_metric)."""
+    check_selection_metric(metric)
     table = pd.DataFrame(candidates).T
     table.index.name = "model"
-    ascending = primary not in HIGHER_IS_BETTER
-    return table.sort_values(primary, ascending=ascending).reset_index()
+    ascending = metric not in HIGHER_IS_BETTER
+    return table.sort_values(metric, ascending=ascending).reset_index()

@@ -34,7 +34,7 @@ class Candidate:
 class Evaluation:
     table: pd.DataFrame  # one row per candidate, best first
     best: str
-    primary_metric: str
+    selection_metric: str
     candidates: dict[str, Candidate]
     probas: dict[str, np.ndarray]
 
@@ -47,7 +47,7 @@ def evaluate_candidates(
     trained: dict[str, dict],
     holdout: pd.DataFrame,
     spec: FeatureSpec,
-    primary_metric: str,
+    selection_metric: str,
     declared: list[str] | None = None,
 ) -> Evaluation:
     """Score every trained candidate on the held-out window and rank them; with `declared`
@@ -67,8 +67,8 @@ def evaluate_candidates(
     if declared is not None and sorted(loaded) != sorted(declared):
         raise ConfigError(f"the trained candidates {sorted(loaded)} are not the declared "
                           f"{sorted(declared)}; build again")  # fmt: skip
-    table = candidates.compare(scores, primary_metric)
-    return Evaluation(table, str(table.iloc[0]["model"]), primary_metric, loaded, probas)
+    table = candidates.compare(scores, selection_metric)
+    return Evaluation(table, str(table.iloc[0]["model"]), selection_metric, loaded, probas)
 
 
 def baseline_on_holdout(
@@ -145,7 +145,7 @@ def plot_candidates(result: Evaluation, holdout: pd.DataFrame, spec: FeatureSpec
         axes[1].plot(curve["p"], curve["y"], "o-", lw=width, ms=3,
                      label=f"{name} (Brier {table.loc[name, 'brier']:.3f})")  # fmt: skip
     axes[0].plot([0, 1], [0, 1], ":", color="grey")
-    axes[0].set(title=f"ROC (best by {result.primary_metric}: {result.best})",
+    axes[0].set(title=f"ROC (best by {result.selection_metric}: {result.best})",
                 xlabel="false positive rate", ylabel="true positive rate")  # fmt: skip
     top = max(max(float(np.max(p)) for p in result.probas.values()), float(y.mean())) * 1.05
     axes[1].plot([0, top], [0, top], ":", color="grey")
@@ -193,7 +193,7 @@ def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
 def evaluation_page(result: Evaluation, gate: gates.GateResult) -> str:
     """The candidates compared on the held-out window and the gate table, as one HTML page."""
     body = [
-        html.para(f"Best by {result.primary_metric}: {result.best}."),
+        html.para(f"Best by {result.selection_metric}: {result.best}."),
         html.heading("Candidates on the held-out window"),
         html.table(result.table),
         html.heading("Promotion gates against the committed baseline"),
@@ -255,7 +255,7 @@ def track_and_register(
         "registered_model": store.model_name,
         "run_id": best_run["run_id"],
         "sha256": best_run["sha256"],
-        "primary_metric": result.primary_metric,
+        "selection_metric": result.selection_metric,
         "threshold": threshold_of(result.candidates[result.best].pipeline),
         "holdout": result.best_metrics,
         "tracking_seconds": round(tracking_seconds, 2),
@@ -263,7 +263,7 @@ def track_and_register(
     record = {
         "best": result.best,
         "version": version,
-        "primary_metric": result.primary_metric,
+        "selection_metric": result.selection_metric,
         "candidates": result.table.set_index("model").to_dict(orient="index"),
         "runs": {name: run["run_id"] for name, run in runs.items()},
         "gate": gate.table.to_dict(orient="records"),
