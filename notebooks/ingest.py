@@ -1,9 +1,9 @@
 # %% [markdown]
 # # Ingest
 # Read the raw source and run every data check (contract, target, features, time split, current
-# batches). Only then keep an immutable copy named by its content hash and write the admitted
-# windows, which every later task reads. Bad data stops the build here, before anything is
-# written.
+# batches), then derive the model's columns with your `features` file. Only then keep an
+# immutable copy named by its content hash and write the admitted windows, which every later
+# task reads. Bad data stops the build here, before anything is written.
 
 # %% tags=["parameters"]
 upstream = None
@@ -15,9 +15,11 @@ data_within_project = True
 contract = None
 data = {"target": "late"}
 current_batches = None
+derive = "derive"  # the function of your derived features, in the file below
+resources_ = {"features": "features/flights.py"}  # content-tracked: an edit reruns the build
 
 # %%
-from nbmlops import session, storage
+from nbmlops import derived, session, storage
 from nbmlops.data import admission, dataset, snapshot
 from nbmlops.data.contract import load_contract
 from nbmlops.settings import DataSettings
@@ -32,8 +34,9 @@ manifest, tables = snapshot.read_source(
 current = dataset.current_files(current_batches, root, data_within_project)
 manifest = snapshot.add_current(manifest, current, raw_store)  # hashed before they are read
 admitted = admission.admit(
-    manifest, tables, settings=settings, contract=load_contract(contract), current=current
-)
+    manifest, tables, settings=settings, contract=load_contract(contract), current=current,
+    derivation=derived.Source.read(resources_["features"], derive, root),
+)  # fmt: skip
 snapshot.store_snapshot(manifest)
 storage.write_parquet(product["train"], admitted.split.train)
 storage.write_parquet(product["holdout"], admitted.split.holdout)

@@ -6,7 +6,7 @@ Nothing here imports another part of the package but storage.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .storage import read_json, write_json
@@ -40,10 +40,38 @@ class FeatureSpec:
     counts: dict[str, int] = field(default_factory=dict)
     dropped_columns: dict[str, str] = field(default_factory=dict)
     windows: dict[str, object] = field(default_factory=dict)
+    #: The user's derivation (`nbmlops.derived`): its file, function and code, and the model's
+    #: columns it returns (numeric, categorical). Empty: the model sees the input columns.
+    derived: dict = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
+        """The input columns: what a request, a batch file and the contract carry."""
         return self.numeric + self.categorical
+
+    @property
+    def model_numeric(self) -> list[str]:
+        return list(self.derived["numeric"]) if self.derived else self.numeric
+
+    @property
+    def model_categorical(self) -> list[str]:
+        return list(self.derived["categorical"]) if self.derived else self.categorical
+
+    @property
+    def model_columns(self) -> list[str]:
+        """The columns the estimator sees: the derivation's output, or the input columns."""
+        return self.model_numeric + self.model_categorical
+
+    @property
+    def stored_columns(self) -> list[str]:
+        """The columns a window of the build holds: the inputs, then the derived ones."""
+        return self.columns + [c for c in self.model_columns if c not in self.columns]
+
+    def as_seen_by_model(self) -> FeatureSpec:
+        """This spec with the model's columns as its columns: what monitoring compares (the
+        windows hold them), so drift is measured on what the model sees."""
+        return replace(self, numeric=self.model_numeric, categorical=self.model_categorical,
+                       derived={})  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)

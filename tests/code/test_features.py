@@ -22,9 +22,10 @@ def flights():
 def test_flights_dataset_has_no_leakage_and_joins_weather_and_planes(flights):
     tables, df, spec = flights
     assert not LEAKY & set(spec.columns)
-    assert {"temp", "visib", "plane_age", "seats", "carrier", "dest"} <= set(spec.columns)
+    assert {"temp", "visib", "plane_year", "seats", "carrier", "dest"} <= set(spec.columns)
     assert df["temp"].notna().mean() > 0.95
-    assert df["plane_age"].dropna().between(0, 60).all()
+    assert (df["year"] - df["plane_year"]).dropna().between(0, 60).all()
+    assert not spec.derived  # the dataset derives nothing: the project's features file does
     assert set(df["late"].unique()) == {0, 1}
 
 

@@ -21,7 +21,7 @@ def test_scaled_batch_keeps_the_months_distributions(month):
     batch, spec = month
     big = scaleup.scale_batch(batch, spec, 50_000, seed=1)
     assert len(big) == 50_000 and list(big.columns) == list(batch.columns)
-    for col in ("distance", "temp", "sched_dep_hour"):
+    for col in ("distance", "temp", "sched_dep_time"):
         assert big[col].mean() == pytest.approx(batch[col].mean(), rel=0.03)
         assert big[col].std() == pytest.approx(batch[col].std(), rel=0.05)
         assert big[col].isna().mean() == pytest.approx(batch[col].isna().mean(), abs=0.01)

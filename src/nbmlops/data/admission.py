@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import derived
 from ..settings import DataSettings
 from ..spec import FeatureSpec
 from ..storage import read_json, write_json
@@ -66,8 +67,10 @@ def admit(
     settings: DataSettings,
     contract: dict,
     current: list[Path],
+    derivation: derived.Source,
 ) -> Admitted:
-    """Contract, target, dataset and split checks, then the current batch files; raises on error."""
+    """Contract, target, dataset and split checks, then the current batch files, then the
+    user's derived features (`derivation`) on every window; raises on error."""
     checks = dc.validate_snapshot(
         manifest, tables, contract, settings.target, settings.positive_label
     )
@@ -75,5 +78,25 @@ def admit(
     data, spec = dataset.build_dataset(tables, manifest, settings)
     split = dataset.time_split(data, spec, settings, manifest["source"])
     split.batches = dataset.with_current_batches(split.batches, current, spec, settings)
+    derive(split, spec, derivation)
     spec.windows = split.windows()
     return Admitted(checks, spec, split)
+
+
+def derive(split: Split, spec: FeatureSpec, source: derived.Source) -> None:
+    """The user's derivation on every window: the model's columns described on the training
+    window and recorded in `spec.derived`, the new ones added beside the inputs (monitoring
+    compares them; the models compute their own from the inputs)."""
+    numeric, categorical = derived.describe(source, split.train, spec.numeric, spec.categorical,
+                                            spec.target)  # fmt: skip
+    spec.derived = {"file": source.file, "function": source.function,
+                    "sha256": source.sha256, "numeric": numeric, "categorical": categorical,
+                    "code": source.code}  # fmt: skip
+    step = derived.step(spec)
+    new = [c for c in spec.model_columns if c not in spec.columns]
+    for name in ("train", "holdout", "batches"):
+        window = getattr(split, name)
+        made = step.transform(window[spec.columns]) if len(window) else None
+        for col in new:
+            window[col] = made[col] if made is not None else pd.Series(dtype=object)
+        setattr(split, name, window)

@@ -11,7 +11,10 @@ compiled form splits a `Pipeline(ColumnTransformer, estimator)` in two:
   (random forests, gradient boosting, histogram gradient boosting with categorical splits),
   ONNX Runtime (converted by skl2onnx) for the rest.
 
-It is one `.npz` file of arrays and bytes (read with pickles refused). It is used only when it
+Where the pipeline derives features (`nbmlops.derived`), the derivation runs first, from the
+source kept with it. It is one `.npz` file of arrays, bytes and that source (read with pickles
+refused; the file is verified by its hash before it is read, as the model is). It is used
+only when it
 gives the pipeline's probabilities within TOLERANCE on the rows it is checked on: at
 registration on the held-out rows, and again where it is loaded.
 """
@@ -28,6 +31,7 @@ import pandas as pd
 from scipy import sparse
 
 from ..calibration import Calibrated, apply_map
+from ..derived import Derive, Source
 
 #: Largest absolute difference from the pipeline's probability that a compiled form may give.
 #: The kernels are exact up to summation order (about 1e-15 seen); a millionth leaves room for a
@@ -95,6 +99,7 @@ class Compiled:
     dtype: str  # what the estimator reads: float32 (scikit-learn's trees) or float64
     report: dict
     calibration: dict = field(default_factory=lambda: {"kind": "none"})  # Calibrated.map_
+    derive: Derive | None = None  # the user's derivation, run before the blocks
 
     def __post_init__(self):
         if self.kernel == "treelite":
@@ -111,6 +116,8 @@ class Compiled:
             self._input = self._session.get_inputs()[0].name
 
     def design(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.derive is not None:
+            frame = self.derive.transform(frame)
         return self._cast(np.hstack([b.design(frame) for b in self.blocks]))
 
     def _cast(self, x: np.ndarray) -> np.ndarray:
@@ -121,7 +128,10 @@ class Compiled:
 
     def predict_records(self, records: list[dict]) -> np.ndarray:
         """predict_proba of request records as they are (field name to value, None for
-        missing), with no data frame in between: what the service scores."""
+        missing), with no data frame in between where nothing is derived: what the service
+        scores."""
+        if self.derive is not None:  # the user's function takes a frame
+            return self.predict_proba(pd.DataFrame.from_records(records))
         return self._kernel_proba(self._cast(np.hstack([b.design_records(records)
                                                         for b in self.blocks])))  # fmt: skip
 
@@ -142,6 +152,10 @@ class Compiled:
         arrays = {"meta": np.array(json.dumps({
             "kernel": self.kernel, "dtype": self.dtype, "report": self.report,
             "calibration": self.calibration,
+            "derive": None if self.derive is None else {
+                "file": self.derive.source.file, "function": self.derive.source.function,
+                "code": self.derive.source.code, "inputs": self.derive.inputs,
+                "outputs": self.derive.outputs},
             "blocks": [{"kind": "numeric" if isinstance(b, NumericBlock) else "categorical",
                         "columns": b.columns,
                         **({"categories": [[_plain(v) for v in c] for c in b.categories]}
@@ -171,8 +185,12 @@ class Compiled:
                     tables = [f[f"{i}.table.{j}"] for j in range(len(b["columns"]))]
                     blocks.append(CategoricalBlock(b["columns"], b["categories"], f[f"{i}.base"],
                                                    tables))  # fmt: skip
+            d = meta.get("derive")
+            derive = None if d is None else Derive(
+                Source(d["file"], d["function"], d["code"]),
+                tuple(map(tuple, d["inputs"])), tuple(map(tuple, d["outputs"])))  # fmt: skip
             return cls(blocks, meta["kernel"], f["model"].tobytes(), meta["dtype"], meta["report"],
-                       meta.get("calibration") or {"kind": "none"})  # fmt: skip
+                       meta.get("calibration") or {"kind": "none"}, derive)  # fmt: skip
 
     @classmethod
     def read(cls, path: str | Path) -> Compiled:
@@ -217,10 +235,14 @@ def compile_pipeline(pipeline, rows: pd.DataFrame) -> Compiled:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-    if not (isinstance(pipeline, Pipeline) and len(pipeline.steps) == 2
-            and isinstance(pipeline.steps[0][1], ColumnTransformer)):  # fmt: skip
-        raise NotCompiled("only a Pipeline(ColumnTransformer, estimator) is compiled")
-    prep, estimator = pipeline.steps[0][1], pipeline.steps[1][1]
+    derive, steps = None, getattr(pipeline, "steps", [])
+    if steps and isinstance(steps[0][1], Derive):  # the derivation runs as it is, then the rest
+        derive, steps = steps[0][1], steps[1:]
+    if not (isinstance(pipeline, Pipeline) and len(steps) == 2
+            and isinstance(steps[0][1], ColumnTransformer)):  # fmt: skip
+        raise NotCompiled("only a Pipeline([Derive,] ColumnTransformer, estimator) is compiled")
+    prep, estimator = steps[0][1], steps[1][1]
+    design_rows = rows if derive is None else derive.transform(rows)
     mapped = {"kind": "none"}
     if isinstance(estimator, Calibrated):  # the estimator compiled, its map as numbers
         estimator, mapped = estimator.estimator, estimator.map_
@@ -230,9 +252,9 @@ def compile_pipeline(pipeline, rows: pd.DataFrame) -> Compiled:
             continue
         if name == "remainder":
             raise NotCompiled("the column transformer passes remaining columns through")
-        blocks.append(_block(name, part, list(columns), rows))
-    kernel, model, dtype = _kernel(estimator, np.hstack([b.design(rows) for b in blocks]))
-    compiled = Compiled(blocks, kernel, model, dtype, {}, mapped)
+        blocks.append(_block(name, part, list(columns), design_rows))
+    kernel, model, dtype = _kernel(estimator, np.hstack([b.design(design_rows) for b in blocks]))
+    compiled = Compiled(blocks, kernel, model, dtype, {}, mapped, derive)
     diff = largest_difference(compiled, pipeline, rows)
     if not diff <= TOLERANCE:
         raise NotCompiled(f"the compiled form differs from the pipeline by {diff:.3g} on "

@@ -15,20 +15,27 @@ from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from ..derived import Derive
+
 
 class Fused:
     """predict_proba of `pipeline`, its first step's transformers called directly."""
 
     def __init__(self, pipeline: Pipeline):
-        prep = pipeline.steps[0][1]
+        steps = pipeline.steps
+        self.derive = steps[0][1] if isinstance(steps[0][1], Derive) else None
+        steps = steps[1:] if self.derive is not None else steps
+        prep = steps[0][1]
         self.pipeline = pipeline
         self.parts = [(t, list(cols)) for _, t, cols in prep.transformers_
                       if not (isinstance(t, str) and t == "drop") and len(cols)]  # fmt: skip
         self.sparse = prep.sparse_output_
-        rest = pipeline.steps[1:]
+        rest = steps[1:]
         self.rest = rest[0][1] if len(rest) == 1 else Pipeline(rest)
 
     def transform(self, frame: pd.DataFrame):
+        if self.derive is not None:
+            frame = self.derive.transform(frame)
         blocks = [frame[cols].to_numpy() if isinstance(t, str) else t.transform(frame[cols])
                   for t, cols in self.parts]  # fmt: skip
         if self.sparse:
@@ -41,10 +48,13 @@ class Fused:
 
 def fuse(model, sample: pd.DataFrame):
     """The fused scorer when it matches `model` exactly on `sample`, else `model` itself."""
-    if not (isinstance(model, Pipeline) and len(model.steps) > 1
-            and isinstance(model.steps[0][1], ColumnTransformer)):  # fmt: skip
+    steps = getattr(model, "steps", [])
+    if steps and isinstance(steps[0][1], Derive):
+        steps = steps[1:]
+    if not (isinstance(model, Pipeline) and len(steps) > 1
+            and isinstance(steps[0][1], ColumnTransformer)):  # fmt: skip
         return model
-    prep = model.steps[0][1]
+    prep = steps[0][1]
     if any(isinstance(t, str) and t == "passthrough" and name == "remainder"
            for name, t, _ in prep.transformers_):  # fmt: skip
         return model

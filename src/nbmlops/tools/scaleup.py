@@ -1,8 +1,9 @@
 """Data larger than the real data, for benchmarks: scaled-up batches and a user's table.
 
 `scale_batch(batch, spec, rows, seed)` draws `rows` rows with replacement from one batch (one
-month of flights), then moves every numeric feature by Gaussian noise of `noise` times that
-month's standard deviation of the column. Category frequencies, each numeric column's mean and
+month of flights), then moves every numeric input column by Gaussian noise of `noise` times
+that month's standard deviation of the column; a column of few whole numbers (a date's parts,
+a count of engines) is a code, kept as it is. Category frequencies, each numeric column's mean and
 spread (the spread grows by a factor of sqrt(1 + noise**2), 0.5 % at the default) and the
 month's delay rate are kept; no row is an exact copy of a real one, so a model or a drift test
 cannot tell a scaled batch from a larger month by duplicate rows. Labels and the model inputs
@@ -28,18 +29,30 @@ NOISE = 0.1
 def scale_batch(
     batch: pd.DataFrame, spec: FeatureSpec, rows: int, seed: int = 0, noise: float = NOISE
 ) -> pd.DataFrame:
-    """`rows` rows drawn from `batch` with replacement, numeric features jittered."""
+    """`rows` rows drawn from `batch` with replacement, numeric inputs jittered (codes kept)."""
     if batch.empty:
         raise ValueError("cannot scale an empty batch")
     rng = np.random.default_rng(seed)
     picked = batch.iloc[rng.integers(0, len(batch), rows)].reset_index(drop=True)
     for col in spec.numeric:
+        if _code(batch[col]):
+            continue
         values = picked[col].to_numpy(dtype="float64", copy=True)
         spread = float(np.nanstd(batch[col].to_numpy(dtype="float64")))
         if spread > 0:
             values += rng.normal(0.0, noise * spread, rows)
         picked[col] = values
     return picked
+
+
+#: A numeric column of at most this many distinct whole numbers is a code, not a measure.
+CODE_VALUES = 31
+
+
+def _code(values: pd.Series) -> bool:
+    present = values.dropna().to_numpy(dtype="float64")
+    return bool(len(present)) and bool(np.all(present == np.round(present))) and len(
+        np.unique(present)) <= CODE_VALUES  # fmt: skip
 
 
 def user_table(rows: int, seed: int = 0) -> pd.DataFrame:

@@ -52,7 +52,7 @@ class Periods:
         skipped = list(dict.fromkeys(real.loc[~labelled.astype(bool), BATCH].astype(str)))
         later = real[labelled.astype(bool)].assign(**{PERIOD: lambda d: d[BATCH]})
         frames = [train, holdout, later]
-        data = pd.concat([f[spec.columns + [spec.target, PERIOD]] for f in frames],
+        data = pd.concat([f[spec.stored_columns + [spec.target, PERIOD]] for f in frames],
                          ignore_index=True)  # fmt: skip
         data[spec.target] = data[spec.target].astype("int8")
         data[PERIOD] = data[PERIOD].astype(str)
@@ -258,7 +258,9 @@ class Backtest:
 
     def __init__(self, periods: Periods, spec: FeatureSpec, trainer: Trainer, gates: dict,
                  reference_periods: int, max_rows: int = 0):  # fmt: skip
-        self.periods, self.spec, self.trainer, self.gates = periods, spec, trainer, gates
+        # monitoring compares the columns the model sees (the trainer derives its own)
+        self.periods, self.trainer, self.gates = periods, trainer, gates
+        self.spec = spec.as_seen_by_model()
         self.rules = gate_rules.MonitorRules.from_gates(gates)
         self.first, self.held_out, self.max_rows = reference_periods, trainer.held_out, max_rows
         if not self.held_out < self.first < len(periods.names):

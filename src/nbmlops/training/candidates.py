@@ -18,7 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from .. import calibration, storage
+from .. import calibration, derived, storage
 from ..errors import ConfigError
 from ..registry.store import IntegrityError
 from ..settings import CalibrationSettings, check_selection_metric
@@ -31,7 +31,7 @@ def _one_hot(spec: FeatureSpec) -> ColumnTransformer:
             (
                 "num",
                 make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-                spec.numeric,
+                spec.model_numeric,
             ),
             (
                 "cat",
@@ -39,7 +39,7 @@ def _one_hot(spec: FeatureSpec) -> ColumnTransformer:
                     SimpleImputer(strategy="constant", fill_value="missing"),
                     OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
                 ),
-                spec.categorical,
+                spec.model_categorical,
             ),
         ]
     )
@@ -53,7 +53,7 @@ def _ordinal(spec: FeatureSpec, missing_value: float | int) -> ColumnTransformer
     )
     numeric = SimpleImputer(strategy="median") if not np.isnan(missing_value) else "passthrough"
     return ColumnTransformer(
-        [("num", numeric, spec.numeric), ("cat", encoder, spec.categorical)],
+        [("num", numeric, spec.model_numeric), ("cat", encoder, spec.model_categorical)],
         verbose_feature_names_out=False,
     )
 
@@ -132,10 +132,9 @@ def build(candidate: dict, spec: FeatureSpec, seed: int = 0, where: str = "candi
     if "random_state" in names and "random_state" not in params:
         params["random_state"] = seed
     kind = preparation(candidate, cls)
-    if kind == "native" and "categorical_features" in names and spec.categorical:
-        params.setdefault(
-            "categorical_features", [False] * len(spec.numeric) + [True] * len(spec.categorical)
-        )
+    if kind == "native" and "categorical_features" in names and spec.model_categorical:
+        params.setdefault("categorical_features", [False] * len(spec.model_numeric)
+                          + [True] * len(spec.model_categorical))  # fmt: skip
     try:
         estimator = cls(**params)
         if getattr(estimator, "_parameter_constraints", None) is not None:
@@ -147,7 +146,8 @@ def build(candidate: dict, spec: FeatureSpec, seed: int = 0, where: str = "candi
                           "the template ranks, calibrates and monitors probabilities")  # fmt: skip
     prep = {"onehot": lambda: _one_hot(spec), "ordinal": lambda: _ordinal(spec, -1),
             "native": lambda: _ordinal(spec, np.nan)}[kind]()  # fmt: skip
-    return Pipeline([("prep", prep), ("model", estimator)])
+    steps = [("prep", prep), ("model", estimator)]
+    return Pipeline([("derive", derived.step(spec)), *steps] if spec.derived else steps)
 
 
 def fit(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec) -> tuple[Pipeline, float]:
@@ -192,18 +192,23 @@ def record(candidate: dict, fit_seconds: float, train_metrics: dict,
 
 def importances(pipeline: Pipeline, data: pd.DataFrame, spec: FeatureSpec, seed: int = 0,
                 max_rows: int = 5000, repeats: int = 3) -> pd.DataFrame:  # fmt: skip
-    """Permutation importance of each input column on `data` (a sample of `max_rows`): how
-    much ROC AUC falls when the column's values are shuffled; largest first."""
+    """Permutation importance of each column the estimator sees (the derived ones, where the
+    pipeline derives) on `data` (a sample of `max_rows`): how much ROC AUC falls when the
+    column's values are shuffled; largest first."""
     from sklearn.inspection import permutation_importance
 
     rows = data.sample(min(len(data), max_rows), random_state=seed) if len(data) else data
+    columns = spec.model_columns
     if rows[spec.target].nunique() < 2:
-        return pd.DataFrame({"feature": spec.columns, "importance": np.nan, "spread": np.nan})
+        return pd.DataFrame({"feature": columns, "importance": np.nan, "spread": np.nan})
+    scorer, x = pipeline, rows[spec.columns]
+    if isinstance(pipeline.steps[0][1], derived.Derive):  # shuffle what the estimator sees
+        scorer, x = pipeline[1:], pipeline[0].transform(x)
     found = permutation_importance(
-        pipeline, rows[spec.columns], rows[spec.target], scoring="roc_auc", n_repeats=repeats,
+        scorer, x[columns], rows[spec.target], scoring="roc_auc", n_repeats=repeats,
         random_state=seed,
     )  # fmt: skip
-    table = pd.DataFrame({"feature": spec.columns, "importance": found.importances_mean,
+    table = pd.DataFrame({"feature": columns, "importance": found.importances_mean,
                           "spread": found.importances_std})  # fmt: skip
     return table.sort_values("importance", ascending=False, ignore_index=True)
 
