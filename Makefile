@@ -51,8 +51,8 @@ test-pipeline: setup browser postgres ## full builds in temporary copies: increm
 	$(BIN)/python -m pytest -m pipeline -n 2 --dist loadgroup
 
 lint: setup ## ruff (notebooks included), no committed .ipynb, workflows (actionlint, schema)
-	$(BIN)/ruff check src tests notebooks airflow
-	$(BIN)/ruff format --check src tests notebooks airflow
+	$(BIN)/ruff check src tests notebooks features airflow
+	$(BIN)/ruff format --check src tests notebooks features airflow
 	@! git ls-files '*.ipynb' | grep . || (echo "notebooks are stored as .py; remove the .ipynb above" && false)
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

@@ -90,12 +90,24 @@ def ci_build(tmp_path_factory) -> Build:
 BYO_ENV = "env.patients.yaml"
 
 
+#: The patients project's derived features: one ratio beside the input columns.
+PATIENTS_FEATURES = """import pandas as pd
+
+
+def derive(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(area_per_perimeter=rows["mean_area"] / rows["mean_perimeter"])
+"""
+
+
 def patients_env(project: Path) -> str:
-    """env.ci.yaml turned into an env for the patients CSV (no contract, its own model).
+    """env.ci.yaml turned into an env for the patients CSV (no contract, its own model, its
+    own derived feature: `features/patients.py`, written here).
 
     It runs its notebooks on ploomber-engine (the CI sample on papermill), so the suite builds
     with both notebook executors.
     """
+    (project / "features").mkdir(exist_ok=True)
+    (project / "features" / "patients.py").write_text(PATIENTS_FEATURES)
     return (
         (project / "env.ci.yaml")
         .read_text()
@@ -111,6 +123,7 @@ def patients_env(project: Path) -> str:
         .replace("model_name: flight-delay-ci", "model_name: patients")
         .replace("baseline.ci.json", "baseline.patients.json")
         .replace('/ci"', '/patients"')
+        .replace("features/flights.py", "features/patients.py")
     )
 
 

@@ -180,3 +180,23 @@ def step(spec) -> Derive:
     source = Source(d["file"], d["function"], d["code"])
     return Derive(source, (tuple(spec.numeric), tuple(spec.categorical)),
                   (tuple(d["numeric"]), tuple(d["categorical"])))  # fmt: skip
+
+
+def feature_table(spec, window: pd.DataFrame) -> pd.DataFrame:
+    """One row per column the model sees: its kind, whether it is an input or derived, and
+    its share of missing values in `window` (a window of the build, which holds both)."""
+    rows = []
+    for kind, columns in (("numeric", spec.model_numeric), ("categorical", spec.model_categorical)):
+        for col in columns:
+            missing = float(window[col].isna().mean()) if len(window) else float("nan")
+            rows.append({"feature": col, "kind": kind,
+                         "source": "input" if col in spec.columns else "derived",
+                         "missing_share": round(missing, 4)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def sample_rows(spec, window: pd.DataFrame, rows: int = 5, seed: int = 0) -> pd.DataFrame:
+    """A few rows of `window`: the input columns the derivation reads, then what it derived."""
+    new = [c for c in spec.model_columns if c not in spec.columns]
+    picked = window.sample(min(rows, len(window)), random_state=seed) if len(window) else window
+    return picked[spec.columns + new].reset_index(drop=True)

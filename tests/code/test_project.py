@@ -102,7 +102,7 @@ def test_no_notebook_outputs_or_ipynb_committed():
 
 def test_ruff_lint_and_format_are_clean():
     ruff = [sys.executable, "-m", "ruff"]
-    paths = ["src", "tests", "notebooks"]
+    paths = ["src", "tests", "notebooks", "features"]
     check = subprocess.run([*ruff, "check", *paths], cwd=ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     fmt = subprocess.run(

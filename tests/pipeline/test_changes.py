@@ -7,11 +7,16 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from nbmlops import storage
 from nbmlops.layout import Layout
+from nbmlops.registry import store as registry
+from nbmlops.registry.store import Store
+from nbmlops.spec import FeatureSpec
 from tests.conftest import PROJECT, copy_project, patients_env, ploomber_build
 from tests.helpers import breast_cancer_frame
 from tests.pipeline.test_build import ran_tasks
@@ -59,6 +64,26 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
     data.write_text(data.read_text().replace("benign", "benign ", 1))  # one label, one byte
     ran, out = build()
     assert ran == every and f"ingest: its inputs changed: {data.resolve()}" in out
+
+    # A derived feature, one line in the project's own file: the build reruns from ingest, the
+    # models see the new column, and the input columns alone score (as a request carries them)
+    features = project / "features" / "patients.py"
+    features.write_text(features.read_text().replace(
+        'rows.assign(area_per_perimeter=rows["mean_area"] / rows["mean_perimeter"])',
+        'rows.assign(area_per_perimeter=rows["mean_area"] / rows["mean_perimeter"],\n'
+        '                       texture_per_smoothness=rows["mean_texture"]'
+        ' / rows["mean_smoothness"])'))  # fmt: skip
+    assert build()[0] == every
+    products = Path(Layout.from_env(env).env["products"])
+    spec = FeatureSpec.read(products / "data" / "features.json")
+    assert "texture_per_smoothness" in spec.model_numeric
+    assert "texture_per_smoothness" not in spec.columns
+    best = storage.read_json(products / "models" / "best.json")
+    model = registry.load_version(Store.from_params(Layout.from_env(env).env["mlflow"]),
+                                  str(best["version"]))  # as the service loads it  # fmt: skip
+    holdout = pd.read_parquet(products / "data" / "holdout.parquet")
+    proba = model.predict_proba(holdout[spec.columns])[:, 1]  # no derived column given
+    assert roc_auc_score(holdout[spec.target], proba) == pytest.approx(best["holdout"]["roc_auc"])
 
     # A user's modelling, as the env file declares it: one line adds a candidate, changing its
     # parameters retrains it alone, deleting it removes it from the comparison.

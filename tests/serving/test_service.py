@@ -75,6 +75,9 @@ def _proba(served, version: str, records: list[dict]) -> np.ndarray:
 
 def test_answers_come_from_the_champion_and_match_its_model(served):
     records = _records(served, 5)
+    spec = served["spec"]  # the request carries the input columns; the model derives the rest
+    derived = set(spec.model_columns) - set(spec.columns)
+    assert derived and not derived & set(records[0])
     # Who answers, not how fast: a budget a busy test machine cannot miss (the budget itself is
     # tested with a slowed champion below).
     with Server(served["root"], latency_budget_ms=2000) as server:
@@ -117,6 +120,8 @@ BAD = [
      "may not be null"),
     ("a list with one bad record", lambda r: [r, r | {"distance": True}], ["body", 1, "distance"],
      "must be a number"),
+    ("a derived column sent", lambda r: r | {"day_of_week": "Sat"}, ["body", "day_of_week"],
+     "is derived by the model (features/flights.py)"),
 ]  # fmt: skip
 
 

@@ -70,6 +70,9 @@ class RequestContract:
         self.spec, self.max_text_chars = spec, max_text_chars
         self.fields = [_rule(n, True, columns.get(n)) for n in spec.numeric]
         self.fields += [_rule(n, False, columns.get(n)) for n in spec.categorical]
+        # the model derives these from the fields: a value sent for one would be ignored
+        self.derived = frozenset(spec.model_columns) - frozenset(spec.columns)
+        self.derived_by = spec.derived.get("file", "")
 
     def records(self, body: bytes) -> tuple[list[dict], bool]:
         """The request's records, checked and normalised, and whether it sent a list.
@@ -108,6 +111,10 @@ class RequestContract:
                                          "model_type"))  # fmt: skip
                 continue
             out.append({f.name: self._value(f, item, where, problems) for f in self.fields})
+            for name in self.derived.intersection(item):
+                problems.append(_problem([*where, name], f"field {name!r} is derived by the "
+                                         f"model ({self.derived_by}) from the others; do not "
+                                         "send it", "extra_forbidden"))  # fmt: skip
         if problems:
             raise InvalidRequest(problems)
         return out, many

@@ -44,6 +44,7 @@ PIPELINE_FILES = [
     "env.yaml",
     "env.ci.yaml",
     "notebooks",
+    "features",
     "contracts",
     "model",
     "requirements.lock",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .. import storage
+from .. import derived, storage
 from ..data import admission, dataset, snapshot
 from ..data import contract as dc
 from ..errors import ConfigError, DataError, PipelineError, Problem
@@ -56,6 +56,33 @@ def paths(project: Path, name: str) -> dict[str, Path]:
         "contract": project / "contracts" / f"{name}.yaml",
         "gates": project / "model" / f"gates.{name}.yaml",
     }
+
+
+def features_file(project: Path, name: str) -> Path:
+    """The project's derived features: written once, never replaced (it is the user's code)."""
+    return project / "features" / f"{name}.py"
+
+
+#: The derived-features file a new project starts with: it derives nothing.
+FEATURES = '''"""Derived features of {name}: yours to change.
+
+`derive` receives input rows (the input columns of products/{name}/data/features.json, as a
+request or a batch file carries them) and returns the columns the models see, one row per
+input row. It runs as the first step of every fitted model, so the score task and the service
+compute derived columns from the raw ones: a request never carries them. Editing this file
+retrains every candidate at the next build. docs/customizing.md has recipes.
+"""
+
+import pandas as pd
+
+
+def derive(rows: pd.DataFrame) -> pd.DataFrame:
+    # For example, a ratio of two columns and the day of week of a date's parts:
+    #   return rows.assign(
+    #       balance_per_product=rows["balance"] / rows["products"],
+    #   ).drop(columns=["balance"])
+    return rows
+'''
 
 
 def init_project(
@@ -112,7 +139,11 @@ def init_project(
         f"{len(raw):,} rows.\nReview it: ranges reach {dc.RANGE_MARGIN:.0%} beyond the values "
         "seen; new categories warn.\nKeys: see nbmlops.data.contract.",
     )
-    admitted = admission.admit(manifest, tables, settings=settings,
+    features = features_file(project, name)
+    features_text = (features.read_text(encoding="utf-8") if features.is_file() else
+                     FEATURES.format(name=name))  # fmt: skip
+    derivation = derived.Source(str(features.relative_to(project)), "derive", features_text)
+    admitted = admission.admit(manifest, tables, settings=settings, derivation=derivation,
                                contract=yaml.safe_load(contract_text), current=[])  # fmt: skip
     gates, trivial = trivial_gates(admitted.split.train[target], admitted.split.holdout[target])
     gates_text = _gates_yaml(gates, trivial, name)
@@ -120,6 +151,7 @@ def init_project(
     # the build reads these settings again: what it would refuse is never written
     DataSettings.from_params(yaml.safe_load(env_text)["data"], str(files["env"].name))
     written = [
+        *([] if features.is_file() else [storage.write_text(features, features_text)]),
         storage.write_text(files["contract"], contract_text),
         storage.write_text(files["gates"], gates_text),
         storage.write_text(files["env"], env_text),  # last: it names the two above
@@ -226,6 +258,8 @@ notebook_executor: ploomber-engine
 source: {_dump(source)}
 data_within_project: true
 contract: "{here}/contracts/{name}.yaml"
+# Your derived features: a function of the input columns of each row (features/{name}.py).
+features: {{file: "{here}/features/{name}.py", function: derive}}
 current_batches: null
 # Split by {split}: the first
 # periods train, the next are held out, every later one is a monitored batch.
