@@ -115,7 +115,7 @@ class Derive(BaseEstimator, TransformerMixin):
 
 def run(function, rows: pd.DataFrame, source: Source) -> pd.DataFrame:
     """The function's output on `rows`, checked to be one row per input row, in order."""
-    where = f"{source.file}: {source.function}"
+    where = source.function
     try:
         out = function(rows.copy())
     except Exception as exc:  # noqa: BLE001 - the user's code: its error, said as one line

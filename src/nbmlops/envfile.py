@@ -38,6 +38,9 @@ NEW_KEYS = {
                   "path) and `params` (this replaces `hyperparams`; docs/customizing.md)",
     "calibration": ": e.g. `calibration: {method: sigmoid, share: 0.2, threshold: best_f1}` "
                    "(docs/customizing.md)",
+    "features": ": name the file of your derived features, e.g. `features: {file: "
+                "\"{{here}}/features/NAME.py\", function: derive}` (a `derive(rows)` that "
+                "returns `rows` derives none; docs/customizing.md)",
     "selection_metric": ": the metric that picks the best candidate, e.g. `selection_metric: "
                         "roc_auc` (it was `primary_metric` in the gate file)",
 }  # fmt: skip

@@ -94,6 +94,17 @@ def _env_typo(replace: tuple[str, str], name: str):
     return write
 
 
+def _features(name: str, body: str):
+    """An env file whose derived features are `body`, in a file of their own."""
+
+    def write(project):
+        (project / "features" / f"{name}.py").write_text(f"def derive(rows):\n    {body}\n")
+        return _env_typo(("features/patients.py", f"features/{name}.py"), f"env.{name}.yaml")(
+            project)  # fmt: skip
+
+    return write
+
+
 def _outside(project):
     _good().to_csv(project.parent / "outside.csv", index=False)
     return ["--env--source", "../outside.csv"]
@@ -142,6 +153,12 @@ CASES = {
                                 "env.cand3.yaml: line "),
     "env-file-from-before-candidates": (_env_typo(("candidates:", "hyperparams:"), "env.old.yaml"),
                                         "env.old.yaml: no `candidates`: declare the candidate models there"),
+    "features-file-missing": (_env_typo(("features/patients.py", "features/nothere.py"), "env.feat1.yaml"),
+                              "features/nothere.py not found (`features.file`: your derived features)"),
+    "features-drop-rows": (_features("feat2", "return rows.head(10)"),
+                           "features/feat2.py: derive returned 10 rows for "),
+    "features-raise": (_features("feat3", "return rows.assign(x=rows['mean_areaa'])"),
+                       "features/feat3.py: derive raised KeyError: 'mean_areaa' (it receives the input columns"),
     "calibration-rule-unknown": (_env_typo(("threshold: best_f1", "threshold: best_recall"), "env.cal.yaml"),
                                  "env.cal.yaml: calibration.threshold must be best_f1"),
 }  # fmt: skip

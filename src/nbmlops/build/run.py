@@ -37,7 +37,13 @@ _START = ("Traceback (most recent call last)", "-" * 40, "=" * 20, "Error when e
           "Error building task", "ploomber.exceptions", "Exception encountered")  # fmt: skip
 _ANSI = re.compile(r"\x1b\[[\d;]*m")
 #: How Ploomber names a `{{key}}` of pipeline.yaml that the env file does not set.
-_MISSING = re.compile(r"\{\{(\w+)\}\}: Ensure the placeholder is defined in the env")
+_MISSING = re.compile(r"\{\{([\w.]+)\}\}: Ensure the placeholder is defined in the env")
+#: How Ploomber says a content-tracked file (a task's `resources_`) is missing.
+_RESOURCE = re.compile(r"Error reading params\.resources_ with key '(\w+)'\. Expected value "
+                       r"'([^']*)' to be an existing file")  # fmt: skip
+#: What each content-tracked file is, by its key in pipeline.yaml.
+RESOURCES = {"features": "`features.file`: your derived features",
+             "gates": "`gates`: the promotion gates"}  # fmt: skip
 
 
 def clear_message(output: str) -> tuple[str, str] | None:
@@ -98,8 +104,14 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
     found = clear_message(output)
     missing = _MISSING.findall(output)
     if found is None and missing:  # an env file without a key the pipeline needs
-        hints = [f"{Path(env_file).name}: no `{key}`{NEW_KEYS.get(key, '')}" for key in missing]
+        hints = [f"{Path(env_file).name}: no `{key}`{NEW_KEYS.get(key.split('.')[0], '')}"
+                 for key in dict.fromkeys(missing)]  # fmt: skip
         print("\nbuild failed:\n" + "\n".join(hints) + f"\n\nfull log: {log}", file=sys.stderr)
+        return code
+    if found is None and (resource := _RESOURCE.search(output)):
+        what = RESOURCES.get(resource[1], resource[1])
+        print(f"\nbuild failed:\n{Path(env_file).name}: {resource[2]} not found ({what})"
+              f"\n\nfull log: {log}", file=sys.stderr)  # fmt: skip
         return code
     if found is None:  # not one of ours: everything Ploomber said
         if not shown:
