@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .settings import (
     BLOCKS,
     CalibrationSettings,
+    FeatureSettings,
     RetrainPolicy,
     ServingSettings,
     backtest_policies,
@@ -100,6 +101,7 @@ def check_env_keys(
     retraining: dict | None = None,
     calibration: dict | None = None,
     selection_metric: str | None = None,
+    features: dict | None = None,
 ) -> None:
     """Ploomber `on_render` hook: refuse an env file with a key the pipeline does not use.
 
@@ -126,5 +128,7 @@ def check_env_keys(
         RetrainPolicy.from_params(retraining, f"{env_path.name}: retraining")
     if calibration is not None:
         CalibrationSettings.from_params(calibration, env_path.name)
+    if features is not None:
+        FeatureSettings.from_params(features, env_path.name)
     if selection_metric is not None:
         check_selection_metric(selection_metric, env_path.name)

@@ -280,6 +280,24 @@ def backtest_policies(
             for name, value in params.items()}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FeatureSettings(Settings):
+    """The env file's `features` block: the file of the user's derived features and its
+    function (`nbmlops.derived`)."""
+
+    block: ClassVar[str] = "features"
+
+    file: str
+    function: str = "derive"
+
+    def _check(self, where: str) -> None:
+        if not str(self.file).endswith(".py"):
+            raise ConfigError(f"{where}: features.file must be a Python file, not {self.file!r}")
+        if not str(self.function).isidentifier():
+            raise ConfigError(f"{where}: features.function must be a function's name, not "
+                              f"{self.function!r}")  # fmt: skip
+
+
 #: How a candidate's probabilities are calibrated (`calibration.method`).
 CALIBRATIONS = ("sigmoid", "isotonic", "none")
 #: The rules that choose the decision threshold on the calibration slice, besides a number.
@@ -400,7 +418,8 @@ def candidate_grid(candidates: Mapping[str, Any] | None, where: str | None = Non
 
 #: The env file's blocks, by key.
 BLOCKS: dict[str, type[Settings]] = {
-    s.block: s for s in (DataSettings, StoreSettings, ServingSettings, CalibrationSettings)
+    s.block: s
+    for s in (DataSettings, StoreSettings, ServingSettings, CalibrationSettings, FeatureSettings)
 }
 
 
