@@ -25,6 +25,7 @@ from nbmlops.data.contract import load_contract
 from nbmlops.settings import DataSettings
 
 product = session.outputs(product, "ingest")  # a scratch folder when run outside a build
+raw_store = session.folder(raw_store, product)
 
 settings = DataSettings.from_params(data)
 manifest, tables = snapshot.read_source(

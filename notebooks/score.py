@@ -20,6 +20,7 @@ from nbmlops.registry.store import Store
 from nbmlops.spec import REFERENCE, TRAINING, FeatureSpec
 
 product = session.outputs(product, "score")  # a scratch folder when run outside a build
+archive_dir = session.folder(archive_dir, product)
 spec = FeatureSpec.read(upstream["features"]["spec"])
 best = storage.read_json(upstream["evaluate"]["best"])
 sources = [(REFERENCE, upstream["ingest"]["holdout"])]

@@ -75,8 +75,9 @@ def as_inputs(rows: pd.DataFrame, numeric: list[str], categorical: list[str]) ->
     data = {}
     for col in numeric:
         values = rows[col]
-        data[col] = (values.to_numpy(dtype="float64", na_value=np.nan) if values.dtype.kind in "fiub"
-                     else pd.to_numeric(values).to_numpy(dtype="float64", na_value=np.nan))  # fmt: skip
+        if values.dtype.kind not in "fiub":  # text or None among numbers
+            values = pd.to_numeric(values)
+        data[col] = values.to_numpy(dtype="float64", na_value=np.nan)
     for col in categorical:
         data[col] = _text(rows[col])
     return pd.DataFrame(data, index=rows.index)
@@ -201,6 +202,19 @@ def step(spec) -> Derive:
     source = Source(d["file"], d["function"], d["code"])
     return Derive(source, (tuple(spec.numeric), tuple(spec.categorical)),
                   (tuple(d["numeric"]), tuple(d["categorical"])))  # fmt: skip
+
+
+def with_derived(frame: pd.DataFrame, spec) -> pd.DataFrame:
+    """`frame` (holding the input columns) with the derived columns beside them, as a window
+    of the build holds them: what monitoring compares."""
+    new = [c for c in spec.model_columns if c not in spec.columns]
+    if not spec.derived or not new:
+        return frame
+    made = step(spec).transform(frame[spec.columns]) if len(frame) else None
+    out = frame.copy()
+    for col in new:
+        out[col] = made[col] if made is not None else pd.Series(dtype=object)
+    return out
 
 
 def feature_table(spec, window: pd.DataFrame) -> pd.DataFrame:

@@ -33,11 +33,12 @@ def predict_proba(model, data: pd.DataFrame, spec: FeatureSpec,
     return out
 
 
-def classification_metrics(y_true, proba, threshold: float = THRESHOLD) -> dict[str, float]:
-    """The metrics every report and gate uses, by name."""
+def classification_metrics(y_true, proba, threshold=THRESHOLD) -> dict[str, float]:
+    """The metrics every report and gate uses, by name; decisions at `threshold` (the
+    model's: one, or one per row)."""
     y_true = np.asarray(y_true)
     proba = np.asarray(proba)
-    pred = (proba >= threshold).astype(int)
+    pred = (proba >= np.asarray(threshold, dtype=np.float64)).astype(int)
     two_classes = len(np.unique(y_true)) == 2
     return {
         "roc_auc": float(skm.roc_auc_score(y_true, proba)) if two_classes else float("nan"),
@@ -58,9 +59,11 @@ def classification_metrics(y_true, proba, threshold: float = THRESHOLD) -> dict[
     }
 
 
-def scored_frame(data: pd.DataFrame, spec: FeatureSpec, proba: np.ndarray) -> pd.DataFrame:
-    """Features, target and the model's outputs, in the column names the reports use."""
+def scored_frame(data: pd.DataFrame, spec: FeatureSpec, proba: np.ndarray,
+                 threshold=THRESHOLD) -> pd.DataFrame:  # fmt: skip
+    """Features, target and the model's outputs (its decision at its threshold: one, or one
+    per row), in the column names the reports use."""
     out = data[spec.columns + [spec.target]].copy()
     out[PROBA] = proba
-    out[PRED] = (proba >= THRESHOLD).astype(int)
+    out[PRED] = (np.asarray(proba) >= np.asarray(threshold, dtype=np.float64)).astype(int)
     return out

@@ -3,7 +3,8 @@ person in JupyterLab, whose run writes to a scratch folder and registers nothing
 
 The build marks its processes (`mark_build`: the executor, an engine's task runner, the
 notebook check); a kernel JupyterLab starts is not marked. A notebook passes its `product` through
-`outputs`, and the evaluate notebook its MLflow store through `registry`, so running
+`outputs` (and a folder it keeps files in through `folder`), and the evaluate notebook its
+MLflow store through `registry`, so running
 the notebooks top to bottom in Lab never changes the build's products, its reports or the
 registry. Set NBMLOPS_WRITE_PRODUCTS=1 in Lab to write where the build writes (and register).
 """
@@ -43,6 +44,20 @@ def outputs(product, task: str):
     return str(scratch / Path(str(product)).name)
 
 
+def _scratch(product) -> Path:
+    some = next(iter(product.values())) if isinstance(product, dict) else product
+    return Path(str(some)).parent
+
+
+def folder(path, product):
+    """A folder a notebook keeps files in beside its products (the raw snapshots, the scored
+    rows' archive): `path` in a build; otherwise one of the same name in the scratch folder of
+    `product` (as `outputs` gave it)."""
+    if in_build() or product is None:
+        return path
+    return str(_scratch(product) / Path(str(path)).name)
+
+
 def registry(store, product):
     """The MLflow store a notebook registers in: `store` in a build; otherwise the same model
     name in an embedded store beside the scratch products, so nothing reaches the project's
@@ -51,7 +66,6 @@ def registry(store, product):
         return store
     from dataclasses import replace
 
-    some = next(iter(product.values())) if isinstance(product, dict) else product
-    folder = Path(str(some)).parent / "mlruns"
-    return replace(store, tracking_uri=f"sqlite:///{folder}/mlflow.db",
-                   artifact_root=str(folder / "artifacts"))  # fmt: skip
+    runs = _scratch(product) / "mlruns"
+    return replace(store, tracking_uri=f"sqlite:///{runs}/mlflow.db",
+                   artifact_root=str(runs / "artifacts"))  # fmt: skip

@@ -37,8 +37,12 @@ class Settings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str = PARAMETERS) -> Self:
         """Build from an env file's block; unknown or missing keys and bad values: ConfigError."""
-        params = dict(params or {})
         known = cls.keys()
+        if params is not None and not isinstance(params, Mapping):
+            example = ", ".join(f"{k}: ..." for k in sorted(known))
+            raise ConfigError(f"{where}: `{cls.block}` must be a mapping of its keys "
+                              f"({{{example}}}), not {params!r}")  # fmt: skip
+        params = dict(params or {})
         unknown = sorted(set(params) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {[f'{cls.block}.{k}' for k in unknown]}; "
@@ -367,6 +371,9 @@ class CalibrationSettings(Settings):
 #: with missing values kept, categories declared to the estimator (histogram boosting).
 PREPARATIONS = ("onehot", "ordinal", "native")
 _CANDIDATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
+#: Names a candidate may not take: the evaluate task's file beside the candidates' models
+#: (models/best.json) has the first.
+RESERVED_NAMES = ("best",)
 _DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+\Z")
 
 
@@ -390,6 +397,9 @@ def candidate_grid(candidates: Mapping[str, Any] | None, where: str | None = Non
             raise ConfigError(f"{where}: candidate name {name!r} is not a name of letters, digits, "
                               "'-' and '_' starting with a letter (quote it if YAML read it as "
                               "a boolean or a number)")  # fmt: skip
+        if name in RESERVED_NAMES:
+            raise ConfigError(f"{where}: candidate name {name!r} is taken by the comparison's own "
+                              "file (models/best.json); choose another")  # fmt: skip
         key = f"{where}: candidates.{name}"
         if isinstance(value, str):
             value = {"estimator": value}

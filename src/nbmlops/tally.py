@@ -63,15 +63,17 @@ class Tally:
     def _key(self, p: np.ndarray) -> np.ndarray:
         return p if self.exact else np.clip(np.floor(p * self.bins), 0, self.bins - 1)
 
-    def add(self, y, proba) -> None:
-        """The next rows: labels (1, 0, or NaN for none yet) and predicted probabilities."""
+    def add(self, y, proba, threshold=THRESHOLD) -> None:
+        """The next rows: labels (1, 0, or NaN for none yet), predicted probabilities, and the
+        decision threshold of the model that gave them (one, or one per row)."""
         y, p = np.asarray(y, dtype=np.float64), np.asarray(proba, dtype=np.float64)
         if np.isnan(p).any():
             raise ValueError(f"{int(np.isnan(p).sum())} predicted probabilities are NaN")
+        t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
         self.rows += len(p)
         known = ~np.isnan(y)
         self.unlabelled += int(len(y) - known.sum())
-        y, p = y[known], p[known]
+        y, p, t = y[known], p[known], t[known]
         positive = y == 1
         if len(p):  # per entry: rows, positives, sum (and in bins, lowest and highest)
             order = np.argsort(p, kind="stable")
@@ -87,7 +89,7 @@ class Tally:
             self._merge(keys, added)
             if self.exact and len(self.keys) > self.bins:
                 self._to_bins()
-        decided = p >= THRESHOLD
+        decided = p >= t
         self.tp += int((decided & positive).sum())
         self.fp += int((decided & ~positive).sum())
         self.fn += int((~decided & positive).sum())

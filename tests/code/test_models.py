@@ -110,6 +110,8 @@ def test_a_wrong_declaration_is_one_line_naming_the_candidate(data, change, mess
         ({True: "sklearn.tree.DecisionTreeClassifier"},
          r"candidate name True is not a name .*quote it if YAML read it as a boolean"),
         ({"a b": "sklearn.tree.DecisionTreeClassifier"}, r"candidate name 'a b' is not a name"),
+        ({"best": "sklearn.tree.DecisionTreeClassifier"},
+         r"candidate name 'best' is taken by the comparison's own file \(models/best.json\)"),
         ({"tree": {"estimator": "DecisionTreeClassifier"}},
          r"candidates.tree.estimator must be the dotted path of an estimator class"),
         ({"tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "param": {}}},

@@ -30,6 +30,9 @@ def test_a_person_writes_to_a_scratch_folder_the_run_names(monkeypatch, capsys):
     scratch_store = session.registry(store, scratch)
     assert scratch_store.tracking_uri == f"sqlite:///{folder}/mlruns/mlflow.db"
     assert scratch_store.model_name == "churn"
+    # the raw snapshots and the scored rows' archive: beside the scratch products too
+    assert session.folder("/p/data/raw/ci", scratch) == str(folder / "ci")
     monkeypatch.setenv(session.WRITE, "1")  # the person asks to write as the build does
     assert session.outputs(product, "evaluate") is product
     assert session.registry(store, product) is store
+    assert session.folder("/p/data/raw/ci", product) == "/p/data/raw/ci"

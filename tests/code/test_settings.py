@@ -117,3 +117,12 @@ def test_retraining_policies_are_read_as_written_and_refused_with_the_key_named(
     for params, message in bad:
         with pytest.raises(ConfigError, match=re.escape(message)):
             backtest_policies(params, "env.yaml")
+
+
+def test_a_block_written_as_one_word_is_named_with_its_keys():
+    from nbmlops.settings import CalibrationSettings
+
+    with pytest.raises(ConfigError, match=r"env.yaml: `calibration` must be a mapping of its keys "
+                                          r"\(\{method: \.\.\., share: \.\.\., threshold: \.\.\.\}\), "
+                                          r"not 'sigmoid'"):  # fmt: skip
+        CalibrationSettings.from_params("sigmoid", "env.yaml")

@@ -96,11 +96,13 @@ def test_a_file_without_labels_or_without_a_feature(model, tmp_path):
 
 def test_scores_are_taken_window_by_window_and_a_short_file_is_named(tmp_path):
     scores = pd.DataFrame({BATCH: ["reference"] * 5 + ["b1"] * 4 + ["b2"] * 3,
-                           "served_proba": np.arange(12) / 12})  # fmt: skip
+                           "served_proba": np.arange(12) / 12,
+                           "served_threshold": [0.5] * 5 + [0.3] * 4 + [0.4] * 3})  # fmt: skip
     scores.to_parquet(tmp_path / "scores.parquet", row_group_size=5)
     reader = stream.Scores(tmp_path / "scores.parquet", chunk_rows=2)
-    assert list(reader.take("b1", 3)) == list(np.arange(5, 8) / 12)  # the reference passed
-    assert list(reader.take("b1", 1)) == [8 / 12]
+    proba, at = reader.take("b1", 3)
+    assert list(proba) == list(np.arange(5, 8) / 12) and list(at) == [0.3] * 3  # reference passed
+    assert [list(x) for x in reader.take("b1", 1)] == [[8 / 12], [0.3]]
     with pytest.raises(DataError, match=r"scores.parquet, column '_batch': has 3 of the 4 rows "
                                         r"of batch 'b2'; score again"):  # fmt: skip
         reader.take("b2", 4)
@@ -117,11 +119,16 @@ def _same(a, b) -> bool:
     return a == b
 
 
+#: The served model's decision threshold in the scores file: not 0.5, as a calibrated model's.
+SERVED_AT = 0.3
+
+
 def _scores_file(path, windows: dict[str, pd.DataFrame], model) -> None:
     """A score task's file: the served model's scores of each window, in order."""
     frames = [pd.DataFrame({BATCH: name, "served_proba": model.predict_proba(rows[SPEC.columns])[:, 1],
                             "served_version": "1", "served_role": "champion",
-                            "challenger_proba": np.nan, SPEC.target: rows[SPEC.target]})
+                            "served_threshold": SERVED_AT, "challenger_proba": np.nan,
+                            "challenger_threshold": np.nan, SPEC.target: rows[SPEC.target]})
               for name, rows in windows.items()]  # fmt: skip
     pd.concat(frames, ignore_index=True).to_parquet(path, row_group_size=250)
 
@@ -173,8 +180,12 @@ def test_a_batch_file_is_monitored_in_chunks_as_it_is_whole(monitored, model, tm
     assert may["rows"] == 1300 and may["rows_compared"] == 500 and june["rows_compared"] == 500
     assert same["rows_compared"] == 300 and same["reference"] == "the held-out window"
     truth = m.classification_metrics(windows["2024-05"]["defaulted"],
-                                     model.predict_proba(windows["2024-05"][SPEC.columns])[:, 1])  # fmt: skip
+                                     model.predict_proba(windows["2024-05"][SPEC.columns])[:, 1],
+                                     SERVED_AT)  # fmt: skip
     assert abs(may["roc_auc"] - truth["roc_auc"]) <= may["roc_auc_binning_error"] < 1e-5
+    # decisions at the served model's own threshold, not at 0.5
+    assert may["f1"] == pytest.approx(truth["f1"], rel=1e-12)
+    assert may["predicted_positive_rate"] == pytest.approx(truth["predicted_positive_rate"])
     assert may["brier"] == pytest.approx(truth["brier"], rel=1e-12)
     assert may["unseen_categories"] == {"segment": {"rows": 186, "values": {"startup": 186}}}
     assert "roc_auc" not in june and june["status"] in ("pass", "warn", "fail")

@@ -92,11 +92,5 @@ def derive(split: Split, spec: FeatureSpec, source: derived.Source) -> None:
     spec.derived = {"file": source.file, "function": source.function,
                     "sha256": source.sha256, "numeric": numeric, "categorical": categorical,
                     "code": source.code}  # fmt: skip
-    step = derived.step(spec)
-    new = [c for c in spec.model_columns if c not in spec.columns]
     for name in ("train", "holdout", "batches"):
-        window = getattr(split, name)
-        made = step.transform(window[spec.columns]) if len(window) else None
-        for col in new:
-            window[col] = made[col] if made is not None else pd.Series(dtype=object)
-        setattr(split, name, window)
+        setattr(split, name, derived.with_derived(getattr(split, name), spec))

@@ -73,10 +73,13 @@ class Rolling:
         self.windows: deque[tuple[str, int, pd.DataFrame]] = deque(maxlen=periods)
         self.max_rows = max_rows
 
-    def add_periods(self, frame: pd.DataFrame, proba: np.ndarray, spec: FeatureSpec) -> None:
-        """Each period of a window held in memory (training, held-out), in time order."""
+    def add_periods(self, frame: pd.DataFrame, proba: np.ndarray, threshold: np.ndarray,
+                    spec: FeatureSpec) -> None:  # fmt: skip
+        """Each period of a window held in memory (training, held-out), in time order, with
+        the served model's probabilities and decision thresholds of its rows."""
         for period, rows in frame.groupby(PERIOD, sort=True):
-            scored = metrics.scored_frame(rows, spec, proba[frame.index.get_indexer(rows.index)])
+            at = frame.index.get_indexer(rows.index)
+            scored = metrics.scored_frame(rows, spec, proba[at], threshold[at])
             self.add(str(period), len(rows), drift.sample_rows(scored, self.max_rows))
 
     def add(self, name: str, rows: int, sample: pd.DataFrame) -> None:
@@ -137,19 +140,20 @@ def monitor_batches(
     names = latest(index, last)
     _check_scored(scores, batches, stream.batch_index(scores, chunk_rows),
                   {REFERENCE: len(holdout)} | {n: index[n][0] for n in names})  # fmt: skip
-    proba = {REFERENCE: scoring.served_proba(scores, REFERENCE)}
+    proba = {REFERENCE: scoring.served(scores, REFERENCE)}  # (probability, threshold) per row
     if reference in ("train", "rolling"):
-        proba[TRAINING] = scoring.served_proba(scores, TRAINING)
-        if len(proba[TRAINING]) != len(train):
+        proba[TRAINING] = scoring.served(scores, TRAINING)
+        if len(proba[TRAINING][0]) != len(train):
             raise ConfigError(
                 f"monitor_reference {reference!r} needs the training window scored; "
                 "the score task scores it when monitor_reference is not 'holdout'"
             )
     shadow_rows = {str(row["batch"]): row for row in shadow}
-    held = verdict.held_out(holdout[spec.target], proba[REFERENCE])
+    held = verdict.held_out(holdout[spec.target], proba[REFERENCE][0])
 
-    def whole(said: str, rows: pd.DataFrame, p: np.ndarray) -> tuple:
-        return said, len(rows), drift.sample_rows(metrics.scored_frame(rows, spec, p), max_rows)
+    def whole(said: str, rows: pd.DataFrame, p: tuple[np.ndarray, np.ndarray]) -> tuple:
+        scored = metrics.scored_frame(rows, spec, *p)
+        return said, len(rows), drift.sample_rows(scored, max_rows)
 
     held_out = whole("the held-out window", holdout, proba[REFERENCE])
     training = (
@@ -157,8 +161,8 @@ def monitor_batches(
     )
     rolling = Rolling(rolling_periods, max_rows)
     if reference == "rolling":
-        rolling.add_periods(train, proba[TRAINING], spec)
-        rolling.add_periods(holdout, proba[REFERENCE], spec)
+        rolling.add_periods(train, *proba[TRAINING], spec)
+        rolling.add_periods(holdout, *proba[REFERENCE], spec)
     seeds = {name: i for i, name in enumerate(names, 1)}
     known = known_categories(train, spec)
     taken = stream.batches(batches, spec, names, index, max_rows, seeds, known, scores, chunk_rows)

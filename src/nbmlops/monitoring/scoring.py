@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from .. import storage
+from ..calibration import threshold_of
 from ..metrics import CHUNK_ROWS, predict_proba
 from ..registry import store as registry
 from ..registry.store import Store
-from ..spec import BATCH, THRESHOLD, FeatureSpec
+from ..spec import BATCH, FeatureSpec
 from ..storage import TMP, read_json, sha256_file
 from ..tally import Tally
 
@@ -70,11 +71,14 @@ class _Scoring:
         """Scores of `rows` of window `name`: who answered, and the challenger beside it."""
         proba, scorer = _serve(self.queue, self.loader, rows, self.spec, self.result.events, name)
         out = pd.DataFrame({BATCH: name, "served_proba": proba, "served_version": scorer.version,
-                            "served_role": scorer.role}, index=rows.index)  # fmt: skip
-        out["challenger_proba"] = np.nan
+                            "served_role": scorer.role,
+                            "served_threshold": threshold_of(scorer.model)},
+                           index=rows.index)  # fmt: skip
+        out["challenger_proba"] = out["challenger_threshold"] = np.nan
         if self.shadow is not None and name not in self.shadow_failed:
             try:
                 out["challenger_proba"] = predict_proba(self.shadow, rows, self.spec)
+                out["challenger_threshold"] = threshold_of(self.shadow)
             except Exception as exc:  # noqa: BLE001 - a failing shadow never affects the answer
                 self.shadow_failed.add(name)  # said once; the rest of the window goes unscored
                 self.result.events.append(
@@ -113,7 +117,8 @@ def _schema(sources: list[tuple[str | None, Path]], spec: FeatureSpec):
                               promote_options="permissive")  # fmt: skip
     scores = pa.schema([(BATCH, pa.string()), ("served_proba", pa.float64()),
                         ("served_version", pa.string()), ("served_role", pa.string()),
-                        ("challenger_proba", pa.float64()),
+                        ("served_threshold", pa.float64()), ("challenger_proba", pa.float64()),
+                        ("challenger_threshold", pa.float64()),
                         (spec.target, pa.float64())])  # fmt: skip
     return pa.schema(list(inputs.remove_metadata()) + list(scores)), scores
 
@@ -159,13 +164,14 @@ def score_files(
     return scoring.result
 
 
-def served_proba(path: str | Path, window: str) -> np.ndarray:
-    """The served model's probability for each row of one window of a scores file, in order
-    (empty when the file has no such window)."""
+def served(path: str | Path, window: str) -> tuple[np.ndarray, np.ndarray]:
+    """The served model's probability and decision threshold for each row of one window of a
+    scores file, in order (empty when the file has no such window)."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["served_proba"], filters=[(BATCH, "==", window)])
-    return table.column(0).to_numpy()
+    table = pq.read_table(path, columns=["served_proba", "served_threshold"],
+                          filters=[(BATCH, "==", window)])  # fmt: skip
+    return table.column(0).to_numpy(), table.column(1).to_numpy()
 
 
 def _load(version: str, loader, events: list[str], role: str):
@@ -243,11 +249,14 @@ class _Summaries:
         labels = scores[self.spec.target].to_numpy(dtype=np.float64)
         served = scores["served_proba"].to_numpy(dtype=np.float64)
         shadow = scores["challenger_proba"].to_numpy(dtype=np.float64)
-        self.served.add(labels, served)
+        served_at = scores["served_threshold"].to_numpy(dtype=np.float64)
+        shadow_at = scores["challenger_threshold"].to_numpy(dtype=np.float64)
+        self.served.add(labels, served, served_at)
         scored = ~np.isnan(shadow)
         self.unshadowed += int(len(shadow) - scored.sum())
-        self.shadow.add(labels[scored], shadow[scored])
-        self.differ += int(((served >= THRESHOLD) != (shadow >= THRESHOLD))[scored].sum())
+        self.shadow.add(labels[scored], shadow[scored], shadow_at[scored])
+        # each model decides at its own threshold: the share of rows decided otherwise
+        self.differ += int(((served >= served_at) != (shadow >= shadow_at))[scored].sum())
         self.versions.update(dict.fromkeys(scores["served_version"]))
         self.roles.update(dict.fromkeys(scores["served_role"]))
 

@@ -148,20 +148,23 @@ class Gather:
         self.unseen_rows: dict[str, int] = {}
         self.start = 0
 
-    def add(self, frame: pd.DataFrame, proba: np.ndarray) -> None:
-        """The next rows of the batch and the served model's probabilities of them."""
+    def add(self, frame: pd.DataFrame, proba: np.ndarray, threshold=THRESHOLD) -> None:
+        """The next rows of the batch, the served model's probabilities of them and its
+        decision threshold (one, or one per row)."""
         start, end = self.start, self.start + len(frame)
         proba = np.asarray(proba, dtype=np.float64)
+        at = np.broadcast_to(np.asarray(threshold, dtype=np.float64), proba.shape)
         labelled = self.spec.target in frame
         labels = frame[self.spec.target].to_numpy(dtype=np.float64, na_value=np.nan) if labelled \
             else np.full(len(frame), np.nan)  # fmt: skip
-        self.tally.add(labels, proba)
-        scores, chosen = proba, frame
+        self.tally.add(labels, proba, at)
+        scores, chosen, chosen_at = proba, frame, at
         if self.keep is not None:
             local = self.keep[(self.keep >= start) & (self.keep < end)] - start
-            scores, chosen = proba[local], frame.iloc[local]
+            scores, chosen, chosen_at = proba[local], frame.iloc[local], at[local]
         columns = self.spec.columns + ([self.spec.target] if labelled else [])
-        self.picked.append(chosen[columns].assign(**{m.PROBA: scores}))
+        decided = (scores >= chosen_at).astype(int)  # at the answering model's threshold
+        self.picked.append(chosen[columns].assign(**{m.PROBA: scores, m.PRED: decided}))
         for col, counts in count_unseen(self.known or {}, frame).items():
             before = self.unseen.get(col)
             merged = counts if before is None else before.add(counts, fill_value=0)
@@ -173,30 +176,33 @@ class Gather:
         if self.start != self.rows:
             raise ValueError(f"{self.start} rows read of a batch of {self.rows}")
         sample = pd.concat(self.picked, ignore_index=True)
-        sample[m.PRED] = (sample[m.PROBA] >= THRESHOLD).astype(int)
         unseen = unseen_summary(self.unseen, rows=self.unseen_rows)
         return Streamed(self.rows, self.tally, sample, unseen)
 
 
 def from_frame(rows: pd.DataFrame, proba: np.ndarray, spec: FeatureSpec, max_rows: int,
-               seed: int = 0, known: dict[str, set] | None = None) -> Streamed:  # fmt: skip
+               seed: int = 0, known: dict[str, set] | None = None,
+               threshold=THRESHOLD) -> Streamed:  # fmt: skip
     """A batch already in memory, taken as a streamed one is."""
     gathered = Gather(len(rows), spec, max_rows, seed, known)
-    gathered.add(rows, proba)
+    gathered.add(rows, proba, threshold)
     return gathered.done()
 
 
 class Scores:
-    """The served model's probabilities in a scores file, read forward in chunks, window by
-    window in the file's order."""
+    """The served model's probabilities and decision thresholds in a scores file, read
+    forward in chunks, window by window in the file's order."""
+
+    COLUMNS = ["served_proba", "served_threshold"]
 
     def __init__(self, path: str | Path, chunk_rows: int = m.CHUNK_ROWS):
         self.path = path
-        self.pieces = pieces(path, ["served_proba"], chunk_rows=chunk_rows)
-        self.window, self.left = None, np.empty(0)
+        self.pieces = pieces(path, self.COLUMNS, chunk_rows=chunk_rows)
+        self.window, self.left = None, np.empty((0, 2))
 
-    def take(self, window: str, rows: int) -> np.ndarray:
-        """The next `rows` probabilities of `window`; rows of windows before it are passed."""
+    def take(self, window: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next `rows` (probability, threshold) of `window`; rows of windows before it are
+        passed."""
         out, need = [], rows
         while need:
             if self.window != window or not len(self.left):
@@ -204,11 +210,13 @@ class Scores:
                 if found is None:
                     said = f"has {rows - need} of the {rows} rows of batch {window!r}"
                     raise DataError(Problem(str(self.path), BATCH, f"{said}; score again"))
-                self.window, self.left = found[0], found[1]["served_proba"].to_numpy()
+                self.window = found[0]
+                self.left = found[1][self.COLUMNS].to_numpy(dtype=np.float64)
                 continue
             out.append(self.left[:need])
             self.left, need = self.left[need:], need - len(out[-1])
-        return np.concatenate(out) if out else np.empty(0)
+        both = np.concatenate(out) if out else np.empty((0, 2))
+        return both[:, 0], both[:, 1]
 
 
 def batches(path: str | Path, spec: FeatureSpec, names: list[str],
@@ -228,6 +236,6 @@ def batches(path: str | Path, spec: FeatureSpec, names: list[str],
                 yield current, gathered.done()
             current = name
             gathered = Gather(index[name][0], spec, max_rows, seeds[name], known)
-        gathered.add(frame, served.take(name, len(frame)))
+        gathered.add(frame, *served.take(name, len(frame)))
     if gathered is not None:
         yield current, gathered.done()

@@ -55,7 +55,7 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
         details = registry.version_details(store, version, client)
         gate = gates.check(details["metrics"], baseline, gate_spec)
         facts = card_facts(details)
-        features = details["run_tags"].get("features", "").split(",")
+        features = feature_lines(details["run_tags"])
         report = f"v{version}-performance.html"
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -84,7 +84,7 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
             html.heading("Parameters"),
             html.table(pd.DataFrame(list(details["params"].items()), columns=["param", "value"])),
             html.heading("Features"),
-            html.para(", ".join(features)),
+            *[html.para(line) for line in features],
         ]
         title = f"Model card: {store.model_name} v{version}"
         page = html.page(title, "".join(body), home="../index.html")
@@ -94,12 +94,22 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
     return cards
 
 
+def feature_lines(tags: dict) -> list[str]:
+    """What the model sees, what a request sends, and the derivation between them."""
+    lines = [f"Seen by the model: {tags.get('features', '').replace(',', ', ')}."]
+    if tags.get("inputs") and tags["inputs"] != tags.get("features"):
+        lines.append(f"A request sends: {tags['inputs'].replace(',', ', ')}.")
+    if tags.get("derived_by"):
+        lines.append(f"Derived inside the model by {tags['derived_by']}.")
+    return lines
+
+
 def _markdown(facts, purpose, params, gate, features, report) -> str:
     lines = [f"# Model card: {facts['registered model']} v{facts['version']}", "", purpose, ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts.items()]
     lines += ["", "## Held-out metrics and gate status", "", gate.table.to_markdown(index=False)]
     lines += ["", "## Parameters", ""] + [f"- {k}: {v}" for k, v in params.items()]
-    lines += ["", "## Features", "", ", ".join(features), ""]
+    lines += ["", "## Features", ""] + [f"{line}  " for line in features] + [""]
     if report:
         lines += [f"[evidently performance report]({report})", ""]
     return "\n".join(lines)

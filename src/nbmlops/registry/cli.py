@@ -119,7 +119,8 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     windows = [registry.version_details(store, v)["tags"].get(evidence.HOLDOUT_TAG, "")
                for v in (version, champion)]  # fmt: skip
     spec = FeatureSpec.read(files["spec"])
-    columns = [BATCH, spec.target, "served_proba", "challenger_proba", "served_role"]
+    columns = [BATCH, spec.target, "served_proba", "challenger_proba", "served_role",
+               "served_threshold", "challenger_threshold"]  # fmt: skip
     scores = pq.read_table(files["scores"], columns=columns, read_dictionary=[BATCH, "served_role"],
                            filters=[(BATCH, "in", real or [""])]).to_pandas()  # fmt: skip
     return evidence.shadow_evidence(scores, spec.target, real, windows,

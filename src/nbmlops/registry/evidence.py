@@ -18,7 +18,7 @@ import pandas as pd
 from .. import stats
 from ..metrics import classification_metrics
 from ..records import KEY, OUTCOME, read_archive, read_labels
-from ..spec import BATCH, period_after
+from ..spec import BATCH, THRESHOLD, period_after
 from . import gates
 
 #: Where a version records the periods it was chosen on (a registry tag).
@@ -67,14 +67,17 @@ def window_end(window: str) -> str:
     return str(window).split(" … ")[-1].strip()
 
 
-def compare(y, champion, challenger, gate_spec: dict, source: str, batches: list[str]) -> Evidence:
-    """The gates and DeLong's paired difference of two models' scores of the same rows."""
+def compare(y, champion, challenger, gate_spec: dict, source: str, batches: list[str],
+            thresholds: tuple = (THRESHOLD, THRESHOLD)) -> Evidence:  # fmt: skip
+    """The gates and DeLong's paired difference of two models' scores of the same rows; each
+    model decides at its own threshold (`thresholds`: the champion's, the challenger's; one or
+    one per row)."""
     y = np.asarray(y)
     if len(y) == 0 or len(np.unique(y)) < 2:
         return Evidence(source, batches, len(y), None, None)
     result = gates.check(
-        classification_metrics(y, challenger),
-        {"metrics": classification_metrics(y, champion)},
+        classification_metrics(y, challenger, np.asarray(thresholds[1])),
+        {"metrics": classification_metrics(y, champion, np.asarray(thresholds[0]))},
         gate_spec,
     )
     difference = stats.roc_auc_difference(y, champion, challenger)
@@ -100,7 +103,8 @@ def shadow_evidence(scores: pd.DataFrame, target: str, batches: list[str], after
     if ends:
         where += f" (batches after {' and '.join(dict.fromkeys(ends))})"
     return compare(rows[target].astype(int), rows["served_proba"], rows["challenger_proba"],
-                   gate_spec, where, used)  # fmt: skip
+                   gate_spec, where, used,
+                   (rows["served_threshold"], rows["challenger_threshold"]))  # fmt: skip
 
 
 def no_evidence(why: str) -> Evidence:

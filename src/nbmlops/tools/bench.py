@@ -233,6 +233,7 @@ def batch_file(env_file: Path, rows: int, folder: Path) -> Path:
     """A scaled-up batch of `rows` rows of a build's first batch month, as a batch file."""
     import pandas as pd
 
+    from .. import derived
     from ..spec import BATCH, CONTROL, FeatureSpec
     from . import scaleup
 
@@ -242,6 +243,7 @@ def batch_file(env_file: Path, rows: int, folder: Path) -> Path:
     month = batches[batches[BATCH] == batches[BATCH].iloc[0]]
     path = folder / f"batch-{rows}.parquet"
     scaled = scaleup.scale_batch(month, spec, rows, seed=rows)[spec.columns + [spec.target]]
+    scaled = derived.with_derived(scaled, spec)  # as the build's batch file holds them
     return storage.write_parquet(path, scaled.assign(**{BATCH: "scaled", CONTROL: ""}))
 
 
@@ -269,8 +271,8 @@ def monitor_once(env_file: Path, batch: Path, out: Path, max_rows: int) -> dict:
     scoring_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     found = monitor.monitor_batches(
         out / "scores.parquet", pd.read_parquet(layout.product("ingest", "train")),
-        pd.read_parquet(holdout), batch, scored.summary.to_dict(orient="records"), spec,
-        out / "reports", "reports", rules, max_rows=max_rows,
+        pd.read_parquet(holdout), batch, scored.summary.to_dict(orient="records"),
+        spec.as_seen_by_model(), out / "reports", "reports", rules, max_rows=max_rows,
     ).rows[0]  # fmt: skip
     return {
         "rows": found["rows"],

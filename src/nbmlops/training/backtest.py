@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import metrics, stats
+from .. import calibration, metrics, stats
 from ..errors import ConfigError, DataError, Problem
 from ..monitoring import drift, monitor, stream, verdict
 from ..registry import gates as gate_rules
@@ -89,6 +89,7 @@ class Model:
     fit_seconds: float  # every candidate's fit
     offset: int  # the row proba[0] scores
     proba: np.ndarray
+    threshold: float  # its decision threshold, chosen with it
 
     def scores(self, periods: Periods, first: int, last: int) -> np.ndarray:
         rows = periods.rows(first, last)
@@ -101,8 +102,9 @@ class Model:
 _SHARED: dict = {}
 
 
-def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarray | str]:
-    """Fit candidate `name` on its window, score every row from its held-out periods on."""
+def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarray | str, float]:
+    """Fit candidate `name` on its window, score every row from its held-out periods on;
+    returns the seconds, the scores (or why none) and its decision threshold."""
     from threadpoolctl import threadpool_limits
 
     periods, spec = _SHARED["periods"], _SHARED["spec"]
@@ -114,12 +116,11 @@ def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarra
             pipeline, seconds, _ = candidates.fit_calibrated(pipeline, train, spec,
                                                              _SHARED["calibration"])  # fmt: skip
             later = periods.data.iloc[periods.rows(cutoff - held_out, len(periods.names))]
-            return seconds, metrics.predict_proba(pipeline, later, spec)
+            proba = metrics.predict_proba(pipeline, later, spec)
+            return seconds, proba, calibration.threshold_of(pipeline)
     except (ValueError, ConfigError) as exc:  # e.g. one class in the window
-        return (
-            0.0,
-            f"{name} could not be trained on {periods.span(start, cutoff - held_out)}: {exc}",
-        )
+        why = f"{name} could not be trained on {periods.span(start, cutoff - held_out)}: {exc}"
+        return 0.0, why, float("nan")
 
 
 class Trainer:
@@ -161,7 +162,7 @@ class Trainer:
             found = {job[0]: res for job, res in zip(jobs, results, strict=True) if job[1:] == w}
             self.models[w] = self._best(w, found)
         self.fits += len(jobs)
-        self.fit_seconds += sum(seconds for seconds, _ in results)
+        self.fit_seconds += sum(result[0] for result in results)
         self.seconds += time.perf_counter() - start
 
     def _best(self, window: tuple[int, int], found: dict) -> Model | str:
@@ -173,15 +174,16 @@ class Trainer:
         fitted = {n: r for n, r in found.items() if not isinstance(r[1], str)}
         if not fitted:
             return "; ".join(r[1] for r in found.values())
-        table = {n: metrics.classification_metrics(y, p[rows.start - offset : rows.stop - offset])
-                 for n, (_, p) in fitted.items()}  # fmt: skip
+        table = {n: metrics.classification_metrics(y, p[rows.start - offset : rows.stop - offset],
+                                                   at)
+                 for n, (_, p, at) in fitted.items()}  # fmt: skip
         best = str(candidates.compare(table, self.selection_metric)["model"].iloc[0])
-        seconds = float(sum(s for s, _ in fitted.values()))
+        seconds = float(sum(r[0] for r in fitted.values()))
         return Model(
             key=self.periods.span(start, first).replace(" … ", "…"),
             start=start, cutoff=cutoff, held_out=self.held_out, candidate=best,
             candidates={n: table[n] | {"fit_seconds": fitted[n][0]} for n in fitted},
-            fit_seconds=seconds, offset=offset, proba=fitted[best][1],
+            fit_seconds=seconds, offset=offset, proba=fitted[best][1], threshold=fitted[best][2],
         )  # fmt: skip
 
     def get(self, window: tuple[int, int]) -> Model | str:
@@ -280,7 +282,9 @@ class Backtest:
             rows, p = self.periods.frame(first, cutoff), model.scores(self.periods, first, cutoff)
             training = self.periods.frame(model.start, first)
             self._held[model.key] = (
-                drift.sample_rows(metrics.scored_frame(rows, self.spec, p), self.max_rows),
+                drift.sample_rows(
+                    metrics.scored_frame(rows, self.spec, p, model.threshold), self.max_rows
+                ),
                 verdict.held_out(rows[self.spec.target], p),
                 monitor.known_categories(training, self.spec),
             )
@@ -293,7 +297,8 @@ class Backtest:
             ref, held, known = self._reference(model)
             batch = self.periods.frame(t, t + 1)
             proba = model.scores(self.periods, t, t + 1)
-            taken = stream.from_frame(batch, proba, self.spec, self.max_rows, seed=t, known=known)
+            taken = stream.from_frame(batch, proba, self.spec, self.max_rows, seed=t, known=known,
+                                      threshold=model.threshold)  # fmt: skip
             found = monitor.assess(ref, taken, self.spec, held, self.rules)
             self._judged[(model.key, t)] = found
             self.assess_seconds += time.perf_counter() - start
@@ -304,9 +309,9 @@ class Backtest:
         y = self.periods.frame(first, last)[self.spec.target]
         new = challenger.scores(self.periods, first, last)
         old = champion.scores(self.periods, first, last)
-        check = gate_rules.check(
-            metrics.classification_metrics(y, new),
-            {"metrics": metrics.classification_metrics(y, old)},
+        check = gate_rules.check(  # each model decides at its own threshold
+            metrics.classification_metrics(y, new, challenger.threshold),
+            {"metrics": metrics.classification_metrics(y, old, champion.threshold)},
             self.gates,
         )
         paired = stats.roc_auc_difference(y, old, new)

@@ -113,7 +113,7 @@ def baseline_on_holdout(
             return record, why, None
         model = registry.load_version(store.pinned_by(baseline_file), version)
         found = metrics.classification_metrics(
-            holdout[spec.target], metrics.predict_proba(model, holdout, spec)
+            holdout[spec.target], metrics.predict_proba(model, holdout, spec), threshold_of(model)
         )
     except (registry.RegistryError, MlflowException) as exc:  # IntegrityError too
         return record, f"{committed}: it cannot be scored here ({exc})", None
@@ -186,8 +186,11 @@ def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
             ),
             "",
         ),
-        "features": ",".join(spec.columns),
-    }
+        "inputs": ",".join(spec.columns),  # what a request carries
+        "features": ",".join(spec.model_columns),  # what the model sees
+        "derived_by": (f"{spec.derived['file']}:{spec.derived['function']} "
+                       f"sha256 {spec.derived['sha256'][:16]}" if spec.derived else ""),
+    }  # fmt: skip
 
 
 def evaluation_page(result: Evaluation, gate: gates.GateResult) -> str:
@@ -224,7 +227,8 @@ def track_and_register(
     Nothing is written to the build's products here: a build stopped by a gate leaves the
     previous products, champion and baseline as they were.
     """
-    scored = metrics.scored_frame(holdout, spec, result.probas[result.best])
+    best = result.candidates[result.best].pipeline
+    scored = metrics.scored_frame(holdout, spec, result.probas[result.best], threshold_of(best))
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "performance.html"
         drift.performance_report(scored, spec, report)
