@@ -6,20 +6,25 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${CI_PYTHON:-$(command -v python3.11 || command -v python3)}
+# A temporary folder as deep as a hosted runner's (/home/runner/work/_temp/...): every path a
+# test makes under it, a Unix socket's included, must work at that depth.
+long=runner/work/_temp/a-temporary-folder-as-deep-as-a-hosted-runners-one
 if [ "$(id -u)" != 0 ]; then
   work=$(mktemp -d)
   git clone --quiet "$repo" "$work/clone"
-  exec make -C "$work/clone" ci PYTHON="$python"
+  mkdir -p "$work/$long"
+  TMPDIR="$work/$long" exec make -C "$work/clone" ci PYTHON="$python"
 fi
 user=${CI_USER:-nbmlops-ci}
 id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
 python=${CI_PYTHON:-/usr/bin/python3.11}  # root's own Python may sit where the user cannot read
-rm -rf "$home/clone"
+rm -rf "$home/clone" "$home/runner"
 git clone --quiet "$repo" "$home/clone"  # by root (git refuses another owner's repository),
-chown -R "$user:" "$home/clone"          # then the user's
+mkdir -p "$home/$long"
+chown -R "$user:" "$home/clone" "$home/runner"  # then the user's
 echo "make ci as $user ($(runuser -u "$user" -- id)), in $home/clone, Python $python"
 # The machine's network settings (certificates, proxies, package indexes) carry over; nothing else.
 mapfile -t network < <(env | grep -E '^(SSL_CERT_|REQUESTS_CA_BUNDLE=|CURL_CA_BUNDLE=|PIP_|UV_|(https?|no)_proxy=|(HTTPS?|NO)_PROXY=)' || true)
-exec runuser -u "$user" -- env -i HOME="$home" USER="$user" LANG=C.UTF-8 "${network[@]}" \
+exec runuser -u "$user" -- env -i HOME="$home" USER="$user" LANG=C.UTF-8 TMPDIR="$home/$long" "${network[@]}" \
   PATH=/usr/local/bin:/usr/bin:/bin make -C "$home/clone" ci PYTHON="$python"

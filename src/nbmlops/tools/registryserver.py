@@ -7,7 +7,9 @@ PostgreSQL comes from the machine: the folder in NBMLOPS_PG_BIN, `pg_config --bi
 newest /usr/lib/postgresql/*/bin; when none is found, Debian's `postgresql` package is installed
 with apt-get (with sudo when not root). Its cluster lives in HOME/postgres and listens on
 127.0.0.1 only, for the password made once in HOME/postgres-password (its owner's alone), so
-other users of the machine cannot reach the registry's database. PostgreSQL refuses to run
+other users of the machine cannot reach the registry's database. It opens no Unix socket: a
+socket's path has a limit of 107 bytes, which a deep HOME (a CI runner's temporary folder)
+passes, and every client here connects over TCP. PostgreSQL refuses to run
 as root, so as root the cluster belongs to the `postgres` user that the package creates, and
 lives in that user's home (/var/lib/postgresql/nbmlops/) when it cannot reach HOME.
 
@@ -124,7 +126,7 @@ def _client_env(home: Path) -> dict[str, str]:
 
 def start_postgres(folder: Path, port: int, bindir: Path, home: Path) -> str:
     """Make the cluster in `folder` if there is none and start it on `port`; its version."""
-    run, cluster = folder / "run", folder / "cluster"
+    cluster = folder / "cluster"
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
@@ -141,11 +143,11 @@ def start_postgres(folder: Path, port: int, bindir: Path, home: Path) -> str:
                                "--locale=C"]), "initdb")  # fmt: skip
         finally:
             pwfile.unlink(missing_ok=True)
-    _run(_as_postgres(["mkdir", "-p", str(run)]), "making the socket folder")
     status = subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "status", "-D",
                                           str(cluster)]), capture_output=True)  # fmt: skip
     if status.returncode != 0:
-        options = f"-k {run} -p {port} -c listen_addresses=127.0.0.1"
+        # no Unix socket (an empty socket directory list): TCP on loopback only
+        options = f"-c unix_socket_directories='' -p {port} -c listen_addresses=127.0.0.1"
         log = folder / "server.log"
         started = subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "start", "-w", "-t",
                                                "60", "-D", str(cluster), "-l", str(log), "-o",
