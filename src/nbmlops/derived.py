@@ -196,6 +196,15 @@ def _same(a: pd.Series, b: pd.Series) -> bool:
     return bool(((a == b) | both).all())
 
 
+def split_off(model) -> tuple[Derive | None, list]:
+    """A pipeline's derivation step (None without one) and its other steps ([] for a model
+    that is no pipeline)."""
+    steps = list(getattr(model, "steps", []))
+    if steps and isinstance(steps[0][1], Derive):
+        return steps[0][1], steps[1:]
+    return None, steps
+
+
 def step(spec) -> Derive:
     """The `Derive` step of a feature spec that has a derivation."""
     d = spec.derived
@@ -207,12 +216,11 @@ def step(spec) -> Derive:
 def with_derived(frame: pd.DataFrame, spec) -> pd.DataFrame:
     """`frame` (holding the input columns) with the derived columns beside them, as a window
     of the build holds them: what monitoring compares."""
-    new = [c for c in spec.model_columns if c not in spec.columns]
-    if not spec.derived or not new:
+    if not spec.derived_columns:
         return frame
     made = step(spec).transform(frame[spec.columns]) if len(frame) else None
     out = frame.copy()
-    for col in new:
+    for col in spec.derived_columns:
         out[col] = made[col] if made is not None else pd.Series(dtype=object)
     return out
 
@@ -232,6 +240,5 @@ def feature_table(spec, window: pd.DataFrame) -> pd.DataFrame:
 
 def sample_rows(spec, window: pd.DataFrame, rows: int = 5, seed: int = 0) -> pd.DataFrame:
     """A few rows of `window`: the input columns the derivation reads, then what it derived."""
-    new = [c for c in spec.model_columns if c not in spec.columns]
     picked = window.sample(min(rows, len(window)), random_state=seed) if len(window) else window
-    return picked[spec.columns + new].reset_index(drop=True)
+    return picked[spec.stored_columns].reset_index(drop=True)

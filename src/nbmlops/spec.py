@@ -63,9 +63,14 @@ class FeatureSpec:
         return self.model_numeric + self.model_categorical
 
     @property
+    def derived_columns(self) -> list[str]:
+        """The model's columns that are not inputs: what the derivation adds."""
+        return [c for c in self.model_columns if c not in self.columns]
+
+    @property
     def stored_columns(self) -> list[str]:
         """The columns a window of the build holds: the inputs, then the derived ones."""
-        return self.columns + [c for c in self.model_columns if c not in self.columns]
+        return self.columns + self.derived_columns
 
     def as_seen_by_model(self) -> FeatureSpec:
         """This spec with the model's columns as its columns: what monitoring compares (the

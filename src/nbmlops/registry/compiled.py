@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import sparse
 
 from ..calibration import Calibrated, apply_map
-from ..derived import Derive, Source
+from ..derived import Derive, Source, split_off
 
 #: Largest absolute difference from the pipeline's probability that a compiled form may give.
 #: The kernels are exact up to summation order (about 1e-15 seen); a millionth leaves room for a
@@ -118,6 +118,10 @@ class Compiled:
     def design(self, frame: pd.DataFrame) -> np.ndarray:
         if self.derive is not None:
             frame = self.derive.transform(frame)
+        return self._design(frame)
+
+    def _design(self, frame: pd.DataFrame) -> np.ndarray:
+        """The kernel's input from a frame of the model's columns (derived ones included)."""
         return self._cast(np.hstack([b.design(frame) for b in self.blocks]))
 
     def _cast(self, x: np.ndarray) -> np.ndarray:
@@ -131,8 +135,7 @@ class Compiled:
         missing), with no data frame in between where nothing is derived: what the service
         scores."""
         if self.derive is not None:  # the user's function takes a frame
-            frame = self.derive.transform_records(records)
-            return self._kernel_proba(self._cast(np.hstack([b.design(frame) for b in self.blocks])))
+            return self._kernel_proba(self._design(self.derive.transform_records(records)))
         return self._kernel_proba(self._cast(np.hstack([b.design_records(records)
                                                         for b in self.blocks])))  # fmt: skip
 
@@ -236,9 +239,7 @@ def compile_pipeline(pipeline, rows: pd.DataFrame) -> Compiled:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-    derive, steps = None, getattr(pipeline, "steps", [])
-    if steps and isinstance(steps[0][1], Derive):  # the derivation runs as it is, then the rest
-        derive, steps = steps[0][1], steps[1:]
+    derive, steps = split_off(pipeline)  # the derivation runs as it is, then the rest
     if not (isinstance(pipeline, Pipeline) and len(steps) == 2
             and isinstance(steps[0][1], ColumnTransformer)):  # fmt: skip
         raise NotCompiled("only a Pipeline([Derive,] ColumnTransformer, estimator) is compiled")

@@ -15,16 +15,14 @@ from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from ..derived import Derive
+from ..derived import split_off
 
 
 class Fused:
     """predict_proba of `pipeline`, its first step's transformers called directly."""
 
     def __init__(self, pipeline: Pipeline):
-        steps = pipeline.steps
-        self.derive = steps[0][1] if isinstance(steps[0][1], Derive) else None
-        steps = steps[1:] if self.derive is not None else steps
+        self.derive, steps = split_off(pipeline)
         prep = steps[0][1]
         self.pipeline = pipeline
         self.parts = [(t, list(cols)) for _, t, cols in prep.transformers_
@@ -48,9 +46,7 @@ class Fused:
 
 def fuse(model, sample: pd.DataFrame):
     """The fused scorer when it matches `model` exactly on `sample`, else `model` itself."""
-    steps = getattr(model, "steps", [])
-    if steps and isinstance(steps[0][1], Derive):
-        steps = steps[1:]
+    _, steps = split_off(model)
     if not (isinstance(model, Pipeline) and len(steps) > 1
             and isinstance(steps[0][1], ColumnTransformer)):  # fmt: skip
         return model

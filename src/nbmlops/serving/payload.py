@@ -71,7 +71,7 @@ class RequestContract:
         self.fields = [_rule(n, True, columns.get(n)) for n in spec.numeric]
         self.fields += [_rule(n, False, columns.get(n)) for n in spec.categorical]
         # the model derives these from the fields: a value sent for one would be ignored
-        self.derived = frozenset(spec.model_columns) - frozenset(spec.columns)
+        self.derived = frozenset(spec.derived_columns)
         self.derived_by = spec.derived.get("file", "")
 
     def records(self, body: bytes) -> tuple[list[dict], bool]:
