@@ -64,8 +64,8 @@ gates: setup ## fail when the last build's challenger breaks a gate; model metri
 	$(BIN)/nbmlops-report --env $(ENV_FILE) gates
 	NBMLOPS_BUILD_DIR=$(CURDIR) $(BIN)/python -m pytest tests/model -q -p no:xdist
 
-comment: setup ## write the pull-request comment of the last build to reports/pr-comment.md
-	$(BIN)/nbmlops-report --env $(ENV_FILE) comment --output reports/pr-comment.md
+comment: setup ## write the pull-request comment of the last build and CI steps to reports/pr-comment.md (BASE=origin/main: the changes since)
+	$(BIN)/nbmlops-report --env $(ENV_FILE) comment --output reports/pr-comment.md --steps "$$(bash .ci/step --folder)" $(if $(BASE),--base $(BASE))
 
 bench: setup ## benchmark against same-run baselines (REPEATS=3; BENCH_ENVS="env.ci.yaml env.yaml" adds the full year); writes reports/bench/
 	$(BIN)/python -m nbmlops.tools.bench run --repeats $(REPEATS) --envs $(BENCH_ENVS)
@@ -115,14 +115,16 @@ monitor-latest: setup ## monitor only the newest batch; fail when its drift or p
 browser: setup ## find a Chromium or Chrome for the browser test (NBMLOPS_BROWSER=path), else install Debian's chromium (root or sudo)
 	@$(BIN)/python -m nbmlops.tools.browser
 
-ci: ## the pull-request CI sequence, as the workflow runs it
-	$(MAKE) lint
-	$(MAKE) test-fast
-	$(MAKE) build ENV=ci
-	$(MAKE) nbval ENV=ci
-	$(MAKE) gates ENV=ci
-	$(MAKE) test-pipeline
+ci: ## the pull-request CI sequence, as the workflow runs it: every step (nbval and gates after a build that passed), the comment, then fail if a step failed
+	@bash .ci/step --clear
+	-bash .ci/step lint $(MAKE) lint
+	-bash .ci/step test-fast $(MAKE) test-fast
+	-bash .ci/step build $(MAKE) build ENV=ci
+	-bash .ci/step nbval --after build $(MAKE) nbval ENV=ci
+	-bash .ci/step gates --after build $(MAKE) gates ENV=ci
+	-bash .ci/step test-pipeline $(MAKE) test-pipeline
 	$(MAKE) comment ENV=ci
+	@! grep -vP '\t(0|skipped)\t' "$$(bash .ci/step --folder)/steps.tsv"
 
 ci-as-user: ## make ci as a user who is not root, in a fresh clone of HEAD: proves it needs no root
 	bash .ci/as-user.sh

@@ -54,10 +54,12 @@ gate.table
 # %%
 manifest = storage.read_json(upstream["ingest"]["manifest"])
 context = environment_tags(project, lock_file) | evaluation.data_tags(manifest, spec)
-registered = evaluation.track_and_register(result, holdout, spec, gate, store, context)
+decided = evaluation.comparison(result, gate, baseline, compared_with, against)
+with evaluation.kept_when_stopped(decided, product["metrics"]):  # for the CI comment
+    registered = evaluation.track_and_register(result, holdout, spec, gate, store, context)
 storage.write_text(product["performance"], registered.performance_page)
 storage.write_json(product["best"], registered.best)
-storage.write_json(product["metrics"], registered.metrics | {"gate_against": against})
+storage.write_json(product["metrics"], decided | registered.metrics)
 best = registered.best
 how = "an identical model file, already registered" if best["matched_existing_version"] else "new"
 print(f"challenger: v{best['version']} ({how}); MLflow took {best['tracking_seconds']} s")

@@ -72,6 +72,13 @@ class Layout:
         return self.env_file.resolve().parent / str(self.env["reports"])
 
 
+def stopped_record(metrics_file: str | Path) -> Path:
+    """Where evaluation keeps the comparison of a build the promotion gates stopped, beside
+    its metrics file (never a product: a stopped build leaves the products as they were)."""
+    path = Path(metrics_file)
+    return path.with_name(f"{path.stem}.stopped{path.suffix}")
+
+
 def find_pipeline(env_file: Path) -> Path:
     """The pipeline.yaml beside the env file, else the one Ploomber would use from the
     current folder (it looks there, then in each parent)."""

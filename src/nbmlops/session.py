@@ -7,16 +7,26 @@ notebook check); a kernel JupyterLab starts is not marked. A notebook passes its
 MLflow store through `registry`, so running
 the notebooks top to bottom in Lab never changes the build's products, its reports or the
 registry. Set NBMLOPS_WRITE_PRODUCTS=1 in Lab to write where the build writes (and register).
+
+Every build has an id (`build_id`), set once by `make build` and inherited by each task: the
+records a build writes carry it, and `make build` leaves a record of the build itself
+(`record_build`: its id, whether it passed, the task and message that stopped it), so a
+report read later can tell a figure of this build from one an earlier build left.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 #: Set in every process of a build: its notebooks write their products.
 BUILD = "NBMLOPS_BUILD"
+#: The build's id, set once for the build and inherited by every process of it.
+BUILD_ID = "NBMLOPS_BUILD_ID"
+#: The record `make build` leaves in the env's reports folder.
+BUILD_RECORD = "build.json"
 #: Set by a person who wants a notebook run in JupyterLab to write (and register) as a build.
 WRITE = "NBMLOPS_WRITE_PRODUCTS"
 
@@ -24,6 +34,31 @@ WRITE = "NBMLOPS_WRITE_PRODUCTS"
 def mark_build() -> None:
     """This process and those it starts run the build's notebooks."""
     os.environ[BUILD] = "1"
+    os.environ.setdefault(BUILD_ID, new_build_id())
+
+
+def new_build_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S")
+
+
+def build_id() -> str:
+    """The id of the build this process belongs to; outside a build, a new one."""
+    return os.environ.get(BUILD_ID) or new_build_id()
+
+
+def record_build(reports: str | Path, record: dict) -> Path:
+    """Write the build's record (`make build` does, when it starts and when it ends)."""
+    from .storage import write_json
+
+    return write_json(Path(reports) / BUILD_RECORD, record)
+
+
+def read_build(reports: str | Path) -> dict | None:
+    """The record of the last build `make build` started, or None."""
+    from .storage import read_json
+
+    path = Path(reports) / BUILD_RECORD
+    return read_json(path) if path.is_file() else None
 
 
 def in_build() -> bool:

@@ -76,8 +76,8 @@ Need help? https://ploomber.io/community
 def test_a_build_failure_of_ours_is_its_message_with_the_task():
     from nbmlops.build.run import clear_message
 
-    task, message = clear_message(GATE_FAILURE)
-    assert task == "evaluate"
+    task, message, kind = clear_message(GATE_FAILURE)
+    assert (task, kind) == ("evaluate", "GateError")
     assert message.splitlines()[0] == "the challenger fails the promotion gates:"
     assert message.splitlines()[-1].endswith("FAIL") and len(message.splitlines()) == 4
     unexpected = GATE_FAILURE.replace("nbmlops.registry.gates.GateError", "KeyError")

@@ -90,23 +90,32 @@ def test_ci_builds_the_sample_in_fresh_kernels_and_the_full_year_stays_on_the_en
     runs = [
         s.get("run", "") for s in _load(ROOT / ".github/workflows/ci.yml")["jobs"]["check"]["steps"]
     ]
-    assert "make build ENV=ci" in runs and "make nbval ENV=ci" in runs
+    commands = {"make " + run.split(" make ", 1)[1] for run in runs if " make " in run}
+    assert {"make build ENV=ci", "make nbval ENV=ci"} <= commands
     assert _load(ROOT / "env.ci.yaml")["notebook_executor"] == "papermill"
     assert _load(ROOT / "env.yaml")["notebook_executor"] == "ploomber-engine"
 
 
 def test_make_ci_runs_the_workflow_sequence():
+    """The same steps, in the same order, recorded by .ci/step under the same names; each
+    runs whatever failed before it, and the comment reads the steps."""
     text = (ROOT / "Makefile").read_text()
     recipe = text.split("\nci:", 1)[1].split("\n\n", 1)[0]
-    ci_steps = [
-        s["run"]
-        for s in _load(ROOT / ".github/workflows/ci.yml")["jobs"]["check"]["steps"]
-        if "run" in s
+    steps = _load(ROOT / ".github/workflows/ci.yml")["jobs"]["check"]["steps"]
+    recorded = [s for s in steps if s.get("run", "").startswith("bash .ci/step ")]
+    assert [s["run"].split()[2] for s in recorded] == [
+        "lint", "test-fast", "build", "nbval", "gates", "test-pipeline"
+    ]  # fmt: skip
+    made = [line.strip().removeprefix("-") for line in recipe.splitlines()[1:]]
+    assert [s["run"].replace(" make ", " $(MAKE) ") for s in recorded] == [
+        line
+        for line in made
+        if line.startswith("bash .ci/step ") and line != "bash .ci/step --clear"
     ]
-    for run in ci_steps:
-        target = run.removeprefix("make ")
-        if target != "setup":
-            assert f"$(MAKE) {target}" in recipe, run
+    for step in steps[steps.index(recorded[0]) :]:
+        assert step.get("if", "").startswith("${{ !cancelled()"), step  # runs after a failure
+    comment = next(s for s in steps if s.get("run", "").startswith("make comment"))
+    assert "BASE" in comment["env"] and "$(MAKE) comment ENV=ci" in recipe
 
 
 def test_the_scheduled_job_retrains_and_proposes_through_a_reviewed_pull_request():

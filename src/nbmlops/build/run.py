@@ -7,6 +7,10 @@ package raises on purpose (bad data, a wrong setting, a broken gate, a locked bu
 terminal shows that error's message, the task it stopped and where the full log is, with no
 traceback. Any other failure shows Ploomber's output in full, traceback included.
 
+Every build gets an id, which its tasks inherit and stamp on the records they write, and
+leaves its record in the env's reports folder (`session.record_build`): running when it
+starts; passed or failed, with the task, kind and message that stopped it, when it ends.
+
     python -m nbmlops.build.run --env env.ci.yaml [ploomber build options]
 """
 
@@ -17,9 +21,13 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
+from .. import session
 from ..envfile import NEW_KEYS
+from ..layout import Layout
 
 #: The errors raised on purpose, whose message is written for the person building.
 OURS = ("PipelineError", "ConfigError", "DataError", "GateError", "RegistryError",
@@ -46,7 +54,13 @@ RESOURCES = {"features": "`features.file`: your derived features",
              "gates": "`gates`: the promotion gates"}  # fmt: skip
 
 
-def clear_message(output: str) -> tuple[str, str] | None:
+class Failure(NamedTuple):
+    task: str  # the task that failed ("" when the output names none)
+    message: str
+    kind: str  # the error's class: GateError, DataError, ...
+
+
+def clear_message(output: str) -> Failure | None:
     """The task that failed and the message of the package's own error in a build's output,
     or None when the failure is something else. A message runs on to the next blank line
     (a data error's `also:` lines, a gate table)."""
@@ -55,19 +69,19 @@ def clear_message(output: str) -> tuple[str, str] | None:
     for i, line in enumerate(lines):
         match = _ERROR.match(line.strip())
         if match and not match[2].startswith(_RERAISED):
-            found = (i, match[2])
+            found = (i, match[2], match[1])
         elif render := _RENDER.match(line.strip()):
-            found = (i, render[1])
+            found = (i, render[1], "ConfigError")
     if found is None:
         return None
-    i, head = found
+    i, head, kind = found
     more = []
     for line in lines[i + 1 :]:
         if not line.strip() or any(line.lstrip().startswith(s) for s in _START):
             break
         more.append(line)
     tasks = [m[1] or m[2] for m in _TASK.finditer(output)]
-    return (tasks[0] if tasks else ""), "\n".join([head, *more]).rstrip()
+    return Failure((tasks[0] if tasks else ""), "\n".join([head, *more]).rstrip(), kind)
 
 
 def log_path(env_file: str) -> Path:
@@ -78,9 +92,52 @@ def log_path(env_file: str) -> Path:
 
 
 def run(env_file: str, args: list[str], ploomber: str) -> int:
+    """The build, its record written when it starts and when it ends."""
+    record = _Record(env_file, args)
+    code, failure = _build(env_file, args, ploomber, record.build_id)
+    record.finish(code, failure)
+    return code
+
+
+class _Record:
+    """The build's record in the env's reports folder (none when the env file cannot be read:
+    the build then stops on it, with its own message)."""
+
+    def __init__(self, env_file: str, args: list[str]):
+        self.build_id = session.new_build_id()
+        try:
+            self.reports = Layout.from_env(env_file).reports
+        except Exception:  # noqa: BLE001 - the build then stops on the env file, saying why
+            self.reports = None
+        self.fields = {"build_id": self.build_id, "env": Path(env_file).name, "args": args,
+                       "partial": "--partially" in args, "started": _now(),
+                       "log": str(log_path(env_file))}  # fmt: skip
+        self._write({"status": "running"})
+
+    def finish(self, code: int, failure: Failure | None) -> None:
+        ended = {"status": "passed" if code == 0 else "failed", "finished": _now()}
+        if code != 0:
+            ended |= failure._asdict() if failure else {"task": "", "kind": "", "message": ""}
+        self._write(ended)
+
+    def _write(self, fields: dict) -> None:
+        if self.reports is not None:
+            try:
+                session.record_build(self.reports, self.fields | fields)
+            except OSError as exc:
+                print(f"warning: the build's record cannot be written: {exc}", file=sys.stderr)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _build(
+    env_file: str, args: list[str], ploomber: str, build_id: str
+) -> tuple[int, Failure | None]:
     log = log_path(env_file)
     log.parent.mkdir(parents=True, exist_ok=True)
-    environ = os.environ | {"PLOOMBER_ENV_FILENAME": env_file}
+    environ = os.environ | {"PLOOMBER_ENV_FILENAME": env_file, session.BUILD_ID: build_id}
     shown = True
     with open(log, "wb") as out:
         proc = subprocess.Popen([ploomber, "build", *args], stdout=subprocess.PIPE,
@@ -99,7 +156,7 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
                 sys.stdout.flush()
         code = proc.wait()
     if code == 0:
-        return 0
+        return 0, None
     output = b"".join(chunks).decode("utf-8", "replace")
     found = clear_message(output)
     missing = _MISSING.findall(output)
@@ -107,21 +164,22 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
         hints = [f"{Path(env_file).name}: no `{key}`{NEW_KEYS.get(key.split('.')[0], '')}"
                  for key in dict.fromkeys(missing)]  # fmt: skip
         print("\nbuild failed:\n" + "\n".join(hints) + f"\n\nfull log: {log}", file=sys.stderr)
-        return code
+        return code, Failure("", "\n".join(hints), "ConfigError")
     if found is None and (resource := _RESOURCE.search(output)):
         what = RESOURCES.get(resource[1], resource[1])
-        print(f"\nbuild failed:\n{Path(env_file).name}: {resource[2]} not found ({what})"
-              f"\n\nfull log: {log}", file=sys.stderr)  # fmt: skip
-        return code
+        message = f"{Path(env_file).name}: {resource[2]} not found ({what})"
+        print(f"\nbuild failed:\n{message}\n\nfull log: {log}", file=sys.stderr)
+        return code, Failure("", message, "ConfigError")
     if found is None:  # not one of ours: everything Ploomber said
         if not shown:
             sys.stdout.write(output[len(_shown_prefix(chunks)) :])
         print(f"\nbuild failed; full log: {log}", file=sys.stderr)
-        return code
-    task, message = found
-    where = f" in task '{task}'" if task else ""
-    print(f"\nbuild failed{where}:\n{message}\n\nfull log: {log}", file=sys.stderr)
-    return code
+        tasks = [m[1] or m[2] for m in _TASK.finditer(output)]
+        tail = "\n".join(_ANSI.sub("", output).rstrip().splitlines()[-20:])
+        return code, Failure(tasks[0] if tasks else "", tail, "")
+    where = f" in task '{found.task}'" if found.task else ""
+    print(f"\nbuild failed{where}:\n{found.message}\n\nfull log: {log}", file=sys.stderr)
+    return code, found
 
 
 def _shown_prefix(chunks: list[bytes]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import html, metrics
+from .. import html, metrics, session
 from ..errors import ConfigError, DataError, Problem
 from ..spec import BATCH, PERIOD, REFERENCE, TRAINING, FeatureSpec
 from . import drift, scoring, stream, verdict
@@ -200,7 +200,7 @@ def monitor_batches(
             f"({time.perf_counter() - start:.1f}s)",
             flush=True,
         )
-    tests = {"rules": asdict(rules), "reference": reference,
+    tests = {"build_id": session.build_id(), "rules": asdict(rules), "reference": reference,
              "rolling_periods": rolling_periods if reference == "rolling" else None,
              "held_out": held, "max_rows_compared": max_rows, "batches": rows}  # fmt: skip
     return Monitored(rows, tests, drift.summary_frame(rows))

@@ -206,19 +206,31 @@ def _serve(queue: list[Scorer], loader, rows, spec, events, window: str):
 def champion_record_note(store: Store, champion_record: str | Path) -> str:
     """Whether the committed champion record (the baseline file) names the registry's champion.
 
-    The build reruns scoring when that file changes, as it does with every promotion and
-    rollback; a champion moved by other means is named here."""
+    The record is matched by its model file's hash, not its version number (a fresh store
+    numbers its own versions from 1). The build reruns scoring when that file changes, as it
+    does with every promotion and rollback; a champion moved by other means is named here."""
     path = Path(champion_record)
     champion = registry.alias_version(store, registry.CHAMPION)
+    shown = f"v{champion}" if champion else "none"
     if not path.is_file():
         return (f"no committed champion record ({path.name}); the registry's champion is "
                 f"{'v' + champion if champion else 'none yet'}")  # fmt: skip
-    committed = str(read_json(path).get("version", ""))
-    if committed == champion:
-        return f"champion v{champion}, as {path.name} records"
-    return (f"warning: {path.name} records v{committed} as champion but the registry's "
-            f"champion is {'v' + champion if champion else 'none'}: the alias was moved without "
-            "`make promote` or `make rollback`")  # fmt: skip
+    record = read_json(path)
+    named = f"v{record.get('version', '')}"
+    holding = registry.version_with_hash(store, str(record.get("sha256", "")))
+    if holding is None and champion is None:
+        return (f"{path.name} records {named} as champion, a model this store does not hold "
+                f"({registry.NO_HISTORY}); the challenger answers as acting champion")  # fmt: skip
+    if holding is None:
+        return (f"warning: {path.name} records {named} as champion, a model this store does "
+                f"not hold; the registry's champion is {shown}")  # fmt: skip
+    if holding == champion:
+        return f"champion v{champion}, the model {path.name} records" + (
+            f" as {named}" if named != shown else ""
+        )
+    return (f"warning: {path.name} records v{holding}'s model as champion but the registry's "
+            f"champion is {shown}: the alias was moved without `make promote` or "
+            "`make rollback`")  # fmt: skip
 
 
 def summarize(scores: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

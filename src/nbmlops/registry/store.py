@@ -15,7 +15,6 @@ import os
 import platform
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -76,15 +75,16 @@ class Store(StoreSettings):
     def keys(cls) -> set[str]:
         return StoreSettings.keys()  # `pins` come from the baseline file, never the env file
 
-    def pinned_by(self, baseline_file: str | Path | None) -> Store:
-        """This store with the champion the baseline file records pinned (if it records one)."""
+    def pinned_by(self, baseline_file: str | Path | None, version: str | None = None) -> Store:
+        """This store with the champion the baseline file records pinned (if it records one),
+        as its `version` in this store when that is not the number the file records."""
         path = Path(baseline_file) if baseline_file else None
         if path is None or not path.is_file():
             return self
         record = json.loads(path.read_text(encoding="utf-8"))
         if not record.get("manifest_sha256"):
             return self  # a baseline written before manifests were recorded
-        return replace(self, pins=((str(record["version"]), record["manifest_sha256"]),))
+        return replace(self, pins=((str(version or record["version"]), record["manifest_sha256"]),))
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +336,11 @@ def log_report(store: Store, run_id: str, path: str | Path, folder: str = "repor
     store.client().log_artifact(run_id, str(path), folder)
 
 
+#: What a store that does not hold the committed champion's model file (a fresh one, as in CI
+#: without a shared registry) means for what a build can compare.
+NO_HISTORY = "no registry history in this run: set MLFLOW_TRACKING_URI to keep one"
+
+
 def version_with_hash(store: Store, sha256: str, client=None) -> str | None:
     """The newest version whose model file has this sha256, or None."""
     client = client or store.client()
@@ -548,10 +553,6 @@ def set_champion(store: Store, version: str, history: list[str],
         )
     client.set_registered_model_tag(store.model_name, HISTORY_TAG, json.dumps(history))
     client.set_registered_model_alias(store.model_name, CHAMPION, version)
-
-
-def build_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S")
 
 
 def register_candidate(store: Store, build_id: str, candidate: str) -> str:

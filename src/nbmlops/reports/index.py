@@ -73,7 +73,12 @@ SUMMARY_FILE = "project.json"
 
 
 def build_index(
-    product, upstream, mlflow: dict, gates_file: str, selection_metric: str, baseline_file: str,
+    product,
+    upstream,
+    mlflow: dict,
+    gates_file: str,
+    selection_metric: str,
+    baseline_file: str,
     site: str,
 ) -> None:
     """Ploomber task: executed notebooks as HTML, model cards, the project's reports page and

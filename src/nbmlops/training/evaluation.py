@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import html, metrics, storage
+from .. import html, metrics, session, storage
 from ..calibration import threshold_of
 from ..errors import ConfigError
+from ..layout import stopped_record
 from ..monitoring import drift
 from ..registry import gates
 from ..registry import store as registry
@@ -89,12 +92,14 @@ def baseline_on_holdout(
     record = gates.load_baseline(baseline_file)
     if record is None:
         return None, "no committed baseline: the floors alone apply", None
-    version = str(record.get("version", ""))
-    committed = f"the committed metrics of v{version} (on its own held-out window)"
+    named = str(record.get("version", ""))
+    committed = f"the committed metrics of v{named} (on its own held-out window)"
     try:
+        # the version holding the committed model file, whatever its number in this store
+        version = registry.version_with_hash(store, str(record.get("sha256", "")))
+        if version is None:
+            return record, f"{committed}: this store does not hold it ({registry.NO_HISTORY})", None
         details = registry.version_details(store, version)
-        if details["tags"].get("sha256") != record.get("sha256"):
-            raise registry.IntegrityError(f"this store's v{version} is another model file")
         held = details["tags"].get(HOLDOUT_TAG) or details["run_tags"].get(HOLDOUT_TAG, "")
         periods = list(dict.fromkeys(holdout[PERIOD].astype(str))) if PERIOD in holdout else []
         first = periods[0] if periods else ""
@@ -111,7 +116,7 @@ def baseline_on_holdout(
                 f"these rows ({first}), so it may have learnt them"
             )
             return record, why, None
-        model = registry.load_version(store.pinned_by(baseline_file), version)
+        model = registry.load_version(store.pinned_by(baseline_file, version), version)
         found = metrics.classification_metrics(
             holdout[spec.target], metrics.predict_proba(model, holdout, spec), threshold_of(model)
         )
@@ -210,7 +215,7 @@ class Registered:
     """What evaluation leaves for the build to write: its records and the best model's report."""
 
     best: dict  # the challenger: model, version, run, hash, held-out metrics
-    metrics: dict  # every candidate, the gate table, whether the challenger is promotable
+    metrics: dict  # the version registered and every candidate's MLflow run
     performance_page: str  # evidently's report of the best model on the held-out window
 
 
@@ -238,7 +243,7 @@ def track_and_register(
         start = time.perf_counter()
         with registry.store_errors(store, "logging the candidates", "No version was registered."):
             runs = registry.log_candidates(
-                store, result, context, registry.build_id(), holdout[spec.columns]
+                store, result, context, session.build_id(), holdout[spec.columns]
             )
             best_run = runs[result.best]
             for run in runs.values():
@@ -264,13 +269,43 @@ def track_and_register(
         "holdout": result.best_metrics,
         "tracking_seconds": round(tracking_seconds, 2),
     }
-    record = {
+    record = {"version": version, "runs": {name: run["run_id"] for name, run in runs.items()}}
+    return Registered(best | {"build_id": session.build_id()}, record, performance_page)
+
+
+def comparison(
+    result: Evaluation, gate: gates.GateResult, baseline: dict | None, compared_with: str,
+    against: str | None,
+) -> dict:  # fmt: skip
+    """What the build decided, as one record: every candidate's held-out figures, the
+    committed champion's on the same rows (where it could be scored) and which it was, the
+    gate table, whether the challenger is promotable, and the build's id."""
+    return {
+        "build_id": session.build_id(),
         "best": result.best,
-        "version": version,
         "selection_metric": result.selection_metric,
         "candidates": result.table.set_index("model").to_dict(orient="index"),
-        "runs": {name: run["run_id"] for name, run in runs.items()},
+        "baseline": None if baseline is None else {
+            "version": str(baseline.get("version", "")), "sha256": baseline.get("sha256"),
+            "candidate": baseline.get("candidate"), "metrics": baseline.get("metrics", {}),
+            "compared_with": compared_with,
+        },
         "gate": gate.table.to_dict(orient="records"),
+        "gate_passed": gate.passed,
         "promotable": gate.promotable,
-    }
-    return Registered(best, record, performance_page)
+        "gate_against": against,
+    }  # fmt: skip
+
+
+@contextmanager
+def kept_when_stopped(record: dict, metrics_file: str | Path) -> Iterator[None]:
+    """Keep the comparison of a build the gates stop beside its metrics file
+    (`layout.stopped_record`), where the CI comment reads it; the products stay those of the
+    last build that passed. A build that passes removes an earlier one's."""
+    kept = stopped_record(metrics_file)
+    try:
+        yield
+    except gates.GateError:
+        storage.write_json(kept, record)
+        raise
+    kept.unlink(missing_ok=True)
