@@ -9,6 +9,8 @@ UV     := $(BIN)/uv
 ENV    ?=
 REPEATS ?= 3
 BENCH_ENVS ?= env.ci.yaml
+# Test workers: one per core this process may use (a hosted runner has 4), at most 8 (memory).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 8 ? n : 8 )))
 # ENV=ci selects env.ci.yaml (the CI sample); empty selects env.yaml (the full year).
 ENV_FILE := $(if $(ENV),env.$(ENV).yaml,env.yaml)
 
@@ -42,13 +44,13 @@ build: setup ## run the pipeline (ENV=ci for the CI sample; ARGS="--env--seed 1"
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) $(ARGS)
 
 test: setup browser postgres ## run every test: code, data, registry, model, nbval, browser, full builds
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 test-fast: setup postgres ## unit, data and registry tests (no full builds)
-	$(BIN)/python -m pytest -m "not pipeline" -n 2
+	$(BIN)/python -m pytest -m "not pipeline" -n $(TEST_JOBS)
 
 test-pipeline: setup browser postgres ## full builds in temporary copies: incremental, bad input, BYO data, site
-	$(BIN)/python -m pytest -m pipeline -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m pipeline -n $(TEST_JOBS) --dist loadgroup
 
 lint: setup ## ruff (notebooks included), no committed .ipynb, workflows (actionlint, schema)
 	$(BIN)/ruff check src tests notebooks features airflow
@@ -126,8 +128,8 @@ ci: ## the pull-request CI sequence, as the workflow runs it: every step (nbval 
 	$(MAKE) comment ENV=ci
 	@! grep -vP '\t(0|skipped)\t' "$$(bash .ci/step --folder)/steps.tsv"
 
-ci-as-user: ## make ci as a user who is not root, in a fresh clone of HEAD: proves it needs no root
-	bash .ci/as-user.sh
+ci-as-user: ## make ci as a user who is not root, in a fresh clone of HEAD, with a runner-deep temporary folder: proves it needs no root
+	bash .ci/as-user.sh ci
 
 lab: setup ## open JupyterLab (ENV=ci for the CI sample's parameters; the .py notebooks open as notebooks)
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)

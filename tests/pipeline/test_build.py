@@ -12,7 +12,7 @@ import pytest
 from nbmlops import storage
 from nbmlops.envfile import load_env
 from nbmlops.registry import store as registry
-from tests.conftest import BIN, ploomber_build, run_env
+from tests.conftest import BIN, PROJECT, ploomber_build, run_env
 from tests.helpers import HOSTILE, HOSTILE_COLUMN
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
@@ -226,6 +226,74 @@ def test_an_edit_reruns_evaluation_and_downstream_only(ci_build, path, addition)
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {name for name, did in ran_tasks(done.stdout).items() if did}
     assert ran == {"evaluate", "score", "monitor", "index"}
+
+
+def _step(project: Path, steps: Path, name: str, *command: str) -> int:
+    """One CI step as the workflow runs it (`.ci/step`), recorded in `steps`."""
+    env = run_env("env.ci.yaml") | {"CI_STEPS": str(steps)}
+    done = subprocess.run(["bash", str(PROJECT / ".ci" / "step"), name, *command], cwd=project,
+                          env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    return done.returncode
+
+
+def _comment(project: Path, steps: Path) -> str:
+    out = steps / "pr-comment.md"
+    done = subprocess.run(
+        [str(BIN / "nbmlops-report"), "--env", "env.ci.yaml", "comment", "--steps", str(steps),
+         "--output", str(out)],
+        cwd=project, env=run_env("env.ci.yaml"), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out.read_text(encoding="utf-8")
+
+
+def test_the_pull_request_comment_on_a_passing_a_test_failing_and_a_gate_failing_run(
+    ci_build, tmp_path
+):
+    """The comment step of the pull-request sequence after three runs: each one's verdict
+    line, and nothing of an earlier build shown as this one's."""
+    build = [str(BIN / "python"), "-m", "nbmlops.build.run", "--env", "env.ci.yaml"]
+    passing, failing = tmp_path / "test_passing.py", tmp_path / "test_failing.py"
+    passing.write_text("def test_sum():\n    assert sum([1, 2]) == 3\n")
+    failing.write_text("def test_sum():\n    assert sum([1, 2]) == 4\n")
+    pytest_run = [str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+    green = tmp_path / "green"
+    assert _step(ci_build.project, green, "build", *build) == 0
+    assert _step(ci_build.project, green, "test-fast", *pytest_run, str(passing)) == 0
+    text = _comment(ci_build.project, green)
+    line = text.splitlines()[3]
+    assert line.startswith("✅ **pass** · build ✅ build ") and " · gates ✅ 3 of 3 pass · " in line
+    assert " · tests ✅ 1 of 1 steps pass (1 passed) · monitoring " in line
+    metrics = storage.read_json(ci_build.reports / "metrics.json")
+    best = metrics["candidates"][metrics["best"]]
+    assert f"| {metrics['best']} ★ | {best['roc_auc']:.4f}" in text
+
+    red = tmp_path / "red"
+    assert _step(ci_build.project, red, "build", *build) == 0
+    assert _step(ci_build.project, red, "test-fast", *pytest_run, str(failing)) == 1
+    text = _comment(ci_build.project, red)
+    assert text.splitlines()[3].startswith("❌ **fail** · build ✅ build ")
+    assert "tests ❌ 1 of 1 steps fail (test-fast: 1 failed)" in text.splitlines()[3]
+    assert "assert 3 == 4" in text.split("test-fast: the last lines")[1]
+
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("metrics:\n  roc_auc: {floor: 0.99}\n  brier: {ceiling: 0.5}\n")
+    stopped = tmp_path / "stopped"
+    assert _step(ci_build.project, stopped, "build", *build, "--env--gates", str(strict)) == 1
+    text = _comment(ci_build.project, stopped)
+    line = text.splitlines()[3]
+    assert line.startswith("❌ **fail** · build ❌ build ")
+    assert "failed in task evaluate (GateError) · gates ❌ 1 of 2 pass · " in line
+    assert "monitoring ➖ not checked (tests.json is from build " in line  # not this build's
+    assert "| roc_auc |" in text and "[0.9900, inf] | ❌ fail |" in text
+    gates = subprocess.run([str(BIN / "nbmlops-report"), "--env", "env.ci.yaml", "gates"],
+                           cwd=ci_build.project, env=run_env("env.ci.yaml"),
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert gates.returncode == 1 and "pass" not in gates.stdout.splitlines()[-1]
+    # the next build that passes removes the stopped comparison: never read as current
+    assert _step(ci_build.project, tmp_path / "again", "build", *build) == 0
+    assert not (ci_build.reports / "metrics.stopped.json").exists()
 
 
 @pytest.mark.xdist_group("byo")
