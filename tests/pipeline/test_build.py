@@ -291,9 +291,10 @@ def test_the_pull_request_comment_on_a_passing_a_test_failing_and_a_gate_failing
                            cwd=ci_build.project, env=run_env("env.ci.yaml"),
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert gates.returncode == 1 and "pass" not in gates.stdout.splitlines()[-1]
-    # the next build that passes removes the stopped comparison: never read as current
+    # the next build removes the stopped comparison: never read as its own
     assert _step(ci_build.project, tmp_path / "again", "build", *build) == 0
     assert not (ci_build.reports / "metrics.stopped.json").exists()
+    assert "stopped by the gates" not in _comment(ci_build.project, tmp_path / "again")
 
 
 @pytest.mark.xdist_group("byo")

@@ -15,8 +15,9 @@ from nbmlops.registry import store as registry
 from nbmlops.registry.store import IntegrityError, RegistryError
 from nbmlops.serving.rendezvous import ModelCache, check_rows
 from nbmlops.training import candidates as models
+from nbmlops.training import evaluation
 from tests import helpers
-from tests.registry.conftest import SPEC, make_data
+from tests.registry.conftest import SPEC, Builder, make_data
 
 pytestmark = pytest.mark.both_stores
 
@@ -283,6 +284,37 @@ def test_no_champion_yet_the_challenger_acts(store, builder):
     version = builder.register()
     result = scoring.score(store, version, {"reference": make_data(50, 3)}, SPEC)
     assert set(result.scores["served_role"]) == {"acting champion (no champion yet)"}
+
+
+def test_the_committed_champion_is_found_by_its_model_file_not_its_number(
+    store, builder, files, tmp_path
+):
+    """A fresh store (CI without a shared registry) numbers its own versions: the baseline's
+    v1 is not this store's v1. Nothing is said to have moved unless an alias moved."""
+    baseline, gate_file = files
+    first = builder.register()
+    promotion.promote(store, baseline, _gates(gate_file))
+    assert scoring.champion_record_note(store, baseline) == (
+        f"champion v{first}, the model {baseline.name} records"
+    )
+    fresh = registry.Store.from_params({
+        "tracking_uri": f"sqlite:///{tmp_path}/fresh/mlflow.db",
+        "artifact_root": str(tmp_path / "fresh" / "artifacts"), "model_name": store.model_name,
+    })  # fmt: skip
+    other = Builder(fresh, tmp_path / "other")
+    other.count = 5  # another model file, registered as this store's v1 too
+    assert other.register() == first == "1"
+    note = scoring.champion_record_note(fresh, baseline)
+    assert "moved" not in note and registry.NO_HISTORY in note and "acting champion" in note
+    found, why, scored = evaluation.baseline_on_holdout(fresh, baseline, make_data(100, 4), SPEC)
+    assert scored is None and found == storage.read_json(baseline)  # the committed figures
+    assert why.endswith(f"this store does not hold it ({registry.NO_HISTORY})")
+    # an alias that did move is named
+    second = builder.register({"linear": {"C": 0.01}})
+    registry.set_champion(store, second, [first, second])
+    assert "the alias was moved without `make promote`" in scoring.champion_record_note(
+        store, baseline
+    )
 
 
 def test_files_scored_in_chunks_as_frames_are_scored_at_once(store, builder, files, tmp_path):

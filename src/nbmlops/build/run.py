@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from .. import session
 from ..envfile import NEW_KEYS
-from ..layout import Layout
+from ..layout import Layout, stopped_record
 
 #: The errors raised on purpose, whose message is written for the person building.
 OURS = ("PipelineError", "ConfigError", "DataError", "GateError", "RegistryError",
@@ -106,9 +106,12 @@ class _Record:
     def __init__(self, env_file: str, args: list[str]):
         self.build_id = session.new_build_id()
         try:
-            self.reports = Layout.from_env(env_file).reports
+            layout = Layout.from_env(env_file)
         except Exception:  # noqa: BLE001 - the build then stops on the env file, saying why
-            self.reports = None
+            layout = None
+        self.reports = layout.reports if layout else None
+        if layout is not None:  # what the gates stopped in an earlier build is not this one's
+            stopped_record(layout.product("evaluate", "metrics")).unlink(missing_ok=True)
         self.fields = {"build_id": self.build_id, "env": Path(env_file).name, "args": args,
                        "partial": "--partially" in args, "started": _now(),
                        "log": str(log_path(env_file))}  # fmt: skip

@@ -104,10 +104,11 @@ class Evidence:
         build = session.read_build(layout.reports)
         metrics_file = layout.product("evaluate", "metrics")
         decided = current(metrics_file, build)
-        if decided.data is None:
-            stopped = current(stopped_record(metrics_file), build)
-            if stopped.data is not None:
-                decided = Found(stopped.data, stopped.note + ", stopped by the gates")
+        stopped = stopped_record(metrics_file)
+        if decided.data is None and build and stopped.is_file():
+            kept = read_json(stopped)
+            if kept.get("build_id") == build["build_id"]:  # this build's, never an earlier one's
+                decided = Found(kept, f"build {build['build_id']}, stopped by the gates")
         return cls(
             model=str(layout.env["mlflow"]["model_name"]),
             build=build,
