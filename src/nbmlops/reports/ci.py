@@ -258,7 +258,7 @@ def candidates_section(decided: dict, note: str) -> list[str]:
     baseline = decided.get("baseline") or {}
     base = baseline.get("metrics") or {}
     order = _metric_order(decided)
-    lines = [f"#### Candidates on the held-out window ({note})", "",
+    lines = ["", f"#### Candidates on the held-out window ({note})", "",
              f"Picked by `{decided['selection_metric']}`: **{decided['best']}**. Compared with "
              f"{baseline.get('compared_with', 'no committed champion')}.", ""]  # fmt: skip
     rows = []
@@ -375,15 +375,14 @@ def steps_section(steps: list[Step]) -> list[str]:
 def comment_markdown(evidence: Evidence) -> str:
     """The pull-request comment: one Markdown document, marked so CI can update it in place."""
     lines = [MARKER, f"### Model check: {evidence.model}", "", verdict_line(evidence), ""]
-    build = evidence.build
+    build, decided = evidence.build, evidence.decided
     if build and build["status"] != "passed":
         stopped = f"The build {_stopped_how(build)}"
         message = (build.get("message") or "").strip()
-        lines += [
-            stopped + (":" if message else "."),
-            *(["", "```text", message, "```"] if message else []),
-        ]
-    decided = evidence.decided
+        if build.get("kind") == "GateError" and decided.data is not None:
+            message = ""  # the gate table below says it
+        lines += [stopped + (":" if message else ".")]
+        lines += ["", "```text", message, "```"] if message else []
     if decided.data is not None:
         lines += candidates_section(decided.data, decided.note) + gate_section(decided.data)
     else:
