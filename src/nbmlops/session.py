@@ -34,7 +34,8 @@ WRITE = "NBMLOPS_WRITE_PRODUCTS"
 def mark_build() -> None:
     """This process and those it starts run the build's notebooks."""
     os.environ[BUILD] = "1"
-    os.environ.setdefault(BUILD_ID, new_build_id())
+    if not os.environ.get(BUILD_ID):  # `make build` sets it before the build starts
+        os.environ[BUILD_ID] = new_build_id()
 
 
 def new_build_id() -> str:

@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("byo")]
 #: Rewritten by every build on purpose (who holds the build lock); not a product.
 VOLATILE = {"products/patients/build.lock"}
 FAILED_NOTEBOOK = "products/patients/notebooks/ingest.ipynb"
+BUILD_RECORD = "reports/patients/build.json"  # rewritten by every build: running, then how it ended
 
 
 def state(project) -> dict[str, str]:
@@ -183,6 +184,10 @@ def test_bad_input_fails_clearly_and_loses_nothing(byo_build, case):
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     # Only the failed task's working notebook changes: it now shows the error. The published
     # copy of the last good one (reports/notebooks/ingest.html) is compared with the rest.
-    assert changed <= {FAILED_NOTEBOOK}, f"a failed build changed {sorted(changed)}"
+    assert changed - {BUILD_RECORD} <= {FAILED_NOTEBOOK}, (
+        f"a failed build changed {sorted(changed)}"
+    )
+    record = storage.read_json(project / BUILD_RECORD)  # the build's own record says why
+    assert record["status"] == "failed" and record["message"] or "unrecognized arguments" in out
     if changed:
         assert "build failed in task 'ingest'" in out  # the earliest task stopped it

@@ -362,7 +362,8 @@ def test_report_commands_on_the_build(ci_build):
     assert comment.returncode == 0 and comment.stdout.startswith("<!-- nbmlops-report -->")
     assert "| roc_auc |" in comment.stdout and "control-shifted" in comment.stdout
     gates = report("gates")
-    assert gates.returncode == 0 and "promotion gates: pass" in gates.stdout
+    assert gates.returncode == 0 and "promotion gates (build " in gates.stdout
+    assert gates.stdout.rstrip().endswith("): pass")
     tests = storage.read_json(ci_build.reports / "monitoring" / "tests.json")
     newest = [b for b in tests["batches"] if not b["control"]][-1]
     monitoring = report("monitoring")

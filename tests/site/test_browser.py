@@ -1,6 +1,9 @@
 """The reports site in a real headless Chromium, network off: every page, every link."""
 
 import io
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -23,10 +26,15 @@ def browser():
 
     if CHROMIUM is None:
         pytest.fail("no Chromium or Chrome: run `make browser` (make test runs it)")
+    # Chromium keeps a Unix socket in its temporary folder: under a runner-deep TMPDIR its
+    # path passes the 107-byte limit and Chromium stops at once. Give it a short one.
+    short = tempfile.mkdtemp(prefix="nbm-chromium-", dir="/tmp" if Path("/tmp").is_dir() else None)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                              env={**os.environ, "TMPDIR": short})  # fmt: skip
         yield b
         b.close()
+    shutil.rmtree(short, ignore_errors=True)
 
 
 def _not_blank(png: bytes) -> bool:

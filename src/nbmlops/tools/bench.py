@@ -35,7 +35,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from .. import html, storage
+from .. import html, session, storage
 from ..layout import BENCH_PAGES, Layout
 
 #: What a copy of the project needs to build: its own files, never products or stores.
@@ -68,8 +68,10 @@ def copy_pipeline(project: Path, dest: Path) -> Path:
 
 
 def build_env(env_file: str | None = None) -> dict[str, str]:
-    """The environment of a build started here: telemetry off, no user's tracking server."""
-    outside = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    """The environment of a build started here: telemetry off, no user's tracking server, and
+    an id of its own (not one this process inherited from a build)."""
+    dropped = {"MLFLOW_TRACKING_URI", session.BUILD_ID}
+    outside = {k: v for k, v in os.environ.items() if k not in dropped}
     env = outside | {
         "PLOOMBER_STATS_ENABLED": "false",
         "PLOOMBER_VERSION_CHECK_DISABLED": "true",
