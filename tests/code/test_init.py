@@ -109,6 +109,16 @@ def test_a_date_column_without_time_is_not_a_feature(project):
     assert "pass --time visit_date" in proposal.notes["visit_date"]
 
 
+def test_a_column_with_no_value_is_named_and_left_out(project):
+    df = breast_cancer_frame().assign(referral=np.nan, ward="")
+    df.to_csv(project / "patients.csv", index=False)
+    proposal = init.init_project(project, "p", "patients.csv", "diagnosis", time="visit_date")
+    assert proposal.notes["referral"] == "no value on any row: not a feature"
+    assert proposal.notes["ward"] == "no value on any row: not a feature"
+    spec = proposal.admitted.spec
+    assert not {"referral", "ward"} & set(spec.numeric + spec.categorical)
+
+
 def test_what_init_refuses_leaves_nothing_behind(project, tmp_path):
     breast_cancer_frame().head(120).to_csv(project / "small.csv", index=False)
     with pytest.raises(DataError, match=r"small.csv, column 'diagnosis': no split of its 120 rows"):

@@ -140,8 +140,8 @@ def check_column(series: pd.Series, file: str, name: str, spec: dict | None) -> 
         result.warnings.append(Problem(file, name, problem))
         status.append(problem)
 
-    if len(series) and missing == 1.0:
-        error("every value is missing")
+    if len(series) and missing == 1.0 and (spec.get("max_missing") or 0) < 1:
+        error("every value is missing")  # unless the contract allows an empty column
     max_missing = spec.get("max_missing")
     if max_missing is not None and missing > max_missing:
         error(f"{missing:.1%} missing values; the contract allows {max_missing:.1%}")
@@ -261,6 +261,7 @@ class Inferred:
     table: dict
     notes: dict[str, str] = field(default_factory=dict)  # column -> why it is flagged
     ids: list[str] = field(default_factory=list)  # columns that look like row identifiers
+    empty: list[str] = field(default_factory=list)  # columns with no value on any row
 
 
 #: A column name that says "identifier": customer_id, order no, account-number, CustomerID.
@@ -272,7 +273,7 @@ def infer_table(df: pd.DataFrame, *, time_column: str | None, target: str,
     """What a table's columns hold, as a contract entry: types, ranges widened by
     `RANGE_MARGIN` (never below 0 for a column without negatives), allowed categories (new
     ones warn), the largest missing share with room, and at least half of today's rows."""
-    columns, notes, ids = {}, {}, []
+    columns, notes, ids, empty = {}, {}, [], []
     for name in df.columns:
         series = df[name]
         present = series.dropna()
@@ -309,14 +310,18 @@ def infer_table(df: pd.DataFrame, *, time_column: str | None, target: str,
             if distinct == len(series) > 1:
                 ids.append(name)
                 notes[name] = "a different value on every row: a row identifier"
-        if len(series) and distinct <= 1 and name != target:
+        if len(series) and not distinct and name != target:
+            notes[name] = "no value on any row: not a feature"
+            empty.append(name)
+            entry["max_missing"] = 1.0  # init leaves it out; the build reads it as empty
+        elif len(series) and distinct == 1 and name != target:
             notes[name] = f"constant ({present.iloc[0]!r} or missing): not a feature"
         if share == 0:
             entry["max_missing"] = 0 if name == target else 0.01  # one empty cell is no alarm
         elif share < 1:
             entry["max_missing"] = round(min(1.0, share * 1.5 + 0.01), 3)
         columns[str(name)] = entry
-    return Inferred({"min_rows": max(1, len(df) // 2), "columns": columns}, notes, ids)
+    return Inferred({"min_rows": max(1, len(df) // 2), "columns": columns}, notes, ids, empty)
 
 
 def contract_yaml(tables: dict[str, Inferred], header: str) -> str:

@@ -121,7 +121,7 @@ def init_project(
     notes = dict(inferred.notes)
     for column in dates:
         notes[column] = f"dates: not a feature (pass --time {column} to split by them)"
-    drop = list(dict.fromkeys([*inferred.ids, *dates]))
+    drop = list(dict.fromkeys([*inferred.ids, *inferred.empty, *dates]))
     settings = replace(settings, drop_columns=tuple(drop))
     data, _ = dataset.build_dataset(tables, manifest, settings)
     option = dataset.propose_split(data, target, settings)
