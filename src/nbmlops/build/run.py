@@ -80,8 +80,13 @@ def clear_message(output: str) -> Failure | None:
         if not line.strip() or any(line.lstrip().startswith(s) for s in _START):
             break
         more.append(line)
-    tasks = [m[1] or m[2] for m in _TASK.finditer(output)]
-    return Failure((tasks[0] if tasks else ""), "\n".join([head, *more]).rstrip(), kind)
+    return Failure(_failed_task(output), "\n".join([head, *more]).rstrip(), kind)
+
+
+def _failed_task(output: str) -> str:
+    """The first task Ploomber's output says failed, or ""."""
+    found = _TASK.search(output)
+    return (found[1] or found[2]) if found else ""
 
 
 def log_path(env_file: str) -> Path:
@@ -177,9 +182,8 @@ def _build(
         if not shown:
             sys.stdout.write(output[len(_shown_prefix(chunks)) :])
         print(f"\nbuild failed; full log: {log}", file=sys.stderr)
-        tasks = [m[1] or m[2] for m in _TASK.finditer(output)]
         tail = "\n".join(_ANSI.sub("", output).rstrip().splitlines()[-20:])
-        return code, Failure(tasks[0] if tasks else "", tail, "")
+        return code, Failure(_failed_task(output), tail, "")
     where = f" in task '{found.task}'" if found.task else ""
     print(f"\nbuild failed{where}:\n{found.message}\n\nfull log: {log}", file=sys.stderr)
     return code, found

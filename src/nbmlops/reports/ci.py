@@ -79,11 +79,12 @@ def current(path: Path, build: dict | None) -> Found:
     found it up to date; otherwise nothing, and why."""
     if build is None:
         return Found(None, "no build record: run `make build`")
-    made = read_json(path).get("build_id") if path.is_file() else None
+    data = read_json(path) if path.is_file() else {}
+    made = data.get("build_id")
     if made is not None and made == build["build_id"]:
-        return Found(read_json(path), f"build {made}")
+        return Found(data, f"build {made}")
     if made is not None and build["status"] == "passed" and not build.get("partial"):
-        return Found(read_json(path), f"build {made}, up to date in build {build['build_id']}")
+        return Found(data, f"build {made}, up to date in build {build['build_id']}")
     left = f"{path.name} is from build {made}" if made else f"no {path.name} of this build"
     return Found(None, f"{left}; build {build['build_id']} {_stopped_how(build)}")
 
@@ -193,6 +194,11 @@ def real_batches(tests: dict) -> list[dict]:
     return [b for b in tests["batches"] if not b["control"]]
 
 
+def status_counts(batches: list[dict]) -> dict[str, int]:
+    """How many batches fail, warn and pass."""
+    return {s: sum(b["status"] == s for b in batches) for s in ("fail", "warn", "pass")}
+
+
 #: What each control batch must get: the same rows pass, shifted rows fail.
 CONTROL_EXPECTED = {"same": ("pass", "warn"), "shifted": ("fail",)}
 
@@ -210,7 +216,7 @@ def monitoring_verdict(evidence: Evidence) -> tuple[str, str]:
     real = real_batches(tests)
     if not real:
         return NONE, "no batches to monitor"
-    counts = {s: sum(b["status"] == s for b in real) for s in ("fail", "warn", "pass")}
+    counts = status_counts(real)
     newest = real[-1]
     mark = {"pass": PASS, "warn": WARN}.get(newest["status"], FAIL)
     text = (f"newest batch {newest['batch']} {newest['status']}s; {len(real)} batches: "
@@ -314,9 +320,7 @@ def monitoring_section(tests: dict, note: str) -> list[str]:
     lines = ["", f"#### Monitoring ({note})", ""]
     if not real:
         return lines + ["No batches to monitor."]
-    counts = ", ".join(
-        f"{sum(b['status'] == s for b in real)} {s}" for s in ("fail", "warn", "pass")
-    )
+    counts = ", ".join(f"{n} {s}" for s, n in status_counts(real).items())
     lines += [f"{len(real)} batches: {counts}.", ""]
     ranked = sorted(kinds.items(), key=lambda kv: (-len(kv[1]["fail"]), -len(kv[1]["warn"])))
     if ranked:
