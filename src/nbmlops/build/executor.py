@@ -30,6 +30,7 @@ from .. import session
 from ..locking import ProjectLock
 from ..storage import read_json, sweep_partial_writes, write_json
 from .inputs import Inputs
+from .kernels import restart_dead_kernels
 
 #: Thread pools of OpenMP (HistGradientBoosting) and BLAS (LogisticRegression) read these.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -151,7 +152,8 @@ class LockedParallel(Parallel):
         context = get_context(self.start_method)
         low = [n for n in todo if nice.get(n)]
         pools = {"low": _started_pool(min(len(low), self.processes), context)} if low else {}
-        pools["normal"] = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+        pools["normal"] = ProcessPoolExecutor(max_workers=self.processes, mp_context=context,
+                                              initializer=_worker, initargs=(0,))  # fmt: skip
         bar = tqdm(total=len(todo)) if show_progress else None
         started: dict = {}  # future -> task, in the order they started
         running: set = set()
@@ -213,10 +215,18 @@ class LockedParallel(Parallel):
 def _started_pool(workers: int, context) -> ProcessPoolExecutor:
     """A pool of `workers` processes at LOWER_PRIORITY, started now (a pool that forks starts
     every worker at its first task)."""
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=os.nice,
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker,
                                initargs=(LOWER_PRIORITY,))  # fmt: skip
     pool.submit(os.getpid).result()
     return pool
+
+
+def _worker(nice: int) -> None:
+    """A build's worker process: at `nice` more than the build, its notebooks' kernels started
+    again when one exits before it answers (`kernels`)."""
+    if nice:
+        os.nice(nice)
+    restart_dead_kernels()
 
 
 def _peers(graph: dict[str, set[str]], running: set[str]) -> dict[str, set[str]]:

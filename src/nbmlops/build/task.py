@@ -33,7 +33,9 @@ def run_task(name: str, env_file: str, force: bool = False) -> str:
 
     from .executor import _render_again
     from .inputs import Inputs
+    from .kernels import restart_dead_kernels
 
+    restart_dead_kernels()
     dag = DAGSpec("pipeline.yaml", env=env_file).to_dag()
     dag.render(force=force, show_progress=False)
     if name not in dag:
