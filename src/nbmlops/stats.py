@@ -99,6 +99,19 @@ def pr_auc_estimate(ap: float, positives: int, rows: int) -> Estimate:
     return Estimate(ap, _expit(eta - Z95 * tau), _expit(eta + Z95 * tau), rows)
 
 
+def average_precision_at(positives, negatives, rate: float) -> float:
+    """Average precision of a ranking at another share of positives: `positives[i]` and
+    `negatives[i]` are the rows at the i-th lowest score (or score bin), and the positives are
+    weighted so that they make up `rate` of the rows. The same ranking then has the same true
+    and false positive rates at each threshold, and precision rate·TPR / (rate·TPR + (1 −
+    rate)·FPR). At the ranking's own share it is sklearn's average precision of those rows."""
+    tp = np.cumsum(np.asarray(positives, dtype=float)[::-1])
+    fp = np.cumsum(np.asarray(negatives, dtype=float)[::-1])
+    tpr, fpr = tp / tp[-1], fp / fp[-1]
+    precision = rate * tpr / (rate * tpr + (1 - rate) * fpr)
+    return float((np.diff(tpr, prepend=0.0) * precision).sum())
+
+
 def brier(y, proba) -> Estimate:
     """Brier score (mean squared error of the probability) with a normal interval."""
     y, p = _labels(y, proba)

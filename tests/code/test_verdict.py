@@ -145,6 +145,40 @@ def test_a_change_of_base_rate_alone_does_not_fail_pr_auc_or_brier():
     assert judged.reasons == [] and judged.status == "pass", judged
 
 
+def test_average_precision_at_another_rate_is_the_same_ranking_with_other_positives():
+    y, p = _labelled(4000, 0.25, 0.9, seed=30)
+    p = np.round(p, 3)  # ties, as binned scores have
+    keys, which = np.unique(p, return_inverse=True)
+    pos = np.bincount(which, weights=y, minlength=len(keys))
+    neg = np.bincount(which, minlength=len(keys)) - pos
+    assert stats.average_precision_at(pos, neg, y.mean()) == pytest.approx(
+        average_precision_score(y, p), abs=1e-12
+    )
+    # the same scores given to a population with 70 % positives: a ranking's AP at that rate
+    rng = np.random.default_rng(31)
+    many = np.r_[rng.choice(p[y == 1], 28_000), rng.choice(p[y == 0], 12_000)]
+    labels = np.r_[np.ones(28_000), np.zeros(12_000)]
+    assert stats.average_precision_at(pos, neg, 0.7) == pytest.approx(
+        average_precision_score(labels, many), abs=0.01
+    )
+
+
+def test_a_scaled_line_stays_within_the_metrics_range_and_a_perfect_batch_passes():
+    """Held out at 10 % positives with PR AUC 0.5; a batch at 60 % positives, perfectly ranked:
+    scaled by the ratio of rates the line was 0.47 × 6 = 2.8, which no batch can reach."""
+    held = verdict.held_out(*_labelled(20_000, 0.1, 1.5, seed=32))
+    rng = np.random.default_rng(33)
+    y = (rng.random(3000) < 0.6).astype(int)
+    p = np.where(y == 1, rng.uniform(0.6, 0.99, len(y)), rng.uniform(0.01, 0.4, len(y)))
+    for metric in ("roc_auc", "pr_auc", "brier"):
+        line = verdict._line(metric, held, RULES.max_regression[metric], 0.6)
+        assert 0.0 <= line <= 1.0, (metric, line)
+    found = verdict.estimates(y, p)
+    assert found["pr_auc"].value == 1.0
+    judged = _judge(y, p, held)
+    assert not any(r.startswith("pr_auc") for r in judged.reasons + judged.warnings), judged
+
+
 def test_a_model_that_no_longer_fits_the_base_rate_fails_brier_and_warns_on_calibration():
     held = verdict.held_out(*_labelled(20_000, 0.3, 0.8, seed=16))
     y, p = _labelled(20_000, 0.12, 0.8, seed=17, bias=1.0)  # fewer positives, higher scores

@@ -8,9 +8,12 @@ values and a shortfall within the interval are **warnings**.
 
 PR AUC and Brier move with the share of positives even for a model that has not changed: a
 model with the same ranking has a lower PR AUC when positives are rarer, and the Brier score
-of any model shrinks with p(1 - p). Their lines are scaled to the batch's positive rate (PR
-AUC by the ratio of the rates, Brier by the ratio of p(1 - p)), so a change of base rate alone
-is shown as calibration, not as a failing model. ROC AUC does not depend on the base rate.
+of any model shrinks with p(1 - p). Their lines are scaled to the batch's positive rate, so a
+change of base rate alone is shown as calibration, not as a failing model: PR AUC by what the
+held-out ranking would score at the batch's rate (its true and false positive rates kept,
+`stats.average_precision_at`), Brier by the ratio of p(1 - p). A scaled line stays within
+the metric's range (0 to 1): a perfect batch never fails it. ROC AUC does not depend on the
+base rate.
 """
 
 from __future__ import annotations
@@ -50,26 +53,50 @@ def estimates(y, proba) -> dict[str, stats.Estimate]:
     return {name: estimate(y, proba) for name, estimate in stats.ESTIMATORS.items()}
 
 
-def _line(metric: str, held: float, regression: float, rate: float, held_rate: float) -> float:
-    """The value a batch at positive rate `rate` must reach (or stay under, for Brier)."""
+#: Score bins of the held-out ranking kept for PR AUC at another positive rate.
+RANKING_BINS = 256
+
+
+def ranking(y, proba) -> dict[str, list[int]]:
+    """Positives and negatives per bin of the held-out probabilities (RANKING_BINS quantile
+    bins, ascending): what PR AUC at another positive rate needs of the ranking."""
+    y, proba = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
+    edges = np.unique(np.quantile(proba, np.linspace(0, 1, RANKING_BINS + 1)))
+    which = np.clip(np.searchsorted(edges, proba, side="right") - 1, 0, max(len(edges) - 2, 0))
+    bins = max(len(edges) - 1, 1)
+    positives = np.bincount(which, weights=y, minlength=bins)
+    negatives = np.bincount(which, minlength=bins) - positives
+    return {"positives": positives.astype(int).tolist(),
+            "negatives": negatives.astype(int).tolist()}  # fmt: skip
+
+
+def _line(metric: str, held: dict, regression: float, rate: float) -> float:
+    """The value a batch at positive rate `rate` must reach (or stay under, for Brier), within
+    the metric's range."""
+    value, held_rate = held["metrics"][metric], held["positive_rate"]
     if metric == "roc_auc":
-        return held - regression
-    if metric == "pr_auc":
-        return (held - regression) * rate / held_rate
-    return (held + regression) * rate * (1 - rate) / (held_rate * (1 - held_rate))
+        line = value - regression
+    elif metric == "pr_auc":
+        count = held["ranking"]["positives"], held["ranking"]["negatives"]
+        at = stats.average_precision_at
+        line = (value - regression) * at(*count, rate) / at(*count, held_rate)
+    else:
+        line = (value + regression) * rate * (1 - rate) / (held_rate * (1 - held_rate))
+    return min(max(line, 0.0), 1.0)
 
 
-def _performance(found: dict[str, stats.Estimate], held: dict[str, float], rate: float,
-                 held_rate: float, rules: MonitorRules) -> tuple[list[str], list[str]]:  # fmt: skip
+def _performance(found: dict[str, stats.Estimate], held: dict, rate: float,
+                 rules: MonitorRules) -> tuple[list[str], list[str]]:  # fmt: skip
     reasons, warnings = [], []
+    held_rate = held["positive_rate"]
     for metric, regression in rules.max_regression.items():
-        est = found.get(metric)
-        if est is None or math.isnan(est.value) or math.isnan(held.get(metric, math.nan)):
+        est, value = found.get(metric), held["metrics"].get(metric, math.nan)
+        if est is None or math.isnan(est.value) or math.isnan(value):
             continue
-        line = _line(metric, held[metric], regression, rate, held_rate)
+        line = _line(metric, held, regression, rate)
         higher = metric in HIGHER_IS_BETTER
         sign, op = ("−", "<") if higher else ("+", ">")
-        why = f"held-out {held[metric]:.3f} {sign} {regression:g}"
+        why = f"held-out {value:.3f} {sign} {regression:g}"
         if metric != "roc_auc":
             why += (f", scaled to this batch's positive rate {rate:.1%} from "
                     f"{held_rate:.1%}")  # fmt: skip
@@ -101,7 +128,7 @@ def judge(row: dict, rules: MonitorRules, held: dict | None, found: dict | None,
                         f"{row['prediction_drift_score']:.3f})")  # fmt: skip
     if found is not None and held is not None:
         rate, held_rate = row["observed_rate"], held["positive_rate"]
-        fails, warns = _performance(found, held["metrics"], rate, held_rate, rules)
+        fails, warns = _performance(found, held, rate, rules)
         reasons += fails
         warnings += warns
         moved = row["calibration_gap"] - held["calibration_gap"]
@@ -133,5 +160,6 @@ def held_out(y, proba) -> dict:
         "mean_proba": cal["mean_proba"],
         "calibration_gap": cal["calibration_gap"],
         "reliability": cal["reliability"],
+        "ranking": ranking(y, proba),
         "rows": int(len(np.asarray(y))),
     }
