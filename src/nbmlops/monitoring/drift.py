@@ -10,8 +10,10 @@ import pandas as pd
 
 from ..html import neutralize_script_data
 from ..metrics import PRED, PROBA
+from ..registry.gates import MonitorRules
 from ..spec import FeatureSpec
 from ..storage import write_text
+from . import columntests
 
 
 def _definition(spec: FeatureSpec, labelled: bool):
@@ -82,21 +84,29 @@ def batch_report(
     spec: FeatureSpec,
     path: str | Path | None,
     drift_share: float,
+    fdr: float = MonitorRules.drift_fdr,
 ) -> dict:
     """One evidently report for a batch against the reference; returns its summary.
 
     Feature drift share, prediction drift (drift of the predicted probability) and, where the
     batch and the reference have labels of both classes and the report is written to `path`,
-    classification performance. Without a `path` only the drift is measured (the backtest
-    asks for it once per model and period).
+    classification performance. Without a `path` only the drift is measured. Each feature's
+    test is `columntests.plan`'s, its p-value tests judged together at false-discovery rate
+    `fdr`.
     """
     from evidently import Report
     from evidently.metrics import ValueDrift
     from evidently.presets import ClassificationPreset, DataDriftPreset
 
     labelled = path is not None and both_classes(current, spec) and both_classes(reference, spec)
+    tests = columntests.plan(reference, current, spec.numeric, list(spec.categorical), fdr)
     parts = [
-        DataDriftPreset(columns=spec.columns, drift_share=drift_share),
+        DataDriftPreset(
+            columns=spec.columns,
+            drift_share=drift_share,
+            per_column_method=tests.methods or None,
+            per_column_threshold=tests.thresholds or None,
+        ),  # fmt: skip
         ValueDrift(column=PROBA),
     ]
     if labelled:
@@ -107,7 +117,10 @@ def batch_report(
     )
     if path is not None:
         _save(snapshot, path)
-    return summarize(snapshot.dict(), spec, drift_share)
+    found = summarize(snapshot.dict(), spec, drift_share)
+    found["drift_tests"] = {"fdr": fdr, "cutoff": tests.cutoff, "p_values": tests.p_values,
+                            "methods": tests.methods}  # fmt: skip
+    return found
 
 
 def summarize(result: dict, spec: FeatureSpec, drift_share: float) -> dict:

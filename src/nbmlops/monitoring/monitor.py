@@ -231,7 +231,8 @@ def assess(
     and calibration, and the verdict under `rules` against the model's held-out figures
     (`held`): status, reasons and warnings."""
     row = {"rows_compared": len(batch.sample)}
-    row |= drift.batch_report(reference, batch.sample, spec, report, rules.drift_share)
+    row |= drift.batch_report(reference, batch.sample, spec, report, rules.drift_share,
+                              rules.drift_fdr)  # fmt: skip
     found, warnings, counted = None, [], batch.tally
     if counted.both_classes:
         row |= counted.metrics()

@@ -83,6 +83,10 @@ def of_env(env: dict) -> dict:
     return load_gates(env["gates"], env["selection_metric"])
 
 
+#: The keys of the gate file's `monitoring:` block.
+MONITORING_KEYS = ("drift_share", "calibration_shift", "unseen_share", "drift_fdr")
+
+
 @dataclass(frozen=True)
 class MonitorRules:
     """The gate file's `monitoring:` block, with each metric's `max_regression`."""
@@ -93,7 +97,14 @@ class MonitorRules:
     calibration_shift: float = 0.25
     #: warn: values training never saw in more than this share of a batch's rows of a column
     unseen_share: float = 0.01
+    #: a batch's drift p-value tests are judged together at this false-discovery rate
+    #: (Benjamini-Hochberg: of the columns it calls drifted, this share at most by chance)
+    drift_fdr: float = 0.05
     max_regression: dict[str, float] = field(default_factory=dict)
+
+    def block(self) -> dict[str, float]:
+        """The gate file's `monitoring:` block that gives these rules."""
+        return {k: getattr(self, k) for k in MONITORING_KEYS}
 
     @classmethod
     def from_file(cls, path: str | Path) -> MonitorRules:
@@ -102,14 +113,15 @@ class MonitorRules:
     @classmethod
     def from_gates(cls, gates: dict, where: str = "gate file") -> MonitorRules:
         block = gates.get("monitoring") or {}
-        unknown = set(block) - {"drift_share", "calibration_shift", "unseen_share"}
+        unknown = set(block) - set(MONITORING_KEYS)
         if unknown:
             raise ConfigError(f"{where}: monitoring: unknown keys {sorted(unknown)} "
-                              "(known: drift_share, calibration_shift, unseen_share)")  # fmt: skip
+                              f"(known: {', '.join(MONITORING_KEYS)})")  # fmt: skip
         rules = cls(
             drift_share=float(block.get("drift_share", cls.drift_share)),
             calibration_shift=float(block.get("calibration_shift", cls.calibration_shift)),
             unseen_share=float(block.get("unseen_share", cls.unseen_share)),
+            drift_fdr=float(block.get("drift_fdr", cls.drift_fdr)),
             max_regression={
                 m: float(r["max_regression"])
                 for m, r in gates["metrics"].items()
@@ -119,6 +131,9 @@ class MonitorRules:
         if not 0 < rules.drift_share < 1:
             raise ConfigError(f"{where}: monitoring.drift_share must be between 0 and 1, "
                               f"not {rules.drift_share}")  # fmt: skip
+        if not 0 < rules.drift_fdr < 1:
+            raise ConfigError(f"{where}: monitoring.drift_fdr must be between 0 and 1, "
+                              f"not {rules.drift_fdr}")  # fmt: skip
         if rules.calibration_shift <= 0 or not 0 <= rules.unseen_share < 1:
             raise ConfigError(
                 f"{where}: monitoring.calibration_shift must be positive and "
@@ -209,6 +224,6 @@ def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
             "pr_auc": {"min_lift": 1.0, "max_regression": round(max(0.005, 0.15 * rate), 3)},
             "brier": {"ceiling": 0.25, "max_regression": 0.02},
         },
-        "monitoring": {"drift_share": 0.5, "calibration_shift": 0.25, "unseen_share": 0.01},
+        "monitoring": MonitorRules().block(),
     }  # fmt: skip
     return gates, {k: trivial[k] for k in ("roc_auc", "pr_auc", "brier", "positive_rate")}
