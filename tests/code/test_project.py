@@ -115,3 +115,13 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make build" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_a_users_data_and_what_builds_keep_of_it_stay_out_of_git():
+    paths = ["data/churn.csv", "data/raw/churn/source-0a1b/data.parquet", "data/scored/x.parquet",
+             "data/requests/churn/part-1.parquet"]  # fmt: skip
+    found = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT,
+                           capture_output=True, text=True)  # fmt: skip
+    assert found.stdout.split() == paths
+    assert subprocess.run(["git", "ls-files", "data"], cwd=ROOT, capture_output=True,
+                          text=True).stdout == ""  # fmt: skip
