@@ -119,6 +119,52 @@ def test_a_column_with_no_value_is_named_and_left_out(project):
     assert not {"referral", "ward"} & set(spec.numeric + spec.categorical)
 
 
+def _hourly_rentals(days: int = 730, seed: int = 3) -> pd.DataFrame:
+    """Two years of hourly bike rentals as a bike-share table has them: calendar columns
+    beside the weather and the hour, and a counter of weeks."""
+    rng = np.random.default_rng(seed)
+    stamp = pd.date_range("2011-01-01", periods=24 * days, freq="h")
+    season = np.sin(2 * np.pi * (stamp.dayofyear - 100) / 365)
+    temp = 15 + 12 * season + 4 * np.sin(2 * np.pi * (stamp.hour - 9) / 24) + rng.normal(0, 3, len(stamp))  # fmt: skip
+    busy = 1 / (1 + np.exp(-(0.15 * (temp - 15) + np.where(np.isin(stamp.hour, [8, 17, 18]), 2, -0.5))))  # fmt: skip
+    return pd.DataFrame({
+        "dteday": stamp.strftime("%Y-%m-%d %H:00"), "day": stamp.dayofyear, "mnth": stamp.month,
+        "month_name": stamp.strftime("%b"), "yr": stamp.year - 2011, "week": (stamp.dayofyear - 1) // 7 + 52 * (stamp.year - 2011),
+        "hr": stamp.hour, "weekday": stamp.dayofweek, "temp": temp.round(1),
+        "busy": np.where(rng.random(len(stamp)) < busy, "yes", "no"),
+    })  # fmt: skip
+
+
+def test_columns_that_stand_for_the_time_are_named_and_left_out(project):
+    """Hourly data split by month: each batch's day of year, month (a number or a name) and
+    week count lie beyond the held-out month's, which the monitor compares it with; the
+    hour, the weekday, the year (training saw both) and a seasonal temperature are features."""
+    _hourly_rentals().to_csv(project / "rentals.csv", index=False)
+    proposal = init.init_project(project, "bikes", "rentals.csv", "busy", positive="yes",
+                                 time="dteday")  # fmt: skip
+    disguised = {"day", "mnth", "month_name", "week"}
+    assert disguised <= set(proposal.settings.drop_columns)
+    for column in disguised:
+        assert "follows the time" in proposal.notes[column], (column, proposal.notes[column])
+        assert "not a feature, it would drift by construction" in proposal.notes[column]
+    assert "the same value all day, every day" in proposal.notes["mnth"]
+    spec = proposal.admitted.spec
+    assert {"hr", "weekday", "temp", "yr"} <= set(spec.numeric)
+    assert not disguised & set(spec.numeric + spec.categorical)
+    text = init.summary(proposal, project)
+    assert "dropped 'mnth': follows the time" in text
+
+
+def test_a_counter_without_a_time_column_is_left_out_and_a_trend_free_number_kept(project):
+    df = credit_frame()
+    df["batch_no"] = np.arange(len(df)) // 50  # rises with the rows, 50 rows each
+    df.to_csv(project / "loans.csv", index=False)
+    proposal = init.init_project(project, "loans", "loans.csv", "default")
+    assert "rank correlation +1.00 with the time order" in proposal.notes["batch_no"]
+    assert "batch_no" in proposal.settings.drop_columns
+    assert {"income", "debt_ratio"} <= set(proposal.admitted.spec.numeric)
+
+
 def test_what_init_refuses_leaves_nothing_behind(project, tmp_path):
     breast_cancer_frame().head(120).to_csv(project / "small.csv", index=False)
     with pytest.raises(DataError, match=r"small.csv, column 'diagnosis': no split of its 120 rows"):

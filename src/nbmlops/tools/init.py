@@ -24,6 +24,7 @@ from ..data import contract as dc
 from ..errors import ConfigError, DataError, PipelineError, Problem
 from ..registry.gates import trivial_gates
 from ..settings import MISSING_VALUES, DataSettings
+from ..spec import TIME
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 #: Text that stands for a missing number: added to `missing_values` when a numeric column
@@ -31,6 +32,11 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 MISSING_WORDS = {"n/a", "na", "nan", "none", "null", "missing", "?", "-", "--", ".", "#n/a"}
 #: Of the rows a date-like column must parse, to be called dates.
 DATE_SHARE = 0.99
+#: Of the rows after the training window, the share holding values training never saw (beyond
+#: its range, or a category it lacks) from which a column that follows the time is no feature.
+UNSEEN_LATER = 0.5
+#: The rank correlation with the time order from which a column follows the time.
+FOLLOWS_TIME = 0.9
 
 
 @dataclass
@@ -145,6 +151,13 @@ def init_project(
     derivation = derived.Source(str(features.relative_to(project)), "derive", features_text)
     admitted = admission.admit(manifest, tables, settings=settings, derivation=derivation,
                                contract=yaml.safe_load(contract_text), current=[])  # fmt: skip
+    disguised = time_in_disguise(admitted.split, [c for c in raw.columns if c not in drop],
+                                 target)  # fmt: skip
+    if disguised:  # admitted again without them: the windows are the same rows
+        notes |= disguised
+        settings = replace(settings, drop_columns=(*settings.drop_columns, *disguised))
+        admitted = admission.admit(manifest, tables, settings=settings, derivation=derivation,
+                                   contract=yaml.safe_load(contract_text), current=[])  # fmt: skip
     gates, trivial = trivial_gates(admitted.split.train[target], admitted.split.holdout[target])
     gates_text = _gates_yaml(gates, trivial, name)
     env_text = env_yaml(name, source, settings, gates)
@@ -185,6 +198,49 @@ def _missing_words(df: pd.DataFrame, exclude: set) -> list[str]:
         if len(text) and len(text) < len(distinct) and set(text.str.lower()) <= MISSING_WORDS:
             found += sorted(set(text))
     return list(dict.fromkeys(found))
+
+
+def time_in_disguise(split: dataset.Split, columns: list[str], target: str) -> dict[str, str]:
+    """Columns that stand for the time (day of year, month, year, a counter), each with why.
+
+    Such a column drifts by construction: the batches hold values that the training window
+    (what the model learned) or the held-out window (what the monitor compares each batch
+    with) never saw. A column is one when more than UNSEEN_LATER of the batches' rows lie
+    beyond either window's values, and it follows the time: the same value all day on every
+    day (rows several a day), or a rank correlation of at least FOLLOWS_TIME with the time
+    order (row order without a time column). A measured feature that merely moves with the
+    season (a temperature) varies within a day and does not follow the time's order."""
+    whole = pd.concat([split.train, split.holdout, split.batches], ignore_index=True)
+    timed = TIME in whole and bool(whole[TIME].notna().all())  # else split by row order
+    order = whole[TIME] if timed else pd.Series(range(len(whole)), index=whole.index)
+    days = order.dt.floor("D") if timed else None
+    several = days is not None and len(whole) > 1.5 * days.nunique()
+    found = {}
+    for name in columns:
+        if name == target or name not in whole:
+            continue
+        after = split.batches[name].dropna()
+        windows = [split.train[name].dropna(), split.holdout[name].dropna()]
+        if after.empty or any(w.empty for w in windows):
+            continue
+        numeric = pd.api.types.is_numeric_dtype(after) and not pd.api.types.is_bool_dtype(after)
+        outside = max(
+            float(((after < w.min()) | (after > w.max())).mean() if numeric
+                  else (~after.isin(set(w))).mean())
+            for w in windows
+        )  # fmt: skip
+        if outside <= UNSEEN_LATER:
+            continue
+        values = whole[name]
+        rho = float(values.rank().corr(order.rank())) if numeric else 0.0  # categories: no order
+        daily = several and bool((values.groupby(days).nunique() <= 1).all())
+        if daily or abs(rho) >= FOLLOWS_TIME:
+            how = ("the same value all day, every day" if daily
+                   else f"rank correlation {rho:+.2f} with the time order")  # fmt: skip
+            found[name] = (f"follows the time ({how}), and {outside:.0%} of the batches' rows "
+                           "hold values the training or held-out window never saw: not a "
+                           "feature, it would drift by construction")  # fmt: skip
+    return found
 
 
 def _date_columns(df: pd.DataFrame, exclude: set) -> list[str]:
