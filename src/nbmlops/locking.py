@@ -16,6 +16,9 @@ from pathlib import Path
 
 from .errors import PipelineError
 
+#: How a lock that waits for its holder says so (`make build` shows the line).
+WAITING = "waiting for another"
+
 #: The lock's file name in a project's products folder (`pipeline.yaml` names it too).
 LOCK_FILE = "build.lock"
 
@@ -70,7 +73,7 @@ class ProjectLock:
                     ) from None
                 if not announced:
                     what, who = self.holder()
-                    print(f"waiting for another {what} ({who}) ...", flush=True)
+                    print(f"{WAITING} {what} ({who}) ...", flush=True)
                     announced = self.waited = True
                 time.sleep(self.poll)
         info = {

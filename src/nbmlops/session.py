@@ -105,3 +105,13 @@ def registry(store, product):
     runs = _scratch(product) / "mlruns"
     return replace(store, tracking_uri=f"sqlite:///{runs}/mlflow.db",
                    artifact_root=str(runs / "artifacts"))  # fmt: skip
+
+
+#: How a build's lines for the person start: `make build` shows them and keeps the rest of
+#: Ploomber's, papermill's and the kernels' output in its log.
+SAY = "» "
+
+
+def say(text: str) -> None:
+    """A line of the build for the person who runs it (each line of `text`, marked SAY)."""
+    print("\n".join(SAY + line for line in text.splitlines()), flush=True)

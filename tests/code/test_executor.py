@@ -2,6 +2,7 @@
 each task's share of the cores."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -82,6 +83,42 @@ def test_a_build_failure_of_ours_is_its_message_with_the_task():
     assert message.splitlines()[-1].endswith("FAIL") and len(message.splitlines()) == 4
     unexpected = GATE_FAILURE.replace("nbmlops.registry.gates.GateError", "KeyError")
     assert clear_message(unexpected) is None  # anything else: the traceback is shown
+
+
+#: What a build's process prints: its marked lines among progress bars, a kernel's message,
+#: warnings of two kinds, Ploomber's table; `make build` shows the first and counts the others.
+LOUD = r"""
+import sys
+print("Loading pipeline...")
+print("» [1/2] ingest: ran in 1.2 s (no product yet)", flush=True)
+sys.stdout.write("Executing:  50%|#####     | 1/2\rExecuting: 100%|##########| 2/2\n")
+print("[IPKernelApp] WARNING | Kernel is running over TCP without encryption.")
+print("/x/scipy/stats.py:12: RuntimeWarning: divide by zero encountered in divide")
+print("/x/scipy/stats.py:12: RuntimeWarning: divide by zero encountered in divide")
+print("/x/mlflow/models.py:3: UserWarning: pickle")
+print("warning: batch 2024-05: prediction drift")
+print("» [2/2] evaluate: ran in 3.4 s (after ingest)")
+print("name      Ran?      Elapsed (s)")
+"""
+
+
+def test_a_build_prints_its_lines_counts_the_warnings_and_logs_everything(tmp_path, capsys):
+    from nbmlops.build import run
+
+    loud = tmp_path / "ploomber"
+    loud.write_text(f"#!{sys.executable}\n{LOUD}")
+    loud.chmod(0o755)
+    env = tmp_path / "env.demo.yaml"
+    env.write_text("{}\n")
+    assert run.run(str(env), [], str(loud)) == 0
+    shown = capsys.readouterr().out.splitlines()
+    log = tmp_path / "logs" / "build-demo.log"
+    assert shown[:2] == ["[1/2] ingest: ran in 1.2 s (no product yet)",
+                         "[2/2] evaluate: ran in 3.4 s (after ingest)"]  # fmt: skip
+    assert shown[2] == f"warnings: 4 (2 RuntimeWarning, 1 UserWarning, 1 warning), in {log}"
+    assert re.match(rf"build \S+ passed in \d+ s; full log: {re.escape(str(log))}$", shown[3])
+    assert len(shown) == 4
+    assert "Executing: 100%" in log.read_text() and "Ran?" in log.read_text()
 
 
 # The pipeline's shape: one chain with the candidate grid in the middle.

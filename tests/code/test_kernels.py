@@ -64,7 +64,7 @@ def test_a_builds_worker_starts_another_kernel_when_one_dies_before_it_answers(
     with _pool(executor._worker, (executor.LOWER_PRIORITY,)) as pool:
         assert pool.submit(_run, str(tmp_path)).result().strip() == "42"
     assert count.read_text() == str(ATTEMPTS)
-    said = capfd.readouterr().err
+    said = capfd.readouterr().out
     assert said.count("the notebook's kernel exited before it answered") == ATTEMPTS - 1
     assert f"(start 1 of {ATTEMPTS}); starting another" in said
 

@@ -35,8 +35,29 @@ def _links(page: Path) -> list[str]:
 
 
 def ran_tasks(log: str) -> dict[str, bool]:
-    """Task name -> whether it ran, from ploomber's closing table."""
-    return {m[1]: m[2] == "True" for m in re.finditer(r"^(\S+)\s+(True|False)\s+[\d.]+", log, re.M)}
+    """Task name -> whether it ran, from the build's line for each task."""
+    lines = re.finditer(r"^(?:» )?(?:\[\d+/\d+\] )?([\w-]+): (ran|skipped|failed)\b", log, re.M)
+    return {m[1]: m[2] == "ran" for m in lines}
+
+
+def test_a_build_shows_a_line_per_task_and_keeps_the_rest_in_its_log(ci_build):
+    """What `make build` prints: each task once, as it ends, with why it ran and its seconds;
+    then one closing line. Progress bars, kernel messages and Ploomber's table stay in the log."""
+    if not ci_build.log:
+        pytest.skip("NBMLOPS_BUILD_DIR: a build made elsewhere, whose output is not here")
+    lines = [line for line in ci_build.log.splitlines() if line.strip()]
+    tasks = [m for line in lines if (m := re.match(r"\[(\d+)/(\d+)\] ([\w-]+): ran in [\d.]+ s \((.+)\)$", line))]  # fmt: skip
+    names = [m[3] for m in tasks]
+    assert sorted(names) == sorted(ran_tasks(ci_build.log)) and len(set(names)) == len(names)
+    assert {"ingest", "evaluate", "monitor", "index"} <= set(names)
+    assert [int(m[1]) for m in tasks] == list(range(1, len(tasks) + 1))
+    assert all(m[4] for m in tasks)  # a reason on every line
+    assert re.match(r"build \S+ passed in \d+ s; full log: .+build-ci\.log$", lines[-1])
+    assert len(lines) <= len(tasks) + 3, lines  # the command, the tasks, warnings, the close
+    for noise in ("Executing", "%|", "IPKernelApp", "Traceback", "Ran?", "OpenMP"):
+        assert not any(noise in line for line in lines), noise
+    log = (ci_build.project / "logs" / "build-ci.log").read_text()
+    assert "Executing" in log and "Ran?" in log  # kept where a person can read it
 
 
 def test_every_report_exists_and_every_link_resolves(ci_build):

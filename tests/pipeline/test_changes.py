@@ -4,6 +4,7 @@ runs; and nothing else reruns."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
     drift.write_text(drift.read_text() + "\n# reviewed\n")
     ran, out = build()
     assert ran == {"evaluate", "score", "monitor", "index"}  # its importers and what follows
-    assert f"monitor: its inputs changed: {drift.resolve()}" in out
+    assert re.search(r"\] monitor: ran in [\d.]+ s \(its inputs changed: "
+                     r"src/nbmlops/monitoring/drift\.py\)", out), out  # fmt: skip
 
     index = project / "src" / "nbmlops" / "reports" / "index.py"
     index.write_text(index.read_text() + "\n# reviewed\n")
@@ -63,7 +65,8 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
 
     data.write_text(data.read_text().replace("benign", "benign ", 1))  # one label, one byte
     ran, out = build()
-    assert ran == every and f"ingest: its inputs changed: {data.resolve()}" in out
+    assert ran == every and "ingest: ran in" in out
+    assert "(its inputs changed: patients.csv)" in out
 
     # A derived feature, one line in the project's own file: the build reruns from ingest, the
     # models see the new column, and the input columns alone score (as a request carries them)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import resource
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -24,7 +25,6 @@ from ploomber.executors import Parallel
 from ploomber.executors.abc import Executor
 from ploomber.executors.parallel import TaskBuildWrapper
 from ploomber.messagecollector import BuildExceptionsCollector, Message
-from tqdm.auto import tqdm
 
 from .. import session
 from ..locking import ProjectLock
@@ -87,18 +87,18 @@ class LockedParallel(Parallel):
                 _render_again(dag, forced)
             removed = sweep_partial_writes(self.sweep)
             if removed:
-                print(f"removed {len(removed)} partial writes of an interrupted build", flush=True)
+                session.say(f"removed {len(removed)} partial writes of an interrupted build")
+            self.why = {}
             if self.inputs is None:
                 return self._run(dag, show_progress)
             inputs = Inputs(dag, self.inputs)
             changed = {} if forced else inputs.changed()
             stale = [n for n in changed if dag[n].exec_status == TaskStatus.Skipped]
             for name in stale:
-                files = changed[name]
-                more = f" and {len(files) - 3} more" if len(files) > 3 else ""
-                why = f"its inputs changed: {', '.join(files[:3])}{more}" if files else (
+                files = [_shown(f) for f in changed[name]]
+                why = f"its inputs changed: {_some(files)}" if files else (
                     "no record of what it read when it last ran")  # fmt: skip
-                print(f"{name}: {why}", flush=True)
+                self.why[name] = why
                 dag[name].product.metadata.delete()  # Ploomber now sees it, and downstream, stale
             if stale:
                 _render_again(dag, forced)
@@ -149,31 +149,43 @@ class LockedParallel(Parallel):
         ready = {TaskStatus.WaitingExecution, TaskStatus.WaitingDownload}
         final = {TaskStatus.Executed, TaskStatus.Errored, TaskStatus.Aborted}
         todo = [n for n in dag if dag[n].exec_status != TaskStatus.Skipped]
+        why = {n: self._why(dag, n, set(todo)) for n in todo}
+        for name in dag:
+            if name not in why:
+                session.say(f"{name}: skipped (up to date)")
         context = get_context(self.start_method)
         low = [n for n in todo if nice.get(n)]
         pools = {"low": _started_pool(min(len(low), self.processes), context)} if low else {}
         pools["normal"] = ProcessPoolExecutor(max_workers=self.processes, mp_context=context,
                                               initializer=_worker, initargs=(0,))  # fmt: skip
-        bar = tqdm(total=len(todo)) if show_progress else None
         started: dict = {}  # future -> task, in the order they started
+        began: dict = {}  # task name -> when it started
         running: set = set()
         failures: list[Message] = []
         broken: list[str] = []
+        done: list[str] = []
 
         def settle(future) -> None:
             task = started[future]
+            seconds = time.monotonic() - began[task.name]
             try:
                 outcome = future.result()
             except BrokenProcessPool:  # a worker died, and every task its pool was running
                 task.exec_status = TaskStatus.BrokenProcessPool
                 broken.append(task.name)
-                return
-            if isinstance(outcome, Message):
-                failures.append(outcome)
-                task.exec_status = TaskStatus.Errored  # aborts what follows
+                said = "stopped: its worker process died"
             else:
-                task.product.metadata.update_locally(outcome[1])
-                task.exec_status = TaskStatus.Executed
+                if isinstance(outcome, Message):
+                    failures.append(outcome)
+                    task.exec_status = TaskStatus.Errored  # aborts what follows
+                    said = "failed"
+                else:
+                    task.product.metadata.update_locally(outcome[1])
+                    task.exec_status = TaskStatus.Executed
+                    said = "ran"
+            done.append(task.name)
+            session.say(f"[{len(done)}/{len(todo)}] {task.name}: {said} in {seconds:.1f} s "
+                        f"({why[task.name]})")  # fmt: skip
 
         try:
             while not broken:
@@ -185,6 +197,7 @@ class LockedParallel(Parallel):
                     pool = pools["low" if task.name in low else "normal"]
                     future = pool.submit(TaskBuildWrapper(task), catch_exceptions=True)
                     started[future] = task
+                    began[task.name] = time.monotonic()
                     running.add(future)
                 if not running:
                     break
@@ -194,13 +207,9 @@ class LockedParallel(Parallel):
                 if broken:  # what still runs elsewhere ends as it may, and is recorded
                     for future in wait(running).done:
                         settle(future)
-                if bar is not None:
-                    bar.update(sum(dag[n].exec_status in final for n in todo) - bar.n)
         finally:
             for pool in pools.values():
                 pool.shutdown()
-            if bar is not None:
-                bar.close()
         if broken:
             raise BrokenProcessPool(f"the worker pool running {', '.join(broken)} broke: a "
                                     "worker process died (out of memory?)")  # fmt: skip
@@ -210,6 +219,34 @@ class LockedParallel(Parallel):
         if left:  # cannot happen while Ploomber passes statuses on; never report it as built
             raise DAGBuildError(f"tasks that never ran: {', '.join(left)}")
         return [future.result()[0] for future in started]  # Ploomber's build report
+
+    def _why(self, dag, name: str, running: set[str]) -> str:
+        """Why task `name` runs, in a few words."""
+        task = dag[name]
+        if name in getattr(self, "why", {}):
+            return self.why[name]
+        upstream = [n for n in dag if n in running and n in task.upstream]  # in build order
+        if upstream:
+            return f"after {_some(upstream)}"
+        if not task.product.exists():
+            return "no product yet"
+        if task.product._outdated_code_dependency():
+            return "its source or parameters changed"
+        if task.product._outdated_data_dependencies():
+            return "an upstream product is newer"
+        return "forced"
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first `shown` of `names`, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _shown(path: str) -> str:
+    """`path` relative to the project folder when it lies in it."""
+    found = Path(path)
+    return str(found.relative_to(Path.cwd())) if found.is_relative_to(Path.cwd()) else path
 
 
 def _started_pool(workers: int, context) -> ProcessPoolExecutor:

@@ -11,9 +11,9 @@ connections open while the build's candidates started their kernels at once.
 
 from __future__ import annotations
 
-import sys
-
 from papermill.engines import NBClientEngine, papermill_engines
+
+from .. import session
 
 #: Kernels one notebook may start before its task fails with the last one's error.
 ATTEMPTS = 3
@@ -33,8 +33,8 @@ class RestartingEngine(NBClientEngine):
             except RuntimeError as error:
                 if DIED not in str(error) or attempt == ATTEMPTS:
                     raise
-                print(f"the notebook's kernel exited before it answered (start {attempt} of "
-                      f"{ATTEMPTS}); starting another", file=sys.stderr, flush=True)  # fmt: skip
+                session.say(f"the notebook's kernel exited before it answered (start "
+                            f"{attempt} of {ATTEMPTS}); starting another")  # fmt: skip
 
 
 def restart_dead_kernels() -> None:

@@ -1,11 +1,13 @@
-"""`make build`: `ploomber build`, with a failure shown as the one message that matters.
+"""`make build`: `ploomber build`, quiet, with a failure shown as the one message that matters.
 
-Ploomber shows a task's error as the last line of a long traceback through Ploomber, IPython
-or papermill, followed by its help banner. Here the whole output goes to a log file and, as it
-comes, to the terminal until a traceback starts. When the build fails on one of the errors the
-package raises on purpose (bad data, a wrong setting, a broken gate, a locked build), the
-terminal shows that error's message, the task it stopped and where the full log is, with no
-traceback. Any other failure shows Ploomber's output in full, traceback included.
+Ploomber, papermill and the kernels print progress bars, warnings and tracebacks by the
+hundred lines. Here the whole output goes to a log file, and the terminal shows one line per
+task as it ends (ran, failed or skipped, why, seconds: the lines the build marks with
+`session.SAY`), the warnings counted by kind with where to read them, and one closing line.
+When the build fails on one of the errors the package raises on purpose (bad data, a wrong
+setting, a broken gate, a locked build), that error's message comes last, with the task it
+stopped and where the full log is, and no traceback. Any other failure shows Ploomber's
+output from its traceback on.
 
 Every build gets an id, which its tasks inherit and stamp on the records they write, and
 leaves its record in the env's reports folder (`session.record_build`): running when it
@@ -21,6 +23,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +32,11 @@ from typing import NamedTuple
 from .. import session
 from ..envfile import NEW_KEYS
 from ..layout import Layout, stopped_record
+from ..locking import WAITING
 
+#: A warning in the output: Python's (`RuntimeWarning: divide by zero`, from any module) and
+#: the package's own `warning: ...` lines.
+_WARNING = re.compile(r"\b([A-Z]\w*Warning): |^(warning): ")
 #: The errors raised on purpose, whose message is written for the person building.
 OURS = ("PipelineError", "ConfigError", "DataError", "GateError", "RegistryError",
         "IntegrityError", "BuildLocked")  # fmt: skip
@@ -146,7 +154,8 @@ def _build(
     log = log_path(env_file)
     log.parent.mkdir(parents=True, exist_ok=True)
     environ = os.environ | {"PLOOMBER_ENV_FILENAME": env_file, session.BUILD_ID: build_id}
-    shown = True
+    started = time.monotonic()
+    warnings: Counter[str] = Counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen([ploomber, "build", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=environ)  # fmt: skip
@@ -156,14 +165,19 @@ def _build(
             out.write(line)
             out.flush()
             chunks.append(line)
-            text = _ANSI.sub("", line.decode("utf-8", "replace")).lstrip("\r")
-            if shown and any(text.lstrip().startswith(s) for s in _START):
-                shown = False  # from here on only the log has it, unless nothing clear is found
-            if shown:
-                sys.stdout.buffer.write(line)
-                sys.stdout.flush()
+            for text in _ANSI.sub("", line.decode("utf-8", "replace")).split("\r"):
+                said = _said(text)
+                if said is not None:
+                    print(said, flush=True)
+                elif found := _WARNING.search(text):
+                    warnings[found[1] or found[2]] += 1
         code = proc.wait()
+    seconds = time.monotonic() - started
+    if warnings:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in warnings.most_common())
+        print(f"warnings: {sum(warnings.values())} ({kinds}), in {log}", flush=True)
     if code == 0:
+        print(f"build {build_id} passed in {seconds:.0f} s; full log: {log}", flush=True)
         return 0, None
     output = b"".join(chunks).decode("utf-8", "replace")
     found = clear_message(output)
@@ -178,9 +192,8 @@ def _build(
         message = f"{Path(env_file).name}: {resource[2]} not found ({what})"
         print(f"\nbuild failed:\n{message}\n\nfull log: {log}", file=sys.stderr)
         return code, Failure("", message, "ConfigError")
-    if found is None:  # not one of ours: everything Ploomber said
-        if not shown:
-            sys.stdout.write(output[len(_shown_prefix(chunks)) :])
+    if found is None:  # not one of ours: everything Ploomber said from its traceback on
+        sys.stdout.write(output[len(_before_traceback(chunks)) :])
         print(f"\nbuild failed; full log: {log}", file=sys.stderr)
         tail = "\n".join(_ANSI.sub("", output).rstrip().splitlines()[-20:])
         return code, Failure(_failed_task(output), tail, "")
@@ -189,8 +202,16 @@ def _build(
     return code, found
 
 
-def _shown_prefix(chunks: list[bytes]) -> str:
-    """The part of the output already shown on the terminal (up to the first traceback)."""
+def _said(text: str) -> str | None:
+    """The line for the person, if `text` is one (the build's marked lines, a lock's wait)."""
+    text = text.rstrip("\n")
+    if text.startswith(session.SAY):
+        return text[len(session.SAY) :]
+    return text if text.startswith(WAITING) else None
+
+
+def _before_traceback(chunks: list[bytes]) -> str:
+    """The output up to the first traceback or failure report."""
     shown = []
     for line in chunks:
         text = _ANSI.sub("", line.decode("utf-8", "replace")).lstrip("\r")
