@@ -121,6 +121,22 @@ def test_a_build_prints_its_lines_counts_the_warnings_and_logs_everything(tmp_pa
     assert "Executing: 100%" in log.read_text() and "Ran?" in log.read_text()
 
 
+def test_a_failure_without_a_traceback_shows_its_last_lines(tmp_path, capsys):
+    from nbmlops.build import run
+
+    usage = tmp_path / "ploomber"
+    usage.write_text(f"#!{sys.executable}\nimport sys\nprint('Executing: 0%|')\n"
+                     "print('usage: ploomber build [-h]')\n"
+                     "print('ploomber build: error: unrecognized arguments: --env--x')\n"
+                     "sys.exit(2)\n")  # fmt: skip
+    usage.chmod(0o755)
+    (tmp_path / "env.demo.yaml").write_text("{}\n")
+    assert run.run(str(tmp_path / "env.demo.yaml"), [], str(usage)) == 2
+    said = capsys.readouterr()
+    assert "error: unrecognized arguments: --env--x" in said.out
+    assert said.err.strip().startswith("build failed; full log:")
+
+
 # The pipeline's shape: one chain with the candidate grid in the middle.
 GRAPH = {"ingest": set(), "validate": {"ingest"}, "features": {"ingest"},
          "train-logreg": {"features"}, "train-hgb": {"features"}, "train-rf": {"features"},

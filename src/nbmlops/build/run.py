@@ -193,7 +193,10 @@ def _build(
         print(f"\nbuild failed:\n{message}\n\nfull log: {log}", file=sys.stderr)
         return code, Failure("", message, "ConfigError")
     if found is None:  # not one of ours: everything Ploomber said from its traceback on
-        sys.stdout.write(output[len(_before_traceback(chunks)) :])
+        said = output[len(_before_traceback(chunks)) :]
+        if not said.strip():  # no traceback (a usage error): its last lines
+            said = "\n".join(_ANSI.sub("", output).rstrip().splitlines()[-20:]) + "\n"
+        sys.stdout.write(said)
         print(f"\nbuild failed; full log: {log}", file=sys.stderr)
         tail = "\n".join(_ANSI.sub("", output).rstrip().splitlines()[-20:])
         return code, Failure(_failed_task(output), tail, "")
