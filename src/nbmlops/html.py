@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
+import math
 import re
 from html import escape
+from pathlib import Path
 
 import pandas as pd
+
+from . import storage
 
 # A data block evidently embeds: `<script>\n    var metric_… = {json};\n    var …;\n</script>`.
 # JSON strings cannot hold a raw newline, so the first `;\n</script>` after the start ends it.
@@ -25,6 +31,100 @@ def neutralize_script_data(page: str) -> str:
     if not found and "var metric_" in page:
         raise ValueError("the report's data block has an unknown layout; cannot make it safe")
     return safe
+
+
+#: evidently's data block as variables: `var NAME = {json};` one after the other.
+_VARIABLES = re.compile(r"(?:^|;\n)\s*var (\w+) = ")
+#: Significant digits kept of the numbers evidently plots.
+DIGITS = 6
+
+
+def compact_report_data(page: str) -> str:
+    """evidently's data block without what its page never reads, and its numbers to DIGITS
+    significant digits (the plots look the same).
+
+    The drift table's widget carries every column's detail plots twice: in the widget
+    (`additionalGraphs`) and in the `additional_graphs_…` variable, the only copy the page's
+    script reads (`drawDashboard` takes it as its map of graphs). A block of another layout
+    is left as it is."""
+    found = _DATA_BLOCK.search(page)
+    if found is None:
+        return page
+    text = found[0][len("<script>") : -len(found[3])]  # "var metric_… = {…};\n var additional…"
+    names = _VARIABLES.findall(text)
+    values = _VARIABLES.split(text)[2::2]
+    try:
+        parsed = [json.loads(v) for v in values]
+    except ValueError:
+        return page
+    for name, value in zip(names, parsed, strict=True):
+        if name.startswith("metric_"):
+            _drop_key(value, "additionalGraphs")
+    block = ";\n    ".join(f"var {n} = {json.dumps(_rounded(v), separators=(',', ':'))}"
+                            for n, v in zip(names, parsed, strict=True))  # fmt: skip
+    return page[: found.start()] + "<script>\n    " + block + found[3] + page[found.end() :]
+
+
+def _drop_key(value, key: str) -> None:
+    if isinstance(value, dict):
+        value.pop(key, None)
+        for item in value.values():
+            _drop_key(item, key)
+    elif isinstance(value, list):
+        for item in value:
+            _drop_key(item, key)
+
+
+def _rounded(value):
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{DIGITS}g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)  # ends where a browser ends it
+_STYLE = re.compile(r"<style>(.*?)</style>", re.S)
+#: An inline script or style larger than this is moved to a file the pages share.
+SHARED_BYTES = 50_000
+
+
+def share_blocks(page: str, folder: Path, href: str) -> str:
+    """`page` with each inline script and style over SHARED_BYTES (evidently's 3.5 MB of
+    JavaScript, its fonts) moved to a file in `folder` named by its content's hash, written
+    once and linked as `href` + its name: every batch page then loads the same file. A page's
+    own data stays in it."""
+
+    def moved(body: str, suffix: str) -> str:
+        name = f"{hashlib.sha256(body.encode()).hexdigest()[:16]}.{suffix}"
+        if not (Path(folder) / name).is_file():
+            storage.write_text(Path(folder) / name, body)
+        return escape(href + name)
+
+    def script(match: re.Match) -> str:
+        body = match[1]
+        if len(body) < SHARED_BYTES or body.lstrip().startswith("var metric_"):
+            return match[0]
+        return f'<script src="{moved(body, "js")}"></script>'
+
+    def style(match: re.Match) -> str:
+        if len(match[1]) < SHARED_BYTES:
+            return match[0]
+        return f'<link rel="stylesheet" href="{moved(match[1], "css")}">'
+
+    page = _SCRIPT.sub(script, page)
+    head, body = page.split("<body>", 1) if "<body>" in page else (page, None)
+    head = _STYLE.sub(style, head)  # in the head: a style in the body may sit in a script
+    return head if body is None else head + "<body>" + body
+
+
+def with_way_back(page: str, href: str, label: str) -> str:
+    """`page` with a bar on top linking back to `href`."""
+    style = "font:15px system-ui,sans-serif;background:#1d2330;padding:.5rem 1rem"
+    back = f'<a style="color:#cfe0ff" href="{escape(href)}">&larr; {escape(label)}</a>'
+    return page.replace("<body>", f'<body><nav style="{style}">{back}</nav>', 1)
 
 
 CSS = """
@@ -45,6 +145,15 @@ min-width:150px}
 .card b{display:block;font-size:1.25rem}
 img{max-width:100%;height:auto;background:#fff;border:1px solid #dde1e7}
 code{background:#eef1f5;padding:0 .25rem;border-radius:3px}
+.verdict{background:#fff;border:1px solid #dde1e7;border-left:6px solid #8a93a3;
+padding:.6rem .8rem;font-size:1.02rem;border-radius:4px}
+.verdict b{text-transform:uppercase;margin-right:.4rem}
+.verdict.pass{border-left-color:#11772f}.verdict.warn{border-left-color:#d08c00}
+.verdict.fail{border-left-color:#b3261e}
+.verdict.pass,.verdict.warn,.verdict.fail{color:#1d2330;font-weight:400}
+.verdict.pass b{color:#11772f}.verdict.warn b{color:#8a5a00}.verdict.fail b{color:#b3261e}
+td.wrap{white-space:normal;min-width:18rem;max-width:40rem}
+summary{cursor:pointer;margin:.6rem 0;font-weight:600}
 """
 
 
@@ -65,11 +174,13 @@ def table(
     df: pd.DataFrame,
     classes: dict[str, str] | None = None,
     links: dict[str, list[str]] | None = None,
+    wrap: tuple[str, ...] = (),
 ) -> str:
     """An escaped HTML table.
 
     `classes` maps a cell's text to a CSS class (e.g. 'fail'); `links` maps a column to one
-    href per row, turning that column's cells into links.
+    href per row, turning that column's cells into links; the cells of `wrap` columns wrap
+    their text (reasons, sentences) where the others stay on one line.
     """
     head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
     rows = []
@@ -77,7 +188,7 @@ def table(
         cells = []
         for column, value in zip(df.columns, record, strict=True):
             text = _fmt(value)
-            css = (classes or {}).get(text)
+            css = " ".join(c for c in ((classes or {}).get(text), "wrap" * (column in wrap)) if c)
             attr = f' class="{css}"' if css else ""
             inner = link(links[column][i], text) if column in (links or {}) else escape(text)
             cells.append(f"<td{attr}>{inner}</td>")
@@ -103,6 +214,17 @@ def para(text: str) -> str:
 
 def heading(text: str) -> str:
     return f"<h2>{escape(text)}</h2>"
+
+
+def verdict(status: str, parts: list[str]) -> str:
+    """The page's verdict, first: pass, warn or fail in its colour, then what it rests on."""
+    said = " · ".join(escape(p) for p in parts)
+    return f'<p class="verdict {escape(status)}"><b>{escape(status or "no verdict")}</b> {said}</p>'
+
+
+def details(summary: str, inner: str) -> str:
+    """`inner` folded under a line a person clicks to open."""
+    return f"<details><summary>{escape(summary)}</summary>{inner}</details>"
 
 
 def cards(items: dict[str, object]) -> str:

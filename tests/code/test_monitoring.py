@@ -105,6 +105,72 @@ def test_hostile_category_cannot_close_the_reports_script_block(tmp_path, refere
     assert hostile in json.dumps(data, ensure_ascii=False)  # the data itself is unchanged
 
 
+def test_batch_pages_share_evidentlys_scripts_link_back_and_stay_small(tmp_path, reference):
+    pages = tmp_path / "batches"
+    for k in (1, 2):
+        monitoring.batch_report(reference, _scored(2000, seed=10 + k), SPEC,
+                                pages / f"batch-{k}.html", 0.5, summary="../index.html")  # fmt: skip
+    shared = list((pages / "assets").iterdir())
+    assert sorted(p.suffix for p in shared) == [".css", ".js"]  # written once for both pages
+    assert sum(p.stat().st_size for p in shared) > 2_000_000  # evidently's scripts and fonts
+    for k in (1, 2):
+        page = (pages / f"batch-{k}.html").read_text(encoding="utf-8")
+        assert len(page.encode()) < 1_000_000
+        for asset in shared:
+            assert f'"assets/{asset.name}"' in page
+        assert 'href="../index.html">&larr; monitoring summary</a>' in page
+        assert "var additional_graphs_" in page
+        metric = page[page.index("var metric_") : page.index("var additional_graphs_")]
+        assert "additionalGraphs" not in metric  # its copy of the graphs, never read
+
+
+def test_a_compacted_page_holds_the_same_plots():
+    """What the page's script reads is kept, every number to 6 significant digits; the copy of
+    the detail plots it never reads is dropped."""
+    import json
+
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    from nbmlops import html
+
+    ref, cur = _scored(1500, seed=20), _scored(1500, 0.3, seed=21)
+    snapshot = Report([DataDriftPreset(columns=SPEC.columns)]).run(
+        current_data=monitoring._dataset(cur, SPEC, False),
+        reference_data=monitoring._dataset(ref, SPEC, False),
+    )
+    raw = snapshot.get_html_str(as_iframe=False)
+    small = html.compact_report_data(raw)
+    data = [len(html._DATA_BLOCK.search(page)[0]) for page in (raw, small)]
+    assert data[1] < 0.8 * data[0], data
+
+    def variables(page):
+        block = html._DATA_BLOCK.search(page)
+        text = block[0][len("<script>") : -len(block[3])]
+        names, values = html._VARIABLES.findall(text), html._VARIABLES.split(text)[2::2]
+        return dict(zip(names, map(json.loads, values), strict=True))
+
+    before, after = variables(raw), variables(small)
+    assert before.keys() == after.keys()
+    graphs = next(k for k in before if k.startswith("additional_graphs_"))
+
+    def numbers(value):
+        if isinstance(value, float):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from numbers(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from numbers(v)
+
+    old, new = list(numbers(before[graphs])), list(numbers(after[graphs]))
+    assert len(old) == len(new) > 100
+    assert np.allclose(new, old, rtol=1e-5, atol=0, equal_nan=True)
+    assert "additionalGraphs" in json.dumps(next(v for k, v in before.items() if k != graphs))
+    assert "additionalGraphs" not in json.dumps(next(v for k, v in after.items() if k != graphs))
+
+
 def test_unknown_report_layout_is_refused():
     from nbmlops import html
 

@@ -54,8 +54,8 @@ def test_the_comment_leads_with_one_verdict_line_of_counts():
     assert text.startswith(report.MARKER)
     assert verdict(text) == (
         "❌ **fail** · build ✅ build B2 · gates ❌ 1 of 2 pass · tests ➖ no CI steps recorded "
-        "(`make ci` records them) · monitoring ⚠️ newest batch 2013-07 warns; 3 batches: "
-        "1 fail, 1 warn, 1 pass"
+        "(`make ci` records them) · monitoring ⚠️ newest batch 2013-07 warns (prediction "
+        "drift); 3 batches: 1 fail, 1 warn, 1 pass"
     )
     assert "| brier | 0.2100 | 0.2600 | +0.0500 | [-inf, 0.2500] | ❌ fail |" in text
     # every candidate against the champion on the same rows, the winner and why

@@ -138,3 +138,26 @@ def test_index_and_monitoring_read_on_a_phone(ci_build, browser):
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{page_path} scrolls sideways by {overflow}px on a phone"
         page.close()
+
+
+def test_the_verdict_comes_first_and_each_batchs_verdict_fits_the_screen(ci_build, browser):
+    """The project page and the monitoring page open on their verdict; the monitoring table's
+    verdict columns sit within a 1400-pixel screen; the front page leads with each verdict."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    for page_path in ("index.html", "monitoring/index.html"):
+        page.goto((ci_build.reports / page_path).resolve().as_uri())
+        first = page.eval_on_selector("main", "m => m.firstElementChild.className")
+        said = page.eval_on_selector("main", "m => m.firstElementChild.innerText")
+        assert first.split()[0] == "verdict" and first.split()[1] in ("pass", "warn", "fail"), (
+            page_path, first)  # fmt: skip
+        assert "newest batch" in said, said
+    columns = page.eval_on_selector_all(
+        "main table >> nth=0 >> th", "ths => ths.map(t => [t.innerText, t.getBoundingClientRect().right])"
+    )  # fmt: skip
+    assert [name for name, _ in columns] == ["batch", "status", "reasons", "warnings"]
+    assert max(right for _, right in columns) <= 1400, columns
+    page.goto((ci_build.reports.parent / "index.html").resolve().as_uri())
+    heads = page.eval_on_selector_all("main th", "ths => ths.map(t => t.innerText)")
+    assert heads[:4] == ["project", "verdict", "gates", "monitoring"], heads
+    context.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..html import neutralize_script_data
+from .. import html
 from ..metrics import PRED, PROBA
 from ..registry.gates import MonitorRules
 from ..spec import FeatureSpec
@@ -41,9 +41,20 @@ def _dataset(df: pd.DataFrame, spec: FeatureSpec, labelled: bool):
     return Dataset.from_pandas(frame, data_definition=_definition(spec, labelled))
 
 
-def _save(snapshot, path: str | Path) -> Path:
-    page = snapshot.get_html_str(as_iframe=False)
-    return write_text(path, neutralize_script_data(page))
+#: The folder beside the batch pages that holds what they share.
+ASSETS = "assets"
+
+
+def _save(snapshot, path: str | Path, summary: str | None = None) -> Path:
+    """evidently's page, compacted. A batch page (`summary`: the href of the monitoring
+    summary from it) shares evidently's scripts and fonts with the other batch pages (in
+    ASSETS beside it) and links back to the summary."""
+    page = html.compact_report_data(snapshot.get_html_str(as_iframe=False))
+    page = html.neutralize_script_data(page)  # first: no data can then end a script block
+    if summary is not None:
+        page = html.share_blocks(page, Path(path).parent / ASSETS, ASSETS + "/")
+        page = html.with_way_back(page, summary, "monitoring summary")
+    return write_text(path, page)
 
 
 def performance_report(scored: pd.DataFrame, spec: FeatureSpec, path: str | Path) -> dict:
@@ -85,6 +96,7 @@ def batch_report(
     path: str | Path | None,
     drift_share: float,
     fdr: float = MonitorRules.drift_fdr,
+    summary: str = "../index.html",
 ) -> dict:
     """One evidently report for a batch against the reference; returns its summary.
 
@@ -92,7 +104,7 @@ def batch_report(
     batch and the reference have labels of both classes and the report is written to `path`,
     classification performance. Without a `path` only the drift is measured. Each feature's
     test is `columntests.plan`'s, its p-value tests judged together at false-discovery rate
-    `fdr`.
+    `fdr`. The page links back to the monitoring summary at `summary` (relative to it).
     """
     from evidently import Report
     from evidently.metrics import ValueDrift
@@ -116,7 +128,7 @@ def batch_report(
         reference_data=_dataset(reference, spec, labelled),
     )
     if path is not None:
-        _save(snapshot, path)
+        _save(snapshot, path, summary)
     found = summarize(snapshot.dict(), spec, drift_share)
     found["drift_tests"] = {"fdr": fdr, "cutoff": tests.cutoff, "p_values": tests.p_values,
                             "methods": tests.methods}  # fmt: skip
@@ -171,14 +183,21 @@ def summary_frame(rows: Iterable[dict]) -> pd.DataFrame:
         "prediction_drift",
         "prediction_drift_score",
         "roc_auc",
+        "estimated_roc_auc",
         "pr_auc",
+        "estimated_pr_auc",
         "brier",
+        "estimated_brier",
         "mean_proba",
         "challenger_roc_auc",
         "disagreement",
         "status",
     ]
-    df = pd.DataFrame(list(rows))
+    rows = list(rows)
+    df = pd.DataFrame(rows)
+    for metric in ("roc_auc", "pr_auc", "brier"):  # estimated from probabilities alone
+        df[f"estimated_{metric}"] = [r.get("estimated", {}).get(metric, [math.nan])[0]
+                                     for r in rows]  # fmt: skip
     return df[[c for c in keep if c in df.columns]]
 
 
@@ -190,12 +209,13 @@ def plot_over_batches(summary: pd.DataFrame, drift_threshold: float | None = Non
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     x = range(len(real))
     axes[0].bar(x, real["drift_share"], color="#5677fc", label="share of drifted features")
-    axes[0].plot(
-        x, real["prediction_drift_score"], "o-", color="#d9480f", label="prediction drift score"
-    )
     if drift_threshold is not None:
-        axes[0].axhline(drift_threshold, ls="--", color="grey", label="dataset drift threshold")
-    axes[0].set_title("Drift by batch")
+        axes[0].axhline(drift_threshold, ls="--", color="grey",
+                        label=f"fails above {drift_threshold:.0%} of the features")  # fmt: skip
+    moved = [i for i, flag in enumerate(real["prediction_drift"]) if flag]
+    axes[0].plot(moved, [1.03] * len(moved), "v", color="#d9480f", ls="none",
+                 label="prediction drift (the served model's scores moved)")  # fmt: skip
+    axes[0].set(title="Drift by batch", ylim=(0, 1.1), ylabel="share of the model's features")
     curves = (("roc_auc", "o-"), ("challenger_roc_auc", "o:"), ("f1", "s-"),
               ("positive_rate", "^--"), ("disagreement", "x-."))  # fmt: skip
     for column, style in curves:

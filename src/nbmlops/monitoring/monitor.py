@@ -17,7 +17,7 @@ import pandas as pd
 from .. import html, metrics, session
 from ..errors import ConfigError, DataError, Problem
 from ..spec import BATCH, PERIOD, REFERENCE, TRAINING, FeatureSpec
-from . import drift, scoring, stream, verdict
+from . import drift, estimate, scoring, stream, verdict
 
 
 def latest(index: dict[str, tuple[int, str]], last: int) -> list[str]:
@@ -164,6 +164,7 @@ def monitor_batches(
         rolling.add_periods(train, *proba[TRAINING], spec)
         rolling.add_periods(holdout, *proba[REFERENCE], spec)
     seeds = {name: i for i, name in enumerate(names, 1)}
+    back = "../" * len(Path(linked_as).parts) + "index.html"  # the summary, from a batch page
     known = known_categories(train, spec)
     taken = stream.batches(batches, spec, names, index, max_rows, seeds, known, scores, chunk_rows)
     rows = []
@@ -179,7 +180,7 @@ def monitor_batches(
         row = {"batch": name, "control": control, "rows": batch.rows,
                "report": f"{linked_as}/batch-{name}.html",
                "reference": compared_with, "reference_rows": ref_rows}  # fmt: skip
-        row |= assess(ref, batch, spec, held, rules, report_dir / f"batch-{name}.html")
+        row |= assess(ref, batch, spec, held, rules, report_dir / f"batch-{name}.html", back)
         row |= {k: v for k, v in shadow_rows[name].items() if k not in ("rows", "batch")}
         for window in (name, REFERENCE):
             served_by = shadow_rows.get(window, {}).get("served_by", "")
@@ -201,6 +202,7 @@ def monitor_batches(
             flush=True,
         )
     tests = {"build_id": session.build_id(), "rules": asdict(rules), "reference": reference,
+             "estimate_coverage": estimate.coverage([r for r in rows if not r["control"]]),
              "rolling_periods": rolling_periods if reference == "rolling" else None,
              "held_out": held, "max_rows_compared": max_rows, "batches": rows}  # fmt: skip
     return Monitored(rows, tests, drift.summary_frame(rows))
@@ -224,15 +226,16 @@ def assess(
     held: dict,
     rules: verdict.MonitorRules,
     report: Path | None = None,
+    summary: str = "../index.html",
 ) -> dict:
     """One batch scored by the served model (`stream.Streamed`: every row's probability and
     label as counts, a sample of scored rows, the values training never saw), against a scored
     `reference`: its drift (an evidently report written to `report`, if given), performance
     and calibration, and the verdict under `rules` against the model's held-out figures
-    (`held`): status, reasons and warnings."""
+    (`held`): status, reasons and warnings. The report links back to `summary`."""
     row = {"rows_compared": len(batch.sample)}
     row |= drift.batch_report(reference, batch.sample, spec, report, rules.drift_share,
-                              rules.drift_fdr)  # fmt: skip
+                              rules.drift_fdr, summary)  # fmt: skip
     found, warnings, counted = None, [], batch.tally
     if counted.both_classes:
         row |= counted.metrics()
@@ -245,8 +248,16 @@ def assess(
             f"{spec.target}: every label is {counted.only_label}, so ROC AUC and PR AUC are not "
             "defined for this batch; its performance is not judged"
         )
+    if len(batch.sample):  # calibrated again on the held-out window, then estimated
+        again = estimate.recalibrated(batch.sample[metrics.PROBA], held.get("recalibration"))
+        expected = estimate.estimate(again)
+        row["expected_positive_rate"] = float(again.mean())
+    else:
+        expected = {}
+    row["estimated"] = {k: [e.value, e.low, e.high] for k, e in expected.items()}
     unseen = batch.unseen
-    judged = verdict.judge(row | {"rows": batch.rows}, rules, held, found, unseen)
+    judged = verdict.judge(row | {"rows": batch.rows}, rules, held, found, unseen,
+                           expected if found is None else None)  # fmt: skip
     return row | {"status": judged.status, "reasons": judged.reasons,
                   "warnings": judged.warnings + warnings, "unseen_categories": unseen}  # fmt: skip
 
@@ -285,6 +296,19 @@ def calibration_plot(rows: list[dict], held: dict):
     return fig
 
 
+def estimated_said(coverage: dict) -> str:
+    """What the estimates before labels were worth on the batches whose labels came."""
+    said = ("Each batch's ROC AUC, PR AUC and Brier are also estimated from the served model's "
+            "probabilities alone (estimated_*: what a batch shows before its labels arrive; an "
+            "estimated drop beyond a line is a warning).")  # fmt: skip
+    if not coverage:
+        return said + " No labelled batch to check them against yet."
+    found = "; ".join(f"{m} inside the estimate's 95 % interval in {c['inside']:.0%} of "
+                      f"{c['batches']} labelled batches, mean absolute error "
+                      f"{c['mean_absolute_error']:.3f}" for m, c in coverage.items())  # fmt: skip
+    return f"{said} Against the labels: {found}."
+
+
 def monitoring_page(result: Monitored) -> str:
     """The monitoring summary: counts, plots over batches, and a table linking every report."""
     summary, rows, tests = result.summary, result.rows, result.tests
@@ -310,7 +334,34 @@ def monitoring_page(result: Monitored) -> str:
         explained += (" Control batches check the monitoring itself: 'same' is drawn from the "
                       "held-out window and should pass, 'shifted' has every numeric feature "
                       "moved by one standard deviation and must fail.")  # fmt: skip
+    found = verdict.summary(rows)
+    first = next((b for b in reversed(verdict.real_batches(rows)) if b["reasons"]), None)
+    parts = [found.text] + ([f"last failure: {first['batch']}: {first['reasons'][0]}"]
+                            if first else [])  # fmt: skip
+    status_classes = {"pass": "pass", "fail": "fail", "warn": "warn"}
+    verdicts = pd.DataFrame({
+        "batch": [r["batch"] for r in rows], "status": [r["status"] for r in rows],
+        "reasons": ["; ".join(r["reasons"]) for r in rows],
+        "warnings": ["; ".join(r["warnings"]) for r in rows]})  # fmt: skip
     body = [
+        html.verdict(found.status, parts),
+        html.heading("Batches: the verdict of each (the batch links to its evidently report)"),
+        html.table(
+            verdicts,
+            status_classes,
+            links={"batch": [r["report"] for r in rows]},
+            wrap=("reasons", "warnings"),
+        ),  # fmt: skip
+        html.details(
+            "Every batch's figures",
+            html.table(
+                summary.drop(columns=[] if controls else ["control"]),
+                status_classes | {"True": "warn"},
+                links={"batch": [r["report"] for r in rows]},
+            ),  # fmt: skip
+        ),
+        html.para(explained),
+        html.para(estimated_said(tests.get("estimate_coverage", {}))),
         html.cards(
             {
                 "served by": ", ".join(sorted(set(real["served_by"]))),
@@ -322,16 +373,6 @@ def monitoring_page(result: Monitored) -> str:
             }
         ),
         html.figure(drift.plot_over_batches(summary, rules["drift_share"])),
-        html.heading("Batches (each links to its evidently report)"),
-        html.table(
-            summary.assign(
-                reasons=["; ".join(r["reasons"]) for r in rows],
-                warnings=["; ".join(r["warnings"]) for r in rows],
-            ).drop(columns=[] if controls else ["control"]),  # fmt: skip
-            {"pass": "pass", "fail": "fail", "warn": "warn", "True": "warn"},
-            links={"batch": [r["report"] for r in rows]},
-        ),
-        html.para(explained),
         html.heading("Calibration: predicted against observed"),
         html.figure(calibration_plot(rows, held)),
         html.para(

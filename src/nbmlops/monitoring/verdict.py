@@ -19,6 +19,7 @@ base rate.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from .. import stats
 from ..registry.gates import MonitorRules
 from ..spec import HIGHER_IS_BETTER
 from ..tally import RELIABILITY_BINS
+from . import estimate
 
 
 @dataclass
@@ -111,10 +113,12 @@ def _performance(found: dict[str, stats.Estimate], held: dict, rate: float,
 
 
 def judge(row: dict, rules: MonitorRules, held: dict | None, found: dict | None,
-          unseen: dict[str, dict]) -> Verdict:  # fmt: skip
+          unseen: dict[str, dict], expected: dict | None = None) -> Verdict:  # fmt: skip
     """The verdict of one batch from its drift figures (`row`), its labelled estimates
     (`found`, None without labels of both classes) and the served model's held-out figures
-    (`held`: metrics, `positive_rate`, `calibration_gap`)."""
+    (`held`: metrics, `positive_rate`, `calibration_gap`). Without labels, the performance
+    `expected` from the served model's probabilities (`estimate`) warns when its whole
+    interval lies beyond a line, at the positive rate the probabilities expect."""
     reasons, warnings = [], []
     share, features = row["drift_share"], row["features_compared"]
     if share > rules.drift_share:
@@ -140,6 +144,9 @@ def judge(row: dict, rules: MonitorRules, held: dict | None, found: dict | None,
                 f"the gap moved {moved * 100:+.1f} points, more than {allowed * 100:.1f} "
                 f"({rules.calibration_shift:g} × the held-out rate)"
             )
+    if found is None and expected and held is not None:
+        fails, _ = _performance(expected, held, row["expected_positive_rate"], rules)
+        warnings += [f"estimated before labels: {text}" for text in fails]
     for col, found in unseen.items():
         share = found["rows"] / row["rows"]
         if share > rules.unseen_share:
@@ -161,5 +168,61 @@ def held_out(y, proba) -> dict:
         "calibration_gap": cal["calibration_gap"],
         "reliability": cal["reliability"],
         "ranking": ranking(y, proba),
+        "recalibration": estimate.recalibration(y, proba),
         "rows": int(len(np.asarray(y))),
     }
+
+
+def real_batches(batches: list[dict]) -> list[dict]:
+    """The batches of the data, without the control batches that check the monitor."""
+    return [b for b in batches if not b["control"]]
+
+
+def status_counts(batches: list[dict]) -> dict[str, int]:
+    """How many batches fail, warn and pass."""
+    return {s: sum(b["status"] == s for b in batches) for s in ("fail", "warn", "pass")}
+
+
+#: What each control batch must get: the same rows pass, shifted rows fail.
+CONTROL_EXPECTED = {"same": ("pass", "warn"), "shifted": ("fail",)}
+
+
+def wrong_controls(batches: list[dict]) -> list[dict]:
+    """Control batches whose status is not the one their construction guarantees."""
+    return [b for b in batches if b["control"]
+            and b["status"] not in CONTROL_EXPECTED.get(b["control"], (b["status"],))]  # fmt: skip
+
+
+def finding(reason: str) -> str:
+    """A reason's kind: its words before the first figure or colon ("prediction drift",
+    "calibration moved", "brier")."""
+    head = re.split(r"[:\d(]", reason, maxsplit=1)[0].strip()
+    return re.sub(r"\s+(in|of|by|than)$", "", head) or reason
+
+
+@dataclass
+class Summary:
+    """The monitoring of a build in one line: the newest batch's status (what `make
+    monitor-latest` gates on), fail when a control batch got the wrong one; "" without
+    batches."""
+
+    status: str
+    text: str  # "newest batch 2013-12 warns (prediction drift); 8 batches: 1 fail, 6 warn, 1 pass"
+    counts: dict[str, int]
+
+
+def summary(batches: list[dict]) -> Summary:
+    """`batches` (a tests.json's) in one line, the newest batch's first reason named."""
+    real = real_batches(batches)
+    if not real:
+        return Summary("", "no batches to monitor", {})
+    counts, newest = status_counts(real), real[-1]
+    why = (newest["reasons"] or newest["warnings"] or [""])[0]
+    text = f"newest batch {newest['batch']} {newest['status']}s"
+    text += f" ({finding(why)})" if why else ""
+    text += f"; {len(real)} batches: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    status = newest["status"]
+    if wrong := wrong_controls(batches):
+        status = "fail"
+        text += "; " + ", ".join(f"control {b['batch']} {b['status']}s" for b in wrong)
+    return Summary(status, text, counts)

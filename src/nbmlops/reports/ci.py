@@ -23,6 +23,7 @@ from pathlib import Path
 from .. import session
 from ..errors import PipelineError
 from ..layout import Layout, stopped_record
+from ..monitoring.verdict import finding, real_batches, status_counts, summary, wrong_controls
 from ..spec import HIGHER_IS_BETTER
 from ..storage import read_json, write_text
 from . import changes
@@ -190,41 +191,12 @@ def test_verdict(evidence: Evidence) -> tuple[str, str]:
     )
 
 
-def real_batches(tests: dict) -> list[dict]:
-    return [b for b in tests["batches"] if not b["control"]]
-
-
-def status_counts(batches: list[dict]) -> dict[str, int]:
-    """How many batches fail, warn and pass."""
-    return {s: sum(b["status"] == s for b in batches) for s in ("fail", "warn", "pass")}
-
-
-#: What each control batch must get: the same rows pass, shifted rows fail.
-CONTROL_EXPECTED = {"same": ("pass", "warn"), "shifted": ("fail",)}
-
-
-def wrong_controls(tests: dict) -> list[dict]:
-    """Control batches whose status is not the one their construction guarantees."""
-    return [b for b in tests["batches"] if b["control"]
-            and b["status"] not in CONTROL_EXPECTED.get(b["control"], (b["status"],))]  # fmt: skip
-
-
 def monitoring_verdict(evidence: Evidence) -> tuple[str, str]:
     tests = evidence.monitored.data
     if tests is None:
         return NONE, f"not checked ({evidence.monitored.note})"
-    real = real_batches(tests)
-    if not real:
-        return NONE, "no batches to monitor"
-    counts = status_counts(real)
-    newest = real[-1]
-    mark = {"pass": PASS, "warn": WARN}.get(newest["status"], FAIL)
-    text = (f"newest batch {newest['batch']} {newest['status']}s; {len(real)} batches: "
-            + ", ".join(f"{n} {s}" for s, n in counts.items() if n))  # fmt: skip
-    if wrong := wrong_controls(tests):
-        mark = FAIL
-        text += "; " + ", ".join(f"control {b['batch']} {b['status']}s" for b in wrong)
-    return mark, text
+    found = summary(tests["batches"])
+    return {"pass": PASS, "warn": WARN, "": NONE}.get(found.status, FAIL), found.text
 
 
 def build_verdict(evidence: Evidence) -> tuple[str, str]:
@@ -301,15 +273,8 @@ def gate_section(decided: dict) -> list[str]:
     )  # fmt: skip
 
 
-def finding(reason: str) -> str:
-    """A reason's kind: its words before the first figure or colon ("prediction drift",
-    "calibration moved", "brier")."""
-    head = re.split(r"[:\d(]", reason, maxsplit=1)[0].strip()
-    return re.sub(r"\s+(in|of|by|than)$", "", head) or reason
-
-
 def monitoring_section(tests: dict, note: str) -> list[str]:
-    real = real_batches(tests)
+    real = real_batches(tests["batches"])
     kinds: dict[str, dict[str, list[str]]] = {}
     for batch in real:
         for level, reasons in (("fail", batch["reasons"]), ("warn", batch["warnings"])):
@@ -328,7 +293,7 @@ def monitoring_section(tests: dict, note: str) -> list[str]:
         lines += _table(["finding", "fails in", "warns in"], rows)
     controls = [b for b in tests["batches"] if b["control"]]
     if controls:
-        said = "Control batches as expected: " if not wrong_controls(tests) else (
+        said = "Control batches as expected: " if not wrong_controls(tests["batches"]) else (
             f"{FAIL} control batches not as expected: ")  # fmt: skip
         lines += ["", said + ", ".join(f"{b['batch']} {b['status']}" for b in controls) + "."]
     lines += ["", "<details><summary>Every batch</summary>", ""]
@@ -405,7 +370,7 @@ def comment_markdown(evidence: Evidence) -> str:
 
 
 def failing_batches(tests: dict, newest_only: bool) -> list[dict]:
-    real = real_batches(tests)
+    real = real_batches(tests["batches"])
     chosen = real[-1:] if newest_only else real
     return [b for b in chosen if b["status"] == "fail"]
 

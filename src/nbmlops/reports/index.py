@@ -83,8 +83,9 @@ def build_index(
 ) -> None:
     """Ploomber task: executed notebooks as HTML, model cards, the project's reports page and
     summary, then the front page of every project under `site`."""
-    from ..monitoring import drift  # here, not at import: every Ploomber command imports this
-    # module to load pipeline.yaml, and drift brings scikit-learn (0.8 s)
+    # Here, not at import: every Ploomber command imports this module to load pipeline.yaml,
+    # and drift brings scikit-learn (0.8 s)
+    from ..monitoring import drift, verdict
 
     products = _products(upstream)
     store = registry.Store.from_params(mlflow)
@@ -108,6 +109,8 @@ def build_index(
     shadow_info = storage.read_json(products["score"]["shadow"])
     batches = [b for b in tests["batches"] if not b["control"]]
     failing = sum(b["status"] == "fail" for b in batches)
+    watched = verdict.summary(tests["batches"])
+    gates_passed = all(r["status"] == "pass" for r in metrics["gate"])
     candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
     batch_table = pd.DataFrame(tests["batches"])
     monitoring_dir = Path(products["monitor"]["summary"]).parent
@@ -120,6 +123,9 @@ def build_index(
     ]
     bench_link = [(rel(page), label) for page, label in measured if page.is_file()]
     body = [
+        html.verdict(overall("pass" if gates_passed else "fail", watched.status),
+                     [f"gates {'pass' if gates_passed else 'fail'}",
+                      f"monitoring {watched.status or 'not run'}: {watched.text}"]),  # fmt: skip
         html.cards(
             {
                 "source": manifest["source"],
@@ -130,7 +136,7 @@ def build_index(
                 else "none yet",
                 "challenger": f"v{best['version']} ({best['model']})",
                 f"holdout {best['selection_metric']}": best["holdout"][best["selection_metric"]],
-                "gates": "pass" if all(r["status"] == "pass" for r in metrics["gate"]) else "FAIL",
+                "gates": "pass" if gates_passed else "FAIL",
                 "batches failing": f"{failing} / {len(batches)}",
             }
         ),
@@ -184,12 +190,19 @@ def build_index(
         "rows": spec.counts["rows"],
         "champion": shadow_info["champion"],
         "challenger": best["version"],
-        "gates": "pass" if all(r["status"] == "pass" for r in metrics["gate"]) else "fail",
+        "gates": "pass" if gates_passed else "fail",
         "batches": len(batches),
         "batches_failing": failing,
+        "monitoring": {"status": watched.status, "text": watched.text, "counts": watched.counts},
         "built": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
     })  # fmt: skip
     write_front_page(site)
+
+
+def overall(gates: str, monitoring: str) -> str:
+    """The worse of the gates' result and the monitoring's status (pass, warn, fail)."""
+    order = ["pass", "warn", "fail"]
+    return max((gates, monitoring or "pass"), key=lambda s: order.index(s) if s in order else 2)
 
 
 def write_front_page(site: str | Path) -> Path:
@@ -199,20 +212,25 @@ def write_front_page(site: str | Path) -> Path:
     rows = []
     for path in sorted(site.glob(f"*/{SUMMARY_FILE}")):
         summary = storage.read_json(path)
+        watched = summary.get("monitoring") or {  # a summary written before warnings counted
+            "status": "fail" if summary["batches_failing"] else "pass",
+            "text": f"{summary['batches_failing']} of {summary['batches']} batches fail "
+                    "(built before warnings were counted: build again)"}  # fmt: skip
         rows.append({
             "project": summary["project"],
+            "verdict": overall(summary["gates"], watched["status"]),
+            "gates": summary["gates"],
+            "monitoring": watched["text"],
             "model": summary["model_name"],
             "data": summary["source"],
             "rows": summary["rows"],
             "champion": f"v{summary['champion']}" if summary["champion"] else "none yet",
             "challenger": f"v{summary['challenger']}",
-            "gates": summary["gates"],
-            "monitoring": (f"{summary['batches_failing']} of {summary['batches']} batches fail"
-                           if summary["batches_failing"] else "pass"),
             "last build": summary["built"],
         })  # fmt: skip
     links = [f"{path.parent.name}/index.html" for path in sorted(site.glob(f"*/{SUMMARY_FILE}"))]
-    body = html.para("Every project built in this folder; each links to its own reports.")
-    body += html.table(pd.DataFrame(rows), {"pass": "pass", "fail": "fail"},
-                       links={"project": links})  # fmt: skip
+    body = html.para("Every project built in this folder, its verdict first (the worse of its "
+                     "gates and its newest monitored batch); each links to its own reports.")
+    body += html.table(pd.DataFrame(rows), {"pass": "pass", "fail": "fail", "warn": "warn"},
+                       links={"project": links}, wrap=("monitoring",))  # fmt: skip
     return storage.write_text(site / "index.html", html.page("Projects", body, home=None))
