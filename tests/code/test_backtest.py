@@ -112,6 +112,9 @@ def test_retraining_wins_after_the_change_and_the_monitor_triggers_it(result):
     assert summary.loc["never", "retrains"] == 0 == summary.loc["never", "training_seconds"]
     assert summary.loc["weekly", "retrains"] == 6 and summary.loc["weekly", "training_seconds"] > 0
     assert summary.loc["weekly-rolling-2", "roc_auc"] > summary.loc["never", "roc_auc"]
+    # each period's performance was also estimated before its labels, and checked against them
+    assert summary["roc_auc_estimate_inside"].between(0, 1).all()
+    assert (summary["roc_auc_estimate_mae"] < 0.2).all()
 
 
 def test_no_decision_reads_a_row_from_after_its_cutoff(result):

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .. import calibration, metrics, stats
 from ..errors import ConfigError, DataError, Problem
-from ..monitoring import drift, monitor, stream, verdict
+from ..monitoring import drift, estimate, monitor, stream, verdict
 from ..registry import gates as gate_rules
 from ..settings import CalibrationSettings, RetrainPolicy
 from ..spec import BATCH, CONTROL, PERIOD, FeatureSpec
@@ -232,6 +232,7 @@ class Result:
                 "retrains": int(served["retrained"].sum()),
                 "promotions": int(served["promoted"].sum()),
                 "training_seconds": r.training_seconds,
+                **_estimates(r.periods),
                 "described": self.policies[name].describe(),
             })  # fmt: skip
         return pd.DataFrame(rows)
@@ -253,6 +254,15 @@ class Result:
                 for name, r in self.replays.items()
             },
         }  # fmt: skip
+
+
+def _estimates(periods: list[dict]) -> dict[str, float]:
+    """How the estimates before labels did over a policy's periods: per metric, the share of
+    periods whose realized figure lies in the estimate's interval and the mean absolute error."""
+    found = estimate.coverage(periods)
+    names = {"estimate_inside": "inside", "estimate_mae": "mean_absolute_error"}
+    return {f"{m}_{name}": found.get(m, {}).get(key, math.nan)
+            for m in ("roc_auc", "brier") for name, key in names.items()}  # fmt: skip
 
 
 class Backtest:
@@ -406,6 +416,7 @@ class Backtest:
             "calibration_gap": float(y.mean() - np.mean(p)),
             "drift_share": judged["drift_share"], "status": judged["status"],
             "reasons": judged["reasons"], "warnings": judged["warnings"],
+            "estimated": judged.get("estimated", {}),  # from the probabilities, before labels
             "retrained": retrained, "promoted": r.promoted_at == t,
             "shadow": None, "shadow_roc_auc": math.nan, "events": events,
         }  # fmt: skip
