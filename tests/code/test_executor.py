@@ -121,6 +121,13 @@ def test_a_build_prints_its_lines_counts_the_warnings_and_logs_everything(tmp_pa
     assert "Executing: 100%" in log.read_text() and "Ran?" in log.read_text()
 
 
+def test_each_env_file_has_its_own_build_log():
+    from nbmlops.build.run import log_path
+
+    names = [log_path(e).name for e in ("env.yaml", "env.ci.yaml", "env.patients.yml", "my.yaml")]
+    assert names == ["build-default.log", "build-ci.log", "build-patients.log", "build-my.log"]
+
+
 def test_a_failure_without_a_traceback_shows_its_last_lines(tmp_path, capsys):
     from nbmlops.build import run
 

@@ -100,8 +100,9 @@ def _failed_task(output: str) -> str:
 def log_path(env_file: str) -> Path:
     """logs/build-<env>.log, beside the env file (never inside a project's products)."""
     env = Path(env_file)
-    name = env.name.removeprefix("env.").removesuffix(".yaml").removesuffix(".yml") or "env"
-    return env.resolve().parent / "logs" / f"build-{name if name != 'env' else 'default'}.log"
+    name = env.name.removesuffix(".yaml").removesuffix(".yml")
+    name = name.removeprefix("env.") if name != "env" else "default"
+    return env.resolve().parent / "logs" / f"build-{name or 'default'}.log"
 
 
 def run(env_file: str, args: list[str], ploomber: str) -> int:
