@@ -60,6 +60,16 @@ def test_a_build_shows_a_line_per_task_and_keeps_the_rest_in_its_log(ci_build):
     assert "Executing" in log and "Ran?" in log  # kept where a person can read it
 
 
+def test_evidently_pages_share_its_scripts_and_stay_small(ci_build):
+    """Batch reports and model cards' reports load evidently's 3.5 MB of scripts and fonts
+    from one copy in their folder instead of carrying it each."""
+    for folder, pattern in (("monitoring/batches", "batch-*.html"), ("models", "v*-performance.html")):  # fmt: skip
+        pages = sorted((ci_build.reports / folder).glob(pattern))
+        shared = list((ci_build.reports / folder / "assets").iterdir())
+        assert pages and sum(p.stat().st_size for p in shared) > 2_000_000, folder
+        assert all(page.stat().st_size < 1_000_000 for page in pages), folder
+
+
 def test_every_report_exists_and_every_link_resolves(ci_build):
     index = ci_build.reports / "index.html"
     hrefs = _links(index)

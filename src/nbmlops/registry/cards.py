@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +12,9 @@ from ..spec import THRESHOLD
 from . import gates
 from . import store as registry
 from .store import Store
+
+#: The folder beside the cards that holds what their evidently reports share (its scripts).
+ASSETS = "assets"
 
 PURPOSE = (
     "Predicts the probability that {target!r} is positive (decision threshold {threshold}) "
@@ -62,7 +64,9 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
                 local = mlflow.artifacts.download_artifacts(
                     run_id=details["run_id"], artifact_path="reports/performance.html", dst_path=tmp
                 )
-                shutil.copyfile(local, staging / report)
+                page = Path(local).read_text(encoding="utf-8")  # evidently's scripts: once
+                shared = html.share_blocks(page, staging / ASSETS, ASSETS + "/")
+                storage.write_text(staging / report, shared)
             except Exception:  # noqa: BLE001 - a card without its report still says what it can
                 report = ""
         tags = details["run_tags"]
