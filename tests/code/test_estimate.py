@@ -49,6 +49,26 @@ def test_labels_that_left_the_probabilities_fall_outside():
     assert estimate.coverage([row])["brier"]["inside"] == 0.0
 
 
+def test_a_model_surer_than_it_should_be_is_estimated_through_the_held_out_calibration():
+    """Served scores pushed towards 0 and 1: drawn from the scores themselves the estimate is
+    far too good; through the held-out window's recalibration it finds the served scores'
+    own ROC AUC and Brier."""
+
+    def served(p):
+        return 1 / (1 + np.exp(-3 * np.log(p / (1 - p))))
+
+    y_held, p_held = _calibrated(20_000, 1.3, seed=80)
+    fit = estimate.recalibration(y_held, served(p_held))
+    y, p = _calibrated(4000, 1.3, seed=81)
+    s = served(p)
+    brier = float(np.mean((s - y) ** 2))
+    found = estimate.estimate(s, fit)
+    assert found["brier"].low <= brier <= found["brier"].high
+    assert found["roc_auc"].low <= roc_auc_score(y, s) <= found["roc_auc"].high
+    naive = estimate.estimate(s)
+    assert naive["brier"].high < brier  # the scores taken at their word
+
+
 def _unlabelled_row(p) -> dict:
     return {"rows": len(p), "drift_share": 0.0, "features_compared": 10, "drifted_features": [],
             "prediction_drift": False, "prediction_drift_score": 0.1,

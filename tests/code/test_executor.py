@@ -97,6 +97,7 @@ print("/x/scipy/stats.py:12: RuntimeWarning: divide by zero encountered in divid
 print("/x/scipy/stats.py:12: RuntimeWarning: divide by zero encountered in divide")
 print("/x/mlflow/models.py:3: UserWarning: pickle")
 print("warning: batch 2024-05: prediction drift")
+sys.stdout.write("\\rExecuting:  45%|####      | 9/20")  # another worker's bar, mid-line
 print("» [2/2] evaluate: ran in 3.4 s (after ingest)")
 print("name      Ran?      Elapsed (s)")
 """

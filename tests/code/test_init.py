@@ -131,6 +131,7 @@ def _hourly_rentals(days: int = 730, seed: int = 3) -> pd.DataFrame:
         "dteday": stamp.strftime("%Y-%m-%d %H:00"), "day": stamp.dayofyear, "mnth": stamp.month,
         "month_name": stamp.strftime("%b"), "yr": stamp.year - 2011, "week": (stamp.dayofyear - 1) // 7 + 52 * (stamp.year - 2011),
         "hr": stamp.hour, "weekday": stamp.dayofweek, "temp": temp.round(1),
+        "day_mean_temp": pd.Series(temp, index=stamp).groupby(stamp.date).transform("mean").round(1).to_numpy(),
         "busy": np.where(rng.random(len(stamp)) < busy, "yes", "no"),
     })  # fmt: skip
 
@@ -149,7 +150,7 @@ def test_columns_that_stand_for_the_time_are_named_and_left_out(project):
         assert "not a feature, it would drift by construction" in proposal.notes[column]
     assert "the same value all day, every day" in proposal.notes["mnth"]
     spec = proposal.admitted.spec
-    assert {"hr", "weekday", "temp", "yr"} <= set(spec.numeric)
+    assert {"hr", "weekday", "temp", "yr", "day_mean_temp"} <= set(spec.numeric)  # a daily summary
     assert not disguised & set(spec.numeric + spec.categorical)
     text = init.summary(proposal, project)
     assert "dropped 'mnth': follows the time" in text

@@ -75,7 +75,7 @@ def test_monitoring_is_a_summary_by_finding_not_a_wall_of_marks():
         "batches": TESTS["batches"][:4] + [batch("control-shifted", "pass", control="shifted")]
     }
     mark, said = report.monitoring_verdict(evidence(tests=wrong))
-    assert mark == report.FAIL and said.endswith("control control-shifted passs")
+    assert mark == report.FAIL and said.endswith("control control-shifted passes")
 
 
 def test_an_acting_champion_has_no_shadow_figures():

@@ -228,12 +228,15 @@ class LockedParallel(Parallel):
         upstream = [n for n in dag if n in running and n in task.upstream]  # in build order
         if upstream:
             return f"after {_some(upstream)}"
-        if not task.product.exists():
-            return "no product yet"
-        if task.product._outdated_code_dependency():
-            return "its source or parameters changed"
-        if task.product._outdated_data_dependencies():
-            return "an upstream product is newer"
+        try:  # Ploomber's own reasons (private API: a failure to read them costs only words)
+            if not task.product.exists():
+                return "no product yet"
+            if task.product._outdated_code_dependency():
+                return "its source or parameters changed"
+            if task.product._outdated_data_dependencies():
+                return "an upstream product is newer"
+        except Exception:  # noqa: BLE001
+            return "outdated"
         return "forced"
 
 

@@ -209,8 +209,8 @@ def _build(
 def _said(text: str) -> str | None:
     """The line for the person, if `text` is one (the build's marked lines, a lock's wait)."""
     text = text.rstrip("\n")
-    if text.startswith(session.SAY):
-        return text[len(session.SAY) :]
+    if session.SAY in text:  # after another worker's progress bar, on the same line
+        return text[text.index(session.SAY) + len(session.SAY) :]
     return text if text.startswith(WAITING) else None
 
 

@@ -40,29 +40,33 @@ def _figures(values: np.ndarray, rows: np.ndarray, positives: np.ndarray) -> np.
     score k and `positives[k]` of those positive (per column of `positives`, one draw each)."""
     negatives = rows[:, None] - positives
     m, n = positives.sum(axis=0), negatives.sum(axis=0)
-    below = (np.cumsum(negatives, axis=0) - 0.5 * negatives) / n  # ties count half
-    auc = (positives * below).sum(axis=0) / m
     tp, fp = np.cumsum(positives[::-1], axis=0), np.cumsum(negatives[::-1], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # one class: NaN, as without labels
+        below = (np.cumsum(negatives, axis=0) - 0.5 * negatives) / n  # ties count half
+        auc = (positives * below).sum(axis=0) / m
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-    recall_steps = np.diff(tp, axis=0, prepend=0.0) / m
+        recall_steps = np.diff(tp, axis=0, prepend=0.0) / m
     ap = (recall_steps * precision).sum(axis=0)
     v = values[:, None]
     brier = (positives * (1 - v) ** 2 + negatives * v**2).sum(axis=0) / rows.sum()
     return np.vstack([auc, ap, brier])
 
 
-def estimate(proba, rounds: int = ROUNDS, seed: int = 0) -> dict[str, stats.Estimate]:
-    """The expected ROC AUC, PR AUC and Brier of rows scored `proba`, each with the interval
-    its labels would give 95 % of the time if the scores are calibrated."""
+def estimate(proba, fit: dict[str, list[float]] | None = None, rounds: int = ROUNDS,
+             seed: int = 0) -> dict[str, stats.Estimate]:  # fmt: skip
+    """The expected ROC AUC, PR AUC and Brier of the served scores `proba`, each with the
+    interval its labels would give 95 % of the time: a row is positive with its score's
+    probability after `fit` (a `recalibration`; the score itself without one). The figures
+    are the served scores' (their ranking, their Brier), as the labels will measure them."""
     values, rows = np.unique(np.asarray(proba, dtype=float), return_counts=True)
+    chance = recalibrated(values, fit)
     rows = rows.astype(float)
-    expected = _figures(values, rows, (rows * values)[:, None])[:, 0]
+    expected = _figures(values, rows, (rows * chance)[:, None])[:, 0]
     rng, figures = np.random.default_rng(seed), []
     step = max(1, CELLS // len(rows))  # draws at a time: memory bounded by CELLS per array
     for start in range(0, rounds, step):
         size = (len(rows), min(step, rounds - start))
-        drawn = rng.binomial(rows.astype(np.int64)[:, None], values[:, None], size)
+        drawn = rng.binomial(rows.astype(np.int64)[:, None], chance[:, None], size)
         counts = drawn.sum(axis=0)
         both = (counts > 0) & (counts < rows.sum())  # ROC AUC needs both classes
         figures.append(_figures(values, rows, drawn[:, both].astype(float)))

@@ -248,10 +248,10 @@ def assess(
             f"{spec.target}: every label is {counted.only_label}, so ROC AUC and PR AUC are not "
             "defined for this batch; its performance is not judged"
         )
-    if len(batch.sample):  # calibrated again on the held-out window, then estimated
-        again = estimate.recalibrated(batch.sample[metrics.PROBA], held.get("recalibration"))
-        expected = estimate.estimate(again)
-        row["expected_positive_rate"] = float(again.mean())
+    if len(batch.sample):  # labels expected by the held-out window's calibration
+        served, fit = batch.sample[metrics.PROBA], held.get("recalibration")
+        expected = estimate.estimate(served, fit)
+        row["expected_positive_rate"] = float(estimate.recalibrated(served, fit).mean())
     else:
         expected = {}
     row["estimated"] = {k: [e.value, e.low, e.high] for k, e in expected.items()}

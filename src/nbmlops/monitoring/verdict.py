@@ -200,6 +200,9 @@ def finding(reason: str) -> str:
     return re.sub(r"\s+(in|of|by|than)$", "", head) or reason
 
 
+_VERB = {"pass": "passes", "warn": "warns", "fail": "fails"}
+
+
 @dataclass
 class Summary:
     """The monitoring of a build in one line: the newest batch's status (what `make
@@ -218,11 +221,12 @@ def summary(batches: list[dict]) -> Summary:
         return Summary("", "no batches to monitor", {})
     counts, newest = status_counts(real), real[-1]
     why = (newest["reasons"] or newest["warnings"] or [""])[0]
-    text = f"newest batch {newest['batch']} {newest['status']}s"
+    text = f"newest batch {newest['batch']} {_VERB.get(newest['status'], newest['status'])}"
     text += f" ({finding(why)})" if why else ""
     text += f"; {len(real)} batches: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     status = newest["status"]
     if wrong := wrong_controls(batches):
         status = "fail"
-        text += "; " + ", ".join(f"control {b['batch']} {b['status']}s" for b in wrong)
+        text += "; " + ", ".join(f"control {b['batch']} {_VERB.get(b['status'], b['status'])}"
+                                 for b in wrong)  # fmt: skip
     return Summary(status, text, counts)

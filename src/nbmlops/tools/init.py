@@ -207,9 +207,11 @@ def time_in_disguise(split: dataset.Split, columns: list[str], target: str) -> d
     (what the model learned) or the held-out window (what the monitor compares each batch
     with) never saw. A column is one when more than UNSEEN_LATER of the batches' rows lie
     beyond either window's values, and it follows the time: the same value all day on every
-    day (rows several a day), or a rank correlation of at least FOLLOWS_TIME with the time
-    order (row order without a time column). A measured feature that merely moves with the
-    season (a temperature) varies within a day and does not follow the time's order."""
+    day and a step now and then or the same increment every day (`_calendar`; rows several
+    a day), or a rank correlation of at least FOLLOWS_TIME with the time order (row order
+    without a time column). A measured feature that merely moves with the season (a
+    temperature, hourly or a daily summary) moves by different amounts from day to day and
+    does not follow the time's order."""
     whole = pd.concat([split.train, split.holdout, split.batches], ignore_index=True)
     timed = TIME in whole and bool(whole[TIME].notna().all())  # else split by row order
     order = whole[TIME] if timed else pd.Series(range(len(whole)), index=whole.index)
@@ -233,7 +235,7 @@ def time_in_disguise(split: dataset.Split, columns: list[str], target: str) -> d
             continue
         values = whole[name]
         rho = float(values.rank().corr(order.rank())) if numeric else 0.0  # categories: no order
-        daily = several and bool((values.groupby(days).nunique() <= 1).all())
+        daily = several and _calendar(values, days)
         if daily or abs(rho) >= FOLLOWS_TIME:
             how = ("the same value all day, every day" if daily
                    else f"rank correlation {rho:+.2f} with the time order")  # fmt: skip
@@ -241,6 +243,29 @@ def time_in_disguise(split: dataset.Split, columns: list[str], target: str) -> d
                            "hold values the training or held-out window never saw: not a "
                            "feature, it would drift by construction")  # fmt: skip
     return found
+
+
+#: Of the changes from one day to the next, the share under which a daily value is a step.
+RARE_CHANGES = 0.2
+
+
+def _calendar(values: pd.Series, days: pd.Series) -> bool:
+    """Whether `values` is a function of the day, as a calendar's fields are: the same value
+    all day on every day, and from one day to the next either a step now and then (month,
+    year, week, season) or the same increment every day (day of year, a day counter). A
+    day's weather summary or price is the same all day too, but moves by different amounts
+    almost every day."""
+    by_day = values.groupby(days)
+    if not (by_day.nunique() <= 1).all():
+        return False
+    daily = by_day.first().dropna()
+    changed = daily.ne(daily.shift()).iloc[1:]
+    if len(changed) < 2 or changed.mean() <= RARE_CHANGES:
+        return len(changed) >= 2
+    if not pd.api.types.is_numeric_dtype(daily) or pd.api.types.is_bool_dtype(daily):
+        return False
+    steps = daily.diff().iloc[1:]
+    return bool(steps.eq(steps.mode().iloc[0]).mean() >= 1 - RARE_CHANGES)
 
 
 def _date_columns(df: pd.DataFrame, exclude: set) -> list[str]:
