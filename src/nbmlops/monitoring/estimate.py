@@ -7,9 +7,9 @@ the model never trained on). The model's own calibration was fit inside the trai
 and a model is often surer out of time than in it: on the flights sample, estimates from the
 served probabilities put ROC AUC 0.02 to 0.07 too high, and the realized figure fell inside
 the interval in 2 of 8 months. Where the probabilities are calibrated, a row scored p is
-positive with probability p. A batch's labels
-are then a draw of one Bernoulli(p) per row, and its ROC AUC, PR AUC and Brier score have a
-distribution that the probabilities alone determine: the estimate is its expected value (the
+positive with probability p: a batch's labels are then a draw of one Bernoulli(p) per row,
+and the served scores' ROC AUC, PR AUC and Brier score have a distribution that the
+probabilities alone determine: the estimate is its expected value (the
 expected number of positives at each score, put into the metric's formula), the interval its
 2.5th to 97.5th percentiles over ROUNDS draws. Once the labels come, the realized figure lies
 inside the interval in about 95 % of batches if calibration held; how often it does over a

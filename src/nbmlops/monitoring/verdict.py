@@ -38,12 +38,19 @@ class Verdict:
     warnings: list[str]
 
 
+def _quantile_bins(proba: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
+    """Each probability's bin among `bins` cut at its quantiles (fewer where they tie), and
+    how many bins there are."""
+    edges = np.unique(np.quantile(proba, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, proba, side="right") - 1, 0, max(len(edges) - 2, 0))
+    return which, max(len(edges) - 1, 1)
+
+
 def calibration(y, proba) -> dict:
     """Mean predicted probability, observed rate, their gap, and a reliability curve: per
     decile of the predicted probability, its mean prediction, the observed rate and the rows."""
     y, proba = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
-    edges = np.unique(np.quantile(proba, np.linspace(0, 1, RELIABILITY_BINS + 1)))
-    which = np.clip(np.searchsorted(edges, proba, side="right") - 1, 0, max(len(edges) - 2, 0))
+    which, _ = _quantile_bins(proba, RELIABILITY_BINS)
     curve = [[float(proba[which == b].mean()), float(y[which == b].mean()), int((which == b).sum())]
              for b in np.unique(which)]  # fmt: skip
     mean, rate = float(proba.mean()), float(y.mean())
@@ -63,9 +70,7 @@ def ranking(y, proba) -> dict[str, list[int]]:
     """Positives and negatives per bin of the held-out probabilities (RANKING_BINS quantile
     bins, ascending): what PR AUC at another positive rate needs of the ranking."""
     y, proba = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
-    edges = np.unique(np.quantile(proba, np.linspace(0, 1, RANKING_BINS + 1)))
-    which = np.clip(np.searchsorted(edges, proba, side="right") - 1, 0, max(len(edges) - 2, 0))
-    bins = max(len(edges) - 1, 1)
+    which, bins = _quantile_bins(proba, RANKING_BINS)
     positives = np.bincount(which, weights=y, minlength=bins)
     negatives = np.bincount(which, minlength=bins) - positives
     return {"positives": positives.astype(int).tolist(),
