@@ -273,15 +273,31 @@ class RetrainPolicy(Settings):
         return f"retrained {' or '.join(when)} on {window}; {shadow}"
 
 
+#: The `backtest` block's one key that is not a policy: each period's labels are known this
+#: many periods after it was served (0: at once); every policy is replayed both ways.
+LABEL_DELAY = "label_delay"
+
+
 def backtest_policies(
     params: Mapping[str, Any] | None, where: str = PARAMETERS
 ) -> dict[str, RetrainPolicy]:
     """The env file's `backtest` block: policy name to its settings, at least one."""
-    if not isinstance(params, Mapping) or not params:
+    policies = {k: v for k, v in (params or {}).items() if k != LABEL_DELAY}
+    if not isinstance(params, Mapping) or not policies:
         raise ConfigError(f"{where}: `backtest` must map policy names to their settings, "
                           "e.g. never: {every: 0}")  # fmt: skip
+    backtest_label_delay(params, where)
     return {str(name): RetrainPolicy.from_params(value, f"{where}: backtest.{name}")
-            for name, value in params.items()}  # fmt: skip
+            for name, value in policies.items()}  # fmt: skip
+
+
+def backtest_label_delay(params: Mapping[str, Any] | None, where: str = PARAMETERS) -> int:
+    """The `backtest` block's `label_delay`: periods until a period's labels are known."""
+    value = (params or {}).get(LABEL_DELAY, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: backtest.{LABEL_DELAY} must be a whole number of periods "
+                          f"(0: labels known at once), not {value!r}")  # fmt: skip
+    return value
 
 
 @dataclass(frozen=True)

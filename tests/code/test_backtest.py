@@ -46,7 +46,8 @@ def weeks(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def replay(data: pd.DataFrame, workers: int = 1, policies=POLICIES) -> backtest.Result:
+def replay(data: pd.DataFrame, workers: int = 1, policies=POLICIES,
+           label_delay: int = 0) -> backtest.Result:  # fmt: skip
     train, holdout = data[data[PERIOD] < "2024-W03"], data[data[PERIOD] == "2024-W03"]
     batches = data[data[PERIOD] > "2024-W03"].assign(**{BATCH: lambda d: d[PERIOD], CONTROL: ""})
     periods, _ = backtest.Periods.from_windows(train, holdout, batches, SPEC)
@@ -58,7 +59,7 @@ def replay(data: pd.DataFrame, workers: int = 1, policies=POLICIES) -> backtest.
     trainer = backtest.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
     try:
         bt = backtest.Backtest(periods, SPEC, trainer, GATES, reference_periods=3)
-        return backtest.run(bt, policies, progress=lambda _: None)
+        return backtest.run(bt, policies, progress=lambda _: None, label_delay=label_delay)
     finally:
         trainer.close()
 
@@ -136,6 +137,60 @@ def test_no_decision_reads_a_row_from_after_its_cutoff(result):
         assert other.periods[:cut] == r.periods[:cut], name
         changed_later |= other.decisions[cut + 1 :] != r.decisions[cut + 1 :]
         assert other.periods[cut]["roc_auc"] != r.periods[cut]["roc_auc"]  # the poison is seen
+    assert changed_later
+
+
+LATE = 2  # weeks until a week's labels are known
+
+
+@pytest.fixture(scope="module")
+def late(result):
+    return replay(weeks(), label_delay=LATE)
+
+
+def test_late_labels_change_nothing_for_the_policies_that_have_them_at_once(result, late):
+    for name, r in result.replays.items():
+        assert late.replays[name].decisions == r.decisions, name
+        assert late.replays[name].periods == r.periods, name
+
+
+def test_with_late_labels_a_model_trains_and_is_judged_on_labelled_periods_only(late):
+    for name in POLICIES:
+        r = late.replays[backtest.replay_label(name, LATE)]
+        for d in r.decisions:
+            cutoff = WEEKS.index(d["cutoff"])
+            assert d["labelled_before"] == WEEKS[cutoff - LATE]
+            if d["train"]:
+                assert d["train"][1] <= cutoff - LATE, (name, d)
+            if "shadow_gate" in d:  # judged on periods it shadowed whose labels are in
+                last = d["shadow_gate"]["on"].split(" … ")[-1]
+                assert WEEKS.index(last) < cutoff - LATE, (name, d)
+    cost = late.delay_cost().set_index("policy")
+    assert sorted(cost.index) == sorted(POLICIES) and cost["label_delay"].eq(LATE).all()
+    assert cost.loc["never", ["roc_auc_change", "retrains_change"]].eq(0).all()
+    # late labels cost the policies that adapt to the change: they see it later
+    assert cost.loc["weekly-rolling-2", "roc_auc_change"] < 0
+    # on-fail: the drift is seen before the labels; the failing performance two weeks later
+    at_once = [d for d in late.replays["on-fail"].decisions if d["train"]]
+    delayed = [d for d in late.replays[backtest.replay_label("on-fail", LATE)].decisions
+               if d["train"]]  # fmt: skip
+    assert WEEKS.index(delayed[0]["cutoff"]) >= WEEKS.index(at_once[0]["cutoff"])
+
+
+def test_with_late_labels_no_decision_reads_a_label_it_would_not_have(late):
+    """Flip every label from week 7 on: with labels two weeks late, every decision up to
+    the cut-off of week 9 stays the same (the features of weeks 7 and 8 may be read)."""
+    data = weeks()
+    after = data[PERIOD] >= "2024-W07"
+    data.loc[after, "churned"] = 1 - data.loc[after, "churned"]
+    again = replay(data, label_delay=LATE)
+    cut = WEEKS.index("2024-W09") - 3
+    changed_later = False
+    for name in POLICIES:
+        label = backtest.replay_label(name, LATE)
+        mine, other = late.replays[label].decisions, again.replays[label].decisions
+        assert other[: cut + 1] == mine[: cut + 1], name
+        changed_later |= other[cut + 1 :] != mine[cut + 1 :]
     assert changed_later
 
 

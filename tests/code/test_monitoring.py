@@ -191,3 +191,25 @@ def test_drift_on_a_sample_decides_as_on_the_full_batch(tmp_path, reference, shi
     for column, score in on_full["drift_scores"].items():
         assert on_sample["drift_scores"][column] == pytest.approx(score, abs=0.02), column
     assert ("x1" in on_full["drifted_features"]) == (shift > 0)
+
+
+@pytest.mark.parametrize("rows", [400, 3000])  # p-value tests (with a code column), distances
+def test_drift_without_a_page_is_the_drift_of_the_page(tmp_path, rows):
+    """The backtest's way (no page, no plots drawn) finds what the report finds: every
+    column's score and decision, the prediction drift and the tests' counts."""
+    spec = FeatureSpec("y", ["x1", "x2", "grade"], ["c"])
+
+    def frame(n, shift, seed):
+        rng = np.random.default_rng(seed)
+        data = pd.DataFrame({"x1": rng.normal(shift, 1, n), "x2": rng.normal(0, 1, n),
+                             "grade": rng.integers(1, 6 + int(shift * 2), n),
+                             "c": rng.choice(["a", "b", "c"][: 2 + int(shift)], n),
+                             "y": np.nan})  # fmt: skip
+        return metrics.scored_frame(data, spec, 1 / (1 + np.exp(-data["x1"].to_numpy())))
+
+    reference = frame(rows, 0.0, 1)
+    for shift, seed in ((0.0, 2), (0.3, 3), (1.0, 4)):
+        batch = frame(rows // 2, shift, seed)
+        paged = monitoring.batch_report(reference, batch, spec, tmp_path / "r.html", 0.3)
+        assert monitoring.batch_report(reference, batch, spec, None, 0.3) == paged
+    assert paged["drifted_features"] and paged["prediction_drift"]  # the last batch drifts

@@ -258,8 +258,13 @@ def assess(
     unseen = batch.unseen
     judged = verdict.judge(row | {"rows": batch.rows}, rules, held, found, unseen,
                            expected if found is None else None)  # fmt: skip
+    # what the batch showed before its labels arrived: drift, unseen values, the estimates
+    before = judged if found is None else verdict.judge(row | {"rows": batch.rows}, rules, held,
+                                                        None, unseen, expected)  # fmt: skip
     return row | {"status": judged.status, "reasons": judged.reasons,
-                  "warnings": judged.warnings + warnings, "unseen_categories": unseen}  # fmt: skip
+                  "warnings": judged.warnings + warnings, "unseen_categories": unseen,
+                  "before_labels": {"status": before.status, "reasons": before.reasons,
+                                    "warnings": before.warnings}}  # fmt: skip
 
 
 def calibration_plot(rows: list[dict], held: dict):

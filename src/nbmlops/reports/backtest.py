@@ -9,7 +9,7 @@ from ..training.backtest import Result
 
 #: Per period, what the table shows (the JSON file has everything).
 SHOWN = ["period", "served_by", "model", "rows", "positive_rate", "roc_auc", "pr_auc", "brier",
-         "mean_proba", "calibration_gap", "status", "events"]  # fmt: skip
+         "mean_proba", "calibration_gap", "status", "before_labels", "events"]  # fmt: skip
 
 
 def plot_policies(periods: pd.DataFrame):
@@ -79,6 +79,22 @@ def backtest_page(result: Result, home: str = "../index.html") -> str:
         ),
         html.figure(plot_policies(periods)),
     ]
+    cost = result.delay_cost()
+    if len(cost):
+        delay = s["label_delay"]
+        body += [
+            html.heading(f"What labels {delay} period{'s' if delay != 1 else ''} late cost"),
+            html.para(
+                f"Every policy replayed again with each period's labels known {delay} "
+                f"period{'s' if delay != 1 else ''} after it was served: a model trains on the "
+                "periods labelled by its cut-off, a shadow is judged once the periods it "
+                "shadowed are labelled, and a trigger reads the monitor's verdict before labels "
+                "(drift, unseen values, the performance estimated from the probabilities) until "
+                "the labels come. Each change is late minus at once (ROC AUC lower and Brier "
+                "higher is worse)."
+            ),
+            html.table(cost),
+        ]
     for name, replay in result.replays.items():
         rows = pd.DataFrame(replay.periods)
         rows["events"] = ["; ".join(e) for e in rows["events"]]

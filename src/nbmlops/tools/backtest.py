@@ -2,6 +2,7 @@
 last build's labelled periods, and write the backtest's page and JSON file.
 
     python -m nbmlops.tools.backtest --env env.yaml [--policies never,on-fail] [--workers 2]
+        [--label-delay N]
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from .. import storage
 from ..errors import ConfigError, PipelineError
 from ..layout import BACKTEST_PAGES, Layout
 from ..registry import gates
-from ..settings import CalibrationSettings, DataSettings, backtest_policies
+from ..settings import (
+    CalibrationSettings,
+    DataSettings,
+    backtest_label_delay,
+    backtest_policies,
+)
 from ..spec import FeatureSpec
 from ..training import backtest
 
@@ -51,12 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", help="comma-separated names (default: every policy)")
     parser.add_argument("--workers", type=int, default=backtest.default_workers(),
                         help="processes that train candidates at once")  # fmt: skip
+    parser.add_argument("--label-delay", type=int, default=None,
+                        help="also replay every policy with each period's labels known N "
+                        "periods later (default: the backtest block's label_delay; 0: at once "
+                        "only)")  # fmt: skip
     parser.add_argument("--out", help="folder for index.html and backtest.json "
                         "(default: the env's reports folder / backtest)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         layout = Layout.from_env(args.env)
         policies = backtest_policies(layout.env.get("backtest"), f"{args.env}")
+        if args.label_delay is None:
+            delay = backtest_label_delay(layout.env["backtest"], args.env)
+        else:
+            delay = backtest_label_delay({"label_delay": args.label_delay}, "--label-delay")
         if args.policies:
             wanted = args.policies.split(",")
             unknown = sorted(set(wanted) - set(policies))
@@ -66,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             policies = {n: policies[n] for n in wanted}
         bt, skipped = prepare(layout, args.workers)
         try:
-            result = backtest.run(bt, policies)
+            result = backtest.run(bt, policies, label_delay=delay)
         finally:
             bt.trainer.close()
     except PipelineError as exc:
@@ -80,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     storage.write_text(out / "index.html", backtest_page(result))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(result.summary().drop(columns=["described"]).round(4).to_string(index=False))
+        if delay:
+            print(f"what labels {delay} periods late cost each policy (late minus at once):")
+            cost = result.delay_cost()
+            print(cost[["policy", *[c for c in cost if c.endswith("_change")]]]
+                  .round(4).to_string(index=False))  # fmt: skip
     print(f"backtest: {result.seconds['total']:.0f} s ({result.seconds['fits']} fits, "
           f"{result.seconds['training']:.0f} s training); wrote {out / 'index.html'}")  # fmt: skip
     return 0

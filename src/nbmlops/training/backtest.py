@@ -10,6 +10,11 @@ batch (drift, performance, calibration), and that verdict may trigger the next r
 
 Nothing a decision reads comes from its cut-off's period or later: a model's scores of later
 rows are computed once, when it is trained, and read only when that period is served.
+
+With a label delay of N periods, a period's labels are known N periods after it was served:
+a model trains on the periods labelled by its cut-off, a shadow is judged once its shadowed
+periods' labels are in, and until then a trigger reads the monitor's verdict before labels
+(drift, unseen values and the performance estimated from the probabilities).
 """
 
 from __future__ import annotations
@@ -125,7 +130,11 @@ def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarra
 
 class Trainer:
     """Trains every candidate on a window once (a window two policies share is trained once),
-    in `workers` processes; keeps each model's scores, not the model."""
+    in `workers` processes; keeps each model's scores, not the model.
+
+    Training runs in the background: `submit` starts windows (the costliest fits first, each
+    candidate's cost learnt from its earlier fits), `get` waits for one. A window started on a
+    guess and never asked for changes nothing but the time spent."""
 
     def __init__(self, periods: Periods, spec: FeatureSpec, declared: list[dict],
                  seed: int, held_out: int, selection_metric: str, workers: int = 1,
@@ -134,6 +143,8 @@ class Trainer:
         self.names = [candidate["name"] for candidate in declared]
         self.held_out, self.selection_metric, self.workers = held_out, selection_metric, workers
         self.models: dict[tuple[int, int], Model | str] = {}
+        self._running: dict[tuple[int, int], dict] = {}  # window: candidate name to future
+        self._per_row: dict[str, float] = {}  # seconds per training row of each candidate
         self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
         _SHARED.update(periods=periods, spec=spec, seed=seed,
                        declared={candidate["name"]: candidate for candidate in declared},
@@ -147,23 +158,34 @@ class Trainer:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(cancel_futures=True)
+
+    def _cost(self, name: str, window: tuple[int, int]) -> float:
+        rows = self.periods.bounds[window[1] - self.held_out] - self.periods.bounds[window[0]]
+        return self._per_row.get(name, math.inf) * rows
+
+    def submit(self, windows: list[tuple[int, int]], guess: bool = False) -> None:
+        """Start training the windows (start, cut-off) not trained or started yet; windows
+        only `guess`ed to be needed wait for a worker process (none: nothing is started)."""
+        if guess and self._pool is None:
+            return
+        wanted = [w for w in dict.fromkeys(windows)
+                  if w is not None and w not in self.models and w not in self._running]  # fmt: skip
+        jobs = sorted(((name, *w) for w in wanted for name in self.names),
+                      key=lambda job: -self._cost(job[0], job[1:]))  # fmt: skip
+        for w in wanted:
+            self._running[w] = {}
+        for name, *w in jobs:
+            if self._pool is None:  # at once, in this process
+                self._running[tuple(w)][name] = _fit_and_score(name, *w)
+            else:
+                self._running[tuple(w)][name] = self._pool.submit(_fit_and_score, name, *w)
 
     def train(self, windows: list[tuple[int, int]]) -> None:
-        """Train the windows (start, cut-off) not trained yet, all candidates at once."""
-        wanted = [w for w in dict.fromkeys(windows) if w not in self.models]
-        jobs = [(name, *w) for w in wanted for name in self.names]
-        start = time.perf_counter()
-        if self._pool is None:
-            results = [_fit_and_score(*job) for job in jobs]
-        else:
-            results = [f.result() for f in [self._pool.submit(_fit_and_score, *j) for j in jobs]]
-        for w in wanted:
-            found = {job[0]: res for job, res in zip(jobs, results, strict=True) if job[1:] == w}
-            self.models[w] = self._best(w, found)
-        self.fits += len(jobs)
-        self.fit_seconds += sum(result[0] for result in results)
-        self.seconds += time.perf_counter() - start
+        """Train the windows not trained yet, and wait for them."""
+        self.submit(windows)
+        for w in windows:
+            self.get(w)
 
     def _best(self, window: tuple[int, int], found: dict) -> Model | str:
         start, cutoff = window
@@ -187,21 +209,36 @@ class Trainer:
         )  # fmt: skip
 
     def get(self, window: tuple[int, int]) -> Model | str:
-        """The model trained on `window`, or why none could be."""
+        """The model trained on `window` (trained now, or waited for), or why none could be."""
+        if window not in self.models:
+            self.submit([window])
+            waited = time.perf_counter()
+            jobs = self._running.pop(window)  # read in the declared order, as the build's
+            found = {name: jobs[name] if isinstance(jobs[name], tuple) else jobs[name].result()
+                     for name in self.names}  # fmt: skip
+            self.seconds += time.perf_counter() - waited
+            rows = self.periods.bounds[window[1] - self.held_out] - self.periods.bounds[window[0]]
+            for name, (seconds, proba, _) in found.items():
+                if not isinstance(proba, str):
+                    self._per_row[name] = seconds / max(int(rows), 1)
+            self.fits += len(found)
+            self.fit_seconds += sum(result[0] for result in found.values())
+            self.models[window] = self._best(window, found)
         return self.models[window]
 
 
 @dataclass
 class Replay:
-    """One policy's state as the periods are lived."""
+    """One policy's state as the periods are lived, its labels `delay` periods late."""
 
     name: str
     policy: RetrainPolicy
     champion: Model
-    newest: int  # cut-off of the newest model trained
+    newest: int  # cut-off at which the newest model was trained
+    delay: int = 0
     pending: Model | None = None
+    pending_since: int = -1  # the first period the pending model shadowed
     promoted_at: int = -1
-    last_status: str = "pass"
     periods: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)
     training_seconds: float = 0.0
@@ -223,6 +260,7 @@ class Result:
             served = pd.DataFrame(r.periods)
             rows.append({
                 "policy": name,
+                "label_delay": r.delay,
                 "roc_auc": served["roc_auc"].mean(),
                 "pr_auc": served["pr_auc"].mean(),
                 "brier": served["brier"].mean(),
@@ -237,6 +275,22 @@ class Result:
             })  # fmt: skip
         return pd.DataFrame(rows)
 
+    def delay_cost(self) -> pd.DataFrame:
+        """What late labels cost each policy: its figures with labels `delay` periods late
+        minus the same policy's with labels at once (empty when every delay is 0)."""
+        summary = self.summary().set_index("policy")
+        shown = ["roc_auc", "pr_auc", "brier", "failing", "warning", "retrains", "promotions"]
+        rows = []
+        for label, r in self.replays.items():
+            at_once = replay_label(r.name, 0)
+            if r.delay and at_once in self.replays:
+                late, now = summary.loc[label], summary.loc[at_once]
+                rows.append({"policy": r.name, "label_delay": r.delay}
+                            | {f"{k}_at_once": now[k] for k in shown[:3]}
+                            | {f"{k}_late": late[k] for k in shown[:3]}
+                            | {f"{k}_change": late[k] - now[k] for k in shown})  # fmt: skip
+        return pd.DataFrame(rows)
+
     def periods_frame(self) -> pd.DataFrame:
         return pd.DataFrame([row | {"policy": name} for name, r in self.replays.items()
                              for row in r.periods])  # fmt: skip
@@ -247,13 +301,23 @@ class Result:
             "seconds": self.seconds,
             "skipped_batches": self.skipped,
             "summary": self.summary().to_dict(orient="records"),
+            "label_delay_cost": self.delay_cost().to_dict(orient="records"),
             "policies": {
                 name: {"policy": vars(self.policies[name]) | {"described":
                                                              self.policies[name].describe()},
-                       "periods": r.periods, "decisions": r.decisions}
+                       "label_delay": r.delay, "periods": r.periods, "decisions": r.decisions}
                 for name, r in self.replays.items()
             },
         }  # fmt: skip
+
+
+def replay_label(name: str, delay: int) -> str:
+    """A policy's name in the results: itself with labels at once, else with its delay."""
+    return name if not delay else f"{name}, labels {delay} late"
+
+
+def _worst(statuses: list[str]) -> str:
+    return next((s for s in ("fail", "warn") if s in statuses), "pass")
 
 
 def _estimates(periods: list[dict]) -> dict[str, float]:
@@ -338,13 +402,50 @@ class Backtest:
 
     # -- one cut-off of one policy -------------------------------------------------------------
 
+    @staticmethod
+    def seen(r: Replay) -> str:
+        """The verdict known at the next cut-off of the model serving: the last period's
+        (before its labels, when they are late), and the full verdict of the period whose
+        labels have just arrived when that model served it."""
+        if not r.periods:
+            return "pass"
+        if not r.delay:
+            return r.periods[-1]["status"]
+        found = [r.periods[-1]["before_labels"]]
+        labelled = len(r.periods) - 1 - r.delay
+        if labelled >= 0 and r.periods[labelled]["served_by"] == r.periods[-1]["served_by"]:
+            found.append(r.periods[labelled]["status"])
+        return _worst(found)
+
+    def _window(self, r: Replay, known: int) -> tuple[int, int] | None:
+        """The window a policy trains on when the periods before `known` are labelled."""
+        first = known - self.held_out
+        start = 0 if r.policy.window == "expanding" else max(0, first - int(r.policy.window))
+        return (start, known) if start < first else None
+
+    def likely(self, r: Replay, t: int, window: tuple[int, int] | None) -> tuple[int, int] | None:
+        """The window a policy's clock will have it train at the next cut-off, guessed before
+        period `t` is served (a trigger's verdict is not known yet): trained early, in the
+        time the monitor judges period `t`."""
+        if not r.policy.every or t + 1 >= len(self.periods.names):
+            return None
+        newest, since = (t, t) if window is not None else (r.newest, r.pending_since)
+        shadowing = r.policy.shadow_periods and (window is not None or r.pending is not None)
+        if t + 1 - newest < r.policy.every or (
+            shadowing and t + 1 - r.delay - since < r.policy.shadow_periods
+        ):
+            return None
+        return self._window(r, t + 1 - r.delay)
+
     def decide(self, r: Replay, t: int) -> tuple[int, int] | None:
-        """At cut-off `t` (period `t` not yet seen): judge a challenger that has shadowed its
-        periods, then say which window to train, if any."""
+        """At cut-off `t` (period `t` not yet seen, periods before `t - r.delay` labelled):
+        judge a challenger whose shadowed periods are labelled, then say which window to
+        train, if any."""
         decision: dict = {"cutoff": self.periods.names[t], "champion": r.champion.key}
+        known = t - r.delay  # periods before it are labelled
         pending = r.pending
-        if pending and t - pending.cutoff >= r.policy.shadow_periods:
-            evidence = self._compare(pending, r.champion, pending.cutoff, t)
+        if pending and known - r.pending_since >= r.policy.shadow_periods:
+            evidence = self._compare(pending, r.champion, r.pending_since, known)
             decision["shadow_gate"] = evidence | {"challenger": pending.key}
             if evidence["promotable"]:
                 r.champion, r.promoted_at = pending, t
@@ -352,13 +453,13 @@ class Backtest:
         due = bool(r.policy.every) and t - r.newest >= r.policy.every
         trigger = {"fail": ("fail",), "warn": ("fail", "warn")}.get(r.policy.trigger, ())
         # a verdict of the model that served the last period; a model promoted now starts afresh
-        triggered = r.last_status in trigger and r.promoted_at != t
+        status = self.seen(r)
+        triggered = status in trigger and r.promoted_at != t
         window = None
-        if r.pending is None and (due or triggered):
-            first = t - self.held_out
-            start = 0 if r.policy.window == "expanding" else max(0, first - int(r.policy.window))
-            window = (start, t) if start < first else None
-        decision |= {"due": due, "triggered": triggered, "status_seen": r.last_status,
+        if r.pending is None and (due or triggered) and known > r.champion.cutoff:
+            window = self._window(r, known)
+        decision |= {"due": due, "triggered": triggered, "status_seen": status,
+                     "labelled_before": self.periods.names[known],
                      "train": None if window is None else list(window)}  # fmt: skip
         r.decisions.append(decision)
         return window
@@ -382,11 +483,12 @@ class Backtest:
             else:
                 r.newest = t
                 r.training_seconds += model.fit_seconds
-                evidence = self._compare(model, r.champion, t - self.held_out, t)
+                first = model.cutoff - self.held_out
+                evidence = self._compare(model, r.champion, first, model.cutoff)
                 decision["held_out_gate"] = evidence | {"challenger": model.key,
                                                         "candidate": model.candidate}  # fmt: skip
                 trained = (f"trained {model.key} ({model.candidate}, "
-                           f"{self.periods.span(model.start, t - self.held_out)})")  # fmt: skip
+                           f"{self.periods.span(model.start, first)})")  # fmt: skip
                 if not evidence["passed"] or (
                     r.policy.shadow_periods == 0 and not evidence["promotable"]
                 ):
@@ -396,7 +498,7 @@ class Backtest:
                     r.champion, r.promoted_at = model, t
                     events.append(f"{trained}, promoted on the held-out gate")
                 else:
-                    r.pending = model
+                    r.pending, r.pending_since = model, t
                     events.append(f"{trained}, in shadow")
         self._serve_period(r, t, window is not None, events)
 
@@ -416,6 +518,7 @@ class Backtest:
             "calibration_gap": float(y.mean() - np.mean(p)),
             "drift_share": judged["drift_share"], "status": judged["status"],
             "reasons": judged["reasons"], "warnings": judged["warnings"],
+            "before_labels": judged["before_labels"]["status"],
             "estimated": judged.get("estimated", {}),  # from the probabilities, before labels
             "retrained": retrained, "promoted": r.promoted_at == t,
             "shadow": None, "shadow_roc_auc": math.nan, "events": events,
@@ -423,29 +526,35 @@ class Backtest:
         if r.pending is not None:
             row["shadow"] = r.pending.key
             row["shadow_roc_auc"] = stats.roc_auc(y, r.pending.scores(self.periods, t, t + 1)).value
-        r.last_status = judged["status"]
         r.periods.append(row)
 
 
-def run(bt: Backtest, policies: dict[str, RetrainPolicy],
-        progress: Callable[[str], None] = print) -> Result:  # fmt: skip
-    """Replay every policy period by period; the training a cut-off needs runs at once."""
+def run(bt: Backtest, policies: dict[str, RetrainPolicy], progress: Callable[[str], None] = print,
+        label_delay: int = 0) -> Result:  # fmt: skip
+    """Replay every policy period by period, with labels at once and, given a `label_delay`,
+    also with each period's labels known that many periods later; the training a cut-off
+    needs runs at once."""
     started = time.perf_counter()
     names, first = bt.periods.names, bt.first
     bt.trainer.train([(0, first)])
     initial = bt.trainer.get((0, first))
     if isinstance(initial, str):
         raise DataError(Problem("backtest", None, initial))
-    replays = {n: Replay(n, p, initial, first) for n, p in policies.items()}
+    delays = [0, label_delay] if label_delay else [0]
+    replays = {replay_label(n, d): Replay(n, p, initial, first, d)
+               for d in delays for n, p in policies.items()}  # fmt: skip
+    late = f", labels at once and {label_delay} periods late" if label_delay else ""
     progress(f"initial model {initial.key}: {initial.candidate} on "
              f"{bt.periods.span(0, first - bt.held_out)}; {len(names) - first} periods to replay, "
-             f"{len(policies)} policies")  # fmt: skip
+             f"{len(policies)} policies{late}")  # fmt: skip
     for t in range(first, len(names)):
         step = time.perf_counter()
         windows = {n: bt.decide(r, t) for n, r in replays.items()}
-        bt.trainer.train([w for w in windows.values() if w is not None])
-        for n, r in replays.items():
-            bt.serve(r, t, windows[n])
+        bt.trainer.submit([w for w in windows.values() if w is not None])
+        bt.trainer.submit([bt.likely(r, t, windows[n]) for n, r in replays.items()], guess=True)
+        # the policies that train nothing now are served while the others' models train
+        for n in sorted(replays, key=lambda n: windows[n] is not None):
+            bt.serve(replays[n], t, windows[n])
         served = ", ".join(f"{n} {r.periods[-1]['roc_auc']:.3f}" for n, r in replays.items())
         progress(f"[{t - first + 1}/{len(names) - first}] {names[t]}: ROC AUC {served} "
                  f"({time.perf_counter() - step:.1f}s)")  # fmt: skip
@@ -455,8 +564,9 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy],
                "workers": bt.trainer.workers}  # fmt: skip
     settings = {"periods": names, "reference_periods": first, "held_out_periods": bt.held_out,
                 "candidates": bt.trainer.names, "selection_metric": bt.gates["selection_metric"],
-                "rows": len(bt.periods.data)}  # fmt: skip
-    return Result(policies, replays, settings, seconds, [])
+                "rows": len(bt.periods.data), "label_delay": label_delay}  # fmt: skip
+    named = {label: policies[r.name] for label, r in replays.items()}
+    return Result(named, replays, settings, seconds, [])
 
 
 def default_workers() -> int:
