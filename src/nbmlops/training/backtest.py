@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,33 +107,53 @@ class Model:
 _SHARED: dict = {}
 
 
-def _fit_and_score(name: str, start: int, cutoff: int) -> tuple[float, np.ndarray | str, float]:
-    """Fit candidate `name` on its window, score every row from its held-out periods on;
-    returns the seconds, the scores (or why none) and its decision threshold."""
+def _fit_window(start: int, cutoff: int) -> dict:
+    """Every candidate fitted on the window and scored on its held-out periods; the best of
+    them by the selection metric (the build's choice) also scores every later row, which a
+    policy may serve it (the others' later scores would never be read). Returns per
+    candidate its seconds, held-out scores (or why it could not be trained) and threshold,
+    the best's name and its scores of every row from the held-out periods on."""
     from threadpoolctl import threadpool_limits
 
     periods, spec = _SHARED["periods"], _SHARED["spec"]
     held_out, seed = _SHARED["held_out"], _SHARED["seed"]
-    pipeline = candidates.build(_SHARED["declared"][name], spec, seed)
-    train = periods.frame(start, cutoff - held_out)
-    try:
-        with threadpool_limits(_SHARED["threads"]):
-            pipeline, seconds, _ = candidates.fit_calibrated(pipeline, train, spec,
-                                                             _SHARED["calibration"])  # fmt: skip
-            later = periods.data.iloc[periods.rows(cutoff - held_out, len(periods.names))]
-            proba = metrics.predict_proba(pipeline, later, spec)
-            return seconds, proba, calibration.threshold_of(pipeline)
-    except (ValueError, ConfigError) as exc:  # e.g. one class in the window
-        why = f"{name} could not be trained on {periods.span(start, cutoff - held_out)}: {exc}"
-        return 0.0, why, float("nan")
+    first = cutoff - held_out
+    train, held = periods.frame(start, first), periods.frame(first, cutoff)
+    found, fitted = {}, {}
+    with threadpool_limits(_SHARED["threads"]):
+        for name, declared in _SHARED["declared"].items():
+            pipeline = candidates.build(declared, spec, seed)
+            try:
+                pipeline, seconds, _ = candidates.fit_calibrated(
+                    pipeline, train, spec, _SHARED["calibration"]
+                )
+                found[name] = (seconds, metrics.predict_proba(pipeline, held, spec),
+                               calibration.threshold_of(pipeline))  # fmt: skip
+                fitted[name] = pipeline
+            except (ValueError, ConfigError) as exc:  # e.g. one class in the window
+                why = f"{name} could not be trained on {periods.span(start, first)}: {exc}"
+                found[name] = (0.0, why, math.nan)
+        best = _choose(found, held[spec.target], _SHARED["selection_metric"])
+        later = periods.data.iloc[periods.rows(cutoff, len(periods.names))]
+        scores = (np.concatenate([found[best][1], metrics.predict_proba(fitted[best], later, spec)])
+                  if best else None)  # fmt: skip
+    return {"candidates": found, "best": best, "scores": scores}
+
+
+def _choose(found: dict, y: pd.Series, selection_metric: str) -> str | None:
+    """The candidate the selection metric picks on the held-out rows (None: none trained)."""
+    table = {n: metrics.classification_metrics(y, p, at)
+             for n, (_, p, at) in found.items() if not isinstance(p, str)}  # fmt: skip
+    return str(candidates.compare(table, selection_metric)["model"].iloc[0]) if table else None
 
 
 class Trainer:
     """Trains every candidate on a window once (a window two policies share is trained once),
-    in `workers` processes; keeps each model's scores, not the model.
+    in `workers` processes, a window's candidates in one; keeps the best model's scores, not
+    the model.
 
-    Training runs in the background: `submit` starts windows (the costliest fits first, each
-    candidate's cost learnt from its earlier fits), `get` waits for one. A window started on a
+    Training runs in the background: `submit` starts windows (the costliest first, the cost
+    of a row learnt from the windows trained), `get` waits for one. A window started on a
     guess and never asked for changes nothing but the time spent."""
 
     def __init__(self, periods: Periods, spec: FeatureSpec, declared: list[dict],
@@ -143,10 +163,10 @@ class Trainer:
         self.names = [candidate["name"] for candidate in declared]
         self.held_out, self.selection_metric, self.workers = held_out, selection_metric, workers
         self.models: dict[tuple[int, int], Model | str] = {}
-        self._running: dict[tuple[int, int], dict] = {}  # window: candidate name to future
-        self._per_row: dict[str, float] = {}  # seconds per training row of each candidate
+        self._running: dict[tuple[int, int], Future | dict] = {}
+        self._per_row = math.inf  # seconds a window's fits took per training row
         self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
-        _SHARED.update(periods=periods, spec=spec, seed=seed,
+        _SHARED.update(periods=periods, spec=spec, seed=seed, selection_metric=selection_metric,
                        declared={candidate["name"]: candidate for candidate in declared},
                        calibration=calibration or CalibrationSettings(),
                        held_out=held_out, threads=1 if workers > 1 else None)  # fmt: skip
@@ -160,26 +180,22 @@ class Trainer:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
-    def _cost(self, name: str, window: tuple[int, int]) -> float:
-        rows = self.periods.bounds[window[1] - self.held_out] - self.periods.bounds[window[0]]
-        return self._per_row.get(name, math.inf) * rows
+    def _rows(self, window: tuple[int, int]) -> int:
+        start, cutoff = window
+        return int(self.periods.bounds[cutoff - self.held_out] - self.periods.bounds[start])
 
-    def submit(self, windows: list[tuple[int, int]], guess: bool = False) -> None:
+    def submit(self, windows: list[tuple[int, int] | None], guess: bool = False) -> None:
         """Start training the windows (start, cut-off) not trained or started yet; windows
         only `guess`ed to be needed wait for a worker process (none: nothing is started)."""
         if guess and self._pool is None:
             return
         wanted = [w for w in dict.fromkeys(windows)
                   if w is not None and w not in self.models and w not in self._running]  # fmt: skip
-        jobs = sorted(((name, *w) for w in wanted for name in self.names),
-                      key=lambda job: -self._cost(job[0], job[1:]))  # fmt: skip
-        for w in wanted:
-            self._running[w] = {}
-        for name, *w in jobs:
+        for w in sorted(wanted, key=self._rows, reverse=True):
             if self._pool is None:  # at once, in this process
-                self._running[tuple(w)][name] = _fit_and_score(name, *w)
+                self._running[w] = _fit_window(*w)
             else:
-                self._running[tuple(w)][name] = self._pool.submit(_fit_and_score, name, *w)
+                self._running[w] = self._pool.submit(_fit_window, *w)
 
     def train(self, windows: list[tuple[int, int]]) -> None:
         """Train the windows not trained yet, and wait for them."""
@@ -187,44 +203,38 @@ class Trainer:
         for w in windows:
             self.get(w)
 
-    def _best(self, window: tuple[int, int], found: dict) -> Model | str:
-        start, cutoff = window
-        first = cutoff - self.held_out
-        y = self.periods.frame(first, cutoff)[self.spec.target]
-        rows = self.periods.rows(first, cutoff)
-        offset = rows.start
-        fitted = {n: r for n, r in found.items() if not isinstance(r[1], str)}
-        if not fitted:
-            return "; ".join(r[1] for r in found.values())
-        table = {n: metrics.classification_metrics(y, p[rows.start - offset : rows.stop - offset],
-                                                   at)
-                 for n, (_, p, at) in fitted.items()}  # fmt: skip
-        best = str(candidates.compare(table, self.selection_metric)["model"].iloc[0])
-        seconds = float(sum(r[0] for r in fitted.values()))
-        return Model(
-            key=self.periods.span(start, first).replace(" … ", "…"),
-            start=start, cutoff=cutoff, held_out=self.held_out, candidate=best,
-            candidates={n: table[n] | {"fit_seconds": fitted[n][0]} for n in fitted},
-            fit_seconds=seconds, offset=offset, proba=fitted[best][1], threshold=fitted[best][2],
-        )  # fmt: skip
-
     def get(self, window: tuple[int, int]) -> Model | str:
         """The model trained on `window` (trained now, or waited for), or why none could be."""
         if window not in self.models:
             self.submit([window])
             waited = time.perf_counter()
-            jobs = self._running.pop(window)  # read in the declared order, as the build's
-            found = {name: jobs[name] if isinstance(jobs[name], tuple) else jobs[name].result()
-                     for name in self.names}  # fmt: skip
+            job = self._running.pop(window)
+            result = job if isinstance(job, dict) else job.result()
             self.seconds += time.perf_counter() - waited
-            rows = self.periods.bounds[window[1] - self.held_out] - self.periods.bounds[window[0]]
-            for name, (seconds, proba, _) in found.items():
-                if not isinstance(proba, str):
-                    self._per_row[name] = seconds / max(int(rows), 1)
-            self.fits += len(found)
-            self.fit_seconds += sum(result[0] for result in found.values())
-            self.models[window] = self._best(window, found)
+            seconds = sum(found[0] for found in result["candidates"].values())
+            self._per_row = seconds / max(self._rows(window), 1)
+            self.fits += len(result["candidates"])
+            self.fit_seconds += seconds
+            self.models[window] = self._model(window, result)
         return self.models[window]
+
+    def _model(self, window: tuple[int, int], result: dict) -> Model | str:
+        start, cutoff = window
+        first = cutoff - self.held_out
+        found, best = result["candidates"], result["best"]
+        if best is None:
+            return "; ".join(why for _, why, _ in found.values())
+        y = self.periods.frame(first, cutoff)[self.spec.target]
+        fitted = {n: r for n, r in found.items() if not isinstance(r[1], str)}
+        return Model(
+            key=self.periods.span(start, first).replace(" … ", "…"),
+            start=start, cutoff=cutoff, held_out=self.held_out, candidate=best,
+            candidates={n: metrics.classification_metrics(y, p, at) | {"fit_seconds": seconds}
+                        for n, (seconds, p, at) in fitted.items()},
+            fit_seconds=float(sum(r[0] for r in fitted.values())),
+            offset=int(self.periods.bounds[first]), proba=result["scores"],
+            threshold=found[best][2],
+        )  # fmt: skip
 
 
 @dataclass
@@ -233,7 +243,7 @@ class Replay:
 
     name: str
     policy: RetrainPolicy
-    champion: Model
+    champion: Model | None  # None only until the pipeline's model is trained
     newest: int  # cut-off at which the newest model was trained
     delay: int = 0
     pending: Model | None = None
@@ -536,13 +546,17 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy], progress: Callable[[st
     needs runs at once."""
     started = time.perf_counter()
     names, first = bt.periods.names, bt.first
-    bt.trainer.train([(0, first)])
+    delays = [0, label_delay] if label_delay else [0]
+    replays = {replay_label(n, d): Replay(n, p, None, first, d)
+               for d in delays for n, p in policies.items()}  # fmt: skip
+    bt.trainer.submit([(0, first)])
+    # the clock policies' windows of the next cut-off train beside the pipeline's model
+    bt.trainer.submit([bt.likely(r, first, None) for r in replays.values()], guess=True)
     initial = bt.trainer.get((0, first))
     if isinstance(initial, str):
         raise DataError(Problem("backtest", None, initial))
-    delays = [0, label_delay] if label_delay else [0]
-    replays = {replay_label(n, d): Replay(n, p, initial, first, d)
-               for d in delays for n, p in policies.items()}  # fmt: skip
+    for r in replays.values():
+        r.champion = initial
     late = f", labels at once and {label_delay} periods late" if label_delay else ""
     progress(f"initial model {initial.key}: {initial.candidate} on "
              f"{bt.periods.span(0, first - bt.held_out)}; {len(names) - first} periods to replay, "
