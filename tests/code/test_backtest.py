@@ -200,6 +200,8 @@ def test_worker_processes_train_the_same_models(result):
     assert parallel.replays["weekly"].decisions == result.replays["weekly"].decisions
     assert parallel.replays["weekly"].periods == result.replays["weekly"].periods
     assert parallel.seconds["workers"] == 2
+    # the windows the clock was guessed to need, trained early, were all needed
+    assert parallel.seconds["guessed_windows_unused"] == 0
 
 
 def test_without_a_build_the_tool_says_what_to_run(tmp_path, capsys):

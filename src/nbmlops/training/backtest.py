@@ -152,8 +152,8 @@ class Trainer:
     in `workers` processes, a window's candidates in one; keeps the best model's scores, not
     the model.
 
-    Training runs in the background: `submit` starts windows (the costliest first, the cost
-    of a row learnt from the windows trained), `get` waits for one. A window started on a
+    Training runs in the background: `submit` starts windows (those of the earliest cut-off
+    first, the larger first), `get` waits for one. A window started on a
     guess and never asked for changes nothing but the time spent."""
 
     def __init__(self, periods: Periods, spec: FeatureSpec, declared: list[dict],
@@ -164,7 +164,6 @@ class Trainer:
         self.held_out, self.selection_metric, self.workers = held_out, selection_metric, workers
         self.models: dict[tuple[int, int], Model | str] = {}
         self._running: dict[tuple[int, int], Future | dict] = {}
-        self._per_row = math.inf  # seconds a window's fits took per training row
         self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
         _SHARED.update(periods=periods, spec=spec, seed=seed, selection_metric=selection_metric,
                        declared={candidate["name"]: candidate for candidate in declared},
@@ -191,11 +190,16 @@ class Trainer:
             return
         wanted = [w for w in dict.fromkeys(windows)
                   if w is not None and w not in self.models and w not in self._running]  # fmt: skip
-        for w in sorted(wanted, key=self._rows, reverse=True):
+        for w in sorted(wanted, key=lambda w: (w[1], -self._rows(w))):  # needed first, larger first
             if self._pool is None:  # at once, in this process
                 self._running[w] = _fit_window(*w)
             else:
                 self._running[w] = self._pool.submit(_fit_window, *w)
+
+    @property
+    def unused(self) -> int:
+        """Windows started on a guess and never asked for (so far)."""
+        return len(self._running)
 
     def train(self, windows: list[tuple[int, int]]) -> None:
         """Train the windows not trained yet, and wait for them."""
@@ -212,7 +216,6 @@ class Trainer:
             result = job if isinstance(job, dict) else job.result()
             self.seconds += time.perf_counter() - waited
             seconds = sum(found[0] for found in result["candidates"].values())
-            self._per_row = seconds / max(self._rows(window), 1)
             self.fits += len(result["candidates"])
             self.fit_seconds += seconds
             self.models[window] = self._model(window, result)
@@ -433,19 +436,26 @@ class Backtest:
         start = 0 if r.policy.window == "expanding" else max(0, first - int(r.policy.window))
         return (start, known) if start < first else None
 
-    def likely(self, r: Replay, t: int, window: tuple[int, int] | None) -> tuple[int, int] | None:
-        """The window a policy's clock will have it train at the next cut-off, guessed before
-        period `t` is served (a trigger's verdict is not known yet): trained early, in the
-        time the monitor judges period `t`."""
-        if not r.policy.every or t + 1 >= len(self.periods.names):
-            return None
-        newest, since = (t, t) if window is not None else (r.newest, r.pending_since)
-        shadowing = r.policy.shadow_periods and (window is not None or r.pending is not None)
-        if t + 1 - newest < r.policy.every or (
-            shadowing and t + 1 - r.delay - since < r.policy.shadow_periods
-        ):
-            return None
-        return self._window(r, t + 1 - r.delay)
+    def likely(self, r: Replay, t: int, window: tuple[int, int] | None,
+               ahead: int = 2) -> list[tuple[int, int]]:  # fmt: skip
+        """The windows a policy's clock will have it train at the next `ahead` cut-offs,
+        guessed before period `t` is served (a trigger's verdict is not known yet; a
+        challenger is taken to pass its held-out gate and shadow): trained early, in the time
+        the monitor judges the periods, so no worker waits for the next cut-off."""
+        found: list[tuple[int, int]] = []
+        if not r.policy.every:
+            return found
+        trained = window is not None
+        newest = t if trained else r.newest
+        since = t if trained else r.pending_since
+        shadowing = bool(r.policy.shadow_periods) and (trained or r.pending is not None)
+        for u in range(t + 1, min(t + 1 + ahead, len(self.periods.names))):
+            if shadowing and u - r.delay - since < r.policy.shadow_periods:
+                continue
+            if u - newest >= r.policy.every and (guess := self._window(r, u - r.delay)):
+                found.append(guess)
+                newest, since, shadowing = u, u, bool(r.policy.shadow_periods)
+        return found
 
     def decide(self, r: Replay, t: int) -> tuple[int, int] | None:
         """At cut-off `t` (period `t` not yet seen, periods before `t - r.delay` labelled):
@@ -551,7 +561,7 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy], progress: Callable[[st
                for d in delays for n, p in policies.items()}  # fmt: skip
     bt.trainer.submit([(0, first)])
     # the clock policies' windows of the next cut-off train beside the pipeline's model
-    bt.trainer.submit([bt.likely(r, first, None) for r in replays.values()], guess=True)
+    bt.trainer.submit([w for r in replays.values() for w in bt.likely(r, first, None)], guess=True)
     initial = bt.trainer.get((0, first))
     if isinstance(initial, str):
         raise DataError(Problem("backtest", None, initial))
@@ -565,7 +575,8 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy], progress: Callable[[st
         step = time.perf_counter()
         windows = {n: bt.decide(r, t) for n, r in replays.items()}
         bt.trainer.submit([w for w in windows.values() if w is not None])
-        bt.trainer.submit([bt.likely(r, t, windows[n]) for n, r in replays.items()], guess=True)
+        guesses = [w for n, r in replays.items() for w in bt.likely(r, t, windows[n])]
+        bt.trainer.submit(guesses, guess=True)
         # the policies that train nothing now are served while the others' models train
         for n in sorted(replays, key=lambda n: windows[n] is not None):
             bt.serve(replays[n], t, windows[n])
@@ -575,6 +586,7 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy], progress: Callable[[st
     seconds = {"total": time.perf_counter() - started, "training": bt.trainer.seconds,
                "fit_seconds": bt.trainer.fit_seconds,
                "monitoring": bt.assess_seconds, "fits": bt.trainer.fits,
+               "guessed_windows_unused": bt.trainer.unused,
                "workers": bt.trainer.workers}  # fmt: skip
     settings = {"periods": names, "reference_periods": first, "held_out_periods": bt.held_out,
                 "candidates": bt.trainer.names, "selection_metric": bt.gates["selection_metric"],
