@@ -14,11 +14,12 @@ selection_metric = "roc_auc"  # the metric that picks the best candidate (env fi
 baseline_file = "model/baseline.json"
 project = "."
 lock_file = "requirements.lock"
+assets = None  # the project's folder of scripts and styles its pages share (None: beside them)
 
 # %%
 import pandas as pd
 
-from nbmlops import session, storage
+from nbmlops import html, session, storage
 from nbmlops.registry import gates
 from nbmlops.registry.store import Store, environment_tags
 from nbmlops.settings import candidate_grid
@@ -57,7 +58,10 @@ context = environment_tags(project, lock_file) | evaluation.data_tags(manifest, 
 decided = evaluation.comparison(result, gate, baseline, compared_with, against)
 with evaluation.kept_when_stopped(decided, product["metrics"]):  # for the CI comment
     registered = evaluation.track_and_register(result, holdout, spec, gate, store, context)
-storage.write_text(product["performance"], registered.performance_page)
+storage.write_text(
+    product["performance"],  # evidently's scripts in the shared folder
+    html.shared(registered.performance_page, product["performance"], assets),
+)
 storage.write_json(product["best"], registered.best)
 storage.write_json(product["metrics"], decided | registered.metrics)
 best = registered.best

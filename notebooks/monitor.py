@@ -13,6 +13,7 @@ monitor_reference = "holdout"
 rolling_periods = 3
 monitor_last = 0
 max_rows = 100_000
+assets = None  # the project's folder of scripts and styles its pages share (None: beside them)
 
 # %%
 from pathlib import Path
@@ -41,6 +42,7 @@ result = monitor.monitor_batches(
     rolling_periods=rolling_periods,
     max_rows=max_rows,
     last=monitor_last,
+    assets=assets,
 )
 storage.replace_dir(reports, folder)
 storage.write_json(product["tests"], result.tests)

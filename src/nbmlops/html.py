@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 from html import escape
 from pathlib import Path
@@ -89,13 +90,25 @@ _SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)  # ends where a browser en
 _STYLE = re.compile(r"<style>(.*?)</style>", re.S)
 #: An inline script or style larger than this is moved to a file the pages share.
 SHARED_BYTES = 50_000
+#: The folder beside a page its shared scripts and styles go to when no other is named.
+ASSETS = "assets"
 
 
-def share_blocks(page: str, folder: Path, href: str) -> str:
-    """`page` with each inline script and style over SHARED_BYTES (evidently's 3.5 MB of
-    JavaScript, its fonts) moved to a file in `folder` named by its content's hash, written
-    once and linked as `href` + its name: every batch page then loads the same file. A page's
-    own data stays in it."""
+def shared(page: str, path: str | Path, assets: str | Path | None = None,
+           min_bytes: int = SHARED_BYTES) -> str:  # fmt: skip
+    """`page`, to be written at `path`, with its large scripts and styles moved to `assets`
+    (the project's one folder of them; default: ASSETS beside the page) and linked relative
+    to the page (`share_blocks`)."""
+    folder = Path(assets) if assets else Path(path).parent / ASSETS
+    href = Path(os.path.relpath(folder, Path(path).parent)).as_posix() + "/"
+    return share_blocks(page, folder, href, min_bytes)
+
+
+def share_blocks(page: str, folder: Path, href: str, min_bytes: int = SHARED_BYTES) -> str:
+    """`page` with each inline script and style over `min_bytes` (evidently's 3.5 MB of
+    JavaScript, its fonts; a notebook page's styles) moved to a file in `folder` named by its
+    content's hash, written once and linked as `href` + its name: every page then loads the
+    same file. A page's own data stays in it."""
 
     def moved(body: str, suffix: str) -> str:
         name = f"{hashlib.sha256(body.encode()).hexdigest()[:16]}.{suffix}"
@@ -105,12 +118,12 @@ def share_blocks(page: str, folder: Path, href: str) -> str:
 
     def script(match: re.Match) -> str:
         body = match[1]
-        if len(body) < SHARED_BYTES or body.lstrip().startswith("var metric_"):
+        if len(body) < min_bytes or body.lstrip().startswith("var metric_"):
             return match[0]
         return f'<script src="{moved(body, "js")}"></script>'
 
     def style(match: re.Match) -> str:
-        if len(match[1]) < SHARED_BYTES:
+        if len(match[1]) < min_bytes:
             return match[0]
         return f'<link rel="stylesheet" href="{moved(match[1], "css")}">'
 
@@ -118,6 +131,21 @@ def share_blocks(page: str, folder: Path, href: str) -> str:
     head, body = page.split("<body>", 1) if "<body>" in page else (page, None)
     head = _STYLE.sub(style, head)  # in the head: a style in the body may sit in a script
     return head if body is None else head + "<body>" + body
+
+
+def prune_assets(assets: str | Path, pages: str | Path) -> list[Path]:
+    """Remove the files of `assets` that no HTML page under `pages` links (an upgrade of
+    evidently or nbconvert leaves the old copy behind); returns what was removed."""
+    folder = Path(assets)
+    names = {p.name for p in folder.iterdir() if p.is_file()} if folder.is_dir() else set()
+    used: set[str] = set()
+    for page in Path(pages).rglob("*.html"):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        used |= {name for name in names - used if name in text}
+    gone = [folder / name for name in sorted(names - used)]
+    for path in gone:
+        path.unlink()
+    return gone
 
 
 def with_way_back(page: str, href: str, label: str) -> str:

@@ -241,3 +241,88 @@ def test_too_few_positives_or_days_are_refused_with_what_would_work(project):
     with pytest.raises(DataError, match=r"fall on 1 day\(s\).* leave out the time column"):
         init.init_project(project, "oneday", "oneday.csv", "y", time="month")
     assert _written(project, "rare") == _written(project, "oneday") == set()
+
+
+def _bad_inputs(project, good: pd.DataFrame) -> dict[str, tuple[list[str], str]]:
+    """Bad inputs derived from a good table: the arguments after the project's name, and
+    what the one line must say (the file, the column where there is one, the problem)."""
+
+    def csv(name, frame):
+        frame.to_csv(project / name, index=False)
+        return ["--source", name, "--target", "diagnosis"]
+
+    def raw(name, content: bytes):
+        (project / name).write_bytes(content)
+        return ["--source", name, "--target", "diagnosis"]
+
+    def cells(column, value, rows=5):
+        frame = good.astype({column: object})
+        frame.loc[frame.index[:rows], column] = value
+        return frame
+
+    header, body = good.to_csv(index=False).split("\n", 1)
+    good.to_csv(project / "good.csv", index=False)
+    good.to_csv(project.parent / "outside.csv", index=False)
+    return {
+        "missing-file": (["--source", "nowhere.csv", "--target", "y"], "nowhere.csv: file not found"),
+        "empty-file": (raw("empty.csv", b""), "empty.csv: file is empty"),
+        "header-only": (raw("header.csv", b"a,b,diagnosis\n"), "header.csv: has a header but no rows"),
+        "spreadsheet": (raw("data.xlsx", b"PK\x03\x04"), "data.xlsx: is neither CSV nor Parquet"),
+        "corrupt-parquet": (raw("data.parquet", b"PAR1 no"), "data.parquet: cannot be read as parquet"),
+        "duplicate-columns": (raw("dup.csv", (header.replace("mean_texture", "mean_area") + "\n" + body).encode()),
+                              "dup.csv, column 'mean_area': column name appears more than once"),
+        "target-missing": (["--source", "good.csv", "--target", "churn"],
+                           "good.csv, column 'churn': target column is missing"),
+        "target-one-class": (csv("one.csv", good.assign(diagnosis="benign")),
+                             "one.csv, column 'diagnosis': target has one class only ('benign')"),
+        "target-empty": (csv("unlabelled.csv", good.assign(diagnosis=np.nan)),
+                         "unlabelled.csv, column 'diagnosis': every value is missing"),
+        "target-partly-empty": (csv("late.csv", cells("diagnosis", np.nan, 40)),
+                                "late.csv, column 'diagnosis': 40 of 569 rows have no target value"),
+        "positive-label-absent": (["--source", "good.csv", "--target", "diagnosis", "--positive", "Malignant"],
+                                  "good.csv, column 'diagnosis': positive_label 'Malignant' does not occur"),
+        "time-column-missing": (["--source", "good.csv", "--target", "diagnosis", "--time", "when"],
+                                "good.csv, column 'when': time column is missing"),
+        "time-unparsable": (csv("dates.csv", cells("visit_date", "last week", 3)) + ["--time", "visit_date"],
+                            "dates.csv, column 'visit_date': 3 values are not dates, e.g. 'last week'"),
+        "infinite-values": (csv("inf.csv", cells("mean_area", np.inf)),
+                            "inf.csv, column 'mean_area': 5 infinite values"),
+        "text-in-numbers": (csv("text.csv", cells("mean_texture", "n/a?", 1)),
+                            "text.csv, column 'mean_texture': numeric column holds text in 1 rows"),
+        "too-few-rows": (csv("small.csv", good.head(60)), "small.csv, column 'diagnosis': no split of its 60 rows"),
+        "nothing-but-the-target": (csv("only.csv", good[["diagnosis"]]), "only.csv: no feature columns left"),
+        "outside-the-project": (["--source", "../outside.csv", "--target", "diagnosis"],
+                                "../outside.csv: is outside the project folder"),
+        "project-name": (["--source", "good.csv", "--target", "diagnosis", "--name-check"], "project name 'My Data'"),
+    }  # fmt: skip
+
+
+def test_every_bad_input_gets_one_line_naming_it_and_leaves_nothing(project, capsys):
+    """Nineteen kinds of bad input derived from a good table: each refused with exit 2 and
+    one line that names the file, the column and the problem, no traceback, nothing written.
+    (An all-empty column, a `;`-separated or Latin-1 file are not refused: see above.)"""
+    good = breast_cancer_frame()
+    cases = _bad_inputs(project, good)
+    assert len(cases) == 19
+    for case, (args, expected) in cases.items():
+        name = "My Data" if "--name-check" in args else "bad"
+        args = [a for a in args if a != "--name-check"]
+        code = init.main(["init", name, *args, "--project", str(project)])
+        err = capsys.readouterr().err
+        assert code == 2, (case, err)
+        assert err.startswith("nbmlops init: ") and err.count("\n") == 1, (case, err)
+        assert expected in err, (case, err)
+        assert "Traceback" not in err and _written(project, "bad") == set(), case
+
+
+def test_a_semicolon_or_latin1_file_is_read_as_written(project):
+    good = breast_cancer_frame()
+    (project / "semi.csv").write_text(good.to_csv(index=False, sep=";"), encoding="utf-8")
+    note = good.assign(note=np.where(good.index % 2, "café", "thé"))
+    (project / "latin.csv").write_bytes(note.to_csv(index=False).encode("latin-1"))
+    semi = init.init_project(project, "semi", "semi.csv", "diagnosis")
+    latin = init.init_project(project, "latin", "latin.csv", "diagnosis")
+    assert set(semi.admitted.spec.numeric) >= {"mean_area", "mean_texture"}
+    assert "note" in latin.admitted.spec.categorical
+    contract = (project / "contracts" / "latin.yaml").read_text(encoding="utf-8")
+    assert "café" in contract and "thé" in contract  # decoded, not replaced

@@ -213,7 +213,12 @@ def check_target(df: pd.DataFrame, file: str, target: str, positive_label=None) 
         )
         return result
     labels = df[target].dropna().unique().tolist()
-    if len(labels) < 2:
+    if not labels:
+        result.errors.append(
+            Problem(file, target, "every value is missing: no row is labelled",
+                    "a classifier learns from labelled rows; is it the right column?")
+        )  # fmt: skip
+    elif len(labels) < 2:
         result.errors.append(
             Problem(
                 file,

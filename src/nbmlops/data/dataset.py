@@ -94,9 +94,12 @@ def table_dataset(df: pd.DataFrame, file: str, s: DataSettings):
     df = df.copy()
     labels = df[s.target]
     if labels.isna().any():
-        raise DataError(
-            Problem(file, s.target, f"{int(labels.isna().sum())} rows have no target value")
-        )
+        missing = int(labels.isna().sum())
+        raise DataError(Problem(
+            file, s.target, f"{missing} of {len(labels)} rows have no target value",
+            "rows whose labels have not come yet belong in a batch file of `current_batches`, "
+            "monitored until their labels come; remove them from this table",
+        ))  # fmt: skip
     df[s.target] = encode_target(labels, s.positive_label, file, s.target)
     if s.time_column:
         if s.time_column not in df.columns:

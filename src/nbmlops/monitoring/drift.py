@@ -41,18 +41,15 @@ def _dataset(df: pd.DataFrame, spec: FeatureSpec, labelled: bool):
     return Dataset.from_pandas(frame, data_definition=_definition(spec, labelled))
 
 
-#: The folder beside the batch pages that holds what they share.
-ASSETS = "assets"
-
-
-def _save(snapshot, path: str | Path, summary: str | None = None) -> Path:
+def _save(snapshot, path: str | Path, summary: str | None = None,
+          assets: str | Path | None = None) -> Path:  # fmt: skip
     """evidently's page, compacted. A batch page (`summary`: the href of the monitoring
-    summary from it) shares evidently's scripts and fonts with the other batch pages (in
-    ASSETS beside it) and links back to the summary."""
+    summary from it) shares evidently's scripts and fonts with the project's other pages (in
+    `assets`, default beside it) and links back to the summary."""
     page = html.compact_report_data(snapshot.get_html_str(as_iframe=False))
     page = html.neutralize_script_data(page)  # first: no data can then end a script block
     if summary is not None:
-        page = html.share_blocks(page, Path(path).parent / ASSETS, ASSETS + "/")
+        page = html.shared(page, path, assets)
         page = html.with_way_back(page, summary, "monitoring summary")
     return write_text(path, page)
 
@@ -97,6 +94,7 @@ def batch_report(
     drift_share: float,
     fdr: float = MonitorRules.drift_fdr,
     summary: str = "../index.html",
+    assets: str | Path | None = None,
 ) -> dict:
     """One evidently report for a batch against the reference; returns its summary.
 
@@ -104,7 +102,8 @@ def batch_report(
     batch and the reference have labels of both classes and the report is written to `path`,
     classification performance. Without a `path` only the drift is measured. Each feature's
     test is `columntests.plan`'s, its p-value tests judged together at false-discovery rate
-    `fdr`. The page links back to the monitoring summary at `summary` (relative to it).
+    `fdr`. The page links back to the monitoring summary at `summary` (relative to it) and
+    loads evidently's scripts from `assets` (`html.shared`).
     """
     from evidently import Report
     from evidently.metrics import ValueDrift
@@ -133,7 +132,7 @@ def batch_report(
         current_data=_dataset(current, spec, labelled),
         reference_data=_dataset(reference, spec, labelled),
     )
-    _save(snapshot, path, summary)
+    _save(snapshot, path, summary, assets)
     return summarize(snapshot.dict(), spec, drift_share) | {"drift_tests": drift_tests}
 
 

@@ -117,13 +117,15 @@ def monitor_batches(
     max_rows: int = 0,
     last: int = 0,
     chunk_rows: int = metrics.CHUNK_ROWS,
+    assets: Path | None = None,
 ) -> Monitored:
     """One evidently report per batch, written into `report_dir`; returns every batch's figures.
 
     `batches` is the build's batch file and `scores` the score task's, both read in chunks of
     `chunk_rows` rows: memory is bounded by the chunk and `max_rows`, not by the batch.
     `shadow` is the score task's summary per window. The newest `last` batches (every one when
-    0) and the control batches are monitored. Pages link the reports as `linked_as/batch-NAME.html`.
+    0) and the control batches are monitored. Pages link the reports as `linked_as/batch-NAME.html`;
+    the reports load evidently's scripts from `assets` (the project's shared folder).
 
     Each batch's drift is measured against `reference` (the held-out window, the training
     window, or the `rolling_periods` windows before it); its performance and calibration
@@ -180,7 +182,8 @@ def monitor_batches(
         row = {"batch": name, "control": control, "rows": batch.rows,
                "report": f"{linked_as}/batch-{name}.html",
                "reference": compared_with, "reference_rows": ref_rows}  # fmt: skip
-        row |= assess(ref, batch, spec, held, rules, report_dir / f"batch-{name}.html", back)
+        row |= assess(ref, batch, spec, held, rules, report_dir / f"batch-{name}.html", back,
+                      assets)  # fmt: skip
         row |= {k: v for k, v in shadow_rows[name].items() if k not in ("rows", "batch")}
         for window in (name, REFERENCE):
             served_by = shadow_rows.get(window, {}).get("served_by", "")
@@ -227,15 +230,17 @@ def assess(
     rules: verdict.MonitorRules,
     report: Path | None = None,
     summary: str = "../index.html",
+    assets: Path | None = None,
 ) -> dict:
     """One batch scored by the served model (`stream.Streamed`: every row's probability and
     label as counts, a sample of scored rows, the values training never saw), against a scored
     `reference`: its drift (an evidently report written to `report`, if given), performance
     and calibration, and the verdict under `rules` against the model's held-out figures
-    (`held`): status, reasons and warnings. The report links back to `summary`."""
+    (`held`): status, reasons and warnings. The report links back to `summary` and loads
+    evidently's scripts from `assets`."""
     row = {"rows_compared": len(batch.sample)}
     row |= drift.batch_report(reference, batch.sample, spec, report, rules.drift_share,
-                              rules.drift_fdr, summary)  # fmt: skip
+                              rules.drift_fdr, summary, assets)  # fmt: skip
     found, warnings, counted = None, [], batch.tally
     if counted.both_classes:
         row |= counted.metrics()

@@ -13,9 +13,6 @@ from . import gates
 from . import store as registry
 from .store import Store
 
-#: The folder beside the cards that holds what their evidently reports share (its scripts).
-ASSETS = "assets"
-
 PURPOSE = (
     "Predicts the probability that {target!r} is positive (decision threshold {threshold}) "
     "from the features listed below. Trained on {train}; chosen on the held-out window {holdout}."
@@ -44,8 +41,10 @@ def card_facts(details: dict) -> dict[str, str]:
     }
 
 
-def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file: str) -> dict:
-    """Cards for every version into `folder` (replaced whole); returns version -> card path."""
+def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file: str,
+                assets: str | Path | None = None) -> dict:  # fmt: skip
+    """Cards for every version into `folder` (replaced whole); returns version -> card path.
+    The evidently reports load its scripts from `assets` (`html.shared`)."""
     import mlflow
 
     client = store.client()
@@ -65,7 +64,8 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
                     run_id=details["run_id"], artifact_path="reports/performance.html", dst_path=tmp
                 )
                 page = Path(local).read_text(encoding="utf-8")  # evidently's scripts: once
-                shared = html.share_blocks(page, staging / ASSETS, ASSETS + "/")
+                # linked from the cards' folder; beside the cards when no folder is named
+                shared = html.shared(page, Path(folder) / report, assets or staging / html.ASSETS)
                 storage.write_text(staging / report, shared)
             except Exception:  # noqa: BLE001 - a card without its report still says what it can
                 report = ""

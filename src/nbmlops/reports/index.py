@@ -28,8 +28,14 @@ def _products(upstream) -> dict[str, Mapping]:
     return flat
 
 
-def notebooks_to_html(notebooks: dict[str, str], folder: str | Path) -> dict[str, Path]:
-    """Executed notebooks as self-contained HTML pages (no CDN scripts), one per task."""
+#: A notebook page's inline styles and scripts over this size are shared by every page.
+NOTEBOOK_SHARED_BYTES = 5_000
+
+
+def notebooks_to_html(notebooks: dict[str, str], folder: str | Path,
+                      assets: str | Path | None = None) -> dict[str, Path]:  # fmt: skip
+    """Executed notebooks as HTML pages, one per task, that need no network: JupyterLab's
+    styles once in `assets` for every page (`html.shared`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -38,6 +44,8 @@ def notebooks_to_html(notebooks: dict[str, str], folder: str | Path) -> dict[str
     pages = {}
     for task, path in notebooks.items():
         body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
+        page = Path(folder) / f"{task}.html"
+        body = html.shared(body, page, assets or staging / html.ASSETS, NOTEBOOK_SHARED_BYTES)
         (staging / f"{task}.html").write_text(body, encoding="utf-8")
         pages[task] = Path(folder) / f"{task}.html"
     storage.replace_dir(staging, Path(folder))
@@ -80,6 +88,7 @@ def build_index(
     selection_metric: str,
     baseline_file: str,
     site: str,
+    assets: str | None = None,
 ) -> None:
     """Ploomber task: executed notebooks as HTML, model cards, the project's reports page and
     summary, then the front page of every project under `site`."""
@@ -91,11 +100,12 @@ def build_index(
     store = registry.Store.from_params(mlflow)
     with registry.store_errors(store, "writing the model cards"):
         cards.write_cards(store, product["cards"], gates.load_gates(gates_file, selection_metric),
-                          baseline_file)  # fmt: skip
+                          baseline_file, assets)  # fmt: skip
         versions = registry.list_versions(store)
     root = Path(str(product["index"])).parent
     notebook_pages = notebooks_to_html(
-        {name: str(p["nb"]) for name, p in products.items() if "nb" in p}, str(product["notebooks"])
+        {name: str(p["nb"]) for name, p in products.items() if "nb" in p}, str(product["notebooks"]),
+        assets,
     )
 
     def rel(path) -> str:
@@ -196,6 +206,8 @@ def build_index(
         "monitoring": {"status": watched.status, "text": watched.text, "counts": watched.counts},
         "built": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
     })  # fmt: skip
+    if assets:
+        html.prune_assets(assets, root)
     write_front_page(site)
 
 
