@@ -374,7 +374,8 @@ monitor_last: 0
 monitor_max_rows: 100000
 
 # the scheduled job's policy (make retrain, make propose) and the policies make backtest
-# replays over the labelled periods (docs/retraining.md)
+# replays over the labelled periods (docs/retraining.md); in `backtest`, label_delay: N also
+# replays each policy with a period's labels known N periods after it was served
 retraining: {{window: expanding, every: 1, trigger: fail, shadow_periods: 1}}
 backtest:
   never: {{every: 0}}
