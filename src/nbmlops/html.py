@@ -86,8 +86,11 @@ def _rounded(value):
     return value
 
 
-_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)  # ends where a browser ends it
-_STYLE = re.compile(r"<style>(.*?)</style>", re.S)
+# An inline script or style, its attributes and its body (a script ends where a browser ends it)
+_SCRIPT = re.compile(r"<script((?:\s[^>]*)?)>(.*?)</script>", re.S)
+_STYLE = re.compile(r"<style((?:\s[^>]*)?)>(.*?)</style>", re.S)
+#: The attributes of a script that may load from a file instead: none, or a JavaScript type.
+_MOVABLE_SCRIPT = re.compile(r'^(\s+type="(text/javascript|module)")?$')
 #: An inline script or style larger than this is moved to a file the pages share.
 SHARED_BYTES = 50_000
 #: The folder beside a page its shared scripts and styles go to when no other is named.
@@ -117,15 +120,16 @@ def share_blocks(page: str, folder: Path, href: str, min_bytes: int = SHARED_BYT
         return escape(href + name)
 
     def script(match: re.Match) -> str:
-        body = match[1]
-        if len(body) < min_bytes or body.lstrip().startswith("var metric_"):
+        attributes, body = match[1], match[2]
+        if (len(body) < min_bytes or body.lstrip().startswith("var metric_")
+                or not _MOVABLE_SCRIPT.match(attributes)):  # fmt: skip
             return match[0]
-        return f'<script src="{moved(body, "js")}"></script>'
+        return f'<script{attributes} src="{moved(body, "js")}"></script>'
 
     def style(match: re.Match) -> str:
-        if len(match[1]) < min_bytes:
+        if len(match[2]) < min_bytes:
             return match[0]
-        return f'<link rel="stylesheet" href="{moved(match[1], "css")}">'
+        return f'<link rel="stylesheet" href="{moved(match[2], "css")}">'
 
     page = _SCRIPT.sub(script, page)
     head, body = page.split("<body>", 1) if "<body>" in page else (page, None)

@@ -282,8 +282,9 @@ def backtest_policies(
     params: Mapping[str, Any] | None, where: str = PARAMETERS
 ) -> dict[str, RetrainPolicy]:
     """The env file's `backtest` block: policy name to its settings, at least one."""
-    policies = {k: v for k, v in (params or {}).items() if k != LABEL_DELAY}
-    if not isinstance(params, Mapping) or not policies:
+    policies = {k: v for k, v in params.items() if k != LABEL_DELAY} if isinstance(
+        params, Mapping) else {}  # fmt: skip
+    if not policies:
         raise ConfigError(f"{where}: `backtest` must map policy names to their settings, "
                           "e.g. never: {every: 0}")  # fmt: skip
     backtest_label_delay(params, where)

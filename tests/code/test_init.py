@@ -300,7 +300,8 @@ def _bad_inputs(project, good: pd.DataFrame) -> dict[str, tuple[list[str], str]]
 def test_every_bad_input_gets_one_line_naming_it_and_leaves_nothing(project, capsys):
     """Nineteen kinds of bad input derived from a good table: each refused with exit 2 and
     one line that names the file, the column and the problem, no traceback, nothing written.
-    (An all-empty column, a `;`-separated or Latin-1 file are not refused: see above.)"""
+    (An all-empty column is left out with its reason, and a `;`-separated or Latin-1 file is
+    read as written: other tests here.)"""
     good = breast_cancer_frame()
     cases = _bad_inputs(project, good)
     assert len(cases) == 19

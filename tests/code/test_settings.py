@@ -91,7 +91,7 @@ def test_missing_value_words_survive_ploomber_reading_the_env_file():
 
 
 def test_retraining_policies_are_read_as_written_and_refused_with_the_key_named():
-    from nbmlops.settings import RetrainPolicy, backtest_policies
+    from nbmlops.settings import RetrainPolicy, backtest_label_delay, backtest_policies
 
     policies = backtest_policies(
         {"never": {"every": 0}, "rolling": {"window": 3, "every": 2, "trigger": False},
@@ -113,10 +113,18 @@ def test_retraining_policies_are_read_as_written_and_refused_with_the_key_named(
         ({"p": {"trigger": "drift"}}, "trigger must be one of never, fail, warn"),
         ({"p": {"evry": 1}}, "unknown key(s)"),
         ({}, "`backtest` must map policy names"),
+        (["never", "on-fail"], "`backtest` must map policy names"),
+        ({"label_delay": 1}, "`backtest` must map policy names"),  # a delay, and no policy
+        ({"p": {}, "label_delay": -1}, "backtest.label_delay must be a whole number of periods"),
+        ({"p": {}, "label_delay": "2"}, "not '2'"),
+        ({"p": {}, "label_delay": True}, "not True"),
     ]
     for params, message in bad:
         with pytest.raises(ConfigError, match=re.escape(message)):
             backtest_policies(params, "env.yaml")
+    with_delay = {"never": {}, "label_delay": 2}
+    assert list(backtest_policies(with_delay)) == ["never"]
+    assert backtest_label_delay(with_delay) == 2 and backtest_label_delay({"never": {}}) == 0
 
 
 def test_a_block_written_as_one_word_is_named_with_its_keys():

@@ -192,7 +192,8 @@ def monitor_batches(
                     f"the {'held-out window' if window == REFERENCE else 'batch'} "
                     f"was served by {served_by}: its figures mix both models"
                 )
-                row["status"] = "warn" if row["status"] == "pass" else row["status"]
+                for said in (row, row["before_labels"]):
+                    said["status"] = "warn" if said["status"] == "pass" else said["status"]
         rows.append(row)
         if not control:
             rolling.add(name, batch.rows, batch.sample)

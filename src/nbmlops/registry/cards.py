@@ -64,8 +64,8 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
                     run_id=details["run_id"], artifact_path="reports/performance.html", dst_path=tmp
                 )
                 page = Path(local).read_text(encoding="utf-8")  # evidently's scripts: once
-                # linked from the cards' folder; beside the cards when no folder is named
-                shared = html.shared(page, Path(folder) / report, assets or staging / html.ASSETS)
+                # the staging folder sits beside the cards' folder: the same relative links
+                shared = html.shared(page, staging / report, assets)
                 storage.write_text(staging / report, shared)
             except Exception:  # noqa: BLE001 - a card without its report still says what it can
                 report = ""

@@ -50,7 +50,7 @@ def backtest_page(result: Result, home: str = "../index.html") -> str:
         html.cards(
             {
                 "periods replayed": len(s["periods"]) - s["reference_periods"],
-                "policies": len(result.policies),
+                "policies": len({r.name for r in result.replays.values()}),
                 "rows": s["rows"],
                 "candidates": ", ".join(s["candidates"]),
                 "model fits": seconds["fits"],

@@ -44,8 +44,8 @@ def notebooks_to_html(notebooks: dict[str, str], folder: str | Path,
     pages = {}
     for task, path in notebooks.items():
         body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
-        page = Path(folder) / f"{task}.html"
-        body = html.shared(body, page, assets or staging / html.ASSETS, NOTEBOOK_SHARED_BYTES)
+        # the staging folder sits beside `folder`: the same relative links
+        body = html.shared(body, staging / f"{task}.html", assets, NOTEBOOK_SHARED_BYTES)
         (staging / f"{task}.html").write_text(body, encoding="utf-8")
         pages[task] = Path(folder) / f"{task}.html"
     storage.replace_dir(staging, Path(folder))

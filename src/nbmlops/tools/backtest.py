@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             print(cost[["policy", *[c for c in cost if c.endswith("_change")]]]
                   .round(4).to_string(index=False))  # fmt: skip
     print(f"backtest: {result.seconds['total']:.0f} s ({result.seconds['fits']} fits, "
-          f"{result.seconds['training']:.0f} s training); wrote {out / 'index.html'}")  # fmt: skip
+          f"{result.seconds['training']:.0f} s waiting for them); "
+          f"wrote {out / 'index.html'}")  # fmt: skip
     return 0
 
 

@@ -182,7 +182,7 @@ def bench_backtest(built: Path, env_file: str, cold_seconds: float) -> dict:
     seconds = timed(args, built, env_file)
     found = storage.read_json(out / "backtest.json")
     inner = found["seconds"]
-    busy = inner["fit_seconds"] / (inner["training"] * inner["workers"])
+    busy = inner["fit_seconds"] / (inner["total"] * inner["workers"])  # fitting, of their time
     print(f"{env_file} backtest: {seconds:.1f} s", flush=True)
     return {"env": env_file, "seconds": round(seconds, 1), "policies": len(found["policies"]),
             "periods": len(found["settings"]["periods"]) - found["settings"]["reference_periods"],

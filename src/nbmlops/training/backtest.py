@@ -119,7 +119,7 @@ def _fit_window(start: int, cutoff: int) -> dict:
     held_out, seed = _SHARED["held_out"], _SHARED["seed"]
     first = cutoff - held_out
     train, held = periods.frame(start, first), periods.frame(first, cutoff)
-    found, fitted = {}, {}
+    found, fitted, scores = {}, {}, None
     with threadpool_limits(_SHARED["threads"]):
         for name, declared in _SHARED["declared"].items():
             pipeline = candidates.build(declared, spec, seed)
@@ -133,10 +133,16 @@ def _fit_window(start: int, cutoff: int) -> dict:
             except (ValueError, ConfigError) as exc:  # e.g. one class in the window
                 why = f"{name} could not be trained on {periods.span(start, first)}: {exc}"
                 found[name] = (0.0, why, math.nan)
-        best = _choose(found, held[spec.target], _SHARED["selection_metric"])
         later = periods.data.iloc[periods.rows(cutoff, len(periods.names))]
-        scores = (np.concatenate([found[best][1], metrics.predict_proba(fitted[best], later, spec)])
-                  if best else None)  # fmt: skip
+        while (best := _choose(found, held[spec.target], _SHARED["selection_metric"])) and (
+            scores is None
+        ):
+            try:
+                ahead = metrics.predict_proba(fitted[best], later, spec)
+                scores = np.concatenate([found[best][1], ahead])
+            except (ValueError, ConfigError) as exc:  # the next best, then
+                why = f"{best} could not score {periods.span(cutoff, len(periods.names))}: {exc}"
+                found[best] = (found[best][0], why, math.nan)
     return {"candidates": found, "best": best, "scores": scores}
 
 
@@ -190,9 +196,11 @@ class Trainer:
             return
         wanted = [w for w in dict.fromkeys(windows)
                   if w is not None and w not in self.models and w not in self._running]  # fmt: skip
-        for w in sorted(wanted, key=lambda w: (w[1], -self._rows(w))):  # needed first, larger first
-            if self._pool is None:  # at once, in this process
+        for w in sorted(wanted, key=lambda w: (w[1], -self._rows(w))):  # earliest, then largest
+            if self._pool is None:  # at once, in this process: waited for now
+                started = time.perf_counter()
                 self._running[w] = _fit_window(*w)
+                self.seconds += time.perf_counter() - started
             else:
                 self._running[w] = self._pool.submit(_fit_window, *w)
 
@@ -200,12 +208,6 @@ class Trainer:
     def unused(self) -> int:
         """Windows started on a guess and never asked for (so far)."""
         return len(self._running)
-
-    def train(self, windows: list[tuple[int, int]]) -> None:
-        """Train the windows not trained yet, and wait for them."""
-        self.submit(windows)
-        for w in windows:
-            self.get(w)
 
     def get(self, window: tuple[int, int]) -> Model | str:
         """The model trained on `window` (trained now, or waited for), or why none could be."""
@@ -452,7 +454,9 @@ class Backtest:
         for u in range(t + 1, min(t + 1 + ahead, len(self.periods.names))):
             if shadowing and u - r.delay - since < r.policy.shadow_periods:
                 continue
-            if u - newest >= r.policy.every and (guess := self._window(r, u - r.delay)):
+            labelled = u - r.delay  # a window with a period not seen by the champion
+            fresh = r.champion is None or labelled > r.champion.cutoff
+            if u - newest >= r.policy.every and fresh and (guess := self._window(r, labelled)):
                 found.append(guess)
                 newest, since, shadowing = u, u, bool(r.policy.shadow_periods)
         return found
@@ -479,7 +483,7 @@ class Backtest:
         if r.pending is None and (due or triggered) and known > r.champion.cutoff:
             window = self._window(r, known)
         decision |= {"due": due, "triggered": triggered, "status_seen": status,
-                     "labelled_before": self.periods.names[known],
+                     "labelled_before": self.periods.names[known] if known >= 0 else None,
                      "train": None if window is None else list(window)}  # fmt: skip
         r.decisions.append(decision)
         return window
@@ -556,6 +560,10 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy], progress: Callable[[st
     needs runs at once."""
     started = time.perf_counter()
     names, first = bt.periods.names, bt.first
+    if label_delay >= len(names) - first:
+        raise ConfigError(f"label_delay {label_delay}: no period replayed would ever be "
+                          f"labelled (the data has {len(names) - first} periods after the "
+                          "reference)")  # fmt: skip
     delays = [0, label_delay] if label_delay else [0]
     replays = {replay_label(n, d): Replay(n, p, None, first, d)
                for d in delays for n, p in policies.items()}  # fmt: skip
