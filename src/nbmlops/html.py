@@ -9,6 +9,8 @@ import json
 import math
 import os
 import re
+import uuid
+from collections import Counter
 from html import escape
 from pathlib import Path
 
@@ -38,16 +40,20 @@ def neutralize_script_data(page: str) -> str:
 _VARIABLES = re.compile(r"(?:^|;\n)\s*var (\w+) = ")
 #: Significant digits kept of the numbers evidently plots.
 DIGITS = 6
+#: The page's one copy of the plotly template evidently writes into every plot's layout.
+TEMPLATE_VARIABLE = "nbmlops_plot_template"
 
 
 def compact_report_data(page: str) -> str:
-    """evidently's data block without what its page never reads, and its numbers to DIGITS
-    significant digits (the plots look the same).
+    """evidently's data block without what its page never reads, its numbers to DIGITS
+    significant digits, and the plotly template every plot repeats written once (the plots
+    look the same).
 
     The drift table's widget carries every column's detail plots twice: in the widget
     (`additionalGraphs`) and in the `additional_graphs_…` variable, the only copy the page's
-    script reads (`drawDashboard` takes it as its map of graphs). A block of another layout
-    is left as it is."""
+    script reads (`drawDashboard` takes it as its map of graphs). Each plot's layout carries
+    the same 7 KB template: the layouts refer to one copy, TEMPLATE_VARIABLE, defined in a
+    script before the block. A block of another layout is left as it is."""
     found = _DATA_BLOCK.search(page)
     if found is None:
         return page
@@ -61,9 +67,36 @@ def compact_report_data(page: str) -> str:
     for name, value in zip(names, parsed, strict=True):
         if name.startswith("metric_"):
             _drop_key(value, "additionalGraphs")
+    layouts = [layout for value in parsed for layout in _layouts(value)]
+    counted = Counter(json.dumps(layout["template"], sort_keys=True) for layout in layouts)
+    shared, reference, head = None, "", ""
+    if counted and counted.most_common(1)[0][1] > 1:
+        shared = counted.most_common(1)[0][0]
+        reference = f"__template_{uuid.uuid4().hex}__"  # no value on the page can be this
+        kept = None
+        for layout in layouts:
+            if json.dumps(layout["template"], sort_keys=True) == shared:
+                kept, layout["template"] = layout["template"], reference
+        template = json.dumps(_rounded(kept), separators=(",", ":"))
+        safe = template.replace("<", "\\u003c")  # nothing in it can end its script
+        head = f"<script>var {TEMPLATE_VARIABLE} = {safe};</script>\n"
     block = ";\n    ".join(f"var {n} = {json.dumps(_rounded(v), separators=(',', ':'))}"
                             for n, v in zip(names, parsed, strict=True))  # fmt: skip
-    return page[: found.start()] + "<script>\n    " + block + found[3] + page[found.end() :]
+    if shared is not None:
+        block = block.replace(json.dumps(reference), TEMPLATE_VARIABLE)
+    return (page[: found.start()] + head + "<script>\n    " + block + found[3]
+            + page[found.end() :])  # fmt: skip
+
+
+def _layouts(value) -> list[dict]:
+    """Every plot layout with a template under `value`."""
+    if isinstance(value, dict):
+        found = [value["layout"]] if isinstance(value.get("layout"), dict) and (
+            "template" in value["layout"]) else []  # fmt: skip
+        return found + [layout for item in value.values() for layout in _layouts(item)]
+    if isinstance(value, list):
+        return [layout for item in value for layout in _layouts(item)]
+    return []
 
 
 def _drop_key(value, key: str) -> None:

@@ -161,3 +161,28 @@ def test_the_verdict_comes_first_and_each_batchs_verdict_fits_the_screen(ci_buil
     heads = page.eval_on_selector_all("main th", "ths => ths.map(t => t.innerText)")
     assert heads[:4] == ["project", "verdict", "gates", "monitoring"], heads
     context.close()
+
+
+def test_a_batch_pages_detail_plots_draw_with_the_shared_template(ci_build, browser):
+    """A batch page's plots refer to one copy of plotly's template: expanding a column's
+    details draws its plots with it (the template's grey plot area), without an error."""
+    page = browser.new_page(viewport={"width": 1300, "height": 2400})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    batch = sorted((ci_build.reports / "monitoring" / "batches").glob("batch-2013-*.html"))[0]
+    assert "nbmlops_plot_template" in batch.read_text(encoding="utf-8")
+    page.goto(batch.resolve().as_uri())
+    page.wait_for_timeout(1000)
+    shown = page.evaluate("document.querySelectorAll('.main-svg').length")
+    buttons = page.query_selector_all("tbody tr button")
+    assert len(buttons) >= 2
+    for button in buttons[:2]:
+        button.click()
+        page.wait_for_timeout(800)
+    fills = page.evaluate(
+        "Array.from(document.querySelectorAll('.main-svg .bglayer .bg')).map(e => e.style.fill)"
+    )
+    assert page.evaluate("document.querySelectorAll('.main-svg').length") > shown
+    assert fills and all(fill == "rgb(229, 236, 246)" for fill in fills), fills
+    assert not errors, errors
+    page.close()
