@@ -122,8 +122,9 @@ def _rounded(value):
 # An inline script or style, its attributes and its body (a script ends where a browser ends it)
 _SCRIPT = re.compile(r"<script((?:\s[^>]*)?)>(.*?)</script>", re.S)
 _STYLE = re.compile(r"<style((?:\s[^>]*)?)>(.*?)</style>", re.S)
-#: The attributes of a script that may load from a file instead: none, or a JavaScript type.
-_MOVABLE_SCRIPT = re.compile(r'^(\s+type="(text/javascript|module)")?$')
+#: The attributes of a script that may load from a file instead: none, or a classic JavaScript
+#: type (a module script from a file does not run on a page opened from disk: CORS).
+_MOVABLE_SCRIPT = re.compile(r'^(\s+type="text/javascript")?$')
 #: An inline script or style larger than this is moved to a file the pages share.
 SHARED_BYTES = 50_000
 #: The folder beside a page its shared scripts and styles go to when no other is named.

@@ -52,3 +52,9 @@ def test_pages_at_any_depth_share_one_copy_and_unlinked_copies_are_pruned(tmp_pa
     assert len(list(assets.iterdir())) == 2
     small = "<html><head><style>p{}</style></head><body></body>"
     assert html.shared(small, tmp_path / "s.html", assets) == small  # its own styles stay
+
+
+def test_a_module_script_stays_in_its_page(tmp_path):
+    """A module script loaded from a file does not run on a page opened from disk (CORS)."""
+    page = f'<html><head></head><body><script type="module">{"m" * 60_000}</script></body>'
+    assert html.shared(page, tmp_path / "p.html", tmp_path / "assets") == page
