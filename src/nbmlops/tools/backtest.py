@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(result.summary().drop(columns=["described"]).round(4).to_string(index=False))
         if delay:
-            print(f"what labels {delay} periods late cost each policy (late minus at once):")
+            print(f"what labels {delay} period{'s' if delay != 1 else ''} late cost each policy "
+                  "(late minus at once):")  # fmt: skip
             cost = result.delay_cost()
             print(cost[["policy", *[c for c in cost if c.endswith("_change")]]]
                   .round(4).to_string(index=False))  # fmt: skip

@@ -575,7 +575,8 @@ def run(bt: Backtest, policies: dict[str, RetrainPolicy], progress: Callable[[st
         raise DataError(Problem("backtest", None, initial))
     for r in replays.values():
         r.champion = initial
-    late = f", labels at once and {label_delay} periods late" if label_delay else ""
+    late = (f", labels at once and {label_delay} period{'s' if label_delay != 1 else ''} late"
+            if label_delay else "")  # fmt: skip
     progress(f"initial model {initial.key}: {initial.candidate} on "
              f"{bt.periods.span(0, first - bt.held_out)}; {len(names) - first} periods to replay, "
              f"{len(policies)} policies{late}")  # fmt: skip
