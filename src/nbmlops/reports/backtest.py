@@ -12,20 +12,24 @@ SHOWN = ["period", "served_by", "model", "rows", "positive_rate", "roc_auc", "pr
          "mean_proba", "calibration_gap", "status", "before_labels", "events"]  # fmt: skip
 
 
-def plot_policies(periods: pd.DataFrame):
+def plot_policies(periods: pd.DataFrame, late: dict[str, str] | None = None):
     """ROC AUC (with the 95 % interval of the first policy), Brier and the calibration gap of
-    the model each policy served, by period; a triangle marks a promotion."""
+    the model each policy served, by period; a triangle marks a promotion. A replay with late
+    labels (`late`: its name to its policy's) is dashed, in its policy's colour."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    late = late or {}
     policies = list(dict.fromkeys(periods["policy"]))
+    colour = {name: f"C{k}" for k, name in enumerate(n for n in policies if n not in late)}
     for k, name in enumerate(policies):
         rows = periods[periods["policy"] == name]
         x = list(rows["period"])
+        c, style = colour.get(late.get(name, name), f"C{k}"), "o--" if name in late else "o-"
         for ax, column in zip(axes, ("roc_auc", "brier", "calibration_gap"), strict=True):
-            ax.plot(x, rows[column], "o-", ms=3, lw=1.4, color=f"C{k}", label=name)
+            ax.plot(x, rows[column], style, ms=3, lw=1.4, color=c, label=name)
             promoted = rows[rows["promoted"]]
-            ax.plot(list(promoted["period"]), promoted[column], "^", ms=9, color=f"C{k}")
+            ax.plot(list(promoted["period"]), promoted[column], "^", ms=9, color=c)
         if k == 0:
             axes[0].fill_between(x, rows["roc_auc_low"], rows["roc_auc_high"], color="C0",
                                  alpha=0.12, label=f"{name}: 95 % interval")  # fmt: skip
@@ -36,8 +40,10 @@ def plot_policies(periods: pd.DataFrame):
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=45)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()  # below the plots: they stay clear
+    rows = -(-len(labels) // 4)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * rows, 1, 1))
     plt.close(fig)
     return fig
 
@@ -77,7 +83,11 @@ def backtest_page(result: Result, home: str = "../index.html") -> str:
             "mean predicted probability; training_seconds add up every candidate's fit (a window "
             "two policies share is trained once)."
         ),
-        html.figure(plot_policies(periods)),
+        html.figure(
+            plot_policies(
+                periods, {label: r.name for label, r in result.replays.items() if r.delay}
+            )
+        ),
     ]
     cost = result.delay_cost()
     if len(cost):
