@@ -105,3 +105,30 @@ def test_no_import_cycles():
 
     for module in edges:
         visit(module)
+
+
+def tree_in_the_doc() -> dict[str, int]:
+    """The modules docs/architecture.md's tree lists, each with the line count it gives."""
+    import re
+
+    text = (PROJECT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text.split("## The tree", 1)[1].split("```", 2)[1]
+    listed, folder = {}, None
+    for line in block.splitlines():
+        if found := re.match(r"^  (\w+)/\s", line):
+            folder = found[1]
+        elif found := re.match(r"^(\s+)(\w+\.py)\s+(\d+)\b", line):
+            name = found[2] if len(found[1]) == 2 else f"{folder}/{found[2]}"
+            listed[name] = int(found[3])
+    return listed
+
+
+def test_the_architecture_doc_lists_every_module_with_its_line_count():
+    actual = {str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines())
+              for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}  # fmt: skip
+    listed = tree_in_the_doc()
+    assert sorted(set(actual) - set(listed)) == [], "modules docs/architecture.md leaves out"
+    assert sorted(set(listed) - set(actual)) == [], "modules docs/architecture.md lists, gone"
+    wrong = {name: f"{listed[name]} in the doc, {actual[name]} in the file"
+             for name in listed if listed[name] != actual[name]}  # fmt: skip
+    assert wrong == {}, "docs/architecture.md's line counts"
