@@ -68,14 +68,15 @@ def compact_report_data(page: str) -> str:
         if name.startswith("metric_"):
             _drop_key(value, "additionalGraphs")
     layouts = [layout for value in parsed for layout in _layouts(value)]
-    counted = Counter(json.dumps(layout["template"], sort_keys=True) for layout in layouts)
+    keys = [json.dumps(layout["template"], sort_keys=True) for layout in layouts]
+    counted = Counter(keys)
     shared, reference, head = None, "", ""
     if counted and counted.most_common(1)[0][1] > 1:
         shared = counted.most_common(1)[0][0]
         reference = f"__template_{uuid.uuid4().hex}__"  # no value on the page can be this
         kept = None
-        for layout in layouts:
-            if json.dumps(layout["template"], sort_keys=True) == shared:
+        for layout, key in zip(layouts, keys, strict=True):
+            if key == shared:
                 kept, layout["template"] = layout["template"], reference
         template = json.dumps(_rounded(kept), separators=(",", ":"))
         safe = template.replace("<", "\\u003c")  # nothing in it can end its script

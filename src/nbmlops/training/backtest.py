@@ -119,7 +119,7 @@ def _fit_window(start: int, cutoff: int) -> dict:
     held_out, seed = _SHARED["held_out"], _SHARED["seed"]
     first = cutoff - held_out
     train, held = periods.frame(start, first), periods.frame(first, cutoff)
-    found, fitted, scores = {}, {}, None
+    found, fitted, scores, table = {}, {}, None, {}
     with threadpool_limits(_SHARED["threads"]):
         for name, declared in _SHARED["declared"].items():
             pipeline = candidates.build(declared, spec, seed)
@@ -134,22 +134,25 @@ def _fit_window(start: int, cutoff: int) -> dict:
                 why = f"{name} could not be trained on {periods.span(start, first)}: {exc}"
                 found[name] = (0.0, why, math.nan)
         later = periods.data.iloc[periods.rows(cutoff, len(periods.names))]
-        while (best := _choose(found, held[spec.target], _SHARED["selection_metric"])) and (
-            scores is None
-        ):
+        while (best := _choose(table := _held_out(found, held[spec.target]),
+                               _SHARED["selection_metric"])) and scores is None:  # fmt: skip
             try:
                 ahead = metrics.predict_proba(fitted[best], later, spec)
                 scores = np.concatenate([found[best][1], ahead])
             except (ValueError, ConfigError) as exc:  # the next best, then
                 why = f"{best} could not score {periods.span(cutoff, len(periods.names))}: {exc}"
                 found[best] = (found[best][0], why, math.nan)
-    return {"candidates": found, "best": best, "scores": scores}
+    return {"candidates": found, "metrics": table, "best": best, "scores": scores}
 
 
-def _choose(found: dict, y: pd.Series, selection_metric: str) -> str | None:
-    """The candidate the selection metric picks on the held-out rows (None: none trained)."""
-    table = {n: metrics.classification_metrics(y, p, at)
-             for n, (_, p, at) in found.items() if not isinstance(p, str)}  # fmt: skip
+def _held_out(found: dict, y: pd.Series) -> dict[str, dict]:
+    """Each trained candidate's metrics on the held-out rows, at its own threshold."""
+    return {n: metrics.classification_metrics(y, p, at)
+            for n, (_, p, at) in found.items() if not isinstance(p, str)}  # fmt: skip
+
+
+def _choose(table: dict[str, dict], selection_metric: str) -> str | None:
+    """The candidate the selection metric picks (None: none trained)."""
     return str(candidates.compare(table, selection_metric)["model"].iloc[0]) if table else None
 
 
@@ -167,7 +170,7 @@ class Trainer:
                  calibration: CalibrationSettings | None = None):  # fmt: skip
         self.periods, self.spec = periods, spec
         self.names = [candidate["name"] for candidate in declared]
-        self.held_out, self.selection_metric, self.workers = held_out, selection_metric, workers
+        self.held_out, self.workers = held_out, workers
         self.models: dict[tuple[int, int], Model | str] = {}
         self._running: dict[tuple[int, int], Future | dict] = {}
         self.fits, self.seconds, self.fit_seconds = 0, 0.0, 0.0
@@ -229,13 +232,12 @@ class Trainer:
         found, best = result["candidates"], result["best"]
         if best is None:
             return "; ".join(why for _, why, _ in found.values())
-        y = self.periods.frame(first, cutoff)[self.spec.target]
         fitted = {n: r for n, r in found.items() if not isinstance(r[1], str)}
         return Model(
             key=self.periods.span(start, first).replace(" … ", "…"),
             start=start, cutoff=cutoff, held_out=self.held_out, candidate=best,
-            candidates={n: metrics.classification_metrics(y, p, at) | {"fit_seconds": seconds}
-                        for n, (seconds, p, at) in fitted.items()},
+            candidates={n: result["metrics"][n] | {"fit_seconds": fitted[n][0]}
+                        for n in fitted},
             fit_seconds=float(sum(r[0] for r in fitted.values())),
             offset=int(self.periods.bounds[first]), proba=result["scores"],
             threshold=found[best][2],
