@@ -22,7 +22,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	serve load backtest retrain propose follow live ci-as-user airflow-run registry-server registry-server-stop postgres
+	docs serve load backtest retrain propose follow live ci-as-user airflow-run registry-server registry-server-stop postgres
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -133,6 +133,9 @@ ci-as-user: ## make ci as a user who is not root, in a fresh clone of HEAD, with
 
 lab: setup ## open JupyterLab (ENV=ci for the CI sample's parameters; the .py notebooks open as notebooks)
 	PLOOMBER_ENV_FILENAME=$(ENV_FILE) $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+
+docs: setup ## the documentation site (README.md and docs/) in reports/docs/, strict: a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build
 
 plot: setup ## draw the pipeline graph to reports/pipeline.html
 	$(BIN)/ploomber plot --output reports/pipeline.html

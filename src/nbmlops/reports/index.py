@@ -78,6 +78,8 @@ def plot_history(versions: pd.DataFrame, batches: pd.DataFrame):
 
 #: A project's summary beside its reports page; the front page lists every one it finds.
 SUMMARY_FILE = "project.json"
+#: The documentation site under the site's folder (`site_dir` in mkdocs.yml), when built.
+DOCS_FOLDER = "docs"
 
 
 def build_index(
@@ -104,7 +106,8 @@ def build_index(
         versions = registry.list_versions(store)
     root = Path(str(product["index"])).parent
     notebook_pages = notebooks_to_html(
-        {name: str(p["nb"]) for name, p in products.items() if "nb" in p}, str(product["notebooks"]),
+        {name: str(p["nb"]) for name, p in products.items() if "nb" in p},
+        str(product["notebooks"]),
         assets,
     )
 
@@ -133,9 +136,13 @@ def build_index(
     ]
     bench_link = [(rel(page), label) for page, label in measured if page.is_file()]
     body = [
-        html.verdict(overall("pass" if gates_passed else "fail", watched.status),
-                     [f"gates {'pass' if gates_passed else 'fail'}",
-                      f"monitoring {watched.status or 'not run'}: {watched.text}"]),  # fmt: skip
+        html.verdict(
+            overall("pass" if gates_passed else "fail", watched.status),
+            [
+                f"gates {'pass' if gates_passed else 'fail'}",
+                f"monitoring {watched.status or 'not run'}: {watched.text}",
+            ],
+        ),  # fmt: skip
         html.cards(
             {
                 "source": manifest["source"],
@@ -241,8 +248,12 @@ def write_front_page(site: str | Path) -> Path:
             "last build": summary["built"],
         })  # fmt: skip
     links = [f"{path.parent.name}/index.html" for path in sorted(site.glob(f"*/{SUMMARY_FILE}"))]
-    body = html.para("Every project built in this folder, its verdict first (the worse of its "
-                     "gates and its newest monitored batch); each links to its own reports.")
+    body = html.para(
+        "Every project built in this folder, its verdict first (the worse of its "
+        "gates and its newest monitored batch); each links to its own reports."
+    )
+    if (site / DOCS_FOLDER / "index.html").is_file():
+        body += html.link_list([(f"{DOCS_FOLDER}/index.html", "Documentation (make docs)")])
     body += html.table(pd.DataFrame(rows), {"pass": "pass", "fail": "fail", "warn": "warn"},
                        links={"project": links}, wrap=("monitoring",))  # fmt: skip
     return storage.write_text(site / "index.html", html.page("Projects", body, home=None))
