@@ -7,7 +7,7 @@ product by task and key, so no path that pipeline.yaml names is written a second
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -33,6 +33,7 @@ class Layout:
     env_file: Path
     env: dict
     products: dict[str, dict[str, str]]
+    executor: dict[str, str] = field(default_factory=dict)  # its settings that are text
 
     @classmethod
     def from_env(cls, env_file: str | Path) -> Layout:
@@ -40,13 +41,16 @@ class Layout:
         env_file = Path(env_file)
         env = load_env(env_file)
         pipeline = find_pipeline(env_file)
-        tasks = yaml.safe_load(pipeline.read_text(encoding="utf-8")).get("tasks") or []
+        spec = yaml.safe_load(pipeline.read_text(encoding="utf-8"))
         products = {
             _task_name(task): {key: str(pipeline.parent / _render(str(path), env, pipeline))
                                for key, path in task["product"].items()}
-            for task in tasks
+            for task in spec.get("tasks") or []
         }  # fmt: skip
-        return cls(env_file, env, products)
+        executor = spec.get("executor") if isinstance(spec.get("executor"), dict) else {}
+        settings = {key: _render(value, env, pipeline) for key, value in executor.items()
+                    if isinstance(value, str) and key != "dotted_path"}  # fmt: skip
+        return cls(env_file, env, products, settings)
 
     def product(self, task: str, key: str) -> Path:
         """The path of one product, e.g. `product("features", "spec")`."""
@@ -54,6 +58,17 @@ class Layout:
             return Path(self.products[task][key])
         except KeyError:
             raise ConfigError(f"{PIPELINE} names no product {key!r} of a task {task!r}") from None
+
+    def executor_file(self, key: str) -> Path:
+        """A file the build's executor keeps, as pipeline.yaml names it: `lock_file`, `inputs`."""
+        try:
+            return self.pipeline.parent / self.executor[key]  # relative to it, as the products
+        except KeyError:
+            raise ConfigError(f"{PIPELINE}: its executor names no {key!r}") from None
+
+    @property
+    def pipeline(self) -> Path:
+        return find_pipeline(self.env_file)
 
     @property
     def candidates(self) -> list[dict]:

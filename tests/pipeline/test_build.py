@@ -265,6 +265,35 @@ def test_second_build_skips_every_task(ci_build):
     assert len(ran) == 10 and not any(ran.values()), ran
 
 
+#: `make build`'s command, telling afterwards whether its process imported Ploomber.
+_IMPORTED = ("import sys; from nbmlops.build.run import main; code = main(sys.argv[1:]); "
+             "print('ploomber imported:', 'ploomber' in sys.modules); sys.exit(code)")  # fmt: skip
+
+
+def test_make_build_with_nothing_changed_decides_without_ploomber(ci_build):
+    """The second `make build` ends before Ploomber loads, saying each task is up to date; a
+    touched notebook goes to Ploomber (which finds it unchanged), and the next is quick again."""
+
+    def build() -> str:
+        done = subprocess.run([str(BIN / "python"), "-c", _IMPORTED, "--env", "env.ci.yaml"],
+                              cwd=ci_build.project, env=run_env("env.ci.yaml"),
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    build()  # whatever the tests before this one changed
+    quick = build()
+    ran = ran_tasks(quick)
+    assert len(ran) == 10 and not any(ran.values()), quick
+    assert "decided without loading the pipeline" in quick and "ploomber imported: False" in quick
+    assert storage.read_json(ci_build.reports / "build.json")["status"] == "passed"
+    notebook = ci_build.project / "notebooks" / "monitor.py"
+    notebook.touch()
+    slow = build()
+    assert "ploomber imported: True" in slow and not any(ran_tasks(slow).values()), slow
+    assert "ploomber imported: False" in build()
+
+
 @pytest.mark.parametrize(
     ("path", "addition"),
     [("notebooks/evaluate.py", '\n# %%\nprint("edited")\n'), ("model/gates.yaml", "# reviewed\n")],

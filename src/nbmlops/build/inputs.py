@@ -48,6 +48,11 @@ def task_files(task, graph: dict[str, set[str]]) -> list[Path]:
     return sorted({f.resolve() for f in files})
 
 
+def cache_file(record_file: Path) -> Path:
+    """Where the hashes are cached, beside the record: `.inputs.cache.json`."""
+    return record_file.with_name(f".{record_file.stem}.cache.json")
+
+
 @dataclass
 class Hasher:
     """sha256 of files, kept in a cache file by path with the size and mtime it was taken at."""
@@ -81,9 +86,7 @@ class Inputs:
 
     def __init__(self, dag, record_file: str | Path):
         self.record_file = Path(record_file)
-        self.hasher = Hasher.load(
-            self.record_file.with_name(f".{self.record_file.stem}.cache.json")
-        )
+        self.hasher = Hasher.load(cache_file(self.record_file))
         graph = imports.package_graph()
         self.now = {name: {str(f): self.hasher(f) for f in task_files(dag[name], graph)}
                     for name in dag}  # fmt: skip

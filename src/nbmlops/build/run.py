@@ -33,6 +33,7 @@ from .. import session
 from ..envfile import NEW_KEYS
 from ..layout import Layout, stopped_record
 from ..locking import WAITING
+from . import unchanged
 
 #: A warning in the output: Python's (`RuntimeWarning: divide by zero`, from any module) and
 #: the package's own `warning: ...` lines.
@@ -52,6 +53,8 @@ _TASK = re.compile(r"Error when executing task '([^']+)'|Error building task \"(
 _START = ("Traceback (most recent call last)", "-" * 40, "=" * 20, "Error when executing task",
           "Error building task", "ploomber.exceptions", "Exception encountered")  # fmt: skip
 _ANSI = re.compile(r"\x1b\[[\d;]*m")
+#: A task's line, as the build says it ("[3/10] train-rf: ran in 9.1 s (...)", "ingest: skipped").
+_TASK_LINE = re.compile(r"^(?:\[\d+/\d+\] )?([\w-]+): (?:ran|skipped|failed)\b")
 #: How Ploomber names a `{{key}}` of pipeline.yaml that the env file does not set.
 _MISSING = re.compile(r"\{\{([\w.]+)\}\}: Ensure the placeholder is defined in the env")
 #: How Ploomber says a content-tracked file (a task's `resources_`) is missing.
@@ -106,11 +109,73 @@ def log_path(env_file: str) -> Path:
 
 
 def run(env_file: str, args: list[str], ploomber: str) -> int:
-    """The build, its record written when it starts and when it ends."""
+    """The build, its record written when it starts and when it ends; when nothing changed
+    since the last build that passed (`unchanged`), decided without starting Ploomber."""
+    started = time.monotonic()
+    kept_file = unchanged.record_path(log_path(env_file))
+    kept = unchanged.up_to_date(kept_file, env_file, args)
+    if kept is not None:
+        return _nothing_to_do(env_file, args, kept, started)
+    unchanged.forget(kept_file)
     record = _Record(env_file, args)
-    code, failure = _build(env_file, args, ploomber, record.build_id)
+    watched = _watched(record.layout, env_file) if unchanged.decidable(args) else None
+    before = unchanged.snapshot(watched) if watched else {}
+    code, failure, tasks = _build(env_file, args, ploomber, record.build_id)
     record.finish(code, failure)
+    if code == 0 and watched and tasks:
+        _remember(kept_file, record, args, tasks, (watched, before))
     return code
+
+
+def _watched(layout: Layout | None, env_file: str) -> dict | None:
+    """What `unchanged` compares for this env (None when the env file cannot be read)."""
+    if layout is None:
+        return None
+    try:
+        inputs = layout.executor_file("inputs")
+    except Exception:  # noqa: BLE001 - a pipeline without the record: Ploomber decides each time
+        return None
+    read = unchanged.read_inputs(inputs)
+    pattern = layout.env.get("current_batches")
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern or [])
+    return {"project": str(layout.pipeline.parent),
+            "outputs": [str(Path(layout.env["products"]).resolve()), str(layout.reports)],
+            "files": sorted({*unchanged.env_files(layout.env), str(Path(env_file).resolve()),
+                             str(layout.pipeline), *read}),
+            "globs": [[str(layout.pipeline.parent), p] for p in patterns if p]}  # fmt: skip
+
+
+def _remember(kept_file: Path, record: _Record, args: list[str], tasks: list[str],
+              watched: tuple[dict, dict]) -> None:  # fmt: skip
+    """Keep the files as this build left them, for the next `make build` to compare."""
+    layout = record.layout
+    where = _watched(layout, str(layout.env_file))
+    if where is None:
+        return
+    hashed = unchanged.hashed_at(layout.executor_file("inputs"))
+    fields = {"build_id": record.build_id, "args": args, "cwd": os.getcwd(),
+              "env_file": str(layout.env_file.resolve()), "pipeline": str(layout.pipeline),
+              "tasks": tasks, "reports": str(layout.reports),
+              "lock": str(layout.executor_file("lock_file"))}  # fmt: skip
+    try:
+        unchanged.remember(kept_file, fields, watched, where, hashed)
+    except OSError as exc:  # the build passed; the next one decides through Ploomber
+        print(f"warning: what the build left was not recorded: {exc}", file=sys.stderr)
+
+
+def _nothing_to_do(env_file: str, args: list[str], kept: dict, started: float) -> int:
+    """A build with nothing to do: a line per task, its record, the closing line."""
+    build_id = session.new_build_id()
+    for name in kept["tasks"]:
+        print(f"{name}: skipped (up to date)", flush=True)
+    session.record_build(kept["reports"], {
+        "build_id": build_id, "env": Path(env_file).name, "args": args, "partial": False,
+        "started": _now(), "log": str(log_path(env_file)), "status": "passed",
+        "finished": _now(), "unchanged_since": kept["build_id"]})  # fmt: skip
+    print(f"build {build_id} passed in {time.monotonic() - started:.1f} s: nothing changed "
+          f"since build {kept['build_id']} (decided without loading the pipeline)",
+          flush=True)  # fmt: skip
+    return 0
 
 
 class _Record:
@@ -123,6 +188,7 @@ class _Record:
             layout = Layout.from_env(env_file)
         except Exception:  # noqa: BLE001 - the build then stops on the env file, saying why
             layout = None
+        self.layout = layout
         self.reports = layout.reports if layout else None
         if layout is not None:  # what the gates stopped in an earlier build is not this one's
             stopped_record(layout.product("evaluate", "metrics")).unlink(missing_ok=True)
@@ -151,7 +217,9 @@ def _now() -> str:
 
 def _build(
     env_file: str, args: list[str], ploomber: str, build_id: str
-) -> tuple[int, Failure | None]:
+) -> tuple[int, Failure | None, list[str]]:
+    """Ploomber's build, its lines shown as it goes: the exit code, the failure, and the tasks
+    it named (each task once, in the order said)."""
     log = log_path(env_file)
     log.parent.mkdir(parents=True, exist_ok=True)
     environ = os.environ | {"PLOOMBER_ENV_FILENAME": env_file, session.BUILD_ID: build_id}
@@ -161,7 +229,7 @@ def _build(
         proc = subprocess.Popen([ploomber, "build", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=environ)  # fmt: skip
         assert proc.stdout is not None
-        chunks = []
+        chunks, tasks = [], []
         for line in iter(proc.stdout.readline, b""):
             out.write(line)
             out.flush()
@@ -170,6 +238,8 @@ def _build(
                 said = _said(text)
                 if said is not None:
                     print(said, flush=True)
+                    if task := _TASK_LINE.match(said):
+                        tasks.append(task[1])
                 elif found := _WARNING.search(text):
                     warnings[found[1] or found[2]] += 1
         code = proc.wait()
@@ -179,7 +249,7 @@ def _build(
         print(f"warnings: {sum(warnings.values())} ({kinds}), in {log}", flush=True)
     if code == 0:
         print(f"build {build_id} passed in {seconds:.0f} s; full log: {log}", flush=True)
-        return 0, None
+        return 0, None, list(dict.fromkeys(tasks))
     output = b"".join(chunks).decode("utf-8", "replace")
     found = clear_message(output)
     missing = _MISSING.findall(output)
@@ -187,12 +257,12 @@ def _build(
         hints = [f"{Path(env_file).name}: no `{key}`{NEW_KEYS.get(key.split('.')[0], '')}"
                  for key in dict.fromkeys(missing)]  # fmt: skip
         print("\nbuild failed:\n" + "\n".join(hints) + f"\n\nfull log: {log}", file=sys.stderr)
-        return code, Failure("", "\n".join(hints), "ConfigError")
+        return code, Failure("", "\n".join(hints), "ConfigError"), []
     if found is None and (resource := _RESOURCE.search(output)):
         what = RESOURCES.get(resource[1], resource[1])
         message = f"{Path(env_file).name}: {resource[2]} not found ({what})"
         print(f"\nbuild failed:\n{message}\n\nfull log: {log}", file=sys.stderr)
-        return code, Failure("", message, "ConfigError")
+        return code, Failure("", message, "ConfigError"), []
     if found is None:  # not one of ours: everything Ploomber said from its traceback on
         said = output[len(_before_traceback(chunks)) :]
         if not said.strip():  # no traceback (a usage error): its last lines
@@ -200,10 +270,10 @@ def _build(
         sys.stdout.write(said)
         print(f"\nbuild failed; full log: {log}", file=sys.stderr)
         tail = "\n".join(_ANSI.sub("", output).rstrip().splitlines()[-20:])
-        return code, Failure(_failed_task(output), tail, "")
+        return code, Failure(_failed_task(output), tail, ""), []
     where = f" in task '{found.task}'" if found.task else ""
     print(f"\nbuild failed{where}:\n{found.message}\n\nfull log: {log}", file=sys.stderr)
-    return code, found
+    return code, found, []
 
 
 def _said(text: str) -> str | None:
