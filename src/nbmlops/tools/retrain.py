@@ -211,13 +211,9 @@ def propose(env_file: str, output: Path | None) -> int:
         print(f"nothing to propose: the last build did not gate v{challenger} against the "
               f"champion v{found.champion} on the same held-out rows")  # fmt: skip
         return 0
-    if not (held_out.passed and shadow.promotable):
-        why = (
-            "it fails the held-out gate"
-            if not held_out.passed
-            else ("the evidence shows it worse" if shadow.worse else "it does not improve enough")
-        )
-        print(f"nothing to propose: v{challenger} does not win: {why}")
+    decision = promotion.decide(held_out, [shadow], needs_evidence=True)
+    if not decision.allowed:
+        print(f"nothing to propose: v{challenger} does not win: {decision.why}")
         return 0
     with ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
                      what="proposal"):  # fmt: skip
