@@ -116,7 +116,7 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     batches = pq.read_table(files["batches"], columns=[BATCH, CONTROL],
                             read_dictionary=[BATCH, CONTROL]).to_pandas()  # fmt: skip
     real = [str(b) for b in pd.unique(batches.loc[batches[CONTROL] == "", BATCH])]
-    windows = [registry.version_details(store, v)["tags"].get(evidence.HOLDOUT_TAG, "")
+    windows = [evidence.held_out_window(registry.version_details(store, v))
                for v in (version, champion)]  # fmt: skip
     spec = FeatureSpec.read(files["spec"])
     columns = [BATCH, spec.target, "served_proba", "challenger_proba", "served_role",

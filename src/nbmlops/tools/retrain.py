@@ -91,9 +91,7 @@ def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
     batches = [b for b in storage.read_json(tests_file)["batches"] if not b["control"]]
     with registry.store_errors(store, "reading the champion"):
         details = registry.version_details(store, champion)
-    held = details["tags"].get(evidence.HOLDOUT_TAG) or details["run_tags"].get(
-        evidence.HOLDOUT_TAG, ""
-    )
+    held = evidence.held_out_window(details)
     end = evidence.window_end(held)
     unseen = [p for p in labelled_periods(layout) if period_after(p, end)]
     usable = max(0, len(unseen) - policy.shadow_periods)
