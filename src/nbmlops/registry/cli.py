@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..envfile import load_env
 from ..errors import ConfigError, PipelineError
-from ..locking import LOCK_FILE, ProjectLock
+from ..locking import project_lock
 from ..spec import BATCH
 from . import cards, evidence, gates, promotion
 from . import store as registry
@@ -56,7 +56,7 @@ def _run(args, env: dict, store: registry.Store) -> None:
             raise registry.RegistryError("no champion yet; name a version")
         print(json.dumps(registry.version_details(store, version), indent=2, default=str))
     elif args.command == "promote":
-        with _project_lock(env, "promotion"):
+        with project_lock(env, "promotion"):
             version = str(args.version or registry.alias_version(store, registry.CHALLENGER) or "")
             shadow = last_build_evidence(args.env, store, version) if version else None
             print(shadow if shadow is not None else "no shadow evidence: no build scored it")
@@ -73,7 +73,7 @@ def _run(args, env: dict, store: registry.Store) -> None:
         print(f"held-out gate ({where}):\n{result}")
         print(f"{store.model_name} v{version} is champion; {env['baseline']} rewritten.")
     elif args.command == "rollback":
-        with _project_lock(env, "rollback"):
+        with project_lock(env, "rollback"):
             old, new = promotion.rollback(store, env["baseline"])
         print(f"{store.model_name}: champion moved back from v{old} to v{new}; "
               f"{env['baseline']} rewritten.")  # fmt: skip
@@ -169,13 +169,6 @@ def last_build_gate(env_file: str, version: str, store: registry.Store) -> gates
     table = pd.DataFrame(found["gate"])[GATE_COLUMNS]
     passed = bool((table["status"] == "pass").all())
     return gates.GateResult(table, passed, passed and bool(found.get("promotable")))
-
-
-def _project_lock(env: dict, what: str) -> ProjectLock:
-    """The lock every build of the project takes: a promotion never overlaps a build (which
-    reads the champion) or another promotion."""
-    return ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
-                       what=what)  # fmt: skip
 
 
 if __name__ == "__main__":

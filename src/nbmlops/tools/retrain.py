@@ -28,7 +28,7 @@ from pathlib import Path
 from .. import storage
 from ..errors import ConfigError, PipelineError
 from ..layout import Layout
-from ..locking import LOCK_FILE, ProjectLock
+from ..locking import project_lock
 from ..registry import cli, evidence, gates, promotion
 from ..registry import store as registry
 from ..settings import RetrainPolicy
@@ -213,8 +213,7 @@ def propose(env_file: str, output: Path | None) -> int:
     if not decision.allowed:
         print(f"nothing to propose: v{challenger} does not win: {decision.why}")
         return 0
-    with ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
-                     what="proposal"):  # fmt: skip
+    with project_lock(env, "proposal"):
         storage.write_json(env["baseline"], promotion.baseline_for(store, challenger))
     text = proposal_text(store.model_name, challenger, found, shadow, held_out, policy)
     out = output or layout.reports / PROPOSAL
@@ -275,8 +274,7 @@ def follow(env_file: str) -> int:
             f"but the registry's v{version} has {str(actual)[:16]}…; refusing to serve it"
         )
     history = registry.champion_history(store, client)
-    with ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
-                     what="champion change"):  # fmt: skip
+    with project_lock(env, "champion change"):
         registry.set_champion(store, version, history + [version], expected=history)
     print(f"the champion moved from v{champion} to v{version}, as {env['baseline']} records")
     return 0
