@@ -689,7 +689,7 @@ def test_a_window_held_out_on_the_run_alone_is_found_by_every_reader(store, buil
     promotion.promote(store, baseline, _gates(gate_file))
     details = registry.version_details(store, version)
     assert evidence.HOLDOUT_TAG not in details["tags"]
-    assert evidence.held_out_window(details) == "2024-03"  # cli.last_build_evidence's windows
+    assert evidence.held_out_window(details) == "2024-03"  # lastbuild.last_build_evidence's windows
     holdout = make_data(100, 4).assign(**{PERIOD: "2024-03"})
     _, why, _ = evaluation.baseline_on_holdout(store, baseline, holdout, SPEC)
     assert why == f"v{version}, the champion, as committed: held out on these periods"

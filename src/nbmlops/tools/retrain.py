@@ -29,7 +29,7 @@ from .. import storage
 from ..errors import ConfigError, PipelineError
 from ..layout import Layout
 from ..locking import project_lock
-from ..registry import cli, evidence, gates, promotion
+from ..registry import evidence, gates, lastbuild, promotion
 from ..registry import store as registry
 from ..settings import RetrainPolicy
 from ..spec import CONTROL, PERIOD, FeatureSpec, period_after
@@ -195,7 +195,7 @@ def propose(env_file: str, output: Path | None) -> int:
     if challenger is None or challenger == found.champion:
         print("nothing to propose: the challenger is the champion")
         return 0
-    shadow = cli.last_build_evidence(env_file, store, challenger)
+    shadow = lastbuild.last_build_evidence(env_file, store, challenger)
     if shadow is None or shadow.gate is None:
         print(f"nothing to propose: {shadow if shadow is not None else 'no build scored it'}")
         return 0
@@ -204,7 +204,7 @@ def propose(env_file: str, output: Path | None) -> int:
         print(f"nothing to propose: v{challenger} has shadowed {len(shadow.batches)} of the "
               f"policy's {policy.shadow_periods} period(s)")  # fmt: skip
         return 0
-    held_out = cli.last_build_gate(env_file, challenger, store)
+    held_out = lastbuild.last_build_gate(env_file, challenger, store)
     if held_out is None:
         print(f"nothing to propose: the last build did not gate v{challenger} against the "
               f"champion v{found.champion} on the same held-out rows")  # fmt: skip
