@@ -23,6 +23,14 @@ WAITING = "waiting for another"
 LOCK_FILE = "build.lock"
 
 
+def project_lock(env: dict, what: str) -> ProjectLock:
+    """The lock an env file's project takes (its products folder's lock file, waiting its
+    `build_lock_wait` seconds), held while `what` runs: a promotion, a proposal or a champion
+    change never overlaps a build (which reads the champion) or another of them."""
+    return ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
+                       what=what)  # fmt: skip
+
+
 class ProjectLocked(PipelineError):
     """Another build, promotion or rollback of the same project holds the lock."""
 

@@ -48,6 +48,23 @@ def test_lock_of_a_killed_holder_is_free_at_once(tmp_path):
         assert str(lock.path) == str(path)
 
 
+def test_a_promotion_takes_the_lock_a_build_of_the_same_env_takes(tmp_path):
+    """The build's lock file is pipeline.yaml's `{{products}}/build.lock`; promotions,
+    proposals and champion changes take the same file, waiting the env's build_lock_wait."""
+    from nbmlops.locking import ProjectLocked, project_lock
+
+    lock = project_lock({"products": str(tmp_path), "build_lock_wait": "5"}, "proposal")
+    assert (lock.path, lock.wait_seconds, lock.what) == (tmp_path / "build.lock", 5.0, "proposal")
+    assert "{{products}}/build.lock" in (Path(__file__).parents[2] / "pipeline.yaml").read_text()
+    holder = _holder(lock.path, 30)
+    try:
+        with pytest.raises(ProjectLocked, match="another build .* this proposal stopped"):
+            project_lock({"products": str(tmp_path)}, "proposal").acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_waiting_lock_takes_over_when_the_holder_ends(tmp_path, capsys):
     path = tmp_path / "build.lock"
     holder = _holder(path, 1.5)

@@ -94,3 +94,33 @@ def test_pr_auc_floor_as_a_lift_follows_the_positive_rate_of_the_rows_judged(tmp
     bad.write_text("metrics:\n  roc_auc: {min_lift: 1.1}\n")
     with pytest.raises(ConfigError, match="min_lift is a rule of pr_auc alone"):
         gates.load_gates(bad, "roc_auc")
+
+
+def test_one_promotion_rule_for_promote_propose_and_the_backtest():
+    """The held-out gate alone without evidence; with evidence on rows both models scored,
+    the held-out gate must pass, no evidence be worse, and some win."""
+    from nbmlops.registry.evidence import Evidence, no_evidence
+    from nbmlops.registry.promotion import decide
+    from nbmlops.stats import PairedDifference
+
+    def gate(passed, promotable):
+        return gates.GateResult(None, passed, promotable)
+
+    def shown(passed, promotable, high=0.02):
+        return Evidence("shadow", ["2024-05"], 500, gate(passed, promotable),
+                        PairedDifference(0.7, 0.71, 0.01, 0.0, high, 0.1, 500))  # fmt: skip
+
+    assert decide(gate(True, True), []).allowed
+    assert "min_improvement" in decide(gate(True, False), []).why
+    assert decide(gate(True, True), [no_evidence("none yet")]).allowed  # unjudged: none
+    assert not decide(gate(True, True), [no_evidence("none")], needs_evidence=True).allowed
+    assert decide(gate(True, False), [shown(True, True)]).allowed  # held out: passing will do
+    refused = {
+        "it fails the held-out gate": decide(gate(False, False), [shown(True, True)]),
+        "the evidence shows it worse than the champion": decide(
+            gate(True, True), [shown(True, True), shown(True, True, high=-0.01)]
+        ),
+        "on the rows both models scored": decide(gate(True, True), [shown(True, False)]),
+    }
+    for why, decision in refused.items():
+        assert not decision.allowed and why in decision.why

@@ -11,6 +11,7 @@ from .. import html, storage
 from ..spec import THRESHOLD
 from . import gates
 from . import store as registry
+from .evidence import held_out_window
 from .store import Store
 
 PURPOSE = (
@@ -29,7 +30,7 @@ def card_facts(details: dict) -> dict[str, str]:
         "candidate": tags.get("candidate", ""),
         "registered": details["created"],
         "training window": tags.get("train_window", ""),
-        "held-out window": tags.get("holdout_window", ""),
+        "held-out window": held_out_window(details),
         "data source": tags.get("data_source", ""),
         "data snapshot sha256": tags.get("data_sha256", ""),
         "raw rows / modelled rows": f"{tags.get('raw_rows', '')} / {tags.get('modelled_rows', '')}",
@@ -74,7 +75,7 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
             target=tags.get("target", "target"),
             threshold=f"{float(details['params'].get('decision_threshold') or THRESHOLD):.4g}",
             train=tags.get("train_window", "?"),
-            holdout=tags.get("holdout_window", "?"),
+            holdout=held_out_window(details) or "?",
         )
         (staging / f"v{version}.md").write_text(
             _markdown(facts, purpose, details["params"], gate, features, report), encoding="utf-8"

@@ -62,6 +62,12 @@ class Evidence:
                 f"p = {d.p_value:.2g} (DeLong, paired)\n{self.gate}")  # fmt: skip
 
 
+def held_out_window(details: dict) -> str:
+    """The periods a version was chosen on, from its registry details (`store.version_details`):
+    the version's tag, else its run's ("" when neither has it)."""
+    return details["tags"].get(HOLDOUT_TAG) or details["run_tags"].get(HOLDOUT_TAG, "")
+
+
 def window_end(window: str) -> str:
     """The last period of a window tag ("2013-01 … 2013-03" -> "2013-03")."""
     return str(window).split(" … ")[-1].strip()

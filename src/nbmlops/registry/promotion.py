@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +11,41 @@ from . import gates
 from . import store as registry
 from .evidence import Evidence
 from .store import RegistryError, Store
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a version may become champion, and why (or why not) in a few words."""
+
+    allowed: bool
+    why: str
+
+
+def decide(held_out: gates.GateResult, evidence: list[Evidence],
+           needs_evidence: bool = False) -> Decision:  # fmt: skip
+    """The promotion rule, for `make promote`, `make propose` and the backtest.
+
+    With evidence judged on rows both models scored, the version must pass the held-out gate,
+    be worse on none of those rows and pass and improve on some; without, it must pass and
+    improve on the held-out gate. Evidence of too few rows to judge counts as none;
+    `needs_evidence` (a scheduled promotion) refuses a version without any.
+    """
+    judged = [e for e in evidence if e.gate is not None]
+    if not judged:
+        if needs_evidence:
+            return Decision(False, "no evidence judged on the rows both models scored")
+        if held_out.promotable:
+            return Decision(True, "it passes every gate and improves the selection metric")
+        return Decision(False, "it must pass every gate and improve the selection metric by "
+                               "the gate's min_improvement")  # fmt: skip
+    if not held_out.passed:
+        return Decision(False, "it fails the held-out gate")
+    if any(e.worse for e in judged):
+        return Decision(False, "the evidence shows it worse than the champion")
+    if not any(e.promotable for e in judged):
+        return Decision(False, "it must pass the gates and improve the selection metric by the "
+                               "gate's min_improvement on the rows both models scored")  # fmt: skip
+    return Decision(True, "it passes the held-out gate and wins on the rows both models scored")
 
 
 def baseline_for(store: Store, version: str) -> dict:
@@ -41,10 +77,9 @@ def promote(
     """Make `version` (default: the challenger) champion if the evidence allows it.
 
     The held-out gate is `held_out` (the build's own: the champion scored on the same held-out
-    rows), or else the version's held-out metrics against the committed baseline's.
-    With `evidence` (the two models on the same rows), the version must pass the held-out
-    gate and pass and improve on those rows; without, it must pass and improve on the
-    held-out gate. `force` promotes anyway; the message says why either way.
+    rows), or else the version's held-out metrics against the committed baseline's; with
+    `evidence` (the two models on the same rows), `decide` says whether it may be promoted.
+    `force` promotes anyway; the message says why either way.
     The registry moves first; the baseline file is rewritten only after the alias moved.
     """
     client = store.client()
@@ -61,24 +96,10 @@ def promote(
         baseline = gates.load_baseline(baseline_file)
         result = gates.check(metrics, baseline, gate_spec)
     found = [evidence] if isinstance(evidence, Evidence) else list(evidence or [])
-    judged = [e for e in found if e.gate is not None]
-    worse = any(e.worse for e in judged)
-    if judged:
-        allowed = result.passed and not worse and any(e.promotable for e in judged)
-    else:
-        allowed = result.promotable
-    if not allowed and not force:
-        if judged:
-            why = ("the evidence shows it worse than the champion" if worse else
-                   "it must pass the gates and improve the selection metric by the gate's "
-                   "min_improvement on the rows both models scored")  # fmt: skip
-            if not result.passed:
-                why = "it fails the held-out gate"
-        else:
-            why = ("it must pass every gate and improve the selection metric by the gate's "
-                   "min_improvement")  # fmt: skip
+    decision = decide(result, found)
+    if not decision.allowed and not force:
         raise gates.GateError(
-            f"v{version} is not promoted: {why} (use --force to override).\n"
+            f"v{version} is not promoted: {decision.why} (use --force to override).\n"
             f"held-out gate:\n{result}" + "".join(f"\n{e}" for e in found)
         )
     content = baseline_for(store, version)

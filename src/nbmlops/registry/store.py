@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import storage
-from ..errors import PipelineError
 from ..settings import StoreSettings
 from ..storage import read_pickle, sha256_file
 from . import compiled
+from .errors import IntegrityError, RegistryError  # where callers have long imported them
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,14 +48,6 @@ URI_VARIABLE = "MLFLOW_TRACKING_URI"
 MODEL_NAME_TAG = "model_name"
 #: Held-out rows (a seeded sample) a compiled form is checked on before it is stored.
 COMPILE_CHECK_ROWS = 10_000
-
-
-class RegistryError(PipelineError):
-    """The registry cannot do what was asked (no such version, store unreachable, ...)."""
-
-
-class IntegrityError(RegistryError):
-    """A model file does not match the hash recorded when it was registered."""
 
 
 @dataclass(frozen=True)

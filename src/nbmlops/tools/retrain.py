@@ -28,8 +28,8 @@ from pathlib import Path
 from .. import storage
 from ..errors import ConfigError, PipelineError
 from ..layout import Layout
-from ..locking import LOCK_FILE, ProjectLock
-from ..registry import cli, evidence, gates, promotion
+from ..locking import project_lock
+from ..registry import evidence, gates, lastbuild, promotion
 from ..registry import store as registry
 from ..settings import RetrainPolicy
 from ..spec import CONTROL, PERIOD, FeatureSpec, period_after
@@ -91,9 +91,7 @@ def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
     batches = [b for b in storage.read_json(tests_file)["batches"] if not b["control"]]
     with registry.store_errors(store, "reading the champion"):
         details = registry.version_details(store, champion)
-    held = details["tags"].get(evidence.HOLDOUT_TAG) or details["run_tags"].get(
-        evidence.HOLDOUT_TAG, ""
-    )
+    held = evidence.held_out_window(details)
     end = evidence.window_end(held)
     unseen = [p for p in labelled_periods(layout) if period_after(p, end)]
     usable = max(0, len(unseen) - policy.shadow_periods)
@@ -197,7 +195,7 @@ def propose(env_file: str, output: Path | None) -> int:
     if challenger is None or challenger == found.champion:
         print("nothing to propose: the challenger is the champion")
         return 0
-    shadow = cli.last_build_evidence(env_file, store, challenger)
+    shadow = lastbuild.last_build_evidence(env_file, store, challenger)
     if shadow is None or shadow.gate is None:
         print(f"nothing to propose: {shadow if shadow is not None else 'no build scored it'}")
         return 0
@@ -206,21 +204,16 @@ def propose(env_file: str, output: Path | None) -> int:
         print(f"nothing to propose: v{challenger} has shadowed {len(shadow.batches)} of the "
               f"policy's {policy.shadow_periods} period(s)")  # fmt: skip
         return 0
-    held_out = cli.last_build_gate(env_file, challenger, store)
+    held_out = lastbuild.last_build_gate(env_file, challenger, store)
     if held_out is None:
         print(f"nothing to propose: the last build did not gate v{challenger} against the "
               f"champion v{found.champion} on the same held-out rows")  # fmt: skip
         return 0
-    if not (held_out.passed and shadow.promotable):
-        why = (
-            "it fails the held-out gate"
-            if not held_out.passed
-            else ("the evidence shows it worse" if shadow.worse else "it does not improve enough")
-        )
-        print(f"nothing to propose: v{challenger} does not win: {why}")
+    decision = promotion.decide(held_out, [shadow], needs_evidence=True)
+    if not decision.allowed:
+        print(f"nothing to propose: v{challenger} does not win: {decision.why}")
         return 0
-    with ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
-                     what="proposal"):  # fmt: skip
+    with project_lock(env, "proposal"):
         storage.write_json(env["baseline"], promotion.baseline_for(store, challenger))
     text = proposal_text(store.model_name, challenger, found, shadow, held_out, policy)
     out = output or layout.reports / PROPOSAL
@@ -281,8 +274,7 @@ def follow(env_file: str) -> int:
             f"but the registry's v{version} has {str(actual)[:16]}…; refusing to serve it"
         )
     history = registry.champion_history(store, client)
-    with ProjectLock(Path(env["products"]) / LOCK_FILE, float(env.get("build_lock_wait") or 0),
-                     what="champion change"):  # fmt: skip
+    with project_lock(env, "champion change"):
         registry.set_champion(store, version, history + [version], expected=history)
     print(f"the champion moved from v{champion} to v{version}, as {env['baseline']} records")
     return 0

@@ -34,6 +34,8 @@ from .. import calibration, metrics, stats
 from ..errors import ConfigError, DataError, Problem
 from ..monitoring import drift, estimate, monitor, stream, verdict
 from ..registry import gates as gate_rules
+from ..registry import promotion
+from ..registry.evidence import Evidence, compare
 from ..settings import CalibrationSettings, RetrainPolicy
 from ..spec import BATCH, CONTROL, PERIOD, FeatureSpec
 from . import candidates
@@ -254,6 +256,7 @@ class Replay:
     newest: int  # cut-off at which the newest model was trained
     delay: int = 0
     pending: Model | None = None
+    pending_gate: gate_rules.GateResult | None = None  # the pending model's held-out gate
     pending_since: int = -1  # the first period the pending model shadowed
     promoted_at: int = -1
     periods: list[dict] = field(default_factory=list)
@@ -395,17 +398,24 @@ class Backtest:
             self.assess_seconds += time.perf_counter() - start
         return self._judged[(model.key, t)]
 
-    def _compare(self, challenger: Model, champion: Model, first: int, last: int) -> dict:
-        """The gates and DeLong's paired difference of two models on the same periods."""
-        y = self.periods.frame(first, last)[self.spec.target]
-        new = challenger.scores(self.periods, first, last)
-        old = champion.scores(self.periods, first, last)
-        check = gate_rules.check(  # each model decides at its own threshold
-            metrics.classification_metrics(y, new, challenger.threshold),
-            {"metrics": metrics.classification_metrics(y, old, champion.threshold)},
-            self.gates,
-        )
-        paired = stats.roc_auc_difference(y, old, new)
+    def _compare(self, challenger: Model, champion: Model, first: int, last: int) -> Evidence:
+        """The gates and DeLong's paired difference of two models on the same periods, each
+        model deciding at its own threshold."""
+        return compare(self.periods.frame(first, last)[self.spec.target],
+                       champion.scores(self.periods, first, last),
+                       challenger.scores(self.periods, first, last), self.gates,
+                       self.periods.span(first, last), self.periods.names[first:last],
+                       (champion.threshold, challenger.threshold))  # fmt: skip
+
+    def _record(self, found: Evidence) -> dict:
+        """A comparison as a decision records it: the gates' verdict, what failed, the paired
+        difference and the periods it was on."""
+        check, paired, nan = found.gate, found.difference, math.nan
+        if check is None:
+            return {"passed": False, "promotable": False,
+                    "why": ["not enough labelled rows of both classes to compare"],
+                    "roc_auc_difference": nan, "interval": [nan, nan], "p_value": nan,
+                    "rows": found.rows, "on": found.source}  # fmt: skip
         failed = check.table[check.table["status"] != "pass"]
         why = [f"{r.metric} {r.challenger:.4f} outside {r.allowed}" for r in failed.itertuples()]
         if check.passed and not check.promotable:
@@ -414,8 +424,7 @@ class Backtest:
                        f"{rule.get('min_improvement', 0):g}")  # fmt: skip
         return {"passed": check.passed, "promotable": check.promotable, "why": why,
                 "roc_auc_difference": paired.difference, "interval": [paired.low, paired.high],
-                "p_value": paired.p_value, "rows": paired.rows,
-                "on": self.periods.span(first, last)}  # fmt: skip
+                "p_value": paired.p_value, "rows": paired.rows, "on": found.source}  # fmt: skip
 
     # -- one cut-off of one policy -------------------------------------------------------------
 
@@ -471,11 +480,11 @@ class Backtest:
         known = t - r.delay  # periods before it are labelled
         pending = r.pending
         if pending and known - r.pending_since >= r.policy.shadow_periods:
-            evidence = self._compare(pending, r.champion, r.pending_since, known)
-            decision["shadow_gate"] = evidence | {"challenger": pending.key}
-            if evidence["promotable"]:
+            shadow = self._compare(pending, r.champion, r.pending_since, known)
+            decision["shadow_gate"] = self._record(shadow) | {"challenger": pending.key}
+            if promotion.decide(r.pending_gate, [shadow], needs_evidence=True).allowed:
                 r.champion, r.promoted_at = pending, t
-            r.pending = None
+            r.pending = r.pending_gate = None
         due = bool(r.policy.every) and t - r.newest >= r.policy.every
         trigger = {"fail": ("fail",), "warn": ("fail", "warn")}.get(r.policy.trigger, ())
         # a verdict of the model that served the last period; a model promoted now starts afresh
@@ -510,22 +519,21 @@ class Backtest:
                 r.newest = t
                 r.training_seconds += model.fit_seconds
                 first = model.cutoff - self.held_out
-                evidence = self._compare(model, r.champion, first, model.cutoff)
-                decision["held_out_gate"] = evidence | {"challenger": model.key,
-                                                        "candidate": model.candidate}  # fmt: skip
+                held = self._compare(model, r.champion, first, model.cutoff)
+                gate = decision["held_out_gate"] = self._record(held) | {
+                    "challenger": model.key, "candidate": model.candidate}  # fmt: skip
                 trained = (f"trained {model.key} ({model.candidate}, "
                            f"{self.periods.span(model.start, first)})")  # fmt: skip
-                if not evidence["passed"] or (
-                    r.policy.shadow_periods == 0 and not evidence["promotable"]
-                ):
-                    events.append(f"{trained}, discarded on {evidence['on']}: "
-                                  f"{'; '.join(evidence['why'])}")  # fmt: skip
-                elif r.policy.shadow_periods == 0:
+                passed = held.gate is not None and held.gate.passed
+                if passed and r.policy.shadow_periods:  # it shadows before it may serve
+                    r.pending, r.pending_gate, r.pending_since = model, held.gate, t
+                    events.append(f"{trained}, in shadow")
+                elif passed and promotion.decide(held.gate, []).allowed:
                     r.champion, r.promoted_at = model, t
                     events.append(f"{trained}, promoted on the held-out gate")
                 else:
-                    r.pending, r.pending_since = model, t
-                    events.append(f"{trained}, in shadow")
+                    events.append(f"{trained}, discarded on {gate['on']}: "
+                                  f"{'; '.join(gate['why'])}")  # fmt: skip
         self._serve_period(r, t, window is not None, events)
 
     def _serve_period(self, r: Replay, t: int, retrained: bool, events: list[str]) -> None:

@@ -20,7 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from .. import calibration, derived, storage
 from ..errors import ConfigError
-from ..registry.store import IntegrityError
+from ..registry.errors import IntegrityError
 from ..settings import CalibrationSettings, check_selection_metric
 from ..spec import HIGHER_IS_BETTER, FeatureSpec
 

@@ -19,7 +19,7 @@ from ..layout import stopped_record
 from ..monitoring import drift
 from ..registry import gates
 from ..registry import store as registry
-from ..registry.evidence import HOLDOUT_TAG, window_end
+from ..registry.evidence import held_out_window, window_end
 from ..spec import PERIOD, FeatureSpec, period_after
 from . import candidates
 
@@ -100,7 +100,7 @@ def baseline_on_holdout(
         if version is None:
             return record, f"{committed}: this store does not hold it ({registry.NO_HISTORY})", None
         details = registry.version_details(store, version)
-        held = details["tags"].get(HOLDOUT_TAG) or details["run_tags"].get(HOLDOUT_TAG, "")
+        held = held_out_window(details)
         periods = list(dict.fromkeys(holdout[PERIOD].astype(str))) if PERIOD in holdout else []
         first = periods[0] if periods else ""
         span = " … ".join(dict.fromkeys([first, periods[-1]])) if periods else ""
