@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
@@ -22,12 +21,13 @@ from .settings import (
 
 
 def load_env(env_file: str | Path) -> dict:
-    from ploomber.env.envdict import EnvDict
+    """The env file's values, placeholders expanded as Ploomber expands them."""
+    from .ploombercompat import read_env
 
     path = Path(env_file)
     if not path.is_file():
         raise ConfigError(f"{env_file}: env file not found")
-    return copy.deepcopy(EnvDict(str(path.resolve()))._data)  # plain dicts, placeholders expanded
+    return read_env(path)
 
 
 #: Keys an older env file may hold, and where their values went.

@@ -357,28 +357,52 @@ def test_a_failed_task_stops_what_follows_it_and_not_its_siblings(tmp_path):
     assert slow.exec_status == TaskStatus.Executed and (tmp_path / "slow.txt").read_text() == "done"
 
 
-def test_the_pipelines_dag_skips_normalising_a_source_that_did_not_change(monkeypatch):
-    from ploomber.spec import DAGSpec
+def test_the_pipelines_function_tasks_are_short_for_ploombers_differ():
+    """Ploomber normalises a function task's source with autopep8 for each of its products to
+    decide whether it changed; a long one cost 2.5 s of every no-op rebuild."""
+    import inspect
 
-    from nbmlops.build.executor import SameSourceDiffer
+    from ploomber.spec import DAGSpec
+    from ploomber.tasks import PythonCallable
 
     root = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(root)
-    dag = DAGSpec("pipeline.yaml", env="env.ci.yaml").to_dag()
-    assert type(dag.differ) is SameSourceDiffer
+    dag = DAGSpec(str(root / "pipeline.yaml"), env=str(root / "env.ci.yaml")).to_dag()
+    functions = [t.source.primitive for t in dag.values() if isinstance(t, PythonCallable)]
+    assert functions, "the pipeline has a function task (the index)"
+    for function in functions:
+        assert len(inspect.getsource(function)) < 600, function.__qualname__
 
-    normalised = []
-    monkeypatch.setitem(SameSourceDiffer.NORMALIZERS, "py", lambda c: normalised.append(c) or c)
-    differ, code = SameSourceDiffer(), "x = 1\nprint(x)\n"
-    assert differ.is_different(code, code, {"a": 1}, {"a": 1}, "py") == (False, "")
-    assert not normalised  # Ploomber's differ normalises both, with autopep8
-    assert differ.is_different(code, code, {"a": 1}, {"a": 2}, "py")[0]  # a parameter changed
-    assert differ.is_different(code, code, None, {"a": 2}, "py") == (False, "")  # as Ploomber
-    assert differ.is_different(code, code + "y = 2\n", {}, {}, "py")[0]
-    assert len(normalised) == 2  # a changed text is compared as Ploomber compares it
-    monkeypatch.undo()
-    spaced = "x  =  1\nprint( x )\n"  # a function's source, whitespace only: no change, as before
-    assert SameSourceDiffer().is_different(code, spaced, {}, {}, "py")[0] is False
+
+@pytest.mark.parametrize(
+    ("argv", "forced"),
+    [(["/venv/bin/ploomber", "build", "--force"], True),
+     (["/venv/bin/ploomber", "build", "--env--seed", "1", "-f"], True),
+     (["/venv/bin/ploomber", "build", "--env--seed", "1"], False),
+     (["/venv/bin/ploomber", "task", "score", "--force"], False),
+     (["/venv/bin/python", "-m", "pytest", "-f"], False)],
+)  # fmt: skip
+def test_a_forced_build_is_read_off_ploombers_command_line(monkeypatch, argv, forced):
+    from nbmlops import ploombercompat
+
+    monkeypatch.setattr("sys.argv", argv)
+    assert ploombercompat.build_forced() is forced
+
+
+def test_ploombers_private_parts_are_used_in_one_module_and_no_frame_is_walked():
+    """Ploomber behind one wall: outside `ploombercompat`, the package imports only Ploomber's
+    documented modules, and nothing reads the call stack."""
+    import re
+
+    public = {"ploomber", "ploomber.spec", "ploomber.constants", "ploomber.exceptions",
+              "ploomber.executors", "ploomber.tasks", "ploomber.products"}  # fmt: skip
+    package = Path(__file__).resolve().parents[2] / "src" / "nbmlops"
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"currentframe|_getframe|f_back|f_locals", text), path
+        if path.name == "ploombercompat.py":
+            continue
+        used = set(re.findall(r"^\s*(?:from|import) (ploomber[\w.]*)", text, re.M))
+        assert used <= public, f"{path.relative_to(package)} imports {used - public}"
 
 
 def _die(product, upstream=None):

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from nbmlops.build import imports
-from nbmlops.build.inputs import Hasher, Inputs
+from nbmlops.build.inputs import Hasher, Inputs, task_files
+from tests.conftest import PROJECT as ROOT
 from tests.conftest import copy_project, patients_env
 from tests.helpers import breast_cancer_frame
 
@@ -88,3 +89,16 @@ def test_a_file_is_hashed_again_only_when_its_size_or_mtime_changes(tmp_path):
     path.write_text("a\n22\n")  # ...until the file changes
     assert hasher(path) not in {first, "cached"}
     assert hasher(tmp_path / "missing.csv") == "missing"
+
+
+def test_the_function_task_reads_its_module_and_a_notebook_task_its_imports():
+    from ploomber.spec import DAGSpec
+
+    dag = DAGSpec(str(ROOT / "pipeline.yaml"), env=str(ROOT / "env.ci.yaml")).to_dag()
+    dag.render(show_progress=False, force=True)
+    graph = imports.package_graph()
+    index = task_files(dag["index"], graph)
+    assert imports.module_file("nbmlops.reports.index").resolve() in index
+    monitor = task_files(dag["monitor"], graph)
+    assert imports.module_file("nbmlops.monitoring.monitor").resolve() in monitor
+    assert imports.module_file("nbmlops.reports.index").resolve() not in monitor

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import resource
 import time
@@ -17,15 +16,11 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
-from ploomber.codediffer import CodeDiffer, remove_non_serializable_top_keys
 from ploomber.constants import TaskStatus
-from ploomber.dag.dag import DAG
 from ploomber.exceptions import DAGBuildError
 from ploomber.executors import Parallel
-from ploomber.executors.abc import Executor
-from ploomber.executors.parallel import TaskBuildWrapper
-from ploomber.messagecollector import BuildExceptionsCollector, Message
 
+from .. import ploombercompat as ploomber
 from .. import session
 from ..locking import ProjectLock
 from ..storage import read_json, sweep_partial_writes, write_json
@@ -82,9 +77,9 @@ class LockedParallel(Parallel):
 
     def __call__(self, dag, show_progress):
         with self.lock:
-            forced = _build_forced()
+            forced = ploomber.build_forced()
             if self.lock.waited:  # the other build changed products: decide again what is stale
-                _render_again(dag, forced)
+                ploomber.render_again(dag, forced)
             removed = sweep_partial_writes(self.sweep)
             if removed:
                 session.say(f"removed {len(removed)} partial writes of an interrupted build")
@@ -99,9 +94,9 @@ class LockedParallel(Parallel):
                 why = f"its inputs changed: {_some(files)}" if files else (
                     "no record of what it read when it last ran")  # fmt: skip
                 self.why[name] = why
-                dag[name].product.metadata.delete()  # Ploomber now sees it, and downstream, stale
+                ploomber.mark_stale(dag[name])  # and downstream
             if stale:
-                _render_again(dag, forced)
+                ploomber.render_again(dag, forced)
             try:
                 return self._run(dag, show_progress)
             finally:
@@ -130,12 +125,12 @@ class LockedParallel(Parallel):
             print(f"lower CPU priority (shorter, at its last run, than {self.cores} tasks that "
                   f"run at once with it): {', '.join(nice)}", flush=True)  # fmt: skip
         for name, threads in plan.items():
-            dag[name]._build = Budgeted(dag[name], threads, free, self.record)
+            ploomber.wrap_build(dag[name], Budgeted(dag[name], threads, free, self.record))
         try:
             return self._schedule(dag, show_progress, nice)
         finally:
             for name in plan:
-                dag[name].__dict__.pop("_build", None)
+                ploomber.unwrap_build(dag[name])
 
     def _schedule(self, dag, show_progress, nice: dict[str, int]):
         """Each task whose upstream is done, on at most `processes` worker processes, as
@@ -145,7 +140,7 @@ class LockedParallel(Parallel):
         build). The tasks of `nice` run in workers of their own, started first (before this
         process has other threads to fork with) at LOWER_PRIORITY: an unprivileged process
         cannot take its priority back, so a shared worker would keep it for the tasks after."""
-        Executor.__call__(self, dag)  # the statuses a build may start from
+        ploomber.start_statuses(self, dag)
         ready = {TaskStatus.WaitingExecution, TaskStatus.WaitingDownload}
         final = {TaskStatus.Executed, TaskStatus.Errored, TaskStatus.Aborted}
         todo = [n for n in dag if dag[n].exec_status != TaskStatus.Skipped]
@@ -161,7 +156,7 @@ class LockedParallel(Parallel):
         started: dict = {}  # future -> task, in the order they started
         began: dict = {}  # task name -> when it started
         running: set = set()
-        failures: list[Message] = []
+        failures: list = []  # Ploomber's record of each failure
         broken: list[str] = []
         done: list[str] = []
 
@@ -175,12 +170,12 @@ class LockedParallel(Parallel):
                 broken.append(task.name)
                 said = "stopped: its worker process died"
             else:
-                if isinstance(outcome, Message):
+                if ploomber.failed(outcome):
                     failures.append(outcome)
                     task.exec_status = TaskStatus.Errored  # aborts what follows
                     said = "failed"
                 else:
-                    task.product.metadata.update_locally(outcome[1])
+                    ploomber.keep_metadata(task, outcome)
                     task.exec_status = TaskStatus.Executed
                     said = "ran"
             done.append(task.name)
@@ -195,7 +190,7 @@ class LockedParallel(Parallel):
                     if task.exec_status not in ready or task in started.values():
                         continue
                     pool = pools["low" if task.name in low else "normal"]
-                    future = pool.submit(TaskBuildWrapper(task), catch_exceptions=True)
+                    future = pool.submit(ploomber.task_job(task), catch_exceptions=True)
                     started[future] = task
                     began[task.name] = time.monotonic()
                     running.add(future)
@@ -214,7 +209,7 @@ class LockedParallel(Parallel):
             raise BrokenProcessPool(f"the worker pool running {', '.join(broken)} broke: a "
                                     "worker process died (out of memory?)")  # fmt: skip
         if failures:
-            raise DAGBuildError(str(BuildExceptionsCollector(failures)))
+            raise ploomber.build_error(failures)
         left = [n for n in todo if dag[n].exec_status not in final]
         if left:  # cannot happen while Ploomber passes statuses on; never report it as built
             raise DAGBuildError(f"tasks that never ran: {', '.join(left)}")
@@ -228,16 +223,7 @@ class LockedParallel(Parallel):
         upstream = [n for n in dag if n in running and n in task.upstream]  # in build order
         if upstream:
             return f"after {_some(upstream)}"
-        try:  # Ploomber's own reasons (private API: a failure to read them costs only words)
-            if not task.product.exists():
-                return "no product yet"
-            if task.product._outdated_code_dependency():
-                return "its source or parameters changed"
-            if task.product._outdated_data_dependencies():
-                return "an upstream product is newer"
-        except Exception:  # noqa: BLE001
-            return "outdated"
-        return "forced"
+        return ploomber.why_outdated(task)
 
 
 def _some(names: list[str], shown: int = 3) -> str:
@@ -377,7 +363,7 @@ class Budgeted:
         limits = {POOLS[n]: t for n, t in threads.items()}
         try:
             with threadpool_limits(limits=limits):
-                result = type(self.task)._build(self.task, **kwargs)
+                result = ploomber.build_task(self.task, **kwargs)
         finally:
             for name, value in before.items():
                 if value is None:
@@ -392,59 +378,6 @@ class Budgeted:
         return result
 
 
-def _render_again(dag, forced: bool) -> None:
-    """Decide afresh what is stale, forgetting the status Ploomber cached when it rendered."""
-    dag._clear_metadata()
-    dag.render(force=forced, show_progress=False)
-
-
-def _build_forced() -> bool:
-    """The `force` of the `DAG.build` that called this executor (Ploomber does not pass it on)."""
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code.co_name == "_build" and "force" in frame.f_locals:
-            return bool(frame.f_locals["force"])
-        frame = frame.f_back
-    return False
-
-
-class SameSourceDiffer(CodeDiffer):
-    """Ploomber's differ, answering at once when a task's stored and current source are the
-    same text. For a function task (the index) Ploomber normalises both with autopep8 before
-    comparing them, even when they are equal: 2.5 s of a 7.6 s no-op rebuild of the CI sample
-    (docs/ploomber-upstream.md, finding 2). Texts that differ are compared as Ploomber
-    compares them: a notebook as text (any edit reruns it, a comment too), a function's
-    source after normalising."""
-
-    def is_different(self, a, b, a_params, b_params, extension=None):
-        if a is None or a != b:
-            return super().is_different(a, b, a_params, b_params, extension)
-        if a_params is None or b_params is None:  # as Ploomber: params not compared
-            return False, ""
-        same = remove_non_serializable_top_keys(a_params) == remove_non_serializable_top_keys(
-            b_params
-        )
-        return not same, ""
-
-
-def _same_source_differ() -> None:
-    """Give the DAG that Ploomber is making from pipeline.yaml the SameSourceDiffer.
-
-    Ploomber makes the DAG and then calls the executor's factory (locked_parallel) while making
-    it; no setting reaches the DAG's differ (the spec's `config` replaces the DAG's settings
-    after the DAG has copied its differ from them). Where no such DAG is found, the DAG keeps
-    Ploomber's differ: the same answers, slower.
-    """
-    frame = inspect.currentframe()
-    while frame is not None:
-        dag = frame.f_locals.get("dag")
-        if isinstance(dag, DAG):
-            if type(dag.differ) is CodeDiffer:
-                dag.differ = SameSourceDiffer()
-            return
-        frame = frame.f_back
-
-
 def _in_jupyter_server() -> bool:
     """Whether this process is a Jupyter server (which makes the DAG to inject a notebook's
     parameters; its kernels run notebooks for a person, not for a build)."""
@@ -457,12 +390,8 @@ def _in_jupyter_server() -> bool:
 def locked_parallel(lock_file: str, wait_seconds: float = 0.0, sweep=(), threads_per_task="auto",
                     inputs: str | None = None, **kwargs) -> LockedParallel:  # fmt: skip
     """The executor `pipeline.yaml` names (a dotted path to a function, as Ploomber expects);
-    the DAG being made gets the SameSourceDiffer, and its grid tasks' products are named by
-    the grid's values (`gridnames`)."""
-    from .gridnames import name_products_by_value
-
-    name_products_by_value()
-    _same_source_differ()
+    the grid tasks of the DAG being made get products named by the grid's values."""
+    ploomber.name_products_by_value()
     if not _in_jupyter_server():  # Lab makes the DAG to inject parameters: not a build
         session.mark_build()
     return LockedParallel(lock_file, wait_seconds, sweep, threads_per_task, inputs, **kwargs)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..data.dataset import current_files
 from ..data.sources import source_files
 from ..errors import DataError
+from ..ploombercompat import task_code, task_params
 from ..storage import read_json, sha256_file, write_json
 from . import imports
 
@@ -28,7 +29,7 @@ CHAMPION_RECORD = "champion_record"
 def task_files(task, graph: dict[str, set[str]]) -> list[Path]:
     """The files `task` reads beyond its notebook and parameters, and the package's modules
     its code imports."""
-    params = task.params.to_json_serializable(params_only=True)
+    params = task_params(task)
     root = Path(params.get("root") or Path.cwd())
     files: list[Path] = []
     try:  # a path refused or missing is the task's own error to report, with its message
@@ -39,11 +40,11 @@ def task_files(task, graph: dict[str, set[str]]) -> list[Path]:
     except DataError:
         pass
     files += [Path(params[key]) for key in (CONTRACT, CHAMPION_RECORD) if params.get(key)]
-    code = Path(str(task.source.loc)) if hasattr(task.source, "loc") else None
+    code, module = task_code(task)
     if code is not None and code.suffix == ".py" and code.is_file():
         used = imports.file_imports(code)  # a notebook
     else:  # a function task: the module it lives in
-        used = {task.source.primitive.__module__}
+        used = {module} if module else set()
     files += [imports.module_file(m) for m in sorted(imports.closure(used, graph))]
     return sorted({f.resolve() for f in files})
 

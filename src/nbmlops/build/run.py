@@ -33,6 +33,14 @@ from .. import session
 from ..envfile import NEW_KEYS
 from ..layout import Layout, stopped_record
 from ..locking import WAITING
+from ..ploombercompat import (
+    FAILED_TASK,
+    MISSING_PLACEHOLDER,
+    MISSING_RESOURCE,
+    RENDER_ERROR,
+    REPORT_STARTS,
+    RERAISED,
+)
 from . import unchanged
 
 #: A warning in the output: Python's (`RuntimeWarning: divide by zero`, from any module) and
@@ -44,22 +52,9 @@ OURS = ("PipelineError", "ConfigError", "DataError", "GateError", "RegistryError
 _ERROR = re.compile(
     rf"^(?:nbmlops(?:\.\w+)*\.)?(?:\x1b\[[\d;]*m)*({'|'.join(OURS)})(?:\x1b\[[\d;]*m)*: (.*)$"
 )
-#: How Ploomber reports an error of the on_render hook (the env file's check, nbmlops.envfile).
-_RENDER = re.compile(r'^Exception when running on_render for DAG "[^"]*": (.*)$')
-#: How Ploomber re-raises a task hook's error: the same class, the message replaced by this.
-_RERAISED = "Exception when running on_render for task"
-_TASK = re.compile(r"Error when executing task '([^']+)'|Error building task \"([^\"]+)\"")
-#: Where a traceback or Ploomber's failure report starts.
-_START = ("Traceback (most recent call last)", "-" * 40, "=" * 20, "Error when executing task",
-          "Error building task", "ploomber.exceptions", "Exception encountered")  # fmt: skip
 _ANSI = re.compile(r"\x1b\[[\d;]*m")
 #: A task's line, as the build says it ("[3/10] train-rf: ran in 9.1 s (...)", "ingest: skipped").
 _TASK_LINE = re.compile(r"^(?:\[\d+/\d+\] )?([\w-]+): (?:ran|skipped|failed)\b")
-#: How Ploomber names a `{{key}}` of pipeline.yaml that the env file does not set.
-_MISSING = re.compile(r"\{\{([\w.]+)\}\}: Ensure the placeholder is defined in the env")
-#: How Ploomber says a content-tracked file (a task's `resources_`) is missing.
-_RESOURCE = re.compile(r"Error reading params\.resources_ with key '(\w+)'\. Expected value "
-                       r"'([^']*)' to be an existing file")  # fmt: skip
 #: What each content-tracked file is, by its key in pipeline.yaml.
 RESOURCES = {"features": "`features.file`: your derived features",
              "gates": "`gates`: the promotion gates"}  # fmt: skip
@@ -79,16 +74,16 @@ def clear_message(output: str) -> Failure | None:
     found = None
     for i, line in enumerate(lines):
         match = _ERROR.match(line.strip())
-        if match and not match[2].startswith(_RERAISED):
+        if match and not match[2].startswith(RERAISED):
             found = (i, match[2], match[1])
-        elif render := _RENDER.match(line.strip()):
+        elif render := RENDER_ERROR.match(line.strip()):
             found = (i, render[1], "ConfigError")
     if found is None:
         return None
     i, head, kind = found
     more = []
     for line in lines[i + 1 :]:
-        if not line.strip() or any(line.lstrip().startswith(s) for s in _START):
+        if not line.strip() or any(line.lstrip().startswith(s) for s in REPORT_STARTS):
             break
         more.append(line)
     return Failure(_failed_task(output), "\n".join([head, *more]).rstrip(), kind)
@@ -96,7 +91,7 @@ def clear_message(output: str) -> Failure | None:
 
 def _failed_task(output: str) -> str:
     """The first task Ploomber's output says failed, or ""."""
-    found = _TASK.search(output)
+    found = FAILED_TASK.search(output)
     return (found[1] or found[2]) if found else ""
 
 
@@ -252,13 +247,13 @@ def _build(
         return 0, None, list(dict.fromkeys(tasks))
     output = b"".join(chunks).decode("utf-8", "replace")
     found = clear_message(output)
-    missing = _MISSING.findall(output)
+    missing = MISSING_PLACEHOLDER.findall(output)
     if found is None and missing:  # an env file without a key the pipeline needs
         hints = [f"{Path(env_file).name}: no `{key}`{NEW_KEYS.get(key.split('.')[0], '')}"
                  for key in dict.fromkeys(missing)]  # fmt: skip
         print("\nbuild failed:\n" + "\n".join(hints) + f"\n\nfull log: {log}", file=sys.stderr)
         return code, Failure("", "\n".join(hints), "ConfigError"), []
-    if found is None and (resource := _RESOURCE.search(output)):
+    if found is None and (resource := MISSING_RESOURCE.search(output)):
         what = RESOURCES.get(resource[1], resource[1])
         message = f"{Path(env_file).name}: {resource[2]} not found ({what})"
         print(f"\nbuild failed:\n{message}\n\nfull log: {log}", file=sys.stderr)
@@ -289,7 +284,7 @@ def _before_traceback(chunks: list[bytes]) -> str:
     shown = []
     for line in chunks:
         text = _ANSI.sub("", line.decode("utf-8", "replace")).lstrip("\r")
-        if any(text.lstrip().startswith(s) for s in _START):
+        if any(text.lstrip().startswith(s) for s in REPORT_STARTS):
             break
         shown.append(line.decode("utf-8", "replace"))
     return "".join(shown)

@@ -31,7 +31,7 @@ def run_task(name: str, env_file: str, force: bool = False) -> str:
     from ploomber.constants import TaskStatus
     from ploomber.spec import DAGSpec
 
-    from .executor import _render_again
+    from ..ploombercompat import mark_stale, render_again
     from .inputs import Inputs
     from .kernels import restart_dead_kernels
 
@@ -49,8 +49,8 @@ def run_task(name: str, env_file: str, force: bool = False) -> str:
     if changed is not None and task.exec_status == TaskStatus.Skipped:
         files = ", ".join(changed[:3]) or "no record of what it read when it last ran"
         print(f"{name}: its inputs changed: {files}", flush=True)
-        task.product.metadata.delete()
-        _render_again(dag, force)
+        mark_stale(task)
+        render_again(dag, force)
     if task.exec_status == TaskStatus.Skipped and not force:
         return SKIPPED
     task.build(force=force)
