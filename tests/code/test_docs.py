@@ -107,7 +107,7 @@ def test_the_front_page_links_the_docs_when_they_are_built(tmp_path, built):
     if built:
         (tmp_path / DOCS_FOLDER).mkdir()
         (tmp_path / DOCS_FOLDER / "index.html").write_text("<html></html>")
-    page = write_front_page(tmp_path).read_text()
+    page = write_front_page(tmp_path, "project.json").read_text()
     assert (f'href="{DOCS_FOLDER}/index.html"' in page) is built
     assert 'href="churn/index.html"' in page
 

@@ -76,8 +76,6 @@ def plot_history(versions: pd.DataFrame, batches: pd.DataFrame):
     return fig
 
 
-#: A project's summary beside its reports page; the front page lists every one it finds.
-SUMMARY_FILE = "project.json"
 #: The documentation site under the site's folder (`site_dir` in mkdocs.yml), when built.
 DOCS_FOLDER = "docs"
 
@@ -226,7 +224,7 @@ def write_index(
     })  # fmt: skip
     if assets:
         html.prune_assets(assets, root)
-    write_front_page(site)
+    write_front_page(site, Path(str(product["summary"])).name)
 
 
 def overall(gates: str, monitoring: str) -> str:
@@ -235,12 +233,13 @@ def overall(gates: str, monitoring: str) -> str:
     return max((gates, monitoring or "pass"), key=lambda s: order.index(s) if s in order else 2)
 
 
-def write_front_page(site: str | Path) -> Path:
+def write_front_page(site: str | Path, summary_name: str) -> Path:
     """`site`/index.html: one row per project whose reports folder under `site` holds a
-    summary, linking to that project's own reports page."""
+    summary (`summary_name`: its file name, the index task's product in pipeline.yaml), linking to
+    that project's own reports page."""
     site = Path(site)
     rows = []
-    for path in sorted(site.glob(f"*/{SUMMARY_FILE}")):
+    for path in sorted(site.glob(f"*/{summary_name}")):
         summary = storage.read_json(path)
         watched = summary.get("monitoring") or {  # a summary written before warnings counted
             "status": "fail" if summary["batches_failing"] else "pass",
@@ -258,7 +257,7 @@ def write_front_page(site: str | Path) -> Path:
             "challenger": f"v{summary['challenger']}",
             "last build": summary["built"],
         })  # fmt: skip
-    links = [f"{path.parent.name}/index.html" for path in sorted(site.glob(f"*/{SUMMARY_FILE}"))]
+    links = [f"{path.parent.name}/index.html" for path in sorted(site.glob(f"*/{summary_name}"))]
     body = html.para(
         "Every project built in this folder, its verdict first (the worse of its "
         "gates and its newest monitored batch); each links to its own reports."
