@@ -10,6 +10,12 @@ from nbmlops.data.sources import read_table, source_files
 from nbmlops.errors import DataError
 
 
+def _snapshot(source, store) -> dict:
+    """The source kept in the raw store, as the ingest task keeps it: read and hashed, then stored."""
+    manifest, _ = snapshot.read_source(str(source), store)
+    return snapshot.store_snapshot(manifest)
+
+
 def _csv(path, text):
     path.write_text(text)
     return path
@@ -18,7 +24,7 @@ def _csv(path, text):
 def test_snapshot_is_content_addressed_read_only_and_reused(tmp_path):
     src = _csv(tmp_path / "data.csv", "a,y\n1,0\n2,1\n")
     store = tmp_path / "raw"
-    first = snapshot.snapshot_source(str(src), store)
+    first = _snapshot(src, store)
     snap = tmp_path / first["snapshot"]
     assert snap.name == f"file-{first['sha256'][:16]}"
     copy = snap / "data.csv"
@@ -27,7 +33,7 @@ def test_snapshot_is_content_addressed_read_only_and_reused(tmp_path):
     assert not (os.stat(copy).st_mode & 0o222)
     meta = first["tables"]["data"]
     assert (meta["rows"], meta["columns"]) == (2, ["a", "y"])
-    again = snapshot.snapshot_source(str(src), store)
+    again = _snapshot(src, store)
     assert again["snapshot"] == first["snapshot"] and again["sha256"] == first["sha256"]
     assert len(list(store.iterdir())) == 1
 
@@ -35,9 +41,9 @@ def test_snapshot_is_content_addressed_read_only_and_reused(tmp_path):
 def test_changed_source_gets_a_new_snapshot_and_keeps_the_old(tmp_path):
     src = _csv(tmp_path / "data.csv", "a,y\n1,0\n2,1\n")
     store = tmp_path / "raw"
-    old = snapshot.snapshot_source(str(src), store)
+    old = _snapshot(src, store)
     _csv(src, "a,y\n1,0\n2,1\n3,1\n")
-    new = snapshot.snapshot_source(str(src), store)
+    new = _snapshot(src, store)
     assert new["sha256"] != old["sha256"]
     assert (tmp_path / old["snapshot"] / "data.csv").exists()
 

@@ -21,17 +21,6 @@ def combined_hash(file_hashes: dict[str, str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def snapshot_source(
-    source: str, raw_store: str | Path, root: str | Path = ".", within_root: bool = False
-) -> dict:
-    """Copy the source's files into `raw_store/<kind>-<hash>/` (read-only) and return a manifest.
-
-    An existing snapshot with the same content is reused, never rewritten.
-    """
-    manifest, _ = read_source(source, raw_store, root, within_root)
-    return store_snapshot(manifest)
-
-
 def read_source(
     source: str,
     raw_store: str | Path,

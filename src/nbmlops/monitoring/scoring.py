@@ -295,12 +295,6 @@ class _Summaries:
         return pd.DataFrame(self.rows)
 
 
-def scored_rows(windows: dict[str, pd.DataFrame], scores: pd.DataFrame, spec: FeatureSpec):
-    """The scored inputs beside every model's output, one row per scored row."""
-    inputs = pd.concat(list(windows.values()), ignore_index=True)[spec.columns]
-    return pd.concat([inputs, scores.reset_index(drop=True)], axis=1)
-
-
 @contextmanager
 def _archive_file(folder: str | Path):
     """(a file to write the scored rows to, a function that archives it once written).
