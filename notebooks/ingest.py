@@ -20,7 +20,7 @@ resources_ = {"features": "features/flights.py"}  # content-tracked: an edit rer
 
 # %%
 from nbmlops import derived, session, storage
-from nbmlops.data import admission, dataset, snapshot
+from nbmlops.data import admission, batches, snapshot
 from nbmlops.data.contract import load_contract
 from nbmlops.settings import DataSettings
 
@@ -32,7 +32,7 @@ manifest, tables = snapshot.read_source(
     source, raw_store, root=root, within_root=data_within_project,
     missing_values=settings.missing_values,
 )  # fmt: skip
-current = dataset.current_files(current_batches, root, data_within_project)
+current = batches.current_files(current_batches, root, data_within_project)
 manifest = snapshot.add_current(manifest, current, raw_store)  # hashed before they are read
 admitted = admission.admit(
     manifest, tables, settings=settings, contract=load_contract(contract), current=current,

@@ -12,7 +12,7 @@ import pytest
 
 from nbmlops import derived
 from nbmlops.data.admission import derive
-from nbmlops.data.dataset import Split
+from nbmlops.data.split import Split
 from nbmlops.errors import ConfigError, DataError
 from nbmlops.registry import compiled
 from nbmlops.serving.fused import Fused, fuse

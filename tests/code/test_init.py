@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from nbmlops.data import contract as dc
+from nbmlops.data.split import PROPOSAL_POSITIVES
 from nbmlops.envfile import load_env
 from nbmlops.errors import ConfigError, DataError
 from nbmlops.settings import DataSettings
@@ -69,7 +70,7 @@ def test_no_time_column_rare_class_ids_constants_and_missing_words(project, caps
     assert proposal.admitted.spec.dropped_columns["country"].startswith("constant")
     assert proposal.admitted.spec.numeric == ["income", "debt_ratio"]
     holdout = proposal.admitted.split.holdout
-    assert holdout["default"].sum() >= init.dataset.PROPOSAL_POSITIVES
+    assert holdout["default"].sum() >= PROPOSAL_POSITIVES
     text = init.summary(proposal, project)
     assert "no time column: split by row order" in text and "'n/a'" in text
     assert "positive label 'Y', the larger of ['N', 'Y']" in text

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from nbmlops import storage
-from nbmlops.data.dataset import read_current_batch
+from nbmlops.data.batches import read_current_batch
 from nbmlops.records import read_archive
 from nbmlops.registry import store as registry
 from nbmlops.serving.payload import RequestContract

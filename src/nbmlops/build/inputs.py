@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.dataset import current_files
+from ..data.batches import current_files
 from ..data.sources import source_files
 from ..errors import DataError
 from ..ploombercompat import task_code, task_params

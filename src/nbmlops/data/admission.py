@@ -17,8 +17,8 @@ from ..settings import DataSettings
 from ..spec import FeatureSpec
 from ..storage import read_json, write_json
 from . import contract as dc
-from . import dataset
-from .dataset import Split
+from . import batches, dataset
+from .split import Split, time_split
 
 
 @dataclass
@@ -76,8 +76,8 @@ def admit(
     )
     checks.raise_if_failed()
     data, spec = dataset.build_dataset(tables, manifest, settings)
-    split = dataset.time_split(data, spec, settings, manifest["source"])
-    split.batches = dataset.with_current_batches(split.batches, current, spec, settings)
+    split = time_split(data, spec, settings, manifest["source"])
+    split.batches = batches.with_current_batches(split.batches, current, spec, settings)
     derive(split, spec, derivation)
     spec.windows = split.windows()
     return Admitted(checks, spec, split)

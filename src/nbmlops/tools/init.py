@@ -21,6 +21,7 @@ import yaml
 from .. import derived, storage
 from ..data import admission, dataset, snapshot
 from ..data import contract as dc
+from ..data.split import Split, no_split_hint, propose_split
 from ..errors import ConfigError, DataError, PipelineError, Problem
 from ..registry.gates import trivial_gates
 from ..settings import MISSING_VALUES, DataSettings
@@ -130,14 +131,14 @@ def init_project(
     drop = list(dict.fromkeys([*inferred.ids, *inferred.empty, *dates]))
     settings = replace(settings, drop_columns=tuple(drop))
     data, _ = dataset.build_dataset(tables, manifest, settings)
-    option = dataset.propose_split(data, target, settings)
+    option = propose_split(data, target, settings)
     if option is None:
         positives = int(data[target].sum())
         raise DataError(Problem(source, target,
             f"no split of its {len(data):,} rows ({positives:,} positive) gives a training and a "
             f"held-out window of {settings.min_rows_per_window} rows with both classes and "
             "leaves a batch to monitor",
-            dataset.no_split_hint(data, target, settings)))  # fmt: skip
+            no_split_hint(data, target, settings)))  # fmt: skip
     settings = replace(settings, **option.changes)
     contract_text = dc.contract_yaml(
         {"data": inferred},
@@ -200,7 +201,7 @@ def _missing_words(df: pd.DataFrame, exclude: set) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def time_in_disguise(split: dataset.Split, columns: list[str], target: str) -> dict[str, str]:
+def time_in_disguise(split: Split, columns: list[str], target: str) -> dict[str, str]:
     """Columns that stand for the time (day of year, month, year, a counter), each with why.
 
     Such a column drifts by construction: the batches hold values that the training window
