@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hmac
 import os
-import re
 import sys
 import threading
 import time
@@ -39,7 +37,9 @@ from ..settings import ServingSettings
 from ..spec import FeatureSpec
 from .archive import ArchiveSettings
 from .connection import with_deadline
-from .feedback import STATUSES, Feedback, items_of
+from .feedback import Feedback, items_of
+from .guard import Guard, redact_uri, without_paths
+from .metrics import Metrics
 from .payload import InvalidRequest, RequestContract
 from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
 from .shadow import ShadowProcess
@@ -50,84 +50,10 @@ PARSE_ON_LOOP_BYTES = 64 * 1024
 #: uvicorn's limits: seconds to finish requests in flight on stop, connections at once, idle
 #: keep-alive seconds.
 GRACE_SECONDS, MAX_CONNECTIONS, IDLE_SECONDS = 5, 1000, 5
-#: Paths open without the bearer token: a balancer's probes.
-OPEN_PATHS = ("/health", "/ready")
 #: Seconds without a report from the shadow and archive process before it is restarted.
 STUCK_SECONDS = 15.0
 #: Seconds it may take to start (imports, opening the archive, loading the shadow models).
 START_SECONDS = 120.0
-LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
-                   0.2, 0.5, 1.0)  # fmt: skip
-
-
-class Metrics:
-    """The service's Prometheus metrics, in a registry of its own."""
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter("nbmlops_requests", "Requests by outcome", ["outcome"], registry=r)
-        self.labels = Counter("nbmlops_labels", "Labels sent to /feedback, by what became of "
-                              "them", ["status"], registry=r)  # fmt: skip
-        for status in STATUSES:
-            self.labels.labels(status)
-        self.records = Counter("nbmlops_records", "Records answered", registry=r)
-        self.answers = Counter("nbmlops_answers", "Answers by the role and version that gave them",
-                               ["role", "version"], registry=r)  # fmt: skip
-        self.fallbacks = Counter("nbmlops_fallbacks", "Answers from the fallback, by cause",
-                                 ["cause"], registry=r)  # fmt: skip
-        self.latency = Histogram("nbmlops_request_seconds", "Time to answer a request",
-                                 buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.model_latency = Histogram("nbmlops_model_seconds", "Time of the answering model",
-                                       ["role"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.shadow_latency = Histogram("nbmlops_shadow_seconds", "Time of each shadow model",
-                                        ["alias"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.shadow_errors = Counter("nbmlops_shadow_errors", "Shadow models that failed",
-                                     ["alias"], registry=r)  # fmt: skip
-        self.shadow_dropped = Counter("nbmlops_shadow_dropped",
-                                      "Requests not handed to the shadow process (it was behind)",
-                                      registry=r)  # fmt: skip
-        self.shadow_restarts = Counter("nbmlops_shadow_restarts",
-                                       "Shadow and archive processes restarted, by cause",
-                                       ["cause"], registry=r)  # fmt: skip
-        self.archived = Counter("nbmlops_archived_records", "Records written to the archive's "
-                                "disk (survive a kill of the service)", registry=r)  # fmt: skip
-        self.archive_dropped = Counter("nbmlops_archive_dropped_records",
-                                       "Records answered but not archived", registry=r)  # fmt: skip
-        self.archive_dead_letter = Counter("nbmlops_archive_dead_letter_records",
-                                           "Archived records Parquet could not hold, kept in "
-                                           "dead-letter.jsonl", registry=r)  # fmt: skip
-        self.archive_recovered = Counter("nbmlops_archive_recovered_records",
-                                         "Records of segments left by an earlier process, "
-                                         "compacted at start", registry=r)  # fmt: skip
-        self.archive_files = Counter("nbmlops_archive_files", "Archive files written", registry=r)
-        self.archive_backlog = Gauge("nbmlops_archive_backlog_bytes",
-                                     "Bytes of requests waiting to be archived",
-                                     registry=r)  # fmt: skip
-        self.swaps = Counter("nbmlops_model_swaps", "Model sets swapped in", registry=r)
-        self.registry_errors = Counter("nbmlops_registry_errors", "Failed registry reads",
-                                       registry=r)  # fmt: skip
-        self.version = Gauge("nbmlops_model_version", "Version serving each role",
-                             ["role"], registry=r)  # fmt: skip
-        self.breaker_open = Gauge("nbmlops_breaker_open", "1 while the champion is skipped",
-                                  registry=r)  # fmt: skip
-
-    def swapped(self, models: ModelSet) -> None:
-        self.swaps.inc()
-        for role, version in models.versions().items():
-            self.version.labels(role).set(float(version) if version else 0)
-
-    def take(self, report: dict) -> None:
-        self.archived.inc(report["written"])
-        self.archive_dropped.inc(report["dropped"])
-        self.archive_dead_letter.inc(report["dead_letter"])
-        self.archive_recovered.inc(report["recovered"])
-        self.archive_files.inc(report["files"])
-        for alias, _version, ms, ok in report["shadow"]:
-            self.shadow_latency.labels(alias).observe(ms / 1000)
-            if not ok:
-                self.shadow_errors.labels(alias).inc()
 
 
 class Service:
@@ -329,7 +255,7 @@ def create_app(service: Service):
     app = FastAPI(title="nbmlops scoring service", lifespan=lifespan, **hidden)
     limit = service.settings.max_body_kb * 1024
 
-    app.add_middleware(Guard, service=service)
+    app.add_middleware(Guard, allowed_hosts=service.settings.allowed_hosts, token=service.token)
 
     @app.post("/predict")
     async def predict(request: Request):
@@ -384,61 +310,11 @@ def create_app(service: Service):
     return app
 
 
-class Guard:
-    """ASGI middleware: the Host header must name this service, and a bearer token, when one is
-    set, must come with every request but the probes. (Plain ASGI: Starlette's middleware
-    decorator costs every request a task of its own.)"""
-
-    def __init__(self, app, service: Service):
-        self.app, self.service = app, service
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            refused = self.refusal(scope)
-            if refused is not None:
-                return await refused(scope, receive, send)
-        return await self.app(scope, receive, send)
-
-    def refusal(self, scope) -> JSONResponse | None:
-        headers = dict(scope["headers"])
-        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]")
-        if host not in self.service.settings.allowed_hosts:
-            return JSONResponse({"detail": "unknown Host header (serving.allowed_hosts)"},
-                                status_code=400)  # fmt: skip
-        token = self.service.token
-        if token and scope["path"] not in OPEN_PATHS:
-            sent = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "a bearer token is required"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        return None
-
-
 def _too_large(service: Service, limit: int) -> JSONResponse:
     """413 for a body over `limit` bytes, counted."""
     service.metrics.requests.labels("too_large").inc()
     return JSONResponse({"detail": f"body over {limit // 1024:,} KB (serving.max_body_kb)"},
                         status_code=413)  # fmt: skip
-
-
-_PATH = re.compile(r"(?:[a-z]+://)?/(?:[^\s'\"/:]+/)+")
-
-
-def without_paths(text: str | None) -> str | None:
-    """An error's text as anyone may see it: every absolute path cut to its last part (the
-    service's log keeps the whole text)."""
-    return _PATH.sub("…/", text) if text else text
-
-
-def redact_uri(uri: str) -> str:
-    """A store URI without credentials or local paths: what `/models` may show anyone."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    if parts.scheme in ("", "file", "sqlite"):
-        return f"{parts.scheme or 'file'}: …/{Path(parts.path).name}"
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def service_from_env(env_file: str | Path, overrides: dict | None = None,
