@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,10 @@ class KeywordClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         return self.model_.predict_proba(X)
+
+
+def spin(seconds):
+    """Keep a core busy for `seconds` of this process's CPU time."""
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass

@@ -11,7 +11,7 @@ import nbformat
 import papermill
 import pytest
 
-from nbmlops.build import executor
+from nbmlops.build import cores, executor
 from nbmlops.build.kernels import ATTEMPTS, DIED
 
 #: A kernel that exits at once for its first `deaths` starts (the count kept in a file), as a
@@ -61,7 +61,7 @@ def test_a_builds_worker_starts_another_kernel_when_one_dies_before_it_answers(
 ):
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     count = _kernel(tmp_path, deaths=ATTEMPTS - 1)
-    with _pool(executor._worker, (executor.LOWER_PRIORITY,)) as pool:
+    with _pool(executor._worker, (cores.LOWER_PRIORITY,)) as pool:
         assert pool.submit(_run, str(tmp_path)).result().strip() == "42"
     assert count.read_text() == str(ATTEMPTS)
     said = capfd.readouterr().out

@@ -1,0 +1,90 @@
+"""`make build`: a line per task, the warnings counted, everything in the log, and a failure
+of ours shown as its message."""
+
+import re
+import sys
+
+GATE_FAILURE = """\
+Executing cell: 3:  50%|#####     | 3/6
+\x1b[0;31m---------------------------------------------------------------------------\x1b[0m
+Traceback (most recent call last):
+  File "/x/ploomber_engine/ipython.py", line 10, in run
+nbmlops.registry.gates.GateError: the challenger fails the promotion gates:
+ metric baseline  challenger delta        allowed status
+roc_auc     None    0.857499  None  [0.5000, inf]   pass
+  brier     None    0.173755  None [-inf, 0.0850]   FAIL
+
+ploomber.exceptions.TaskBuildError: Error when executing task 'evaluate'. Partially executed
+Need help? https://ploomber.io/community
+"""
+
+
+def test_a_build_failure_of_ours_is_its_message_with_the_task():
+    from nbmlops.build.run import clear_message
+
+    task, message, kind = clear_message(GATE_FAILURE)
+    assert (task, kind) == ("evaluate", "GateError")
+    assert message.splitlines()[0] == "the challenger fails the promotion gates:"
+    assert message.splitlines()[-1].endswith("FAIL") and len(message.splitlines()) == 4
+    unexpected = GATE_FAILURE.replace("nbmlops.registry.gates.GateError", "KeyError")
+    assert clear_message(unexpected) is None  # anything else: the traceback is shown
+
+
+#: What a build's process prints: its marked lines among progress bars, a kernel's message,
+#: warnings of two kinds, Ploomber's table; `make build` shows the first and counts the others.
+LOUD = r"""
+import sys
+print("Loading pipeline...")
+print("» [1/2] ingest: ran in 1.2 s (no product yet)", flush=True)
+sys.stdout.write("Executing:  50%|#####     | 1/2\rExecuting: 100%|##########| 2/2\n")
+print("[IPKernelApp] WARNING | Kernel is running over TCP without encryption.")
+print("/x/scipy/stats.py:12: RuntimeWarning: divide by zero encountered in divide")
+print("/x/scipy/stats.py:12: RuntimeWarning: divide by zero encountered in divide")
+print("/x/mlflow/models.py:3: UserWarning: pickle")
+print("warning: batch 2024-05: prediction drift")
+sys.stdout.write("\\rExecuting:  45%|####      | 9/20")  # another worker's bar, mid-line
+print("» [2/2] evaluate: ran in 3.4 s (after ingest)")
+print("name      Ran?      Elapsed (s)")
+"""
+
+
+def test_a_build_prints_its_lines_counts_the_warnings_and_logs_everything(tmp_path, capsys):
+    from nbmlops.build import run
+
+    loud = tmp_path / "ploomber"
+    loud.write_text(f"#!{sys.executable}\n{LOUD}")
+    loud.chmod(0o755)
+    env = tmp_path / "env.demo.yaml"
+    env.write_text("{}\n")
+    assert run.run(str(env), [], str(loud)) == 0
+    shown = capsys.readouterr().out.splitlines()
+    log = tmp_path / "logs" / "build-demo.log"
+    assert shown[:2] == ["[1/2] ingest: ran in 1.2 s (no product yet)",
+                         "[2/2] evaluate: ran in 3.4 s (after ingest)"]  # fmt: skip
+    assert shown[2] == f"warnings: 4 (2 RuntimeWarning, 1 UserWarning, 1 warning), in {log}"
+    assert re.match(rf"build \S+ passed in \d+ s; full log: {re.escape(str(log))}$", shown[3])
+    assert len(shown) == 4
+    assert "Executing: 100%" in log.read_text() and "Ran?" in log.read_text()
+
+
+def test_each_env_file_has_its_own_build_log():
+    from nbmlops.build.run import log_path
+
+    names = [log_path(e).name for e in ("env.yaml", "env.ci.yaml", "env.patients.yml", "my.yaml")]
+    assert names == ["build-default.log", "build-ci.log", "build-patients.log", "build-my.log"]
+
+
+def test_a_failure_without_a_traceback_shows_its_last_lines(tmp_path, capsys):
+    from nbmlops.build import run
+
+    usage = tmp_path / "ploomber"
+    usage.write_text(f"#!{sys.executable}\nimport sys\nprint('Executing: 0%|')\n"
+                     "print('usage: ploomber build [-h]')\n"
+                     "print('ploomber build: error: unrecognized arguments: --env--x')\n"
+                     "sys.exit(2)\n")  # fmt: skip
+    usage.chmod(0o755)
+    (tmp_path / "env.demo.yaml").write_text("{}\n")
+    assert run.run(str(tmp_path / "env.demo.yaml"), [], str(usage)) == 2
+    said = capsys.readouterr()
+    assert "error: unrecognized arguments: --env--x" in said.out
+    assert said.err.strip().startswith("build failed; full log:")
