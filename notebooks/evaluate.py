@@ -33,7 +33,7 @@ pd.DataFrame(declared).set_index("name")
 # %%
 spec = FeatureSpec.read(upstream["features"]["spec"])
 holdout = pd.read_parquet(upstream["ingest"]["holdout"])
-gate_spec = gates.load_gates(resources_["gates"], selection_metric)
+gate_spec = evaluation.load_gates(resources_["gates"], selection_metric)
 result = evaluation.evaluate_candidates(
     upstream["train-*"], holdout, spec, selection_metric, [c["name"] for c in declared]
 )

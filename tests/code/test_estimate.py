@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from nbmlops.monitoring import estimate, verdict
-from nbmlops.registry.gates import MonitorRules
+from nbmlops.monitoring.rules import MonitorRules
 
 RULES = MonitorRules(max_regression={"roc_auc": 0.02, "pr_auc": 0.03, "brier": 0.02})
 

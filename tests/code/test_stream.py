@@ -12,7 +12,7 @@ import pytest
 from nbmlops import metrics as m
 from nbmlops.errors import DataError
 from nbmlops.monitoring import monitor, stream
-from nbmlops.registry.gates import MonitorRules
+from nbmlops.monitoring.rules import MonitorRules
 from nbmlops.spec import BATCH, FeatureSpec
 from nbmlops.training import candidates as models
 from tests import helpers

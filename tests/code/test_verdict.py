@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from nbmlops import stats
 from nbmlops.errors import ConfigError
 from nbmlops.monitoring import monitor, verdict
-from nbmlops.registry.gates import MonitorRules
+from nbmlops.monitoring.rules import MonitorRules
 
 RULES = MonitorRules(max_regression={"roc_auc": 0.02, "pr_auc": 0.03, "brier": 0.02})
 
@@ -201,23 +201,6 @@ def test_unseen_values_warn_past_their_share():
     assert judged.status == "warn"
     assert judged.warnings == ["dest: 5.0% of rows hold values unseen in training (more than "
                                "1.0%): 'ABQ' (30 rows), 'MVY' (20 rows)"]  # fmt: skip
-
-
-def test_monitoring_rules_come_from_the_gate_file_and_are_checked(tmp_path):
-    rules = MonitorRules.from_file("model/gates.yaml")
-    assert rules.drift_share == 0.5 and set(rules.max_regression) == {"roc_auc", "pr_auc", "brier"}
-    bad = tmp_path / "gates.yaml"
-    base = "metrics:\n  roc_auc: {floor: 0.5, max_regression: 0.02}\n"
-    bad.write_text(base + "monitoring: {drift_shar: 0.3}\n")
-    with pytest.raises(
-        ConfigError, match="gates.yaml: monitoring: unknown keys \\['drift_shar'\\]"
-    ):
-        MonitorRules.from_file(bad)
-    bad.write_text(base + "monitoring: {drift_share: 50}\n")
-    with pytest.raises(ConfigError, match="drift_share must be between 0 and 1"):
-        MonitorRules.from_file(bad)
-    bad.write_text(base)  # no monitoring block: the defaults
-    assert MonitorRules.from_file(bad).drift_share == 0.5
 
 
 def test_a_reference_of_no_known_kind_is_refused():

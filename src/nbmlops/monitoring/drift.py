@@ -10,10 +10,10 @@ import pandas as pd
 
 from .. import html
 from ..metrics import PRED, PROBA
-from ..registry.gates import MonitorRules
 from ..spec import FeatureSpec
 from ..storage import write_text
 from . import columntests
+from .rules import MonitorRules
 
 
 def _definition(spec: FeatureSpec, labelled: bool):

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import stats
-from ..registry.gates import MonitorRules
 from ..spec import HIGHER_IS_BETTER
 from ..tally import RELIABILITY_BINS
 from . import estimate
+from .rules import MonitorRules
 
 
 @dataclass

@@ -12,7 +12,7 @@ file holds the champion's metrics; it changes only through `nbmlops-models promo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,6 @@ from ..spec import HIGHER_IS_BETTER
 from ..storage import read_json
 
 GATE_KEYS = {"floor", "ceiling", "max_regression", "min_improvement", "min_lift"}
-#: The metrics a labelled monitored batch is judged on, when the gate file has a rule for them.
-JUDGED = ("roc_auc", "pr_auc", "brier")
 
 
 class GateError(PipelineError):
@@ -34,7 +32,8 @@ class GateError(PipelineError):
 
 
 def read_rules(path: str | Path) -> dict:
-    """The gate file's rules, checked: its `metrics` and its `monitoring` block."""
+    """The gate file's rules, checked: its `metrics`; the `monitoring` block is the monitor's
+    rules, which `monitoring.rules` checks (the evaluate task does, before anything registers)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: gate file not found (set `gates` in the env file)")
@@ -57,7 +56,8 @@ def read_rules(path: str | Path) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)} "
                           "(known: metrics, monitoring)")  # fmt: skip
-    MonitorRules.from_gates(spec, str(path))  # its monitoring block, checked now
+    if not isinstance(spec.get("monitoring") or {}, dict):
+        raise ConfigError(f"{path}: `monitoring:` must be a mapping of the monitor's rules")
     return spec
 
 
@@ -81,65 +81,6 @@ def of_env(env: dict) -> dict:
                           "candidate, e.g. `selection_metric: roc_auc` (it was `primary_metric` "
                           "in the gate file)")  # fmt: skip
     return load_gates(env["gates"], env["selection_metric"])
-
-
-#: The keys of the gate file's `monitoring:` block.
-MONITORING_KEYS = ("drift_share", "calibration_shift", "unseen_share", "drift_fdr")
-
-
-@dataclass(frozen=True)
-class MonitorRules:
-    """The gate file's `monitoring:` block, with each metric's `max_regression`."""
-
-    drift_share: float = 0.5  # fail: drift in more than this share of the model's features
-    #: warn: the gap between observed and predicted rates moved by more than this share of the
-    #: held-out positive rate
-    calibration_shift: float = 0.25
-    #: warn: values training never saw in more than this share of a batch's rows of a column
-    unseen_share: float = 0.01
-    #: a batch's drift p-value tests are judged together at this false-discovery rate
-    #: (Benjamini-Hochberg: of the columns it calls drifted, this share at most by chance)
-    drift_fdr: float = 0.05
-    max_regression: dict[str, float] = field(default_factory=dict)
-
-    def block(self) -> dict[str, float]:
-        """The gate file's `monitoring:` block that gives these rules."""
-        return {k: getattr(self, k) for k in MONITORING_KEYS}
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> MonitorRules:
-        return cls.from_gates(read_rules(path), str(path))
-
-    @classmethod
-    def from_gates(cls, gates: dict, where: str = "gate file") -> MonitorRules:
-        block = gates.get("monitoring") or {}
-        unknown = set(block) - set(MONITORING_KEYS)
-        if unknown:
-            raise ConfigError(f"{where}: monitoring: unknown keys {sorted(unknown)} "
-                              f"(known: {', '.join(MONITORING_KEYS)})")  # fmt: skip
-        rules = cls(
-            drift_share=float(block.get("drift_share", cls.drift_share)),
-            calibration_shift=float(block.get("calibration_shift", cls.calibration_shift)),
-            unseen_share=float(block.get("unseen_share", cls.unseen_share)),
-            drift_fdr=float(block.get("drift_fdr", cls.drift_fdr)),
-            max_regression={
-                m: float(r["max_regression"])
-                for m, r in gates["metrics"].items()
-                if m in JUDGED and r and "max_regression" in r
-            },  # fmt: skip
-        )
-        if not 0 < rules.drift_share < 1:
-            raise ConfigError(f"{where}: monitoring.drift_share must be between 0 and 1, "
-                              f"not {rules.drift_share}")  # fmt: skip
-        if not 0 < rules.drift_fdr < 1:
-            raise ConfigError(f"{where}: monitoring.drift_fdr must be between 0 and 1, "
-                              f"not {rules.drift_fdr}")  # fmt: skip
-        if rules.calibration_shift <= 0 or not 0 <= rules.unseen_share < 1:
-            raise ConfigError(
-                f"{where}: monitoring.calibration_shift must be positive and "
-                "monitoring.unseen_share between 0 and 1"
-            )
-        return rules
 
 
 def load_baseline(path: str | Path) -> dict | None:
@@ -202,7 +143,7 @@ def _num(x: float) -> str:
     return "-inf" if x == -math.inf else "inf" if x == math.inf else f"{x:.4f}"
 
 
-def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
+def trivial_gates(y_train, y_holdout, monitoring: dict) -> tuple[dict, dict[str, float]]:
     """Gates for a new dataset, measured on its own windows, and the metrics they came from.
 
     The trivial model predicts the training window's positive rate for every row. A candidate
@@ -211,7 +152,7 @@ def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
     equally, so their probabilities are not the positive rate's scale: their Brier ceiling is
     that of saying 0.5 for every row (0.25), not the trivial model's. The allowed PR AUC
     regression scales with the positive rate, so a rare class is not judged by a common
-    class's numbers.
+    class's numbers. `monitoring` is the gate file's block of the monitor's rules.
     """
     from ..metrics import classification_metrics
 
@@ -224,6 +165,6 @@ def trivial_gates(y_train, y_holdout) -> tuple[dict, dict[str, float]]:
             "pr_auc": {"min_lift": 1.0, "max_regression": round(max(0.005, 0.15 * rate), 3)},
             "brier": {"ceiling": 0.25, "max_regression": 0.02},
         },
-        "monitoring": MonitorRules().block(),
+        "monitoring": monitoring,
     }  # fmt: skip
     return gates, {k: trivial[k] for k in ("roc_auc", "pr_auc", "brier", "positive_rate")}

@@ -257,7 +257,7 @@ def monitor_once(env_file: Path, batch: Path, out: Path, max_rows: int) -> dict:
     import pandas as pd
 
     from ..monitoring import monitor, scoring
-    from ..registry import gates
+    from ..monitoring.rules import MonitorRules
     from ..registry.store import Store
     from ..spec import REFERENCE, FeatureSpec
 
@@ -265,7 +265,7 @@ def monitor_once(env_file: Path, batch: Path, out: Path, max_rows: int) -> dict:
     spec = FeatureSpec.read(layout.product("features", "spec"))
     store = Store.from_params(layout.env["mlflow"], str(env_file))
     challenger = storage.read_json(layout.product("evaluate", "best"))["version"]
-    rules = gates.MonitorRules.from_file(layout.env["gates"])
+    rules = MonitorRules.from_file(layout.env["gates"])
     holdout = layout.product("ingest", "holdout")
     (out / "reports").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -23,6 +23,7 @@ from ..data import admission, dataset, snapshot
 from ..data import contract as dc
 from ..data.split import Split, no_split_hint, propose_split
 from ..errors import ConfigError, DataError, PipelineError, Problem
+from ..monitoring.rules import MonitorRules
 from ..registry.gates import trivial_gates
 from ..settings import MISSING_VALUES, DataSettings
 from ..spec import TIME
@@ -159,7 +160,8 @@ def init_project(
         settings = replace(settings, drop_columns=(*settings.drop_columns, *disguised))
         admitted = admission.admit(manifest, tables, settings=settings, derivation=derivation,
                                    contract=yaml.safe_load(contract_text), current=[])  # fmt: skip
-    gates, trivial = trivial_gates(admitted.split.train[target], admitted.split.holdout[target])
+    gates, trivial = trivial_gates(admitted.split.train[target], admitted.split.holdout[target],
+                                   MonitorRules().block())  # fmt: skip
     gates_text = _gates_yaml(gates, trivial, name)
     env_text = env_yaml(name, source, settings, gates)
     # the build reads these settings again: what it would refuse is never written

@@ -33,6 +33,7 @@ import pandas as pd
 from .. import calibration, metrics, stats
 from ..errors import ConfigError, DataError, Problem
 from ..monitoring import drift, estimate, monitor, stream, verdict
+from ..monitoring.rules import MonitorRules
 from ..registry import gates as gate_rules
 from ..registry import promotion
 from ..registry.evidence import Evidence, compare
@@ -357,7 +358,7 @@ class Backtest:
         # monitoring compares the columns the model sees (the trainer derives its own)
         self.periods, self.trainer, self.gates = periods, trainer, gates
         self.spec = spec.as_seen_by_model()
-        self.rules = gate_rules.MonitorRules.from_gates(gates)
+        self.rules = MonitorRules.from_gates(gates)
         self.first, self.held_out, self.max_rows = reference_periods, trainer.held_out, max_rows
         if not self.held_out < self.first < len(periods.names):
             raise ConfigError(
