@@ -8,7 +8,7 @@
 # the time split. Written as `features.json`, which training, monitoring and the service read.
 
 # %% tags=["parameters"]
-upstream = ["ingest", "validate"]
+upstream = ["ingest"]
 product = None
 
 # %%

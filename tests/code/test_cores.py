@@ -6,9 +6,9 @@ from nbmlops.build.cores import Budgeted, thread_plan
 from tests.helpers import spin
 
 # The pipeline's shape: one chain with the candidate grid in the middle.
-GRAPH = {"ingest": set(), "validate": {"ingest"}, "features": {"ingest"},
+GRAPH = {"ingest": set(), "quality": {"ingest"}, "features": {"ingest"},
          "train-logreg": {"features"}, "train-hgb": {"features"}, "train-rf": {"features"},
-         "evaluate": {"train-logreg", "train-hgb", "train-rf", "validate"},
+         "evaluate": {"train-logreg", "train-hgb", "train-rf", "quality"},
          "score": {"evaluate"}, "monitor": {"score"}, "index": {"monitor"}}  # fmt: skip
 
 
@@ -37,7 +37,7 @@ def test_each_task_gets_the_cores_divided_by_the_tasks_that_run_with_it():
     plan = thread_plan(GRAPH, every, cores=2, processes=4)
     assert plan["train-hgb"] == plan["train-rf"] == plan["train-logreg"] == 1  # three at once
     assert plan["evaluate"] == plan["score"] == plan["monitor"] == plan["index"] == 2  # alone
-    assert plan["features"] == 1 and plan["validate"] == 1  # they can run side by side
+    assert plan["features"] == 1 and plan["quality"] == 1  # they can run side by side
     on_eight = thread_plan(GRAPH, every, cores=8, processes=4)
     assert on_eight["train-rf"] == 2 and on_eight["evaluate"] == 8
     # a rebuild where only one candidate is stale: it runs alone, with every core
@@ -64,16 +64,16 @@ def test_a_budgeted_build_runs_with_its_threads_and_restores_the_worker(monkeypa
 def test_a_shorter_task_yields_the_cores_to_longer_ones_that_run_at_once():
     from nbmlops.build.cores import LOWER_PRIORITY, priority_plan
 
-    seconds = {"ingest": 2.6, "validate": 0.2, "features": 0.2, "train-logreg": 1.3,
+    seconds = {"ingest": 2.6, "quality": 0.2, "features": 0.2, "train-logreg": 1.3,
                "train-hgb": 3.0, "train-rf": 15.3, "evaluate": 9.0, "score": 2.7,
                "monitor": 26.2, "index": 2.4}  # fmt: skip
     every = set(GRAPH)
-    # two cores, three candidates at once (and validate, which may run beside them): the two
+    # two cores, three candidates at once (and quality, which may run beside them): the two
     # longest keep a core each
     assert priority_plan(GRAPH, every, 2, 4, seconds) == dict.fromkeys(
-        ["train-logreg", "validate"], LOWER_PRIORITY)  # fmt: skip
+        ["train-logreg", "quality"], LOWER_PRIORITY)  # fmt: skip
     assert priority_plan(GRAPH, every, 1, 4, seconds) == dict.fromkeys(
-        ["features", "train-hgb", "train-logreg", "validate"], LOWER_PRIORITY)  # fmt: skip
+        ["features", "train-hgb", "train-logreg", "quality"], LOWER_PRIORITY)  # fmt: skip
     assert priority_plan(GRAPH, every, 4, 4, seconds) == {}  # a core for each
     assert priority_plan(GRAPH, every, 2, 2, seconds) == {}  # two at a time on two cores
     # a first build, or a candidate never measured: every task at the normal priority

@@ -161,7 +161,7 @@ def test_the_argo_check_refuses_what_argo_would(project):
     assert any("dependencies" in p for p in argo_problems(wrong))
     orphan = json.loads(json.dumps(good))
     orphan["spec"]["templates"][0]["dag"]["tasks"][1]["dependencies"] = ["ingestt"]
-    assert argo_problems(orphan) == ["validate: no task 'ingestt'"]
+    assert argo_problems(orphan) == ["quality: no task 'ingestt'"]
 
 
 def test_argo_export_refuses_what_pods_could_not_use(project):

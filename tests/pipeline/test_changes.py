@@ -37,7 +37,7 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
     env = project / ENV
     env.write_text(patients_env(project))
     declared = {f"train-{c['name']}" for c in Layout.from_env(env).candidates}
-    every = {"ingest", "validate", "features", *declared, *AFTER_TRAINING}
+    every = {"ingest", "quality", "features", *declared, *AFTER_TRAINING}
 
     def build() -> tuple[set[str], str]:
         done = ploomber_build(project, env_file=ENV, PYTHONPATH=str(project / "src"))

@@ -26,10 +26,10 @@ from tests.pipeline.test_build import ran_tasks
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("faults")]
 
 #: Tasks in the order a build reaches them; the train grid runs as one step.
-STEPS = ["ingest", "validate", "features", "train", "evaluate", "score", "monitor", "index"]
-#: Seconds from a step's start to the kill. validate and features only read what ingest
+STEPS = ["ingest", "quality", "features", "train", "evaluate", "score", "monitor", "index"]
+#: Seconds from a step's start to the kill. quality and features only read what ingest
 #: admitted and take a fraction of a second, so the kill must come sooner to land inside them.
-KILL_AFTER = {"validate": 0.05, "features": 0.05}
+KILL_AFTER = {"quality": 0.05, "features": 0.05}
 LEFTOVER = (storage.TMP, storage.STAGING, storage.OLD)
 
 

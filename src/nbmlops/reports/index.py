@@ -169,7 +169,7 @@ def write_index(
         html.heading("Reports"),
         html.link_list(
             [
-                (rel(products["validate"]["quality"]), "Data quality (contract checks)"),
+                (rel(products["quality"]["page"]), "Data quality (contract checks)"),
                 (rel(products["evaluate"]["performance"]), "Best model on the held-out window"),
                 (rel(products["monitor"]["summary"]), "Monitoring: drift and performance by batch"),
                 (rel(products["evaluate"]["metrics"]), "metrics.json"),

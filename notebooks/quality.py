@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Validate
+# # Data quality
 # What the data contract found when ingest checked every raw table: the verdict, each problem
 # with the file, the column and the problem, and a row per column. Errors stopped the build in
 # ingest; warnings are listed here.
@@ -13,14 +13,14 @@ from nbmlops import html, session, storage
 from nbmlops.data import admission
 from nbmlops.data import contract as dc
 
-product = session.outputs(product, "validate")  # a scratch folder when run outside a build
+product = session.outputs(product, "quality")  # a scratch folder when run outside a build
 
 manifest = storage.read_json(upstream["ingest"]["manifest"])
 checks = admission.AdmissionRecord.read(upstream["ingest"]["admission"]).checks
 
 # %%
 storage.write_text(
-    product["quality"], html.page("Data quality", dc.quality_page_body(checks, manifest))
+    product["page"], html.page("Data quality", dc.quality_page_body(checks, manifest))
 )
 storage.write_json(
     product["checks"], {"ok": checks.ok, "warnings": [str(w) for w in checks.warnings]}
