@@ -125,3 +125,12 @@ def test_a_users_data_and_what_builds_keep_of_it_stay_out_of_git():
     assert found.stdout.split() == paths
     assert subprocess.run(["git", "ls-files", "data"], cwd=ROOT, capture_output=True,
                           text=True).stdout == ""  # fmt: skip
+
+
+def test_no_source_file_is_ignored_by_git():
+    """An ignore rule meant for a user's data must not hide the package's own files."""
+    sources = [str(p.relative_to(ROOT)) for folder in ("src", "notebooks", "tests", "features")
+               for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts]  # fmt: skip
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *sources], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert sources and ignored == []
