@@ -207,7 +207,7 @@ def test_worker_processes_train_the_same_models(result):
 def test_without_a_build_the_tool_says_what_to_run(tmp_path, capsys):
     import shutil
 
-    from nbmlops.tools import backtest as tool
+    from nbmlops.commands import backtest as tool
     from tests.conftest import PROJECT
 
     for name in ("pipeline.yaml", "env.ci.yaml"):

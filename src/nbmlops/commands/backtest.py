@@ -1,7 +1,7 @@
 """`make backtest`: replay the retraining policies of the env file's `backtest` block over the
 last build's labelled periods, and write the backtest's page and JSON file.
 
-    python -m nbmlops.tools.backtest --env env.yaml [--policies never,on-fail] [--workers 2]
+    python -m nbmlops.commands.backtest --env env.yaml [--policies never,on-fail] [--workers 2]
         [--label-delay N]
 """
 
