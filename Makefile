@@ -60,7 +60,7 @@ lint: setup ## ruff (notebooks included), no committed .ipynb, workflows (action
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 nbval: setup ## nbval on the notebooks of the last build, re-run with products in products/nbval
-	$(BIN)/python -m nbmlops.tools.nbcheck --env $(ENV_FILE) --scratch products/nbval
+	$(BIN)/python -m nbmlops.commands.nbcheck --env $(ENV_FILE) --scratch products/nbval
 
 gates: setup ## fail when the last build's challenger breaks a gate; model metric-range tests
 	$(BIN)/nbmlops-report --env $(ENV_FILE) gates
@@ -74,19 +74,19 @@ bench: setup ## benchmark against same-run baselines (REPEATS=3; BENCH_ENVS="env
 
 backtest: setup ## replay the env's retraining policies over the labelled periods (ENV=ci: the sample); writes its page and JSON
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) --partially features
-	$(BIN)/python -m nbmlops.tools.backtest --env $(ENV_FILE)
+	$(BIN)/python -m nbmlops.commands.backtest --env $(ENV_FILE)
 
 retrain: setup ## when the env's retraining policy is due, build again training on the latest periods
-	$(BIN)/python -m nbmlops.tools.retrain retrain --env $(ENV_FILE)
+	$(BIN)/python -m nbmlops.commands.retrain retrain --env $(ENV_FILE)
 
 propose: setup ## write the challenger into the baseline file when the policy is due and it wins on the rows both scored
-	$(BIN)/python -m nbmlops.tools.retrain propose --env $(ENV_FILE) $(if $(OUTPUT),--output $(OUTPUT))
+	$(BIN)/python -m nbmlops.commands.retrain propose --env $(ENV_FILE) $(if $(OUTPUT),--output $(OUTPUT))
 
 follow: setup ## move the registry's champion to the version the committed baseline file names
-	$(BIN)/python -m nbmlops.tools.retrain follow --env $(ENV_FILE)
+	$(BIN)/python -m nbmlops.commands.retrain follow --env $(ENV_FILE)
 
 live: setup ## live performance of every model from the service's archive and the labels sent to /feedback
-	$(BIN)/python -m nbmlops.tools.live --env $(ENV_FILE)
+	$(BIN)/python -m nbmlops.commands.live --env $(ENV_FILE)
 
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)
@@ -96,10 +96,10 @@ load: setup ## load test of the scoring service (open-loop client and locust, on
 
 export-argo: setup ## Argo Workflows Workflow of the pipeline in argo/ (IMAGE=registry/name:tag, built from Dockerfile; CLAIM=the shared volume claim)
 	@test -n "$(IMAGE)" || { echo "make export-argo needs IMAGE=registry/name:tag (the image built from Dockerfile)" >&2; exit 2; }
-	$(BIN)/python -m nbmlops.tools.engines argo --env $(ENV_FILE) --image $(IMAGE) $(if $(CLAIM),--claim $(CLAIM))
+	$(BIN)/python -m nbmlops.commands.engines argo --env $(ENV_FILE) --image $(IMAGE) $(if $(CLAIM),--claim $(CLAIM))
 
 export-airflow: setup ## Airflow DAG spec of the pipeline in airflow/specs/, for airflow/nbmlops_dag.py (WORKER_PROJECT=, WORKER_PYTHON=: the project and its Python on the workers)
-	$(BIN)/python -m nbmlops.tools.engines airflow --env $(ENV_FILE) $(if $(WORKER_PROJECT),--project $(WORKER_PROJECT)) $(if $(WORKER_PYTHON),--python $(WORKER_PYTHON))
+	$(BIN)/python -m nbmlops.commands.engines airflow --env $(ENV_FILE) $(if $(WORKER_PROJECT),--project $(WORKER_PROJECT)) $(if $(WORKER_PYTHON),--python $(WORKER_PYTHON))
 
 AIRFLOW := .airflow
 $(AIRFLOW)/venv/.ready: airflow/requirements.lock | setup
@@ -108,7 +108,7 @@ $(AIRFLOW)/venv/.ready: airflow/requirements.lock | setup
 	@touch $@
 
 airflow-run: setup $(AIRFLOW)/venv/.ready ## the pipeline on a real Airflow, task by task (own env in .airflow/, from airflow/requirements.lock; ENV=ci for the CI sample)
-	$(BIN)/python -m nbmlops.tools.airflowrun --env $(ENV_FILE) --venv $(AIRFLOW)/venv --home $(AIRFLOW)
+	$(BIN)/python -m nbmlops.commands.airflowrun --env $(ENV_FILE) --venv $(AIRFLOW)/venv --home $(AIRFLOW)
 
 monitor-latest: setup ## monitor only the newest batch; fail when its drift or performance gate trips
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE) --env--monitor_last 1
@@ -152,13 +152,13 @@ rollback: setup ## make the previous champion champion again, rewrite the baseli
 	$(BIN)/python -m nbmlops.build.run --env $(ENV_FILE)
 
 registry-server: setup ## a shared MLflow tracking server on PostgreSQL, on loopback (REGISTRY_PORT=5005; data in .registry/); then export MLFLOW_TRACKING_URI=http://127.0.0.1:5005
-	$(BIN)/python -m nbmlops.tools.registryserver start --home .registry $(if $(REGISTRY_PORT),--port $(REGISTRY_PORT))
+	$(BIN)/python -m nbmlops.commands.registryserver start --home .registry $(if $(REGISTRY_PORT),--port $(REGISTRY_PORT))
 
 registry-server-stop: setup ## stop the shared MLflow server and its PostgreSQL (their data stays in .registry/)
-	$(BIN)/python -m nbmlops.tools.registryserver stop --home .registry
+	$(BIN)/python -m nbmlops.commands.registryserver stop --home .registry
 
 postgres: setup ## find PostgreSQL for the shared-registry test (NBMLOPS_PG_BIN=folder), else install Debian's postgresql (root or sudo)
-	@$(BIN)/python -m nbmlops.tools.registryserver find
+	@$(BIN)/python -m nbmlops.commands.registryserver find
 
 mlflow-ui: setup ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \

@@ -1,7 +1,7 @@
 """Airflow DAGs of this pipeline: one DAG per spec file in `specs/` beside this file.
 
 `make export-airflow` (or `make airflow-run`, which runs this very file) writes the spec from the
-pipeline itself (`python -m nbmlops.tools.engines airflow`): the DAG's id, the project's folder
+pipeline itself (`python -m nbmlops.commands.engines airflow`): the DAG's id, the project's folder
 and Python on the workers, and every task with its upstream tasks and command. Each task is a
 process of its own in the project's folder, `python -m nbmlops.build.task NAME --env ENV`: one
 pipeline task, skipped when it is up to date. The edges are the pipeline's. Copy this file and

@@ -19,8 +19,9 @@ seed = 0
 # %%
 import pandas as pd
 
-from nbmlops import metrics, session
+from nbmlops import session
 from nbmlops.calibration import threshold_of
+from nbmlops.metrics.scores import classification_metrics, predict_proba
 from nbmlops.settings import CalibrationSettings
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates
@@ -41,8 +42,8 @@ pipeline
 # %%
 settings = CalibrationSettings.from_params(calibration)
 pipeline, seconds, calibrated = candidates.fit_calibrated(pipeline, train, spec, settings)
-train_metrics = metrics.classification_metrics(
-    train[spec.target], metrics.predict_proba(pipeline, train, spec), threshold_of(pipeline)
+train_metrics = classification_metrics(
+    train[spec.target], predict_proba(pipeline, train, spec), threshold_of(pipeline)
 )
 record = candidates.record(candidate, seconds, train_metrics, calibrated)
 candidates.save(pipeline, record, product["model"], product["metrics"])

@@ -153,7 +153,7 @@ def byo_build(tmp_path_factory) -> Build:
 def registry_server(tmp_path_factory):
     """A real shared registry: `mlflow server` on PostgreSQL, on loopback, as
     `make registry-server` starts it (each test worker its own, on free ports)."""
-    from nbmlops.tools import registryserver
+    from nbmlops.commands import registryserver
     from nbmlops.tools.loadtest import free_port
 
     bindir = registryserver.find_postgres()

@@ -19,8 +19,11 @@ ALLOWED = {
     "serving": {"registry"},
     "reports": {"registry", "monitoring", "training"},
     "build": {"data"},
-    "tools": {"build", "data", "registry", "monitoring", "training", "serving", "reports"},
+    "commands": {"build", "data", "registry", "monitoring", "training", "serving", "reports"},
+    "tools": {"commands", "build", "registry", "monitoring", "serving"},
 }
+#: Folders at the top that belong to the base, as the modules beside them do.
+BASE_PACKAGES = {"metrics"}
 #: Single modules a part may import outside its allowance, each with the reason.
 EXCEPTIONS = {
     # The request contract applies the data contract's ranges and allowed values to requests.
@@ -29,9 +32,11 @@ EXCEPTIONS = {
 
 
 def part(module: str) -> str:
-    """`data` for nbmlops.data.dataset; `base` for the modules at the top (nbmlops.spec)."""
+    """`data` for nbmlops.data.dataset; `base` for the modules at the top (nbmlops.spec) and
+    for the base's packages (nbmlops.metrics.scores)."""
     pieces = module.split(".")
-    return pieces[1] if len(pieces) > 2 or (PACKAGE / pieces[-1]).is_dir() else BASE
+    folder = len(pieces) > 2 or (PACKAGE / pieces[-1]).is_dir()
+    return pieces[1] if folder and pieces[1] not in BASE_PACKAGES else BASE
 
 
 def graph() -> dict[str, set[str]]:
@@ -56,6 +61,14 @@ def test_every_module_belongs_to_a_known_part():
     assert {part(m) for m in graph()} == set(ALLOWED)
 
 
+def test_the_base_packages_are_base_and_import_nothing_of_their_own():
+    assert all((PACKAGE / name / "__init__.py").is_file() for name in BASE_PACKAGES)
+    assert part("nbmlops.metrics") == part("nbmlops.metrics.tally") == BASE
+    assert part("nbmlops.monitoring") == part("nbmlops.monitoring.drift") == "monitoring"
+    edges = graph()
+    assert all(edges[f"nbmlops.{name}"] == set() for name in BASE_PACKAGES)
+
+
 def test_imports_go_one_way():
     assert violations(graph()) == []
 
@@ -68,7 +81,10 @@ def test_imports_go_one_way():
         ("nbmlops.monitoring.scoring", "nbmlops.training.evaluation"),
         ("nbmlops.registry.cards", "nbmlops.reports.index"),
         ("nbmlops.spec", "nbmlops.data.dataset"),  # base imports no part
+        ("nbmlops.metrics.tally", "nbmlops.monitoring.verdict"),  # nor do the base's packages
         ("nbmlops.reports.index", "nbmlops.tools.bench"),  # nothing imports the tools
+        ("nbmlops.commands.retrain", "nbmlops.tools.bench"),  # not even the commands
+        ("nbmlops.training.evaluation", "nbmlops.commands.backtest"),  # no part imports them
     ],
 )
 def test_a_wrong_way_import_is_caught(importer, imported):

@@ -8,7 +8,7 @@ import pytest
 
 from nbmlops.settings import CalibrationSettings, RetrainPolicy
 from nbmlops.spec import BATCH, CONTROL, PERIOD, FeatureSpec
-from nbmlops.training import backtest
+from nbmlops.training import replay
 
 SPEC = FeatureSpec("churned", ["usage", "tenure"], ["plan"])
 WEEKS = [f"2024-W{w:02d}" for w in range(1, 11)]
@@ -46,27 +46,27 @@ def weeks(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def replay(data: pd.DataFrame, workers: int = 1, policies=POLICIES,
-           label_delay: int = 0) -> backtest.Result:  # fmt: skip
+def replayed(data: pd.DataFrame, workers: int = 1, policies=POLICIES,
+           label_delay: int = 0) -> replay.Result:  # fmt: skip
     train, holdout = data[data[PERIOD] < "2024-W03"], data[data[PERIOD] == "2024-W03"]
     batches = data[data[PERIOD] > "2024-W03"].assign(**{BATCH: lambda d: d[PERIOD], CONTROL: ""})
-    periods, _ = backtest.Periods.from_windows(train, holdout, batches, SPEC)
+    periods, _ = replay.Periods.from_windows(train, holdout, batches, SPEC)
     logreg = {"name": "logreg", "estimator": "sklearn.linear_model.LogisticRegression",
               "params": {"class_weight": "balanced"}}  # fmt: skip
     # the policies' logic, each model fitted on its whole window: a calibration slice holds
     # back the newest rows, which slows the adaptation to a change these tests time
     whole = CalibrationSettings(method="none", threshold=0.5)
-    trainer = backtest.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
+    trainer = replay.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
     try:
-        bt = backtest.Backtest(periods, SPEC, trainer, GATES, reference_periods=3)
-        return backtest.run(bt, policies, progress=lambda _: None, label_delay=label_delay)
+        bt = replay.Backtest(periods, SPEC, trainer, GATES, reference_periods=3)
+        return replay.run(bt, policies, progress=lambda _: None, label_delay=label_delay)
     finally:
         trainer.close()
 
 
 @pytest.fixture(scope="module")
 def result():
-    return replay(weeks())
+    return replayed(weeks())
 
 
 def test_each_policy_retrains_and_promotes_as_it_says(result):
@@ -128,7 +128,7 @@ def test_no_decision_reads_a_row_from_after_its_cutoff(result):
     poisoned.loc[after, "churned"] = 1 - poisoned.loc[after, "churned"]
     poisoned.loc[after, "usage"] = rng.permutation(poisoned.loc[after, "usage"].to_numpy()) * 9
     poisoned.loc[after, "plan"] = "unheard-of"
-    again = replay(poisoned)
+    again = replayed(poisoned)
     cut = WEEKS.index("2024-W07") - 3  # decisions at cut-offs W04 … W07
     changed_later = False
     for name, r in result.replays.items():
@@ -145,7 +145,7 @@ LATE = 2  # weeks until a week's labels are known
 
 @pytest.fixture(scope="module")
 def late(result):
-    return replay(weeks(), label_delay=LATE)
+    return replayed(weeks(), label_delay=LATE)
 
 
 def test_late_labels_change_nothing_for_the_policies_that_have_them_at_once(result, late):
@@ -156,7 +156,7 @@ def test_late_labels_change_nothing_for_the_policies_that_have_them_at_once(resu
 
 def test_with_late_labels_a_model_trains_and_is_judged_on_labelled_periods_only(late):
     for name in POLICIES:
-        r = late.replays[backtest.replay_label(name, LATE)]
+        r = late.replays[replay.replay_label(name, LATE)]
         for d in r.decisions:
             cutoff = WEEKS.index(d["cutoff"])
             assert d["labelled_before"] == WEEKS[cutoff - LATE]
@@ -172,7 +172,7 @@ def test_with_late_labels_a_model_trains_and_is_judged_on_labelled_periods_only(
     assert cost.loc["weekly-rolling-2", "roc_auc_change"] < 0
     # on-fail: the drift is seen before the labels; the failing performance two weeks later
     at_once = [d for d in late.replays["on-fail"].decisions if d["train"]]
-    delayed = [d for d in late.replays[backtest.replay_label("on-fail", LATE)].decisions
+    delayed = [d for d in late.replays[replay.replay_label("on-fail", LATE)].decisions
                if d["train"]]  # fmt: skip
     assert WEEKS.index(delayed[0]["cutoff"]) >= WEEKS.index(at_once[0]["cutoff"])
 
@@ -183,11 +183,11 @@ def test_with_late_labels_no_decision_reads_a_label_it_would_not_have(late):
     data = weeks()
     after = data[PERIOD] >= "2024-W07"
     data.loc[after, "churned"] = 1 - data.loc[after, "churned"]
-    again = replay(data, label_delay=LATE)
+    again = replayed(data, label_delay=LATE)
     cut = WEEKS.index("2024-W09") - 3
     changed_later = False
     for name in POLICIES:
-        label = backtest.replay_label(name, LATE)
+        label = replay.replay_label(name, LATE)
         mine, other = late.replays[label].decisions, again.replays[label].decisions
         assert other[: cut + 1] == mine[: cut + 1], name
         changed_later |= other[cut + 1 :] != mine[cut + 1 :]
@@ -196,7 +196,7 @@ def test_with_late_labels_no_decision_reads_a_label_it_would_not_have(late):
 
 def test_worker_processes_train_the_same_models(result):
     """Candidates trained in two processes give the very decisions and figures of one."""
-    parallel = replay(weeks(), workers=2, policies={"weekly": POLICIES["weekly"]})
+    parallel = replayed(weeks(), workers=2, policies={"weekly": POLICIES["weekly"]})
     assert parallel.replays["weekly"].decisions == result.replays["weekly"].decisions
     assert parallel.replays["weekly"].periods == result.replays["weekly"].periods
     assert parallel.seconds["workers"] == 2
@@ -207,7 +207,7 @@ def test_worker_processes_train_the_same_models(result):
 def test_without_a_build_the_tool_says_what_to_run(tmp_path, capsys):
     import shutil
 
-    from nbmlops.tools import backtest as tool
+    from nbmlops.commands import backtest as tool
     from tests.conftest import PROJECT
 
     for name in ("pipeline.yaml", "env.ci.yaml"):

@@ -36,10 +36,10 @@ def test_a_chosen_browser_wins_and_a_wrong_choice_is_not_replaced(tmp_path):
 
 
 def test_install_uses_sudo_when_not_root_and_nothing_without_either():
-    assert browser.install_command(is_root=False, has_sudo=False) is None
-    as_user = browser.install_command(is_root=False, has_sudo=True)
+    assert browser.install_command(is_root=False, has_sudo=False, package="chromium") is None
+    as_user = browser.install_command(is_root=False, has_sudo=True, package="chromium")
     assert all(c[:2] == ["sudo", "-n"] for c in as_user)
     assert as_user[-1][-3:] == ["-y", "-qq", "chromium"]
-    as_root = browser.install_command(is_root=True, has_sudo=False)
+    as_root = browser.install_command(is_root=True, has_sudo=False, package="chromium")
     assert all("sudo" not in c for c in as_root) and as_root[-1][-1] == "chromium"
     assert os.path.basename(as_root[0][2]) == "apt-get"

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from nbmlops import calibration, metrics
+from nbmlops import calibration
 from nbmlops.errors import ConfigError
+from nbmlops.metrics.scores import predict_proba
 from nbmlops.registry import compiled
 from nbmlops.settings import CalibrationSettings
 from nbmlops.spec import FeatureSpec
@@ -36,7 +37,7 @@ def test_sigmoid_calibration_keeps_the_order_and_matches_the_observed_rate(kind)
     settings = CalibrationSettings.from_params({"method": "sigmoid"})
     weighted = helpers.model(kind, SPEC, class_weight="balanced")
     fitted, _, found = models.fit_calibrated(weighted, train, SPEC, settings)
-    before, after = (metrics.predict_proba(m, later, SPEC) for m in (plain, fitted))
+    before, after = (predict_proba(m, later, SPEC) for m in (plain, fitted))
     rate = later["churned"].mean()
     assert found["rows"] == 1200 and found["fitted_on_rows"] == 4800
     assert abs(after.mean() - rate) < 0.02 < abs(before.mean() - rate)

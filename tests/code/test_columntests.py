@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency
 
-from nbmlops import metrics
+from nbmlops.metrics.scores import scored_frame
 from nbmlops.monitoring import columntests
 from nbmlops.monitoring import drift as monitoring
 from nbmlops.spec import FeatureSpec
@@ -32,7 +32,7 @@ def _table(rows: int, seed: int) -> pd.DataFrame:
     frame = pd.DataFrame(columns)
     proba = 1 / (1 + np.exp(-(0.3 * frame["code0"] - 2 + rng.normal(0, 1, rows))))
     frame["y"] = (rng.random(rows) < proba).astype(int)
-    return metrics.scored_frame(frame, SPEC, proba.to_numpy())
+    return scored_frame(frame, SPEC, proba.to_numpy())
 
 
 @pytest.fixture(scope="module")

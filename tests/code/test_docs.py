@@ -13,9 +13,9 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from nbmlops.commands.engines import task_graph
 from nbmlops.reports.index import DOCS_FOLDER, write_front_page
 from nbmlops.storage import write_json
-from nbmlops.tools.engines import task_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

@@ -1,4 +1,4 @@
-"""Exports to other engines, made from the pipeline's own DAG (nbmlops.tools.engines): an Argo
+"""Exports to other engines, made from the pipeline's own DAG (nbmlops.commands.engines): an Argo
 Workflows Workflow, checked against Argo's own models (hera, generated from Argo's OpenAPI
 spec), and the Airflow DAG's spec; a real Airflow runs it in tests/pipeline/test_airflow.py."""
 
@@ -48,7 +48,7 @@ def argo_problems(doc: dict) -> list[str]:
 
 def _export_argo(project, env_file="env.ci.yaml", *args, **environ):
     env = {k: v for k, v in run_env(env_file).items() if k != "MLFLOW_TRACKING_URI"} | environ
-    done = subprocess.run([str(BIN / "python"), "-m", "nbmlops.tools.engines", "argo", "--env",
+    done = subprocess.run([str(BIN / "python"), "-m", "nbmlops.commands.engines", "argo", "--env",
                            env_file, *args], cwd=project, env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     return done
@@ -80,7 +80,7 @@ def test_argo_workflow_is_valid_for_argo_and_runs_every_task_as_the_pipeline_doe
     dag = {t["name"]: t for t in spec["templates"]}[spec["entrypoint"]]["dag"]["tasks"]
     assert {t["name"]: sorted(t["dependencies"]) for t in dag} == _pipeline(project)
     container = spec["templates"][1]["container"]
-    from nbmlops.tools.engines import task_command
+    from nbmlops.commands.engines import task_command
 
     for t in dag:  # each task's command, once Argo fills in the parameter
         (value,) = [p["value"] for p in t["arguments"]["parameters"] if p["name"] == "task"]
@@ -185,7 +185,7 @@ def test_argo_export_without_an_image_says_what_to_set(project):
 
 
 def test_the_image_holds_the_project_where_the_workflow_runs_it_and_none_of_its_products():
-    from nbmlops.tools.engines import IMAGE_PROJECT, written_folders
+    from nbmlops.commands.engines import IMAGE_PROJECT, written_folders
 
     lines = (PROJECT / "Dockerfile").read_text().splitlines()
     assert f"WORKDIR {IMAGE_PROJECT}" in lines
@@ -204,7 +204,7 @@ def test_the_image_holds_the_project_where_the_workflow_runs_it_and_none_of_its_
 
 def test_airflow_export_writes_the_spec_the_dag_file_reads(project):
     env = run_env("env.ci.yaml") | {"MLFLOW_TRACKING_URI": "http://mlflow.example:5000"}
-    done = subprocess.run([str(BIN / "python"), "-m", "nbmlops.tools.engines", "airflow",
+    done = subprocess.run([str(BIN / "python"), "-m", "nbmlops.commands.engines", "airflow",
                            "--env", "env.ci.yaml", "--project", "/srv/nbmlops", "--python",
                            "/srv/nbmlops/.venv/bin/python"], cwd=project, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -224,7 +224,7 @@ def test_the_engine_task_list_is_the_pipelines_graph(tmp_path):
     """What `make airflow-run` gives Airflow: every task of the given project's pipeline (not
     the current folder's) with its upstream tasks, each run alone by the task runner; one DAG
     id per env file."""
-    from nbmlops.tools import engines
+    from nbmlops.commands import engines
 
     project = copy_project(tmp_path / "project")
     (project / "env.patients.yaml").write_text(patients_env(project))  # only in the copy

@@ -99,9 +99,9 @@ def test_pr_auc_floor_as_a_lift_follows_the_positive_rate_of_the_rows_judged(tmp
 def test_one_promotion_rule_for_promote_propose_and_the_backtest():
     """The held-out gate alone without evidence; with evidence on rows both models scored,
     the held-out gate must pass, no evidence be worse, and some win."""
+    from nbmlops.metrics.intervals import PairedDifference
     from nbmlops.registry.evidence import Evidence, no_evidence
     from nbmlops.registry.promotion import decide
-    from nbmlops.stats import PairedDifference
 
     def gate(passed, promotable):
         return gates.GateResult(None, passed, promotable)

@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from nbmlops.commands import init
 from nbmlops.data import contract as dc
 from nbmlops.data.split import PROPOSAL_POSITIVES
 from nbmlops.envfile import load_env
 from nbmlops.errors import ConfigError, DataError
 from nbmlops.settings import DataSettings
-from nbmlops.tools import init, scaleup
+from nbmlops.tools import scaleup
 from tests.conftest import copy_project
 from tests.helpers import breast_cancer_frame, credit_frame, sensor_frame
 

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import metrics
 from nbmlops.envfile import read_unique
 from nbmlops.errors import ConfigError
+from nbmlops.metrics.scores import classification_metrics, predict_proba
 from nbmlops.settings import candidate_grid
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
@@ -29,9 +29,9 @@ def test_each_candidate_learns_a_simple_signal(data, name):
     df, spec = data
     train, test = df.iloc[:1000], df.iloc[1000:]
     pipeline, seconds = models.fit(helpers.model(name, spec, seed=1), train, spec)
-    proba = metrics.predict_proba(pipeline, test, spec)
+    proba = predict_proba(pipeline, test, spec)
     assert ((proba >= 0) & (proba <= 1)).all() and seconds > 0
-    assert metrics.classification_metrics(test["y"], proba)["roc_auc"] > 0.75
+    assert classification_metrics(test["y"], proba)["roc_auc"] > 0.75
 
 
 @pytest.mark.parametrize("name", sorted(helpers.KINDS))
@@ -39,7 +39,7 @@ def test_unseen_category_scores_without_error(data, name):
     df, spec = data
     pipeline, _ = models.fit(helpers.model(name, spec), df, spec)
     unseen = pd.DataFrame({"x": [0.1], "c": ["never-seen"], "y": [0]})
-    assert metrics.predict_proba(pipeline, unseen, spec).shape == (1,)
+    assert predict_proba(pipeline, unseen, spec).shape == (1,)
 
 
 def test_the_preparation_follows_the_estimators_kind_unless_declared(data):
@@ -66,7 +66,7 @@ def test_an_estimator_that_takes_any_keyword_is_checked_as_far_as_it_lists_them(
         pipeline = models.build(declared | {"params": {"n_estimators": 5, "verbose": -1}}, spec)
     fitted, _ = models.fit(pipeline, df, spec)
     assert fitted.named_steps["model"].get_params() == {"n_estimators": 5, "verbose": -1}
-    assert metrics.predict_proba(fitted, df, spec).shape == (len(df),)
+    assert predict_proba(fitted, df, spec).shape == (len(df),)
 
 
 def test_the_seed_reaches_the_estimator_unless_the_candidate_sets_it(data):
@@ -147,9 +147,9 @@ def test_a_candidate_written_twice_in_the_env_file_is_refused(tmp_path):
 
 def test_metrics_on_perfect_and_inverted_scores():
     y = np.array([0, 0, 1, 1])
-    perfect = metrics.classification_metrics(y, np.array([0.1, 0.2, 0.8, 0.9]))
+    perfect = classification_metrics(y, np.array([0.1, 0.2, 0.8, 0.9]))
     assert perfect["roc_auc"] == 1.0 and perfect["f1"] == 1.0 and perfect["rows"] == 4
-    inverted = metrics.classification_metrics(y, np.array([0.9, 0.8, 0.2, 0.1]))
+    inverted = classification_metrics(y, np.array([0.9, 0.8, 0.2, 0.1]))
     assert inverted["roc_auc"] == 0.0 and inverted["recall"] == 0.0
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import metrics
+from nbmlops.metrics.scores import PROBA, classification_metrics, scored_frame
 from nbmlops.monitoring import drift as monitoring
 from nbmlops.spec import FeatureSpec
 
@@ -23,7 +23,7 @@ def _scored(n, shift=0.0, seed=0):
         }
     )
     proba = 1 / (1 + np.exp(-(df["x1"] + rng.normal(0, 1, n))))
-    return metrics.scored_frame(df, SPEC, proba.to_numpy())
+    return scored_frame(df, SPEC, proba.to_numpy())
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_a_labelled_batch_of_one_class_gets_drift_and_no_performance(tmp_path, r
     row = monitoring.batch_report(reference, batch, SPEC, tmp_path / "r.html", 0.5)
     assert monitoring.has_labels(batch, SPEC) and not monitoring.both_classes(batch, SPEC)
     assert row["drift_share"] == 0 and (tmp_path / "r.html").is_file()
-    assert math.isnan(metrics.classification_metrics(batch["y"], batch[metrics.PROBA])["roc_auc"])
+    assert math.isnan(classification_metrics(batch["y"], batch[PROBA])["roc_auc"])
 
 
 def _scripts(page: str) -> list[str]:
@@ -215,7 +215,7 @@ def test_drift_without_a_page_is_the_drift_of_the_page(tmp_path, rows):
                              "grade": rng.integers(1, 6 + int(shift * 2), n),
                              "c": rng.choice(["a", "b", "c"][: 2 + int(shift)], n),
                              "y": np.nan})  # fmt: skip
-        return metrics.scored_frame(data, spec, 1 / (1 + np.exp(-data["x1"].to_numpy())))
+        return scored_frame(data, spec, 1 / (1 + np.exp(-data["x1"].to_numpy())))
 
     reference = frame(rows, 0.0, 1)
     for shift, seed in ((0.0, 2), (0.3, 3), (1.0, 4)):

@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
+from nbmlops.commands import registryserver
 from nbmlops.registry import store as registry
-from nbmlops.tools import registryserver
 from nbmlops.tools.loadtest import free_port
 
 

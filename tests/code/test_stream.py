@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbmlops import metrics as m
 from nbmlops.errors import DataError
+from nbmlops.metrics import scores as m
 from nbmlops.monitoring import monitor, stream
 from nbmlops.monitoring.rules import MonitorRules
 from nbmlops.spec import BATCH, FeatureSpec

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from nbmlops import metrics
+from nbmlops.metrics.scores import classification_metrics
+from nbmlops.metrics.tally import Tally
 from nbmlops.monitoring import verdict
-from nbmlops.tally import Tally
 
 EXACT = ("f1", "precision", "recall", "accuracy", "brier", "log_loss", "positive_rate",
          "predicted_positive_rate", "rows")  # fmt: skip
@@ -28,7 +28,7 @@ def _counted(y, p, chunk: int) -> Tally:
 
 
 def _compare(tally: Tally, y, p, rank_tolerance: float) -> None:
-    exact, counted = metrics.classification_metrics(y, p), tally.metrics()
+    exact, counted = classification_metrics(y, p), tally.metrics()
     for name in EXACT:
         assert counted[name] == pytest.approx(exact[name], rel=1e-9), name
     assert abs(counted["roc_auc"] - exact["roc_auc"]) <= tally.roc_auc_error() + 1e-12

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from nbmlops import stats
 from nbmlops.errors import ConfigError
+from nbmlops.metrics import intervals
 from nbmlops.monitoring import monitor, verdict
 from nbmlops.monitoring.rules import MonitorRules
 
@@ -27,8 +27,8 @@ def _bootstrap(metric, y, p, seed=0, rounds=300):
     return np.percentile([metric(y[i], p[i]) for i in picks], [2.5, 97.5])
 
 
-@pytest.mark.parametrize(("estimate", "metric"), [(stats.roc_auc, roc_auc_score),
-                                                  (stats.pr_auc, average_precision_score)])  # fmt: skip
+@pytest.mark.parametrize(("estimate", "metric"), [(intervals.roc_auc, roc_auc_score),
+                                                  (intervals.pr_auc, average_precision_score)])  # fmt: skip
 def test_intervals_match_the_metric_and_a_bootstrap(estimate, metric):
     y, p = _labelled(3000, 0.25, 0.6, seed=1)
     p = np.round(p, 2)  # ties, as real scores have
@@ -43,21 +43,21 @@ def test_intervals_match_the_metric_and_a_bootstrap(estimate, metric):
 
 def test_brier_interval_and_one_class_has_no_auc():
     y, p = _labelled(2000, 0.3, 0.5, seed=2)
-    found = stats.brier(y, p)
+    found = intervals.brier(y, p)
     assert found.value == pytest.approx(np.mean((p - y) ** 2))
     low, high = _bootstrap(lambda a, b: np.mean((b - a) ** 2), y, p)
     assert found.low == pytest.approx(low, abs=0.003) and found.high == pytest.approx(
         high, abs=0.003
     )
-    assert math.isnan(stats.roc_auc(np.zeros(50), p[:50]).value)
-    assert math.isnan(stats.pr_auc(np.zeros(50), p[:50]).value)
+    assert math.isnan(intervals.roc_auc(np.zeros(50), p[:50]).value)
+    assert math.isnan(intervals.pr_auc(np.zeros(50), p[:50]).value)
 
 
 def test_paired_difference_is_surer_than_either_auc_and_matches_a_bootstrap():
     y, a = _labelled(3000, 0.25, 0.6, seed=3)
     rng = np.random.default_rng(4)
     b = 1 / (1 + np.exp(-(np.log(a / (1 - a)) + rng.normal(0, 0.8, len(a)))))  # a, plus noise
-    diff = stats.roc_auc_difference(y, a, b)
+    diff = intervals.roc_auc_difference(y, a, b)
     assert diff.difference == pytest.approx(roc_auc_score(y, b) - roc_auc_score(y, a))
     rng = np.random.default_rng(5)
     boot = []
@@ -66,10 +66,10 @@ def test_paired_difference_is_surer_than_either_auc_and_matches_a_bootstrap():
         boot.append(roc_auc_score(y[i], b[i]) - roc_auc_score(y[i], a[i]))
     low, high = np.percentile(boot, [2.5, 97.5])
     assert diff.low == pytest.approx(low, abs=0.005) and diff.high == pytest.approx(high, abs=0.005)
-    single = stats.roc_auc(y, a)
+    single = intervals.roc_auc(y, a)
     assert diff.high - diff.low < single.high - single.low
     assert diff.difference < 0 and diff.p_value < 0.01  # noise only hurts
-    same = stats.roc_auc_difference(y, a, a)
+    same = intervals.roc_auc_difference(y, a, a)
     assert same.difference == 0 and same.p_value == 1.0
 
 
@@ -110,12 +110,12 @@ def test_a_weaker_model_fails_with_the_numbers_and_a_small_batch_only_warns():
     y, p = _labelled(20_000, 0.3, 0.4, seed=11)  # ranks far worse
     judged = _judge(y, p, held)
     line = held["metrics"]["roc_auc"] - 0.02
-    auc = stats.roc_auc(y, p)
+    auc = intervals.roc_auc(y, p)
     assert judged.status == "fail"
     assert judged.reasons[0] == (f"roc_auc {auc} < {line:.3f} (held-out "
                                  f"{held['metrics']['roc_auc']:.3f} − 0.02)")  # fmt: skip
     y, p = _labelled(300, 0.3, 0.8, seed=12)  # 300 rows: ROC AUC to about ±0.06
-    auc = stats.roc_auc(y, p).value
+    auc = intervals.roc_auc(y, p).value
     near = held | {"metrics": held["metrics"] | {"roc_auc": auc + 0.025}}  # line: auc + 0.005
     small = _judge(y, p, near)
     assert small.status == "warn" and small.reasons == []
@@ -151,14 +151,14 @@ def test_average_precision_at_another_rate_is_the_same_ranking_with_other_positi
     keys, which = np.unique(p, return_inverse=True)
     pos = np.bincount(which, weights=y, minlength=len(keys))
     neg = np.bincount(which, minlength=len(keys)) - pos
-    assert stats.average_precision_at(pos, neg, y.mean()) == pytest.approx(
+    assert intervals.average_precision_at(pos, neg, y.mean()) == pytest.approx(
         average_precision_score(y, p), abs=1e-12
     )
     # the same scores given to a population with 70 % positives: a ranking's AP at that rate
     rng = np.random.default_rng(31)
     many = np.r_[rng.choice(p[y == 1], 28_000), rng.choice(p[y == 0], 12_000)]
     labels = np.r_[np.ones(28_000), np.zeros(12_000)]
-    assert stats.average_precision_at(pos, neg, 0.7) == pytest.approx(
+    assert intervals.average_precision_at(pos, neg, 0.7) == pytest.approx(
         average_precision_score(labels, many), abs=0.01
     )
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from nbmlops import storage
-from nbmlops.tools import nbcheck
+from nbmlops.commands import nbcheck
 from tests.conftest import PROJECT
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]

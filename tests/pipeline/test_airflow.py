@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from nbmlops.commands import airflowrun
 from nbmlops.layout import Layout
-from nbmlops.tools import airflowrun
 from tests.conftest import BIN, PROJECT, copy_project, run_env
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]

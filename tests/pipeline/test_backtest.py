@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("byo")]
 def test_backtest_replays_a_users_periods_and_writes_its_page(byo_build, tmp_path):
     out = tmp_path / "backtest"
     done = subprocess.run(
-        [sys.executable, "-m", "nbmlops.tools.backtest", "--env", BYO_ENV, "--out", str(out),
+        [sys.executable, "-m", "nbmlops.commands.backtest", "--env", BYO_ENV, "--out", str(out),
          "--policies", "never,monthly-expanding,monthly-no-shadow", "--label-delay", "1"],
         cwd=byo_build.project, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

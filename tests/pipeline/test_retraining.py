@@ -61,7 +61,7 @@ def churn_env(project) -> str:
 
 
 def tool(project, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nbmlops.tools.retrain", command, "--env", ENV],
+    return subprocess.run([sys.executable, "-m", "nbmlops.commands.retrain", command, "--env", ENV],
                           cwd=project, env=run_env(ENV), capture_output=True, text=True,
                           timeout=900)  # fmt: skip
 
@@ -139,4 +139,4 @@ def test_the_make_targets_the_workflow_calls_run_these_commands(target):
 
     dry = subprocess.run(["make", "-n", target, "ENV=churn"], cwd=PROJECT, capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
-    assert f"-m nbmlops.tools.retrain {target} --env {ENV}" in dry
+    assert f"-m nbmlops.commands.retrain {target} --env {ENV}" in dry

@@ -675,10 +675,10 @@ def test_a_window_held_out_on_the_run_alone_is_found_by_every_reader(store, buil
     champion on these rows and `make retrain`'s clock alike."""
     from types import SimpleNamespace
 
+    from nbmlops.commands import retrain
     from nbmlops.registry import evidence
     from nbmlops.settings import RetrainPolicy
     from nbmlops.spec import PERIOD
-    from nbmlops.tools import retrain
 
     baseline, gate_file = files
     version = builder.register()

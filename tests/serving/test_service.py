@@ -646,7 +646,7 @@ def test_live_labels_end_to_end_equal_a_computation_by_hand(served, tmp_path):
     live page over the archive: its figures equal scikit-learn's on the joined rows."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from nbmlops.tools import live
+    from nbmlops.commands import live
 
     archive = tmp_path / "archive"
     records = _records(served, 200)

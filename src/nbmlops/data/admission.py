@@ -16,8 +16,8 @@ from .. import derived
 from ..settings import DataSettings
 from ..spec import FeatureSpec
 from ..storage import read_json, write_json
-from . import contract as dc
 from . import batches, dataset
+from . import contract as dc
 from .split import Split, time_split
 
 

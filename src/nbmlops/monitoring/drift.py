@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import html
-from ..metrics import PRED, PROBA
+from ..metrics.scores import PRED, PROBA
 from ..spec import FeatureSpec
 from ..storage import write_text
 from . import columntests

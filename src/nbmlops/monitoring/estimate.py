@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import stats
+from ..metrics import intervals
 
 #: Draws of a batch's labels for the interval.
 ROUNDS = 200
@@ -53,7 +53,7 @@ def _figures(values: np.ndarray, rows: np.ndarray, positives: np.ndarray) -> np.
 
 
 def estimate(proba, fit: dict[str, list[float]] | None = None, rounds: int = ROUNDS,
-             seed: int = 0) -> dict[str, stats.Estimate]:  # fmt: skip
+             seed: int = 0) -> dict[str, intervals.Estimate]:  # fmt: skip
     """The expected ROC AUC, PR AUC and Brier of the served scores `proba`, each with the
     interval its labels would give 95 % of the time: a row is positive with its score's
     probability after `fit` (a `recalibration`; the score itself without one). The figures
@@ -77,7 +77,7 @@ def estimate(proba, fit: dict[str, list[float]] | None = None, rounds: int = ROU
         else np.full((2, len(ESTIMATED)), np.nan)
     )  # no draw held both classes
     n = int(rows.sum())
-    return {name: stats.Estimate(float(expected[i]), float(low[i]), float(high[i]), n)
+    return {name: intervals.Estimate(float(expected[i]), float(low[i]), float(high[i]), n)
             for i, name in enumerate(ESTIMATED)}  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import html, stats
+from .. import html
+from ..metrics import intervals
 from ..records import KEY, OUTCOME, read_archive, read_labels
 
 SERVED = "served_proba"
@@ -37,7 +38,7 @@ def _shadows(archive: pd.DataFrame) -> list[str]:
 
 def _figures(window: str, model: str, y: np.ndarray, p: np.ndarray) -> dict:
     row = {"window": window, "model": model, "rows": len(y), "positives": int(y.sum())}
-    for name, estimate in stats.ESTIMATORS.items():
+    for name, estimate in intervals.ESTIMATORS.items():
         found = estimate(y, p)
         row |= {name: found.value, f"{name}_low": found.low, f"{name}_high": found.high}
     return row
@@ -72,7 +73,7 @@ def live_performance(archive: pd.DataFrame, labels: pd.DataFrame, period: str = 
                                        part[f"{alias}_proba"].to_numpy(float)))  # fmt: skip
             pairs = rows[scored & champion].groupby(["served_version", f"{alias}_version"])
             for (version, shadow), both in pairs:  # one pair of versions at a time
-                d = stats.roc_auc_difference(both[OUTCOME], both[SERVED],
+                d = intervals.roc_auc_difference(both[OUTCOME], both[SERVED],
                                              both[f"{alias}_proba"].astype(float))  # fmt: skip
                 paired.append({"window": window, "champion": f"v{version}",
                                "shadow": f"{alias} v{shadow}", "rows": d.rows,
@@ -102,10 +103,10 @@ def live_page(live: Live, title: str = "Live performance", home: str = "../index
                               "POST /feedback."))  # fmt: skip
         return html.page(title, "".join(body), home=home)
     shown = live.models.assign(**{name: [_interval(r, name) for _, r in live.models.iterrows()]
-                                  for name in stats.ESTIMATORS})  # fmt: skip
+                                  for name in intervals.ESTIMATORS})  # fmt: skip
     body += [
         html.heading("Each model on the labelled records it scored (95 % intervals)"),
-        html.table(shown[["window", "model", "rows", "positives", *stats.ESTIMATORS]]),
+        html.table(shown[["window", "model", "rows", "positives", *intervals.ESTIMATORS]]),
         html.para(
             "The champion and the fallback are judged on the records each answered; "
             "a shadow on every record it scored. ROC AUC by DeLong's interval, PR AUC by "

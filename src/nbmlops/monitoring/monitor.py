@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import html, metrics, session
+from .. import html, session
 from ..errors import ConfigError, DataError, Problem
+from ..metrics.scores import CHUNK_ROWS, PROBA, scored_frame
 from ..spec import BATCH, PERIOD, REFERENCE, TRAINING, FeatureSpec
 from . import drift, estimate, scoring, stream, verdict
 
@@ -79,7 +80,7 @@ class Rolling:
         the served model's probabilities and decision thresholds of its rows."""
         for period, rows in frame.groupby(PERIOD, sort=True):
             at = frame.index.get_indexer(rows.index)
-            scored = metrics.scored_frame(rows, spec, proba[at], threshold[at])
+            scored = scored_frame(rows, spec, proba[at], threshold[at])
             self.add(str(period), len(rows), drift.sample_rows(scored, self.max_rows))
 
     def add(self, name: str, rows: int, sample: pd.DataFrame) -> None:
@@ -116,7 +117,7 @@ def monitor_batches(
     rolling_periods: int = 3,
     max_rows: int = 0,
     last: int = 0,
-    chunk_rows: int = metrics.CHUNK_ROWS,
+    chunk_rows: int = CHUNK_ROWS,
     assets: Path | None = None,
 ) -> Monitored:
     """One evidently report per batch, written into `report_dir`; returns every batch's figures.
@@ -154,7 +155,7 @@ def monitor_batches(
     held = verdict.held_out(holdout[spec.target], proba[REFERENCE][0])
 
     def whole(said: str, rows: pd.DataFrame, p: tuple[np.ndarray, np.ndarray]) -> tuple:
-        scored = metrics.scored_frame(rows, spec, *p)
+        scored = scored_frame(rows, spec, *p)
         return said, len(rows), drift.sample_rows(scored, max_rows)
 
     held_out = whole("the held-out window", holdout, proba[REFERENCE])
@@ -255,7 +256,7 @@ def assess(
             "defined for this batch; its performance is not judged"
         )
     if len(batch.sample):  # labels expected by the held-out window's calibration
-        served, fit = batch.sample[metrics.PROBA], held.get("recalibration")
+        served, fit = batch.sample[PROBA], held.get("recalibration")
         expected = estimate.estimate(served, fit)
         row["expected_positive_rate"] = float(estimate.recalibrated(served, fit).mean())
     else:

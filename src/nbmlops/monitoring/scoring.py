@@ -19,12 +19,12 @@ import pandas as pd
 
 from .. import storage
 from ..calibration import threshold_of
-from ..metrics import CHUNK_ROWS, predict_proba
+from ..metrics.scores import CHUNK_ROWS, predict_proba
+from ..metrics.tally import Tally
 from ..registry import store as registry
 from ..registry.store import Store
 from ..spec import BATCH, FeatureSpec
 from ..storage import TMP, read_json, sha256_file
-from ..tally import Tally
 
 
 @dataclass

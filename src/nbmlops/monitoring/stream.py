@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import metrics as m
 from ..errors import DataError, Problem
+from ..metrics import scores as m
+from ..metrics.tally import Tally
 from ..spec import BATCH, CONTROL, THRESHOLD, FeatureSpec
-from ..tally import Tally
 
 
 @dataclass

@@ -11,7 +11,7 @@ model with the same ranking has a lower PR AUC when positives are rarer, and the
 of any model shrinks with p(1 - p). Their lines are scaled to the batch's positive rate, so a
 change of base rate alone is shown as calibration, not as a failing model: PR AUC by what the
 held-out ranking would score at the batch's rate (its true and false positive rates kept,
-`stats.average_precision_at`), Brier by the ratio of p(1 - p). A scaled line stays within
+`intervals.average_precision_at`), Brier by the ratio of p(1 - p). A scaled line stays within
 the metric's range (0 to 1): a perfect batch never fails it. ROC AUC does not depend on the
 base rate.
 """
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import stats
+from ..metrics import intervals
+from ..metrics.tally import RELIABILITY_BINS
 from ..spec import HIGHER_IS_BETTER
-from ..tally import RELIABILITY_BINS
 from . import estimate
 from .rules import MonitorRules
 
@@ -58,8 +58,8 @@ def calibration(y, proba) -> dict:
             "reliability": curve}  # fmt: skip
 
 
-def estimates(y, proba) -> dict[str, stats.Estimate]:
-    return {name: estimate(y, proba) for name, estimate in stats.ESTIMATORS.items()}
+def estimates(y, proba) -> dict[str, intervals.Estimate]:
+    return {name: estimate(y, proba) for name, estimate in intervals.ESTIMATORS.items()}
 
 
 #: Score bins of the held-out ranking kept for PR AUC at another positive rate.
@@ -85,14 +85,14 @@ def _line(metric: str, held: dict, regression: float, rate: float) -> float:
         line = value - regression
     elif metric == "pr_auc":
         count = held["ranking"]["positives"], held["ranking"]["negatives"]
-        at = stats.average_precision_at
+        at = intervals.average_precision_at
         line = (value - regression) * at(*count, rate) / at(*count, held_rate)
     else:
         line = (value + regression) * rate * (1 - rate) / (held_rate * (1 - held_rate))
     return min(max(line, 0.0), 1.0)
 
 
-def _performance(found: dict[str, stats.Estimate], held: dict, rate: float,
+def _performance(found: dict[str, intervals.Estimate], held: dict, rate: float,
                  rules: MonitorRules) -> tuple[list[str], list[str]]:  # fmt: skip
     reasons, warnings = [], []
     held_rate = held["positive_rate"]

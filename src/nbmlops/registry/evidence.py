@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from ..metrics import classification_metrics
+from ..metrics import intervals
+from ..metrics.scores import classification_metrics
 from ..records import KEY, OUTCOME, read_archive, read_labels
 from ..spec import BATCH, THRESHOLD, period_after
 from . import gates
@@ -33,7 +33,7 @@ class Evidence:
     batches: list[str]
     rows: int
     gate: gates.GateResult | None  # None: too few rows of both classes to judge
-    difference: stats.PairedDifference | None
+    difference: intervals.PairedDifference | None
 
     @property
     def promotable(self) -> bool:
@@ -86,7 +86,7 @@ def compare(y, champion, challenger, gate_spec: dict, source: str, batches: list
         {"metrics": classification_metrics(y, champion, np.asarray(thresholds[0]))},
         gate_spec,
     )
-    difference = stats.roc_auc_difference(y, champion, challenger)
+    difference = intervals.roc_auc_difference(y, champion, challenger)
     return Evidence(source, batches, len(y), result, difference)
 
 

@@ -154,7 +154,7 @@ def trivial_gates(y_train, y_holdout, monitoring: dict) -> tuple[dict, dict[str,
     regression scales with the positive rate, so a rare class is not judged by a common
     class's numbers. `monitoring` is the gate file's block of the monitor's rules.
     """
-    from ..metrics import classification_metrics
+    from ..metrics.scores import classification_metrics
 
     y_train, y_holdout = np.asarray(y_train), np.asarray(y_holdout)
     trivial = classification_metrics(y_holdout, np.full(len(y_holdout), y_train.mean()))

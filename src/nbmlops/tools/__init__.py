@@ -1,2 +1,2 @@
-"""Tools for developing the template: benchmarks, the load test, nbval on rendered notebooks,
-scaled-up data. Nothing outside tools/ imports them."""
+"""Tools for developing the template: benchmarks, the load test, scaled-up data, the browser for
+the site test, the documentation site's hook. Nothing outside tools/ imports them."""

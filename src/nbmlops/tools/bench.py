@@ -179,7 +179,7 @@ BACKTEST_BUDGET = {"env.ci.yaml": 120.0, "env.yaml": 600.0}
 def bench_backtest(built: Path, env_file: str, cold_seconds: float) -> dict:
     """Every policy of the env's backtest block replayed once on a built copy's data."""
     out = built / "backtest-bench"
-    args = [str(BIN / "python"), "-m", "nbmlops.tools.backtest", "--env", env_file,
+    args = [str(BIN / "python"), "-m", "nbmlops.commands.backtest", "--env", env_file,
             "--out", str(out)]  # fmt: skip
     seconds = timed(args, built, env_file)
     found = storage.read_json(out / "backtest.json")
@@ -339,7 +339,8 @@ def init_once(project: Path, source: Path, mode: str, rows: int = INIT_ROWS) -> 
     inherits the memory it took (Linux keeps a peak across fork and exec)."""
     import pandas as pd
 
-    from . import init, scaleup
+    from ..commands import init
+    from . import scaleup
 
     start = time.perf_counter()
     if mode == "write":

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+from ..commands.registryserver import can_sudo, install_command
+
 VARIABLE = "NBMLOPS_BROWSER"
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 PLACES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium", "/snap/bin/chromium",
@@ -32,23 +34,6 @@ def find(environ=os.environ, places=PLACES) -> str | None:
     return next((p for p in places if os.path.isfile(p) and os.access(p, os.X_OK)), None)
 
 
-def install_command(is_root: bool, has_sudo: bool,
-                    package: str = "chromium") -> list[list[str]] | None:  # fmt: skip
-    """apt-get's commands for a Debian package, with sudo when not root; None when neither."""
-    if not (is_root or has_sudo):
-        return None
-    lead = [] if is_root else ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
-    env = ["env", "DEBIAN_FRONTEND=noninteractive"] if is_root else []
-    return [lead + env + ["apt-get", "update", "-qq"],
-            lead + env + ["apt-get", "install", "-y", "-qq", package]]  # fmt: skip
-
-
-def can_sudo() -> bool:
-    if not shutil.which("sudo"):
-        return False
-    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
-
-
 def main(argv: list[str] | None = None) -> int:
     found = find()
     if found:
@@ -58,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {VARIABLE}={os.environ[VARIABLE]} is not an executable file",
               file=sys.stderr)  # fmt: skip
         return 2
-    commands = install_command(os.geteuid() == 0, can_sudo()) if shutil.which("apt-get") else None
+    commands = None
+    if shutil.which("apt-get"):
+        commands = install_command(os.geteuid() == 0, can_sudo(), "chromium")
     if commands is None:
         print("error: no Chromium or Chrome found (looked for " + ", ".join(NAMES) + "), and "
               "it cannot be installed here (apt-get with root or sudo). Install one, or set "

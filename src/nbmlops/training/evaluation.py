@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import html, metrics, session, storage
+from .. import html, session, storage
 from ..calibration import threshold_of
 from ..errors import ConfigError
 from ..layout import stopped_record
+from ..metrics.scores import classification_metrics, predict_proba, scored_frame
 from ..monitoring import drift
 from ..monitoring.rules import MonitorRules
 from ..registry import gates
@@ -63,8 +64,8 @@ def evaluate_candidates(
         candidate = Candidate(
             candidates.load(products["model"], record), record, str(products["metrics"])
         )
-        probas[name] = metrics.predict_proba(candidate.pipeline, holdout, spec)
-        scores[name] = metrics.classification_metrics(
+        probas[name] = predict_proba(candidate.pipeline, holdout, spec)
+        scores[name] = classification_metrics(
             holdout[spec.target], probas[name], threshold_of(candidate.pipeline)
         )
         loaded[name] = candidate
@@ -118,8 +119,8 @@ def baseline_on_holdout(
             )
             return record, why, None
         model = registry.load_version(store.pinned_by(baseline_file, version), version)
-        found = metrics.classification_metrics(
-            holdout[spec.target], metrics.predict_proba(model, holdout, spec), threshold_of(model)
+        found = classification_metrics(
+            holdout[spec.target], predict_proba(model, holdout, spec), threshold_of(model)
         )
     except (registry.RegistryError, MlflowException) as exc:  # IntegrityError too
         return record, f"{committed}: it cannot be scored here ({exc})", None
@@ -242,7 +243,7 @@ def track_and_register(
     previous products, champion and baseline as they were.
     """
     best = result.candidates[result.best].pipeline
-    scored = metrics.scored_frame(holdout, spec, result.probas[result.best], threshold_of(best))
+    scored = scored_frame(holdout, spec, result.probas[result.best], threshold_of(best))
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "performance.html"
         drift.performance_report(scored, spec, report)

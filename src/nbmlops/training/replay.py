@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import calibration, metrics, stats
+from .. import calibration
 from ..errors import ConfigError, DataError, Problem
+from ..metrics import intervals
+from ..metrics.scores import classification_metrics, predict_proba, scored_frame
 from ..monitoring import drift, estimate, monitor, stream, verdict
 from ..monitoring.rules import MonitorRules
 from ..registry import gates as gate_rules
@@ -130,7 +132,7 @@ def _fit_window(start: int, cutoff: int) -> dict:
                 pipeline, seconds, _ = candidates.fit_calibrated(
                     pipeline, train, spec, _SHARED["calibration"]
                 )
-                found[name] = (seconds, metrics.predict_proba(pipeline, held, spec),
+                found[name] = (seconds, predict_proba(pipeline, held, spec),
                                calibration.threshold_of(pipeline))  # fmt: skip
                 fitted[name] = pipeline
             except (ValueError, ConfigError) as exc:  # e.g. one class in the window
@@ -140,7 +142,7 @@ def _fit_window(start: int, cutoff: int) -> dict:
         while (best := _choose(table := _held_out(found, held[spec.target]),
                                _SHARED["selection_metric"])) and scores is None:  # fmt: skip
             try:
-                ahead = metrics.predict_proba(fitted[best], later, spec)
+                ahead = predict_proba(fitted[best], later, spec)
                 scores = np.concatenate([found[best][1], ahead])
             except (ValueError, ConfigError) as exc:  # the next best, then
                 why = f"{best} could not score {periods.span(cutoff, len(periods.names))}: {exc}"
@@ -150,7 +152,7 @@ def _fit_window(start: int, cutoff: int) -> dict:
 
 def _held_out(found: dict, y: pd.Series) -> dict[str, dict]:
     """Each trained candidate's metrics on the held-out rows, at its own threshold."""
-    return {n: metrics.classification_metrics(y, p, at)
+    return {n: classification_metrics(y, p, at)
             for n, (_, p, at) in found.items() if not isinstance(p, str)}  # fmt: skip
 
 
@@ -377,9 +379,7 @@ class Backtest:
             rows, p = self.periods.frame(first, cutoff), model.scores(self.periods, first, cutoff)
             training = self.periods.frame(model.start, first)
             self._held[model.key] = (
-                drift.sample_rows(
-                    metrics.scored_frame(rows, self.spec, p, model.threshold), self.max_rows
-                ),
+                drift.sample_rows(scored_frame(rows, self.spec, p, model.threshold), self.max_rows),
                 verdict.held_out(rows[self.spec.target], p),
                 monitor.known_categories(training, self.spec),
             )
@@ -542,7 +542,7 @@ class Backtest:
         batch = self.periods.frame(t, t + 1)
         y, p = batch[self.spec.target], model.scores(self.periods, t, t + 1)
         judged = self.assess(model, t)
-        roc = stats.roc_auc(y, p)
+        roc = intervals.roc_auc(y, p)
         row = {
             "period": self.periods.names[t], "served_by": model.key, "model": model.candidate,
             "trained_on": self.periods.span(model.start, model.cutoff - model.held_out),
@@ -560,7 +560,8 @@ class Backtest:
         }  # fmt: skip
         if r.pending is not None:
             row["shadow"] = r.pending.key
-            row["shadow_roc_auc"] = stats.roc_auc(y, r.pending.scores(self.periods, t, t + 1)).value
+            shadowed = r.pending.scores(self.periods, t, t + 1)
+            row["shadow_roc_auc"] = intervals.roc_auc(y, shadowed).value
         r.periods.append(row)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import html
-from ..training.backtest import Result
+from ..training.replay import Result
 
 #: Per period, what the table shows (the JSON file has everything).
 SHOWN = ["period", "served_by", "model", "rows", "positive_rate", "roc_auc", "pr_auc", "brier",

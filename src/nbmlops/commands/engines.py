@@ -3,8 +3,8 @@ runs, so no engine's graph can drift from the pipeline's. Every engine runs each
 way, in a process of its own: `python -m nbmlops.build.task NAME --env ENV` (skipped when up to
 date).
 
-    python -m nbmlops.tools.engines airflow --env env.yaml [--project DIR] [--python PY]
-    python -m nbmlops.tools.engines argo --env env.yaml --image IMAGE [--claim PVC]
+    python -m nbmlops.commands.engines airflow --env env.yaml [--project DIR] [--python PY]
+    python -m nbmlops.commands.engines argo --env env.yaml --image IMAGE [--claim PVC]
 
 `airflow` writes `airflow/specs/<dag id>.json`: the DAG's id, the project's folder and Python on
 the Airflow workers, and every task with its upstream tasks and command. `airflow/nbmlops_dag.py`

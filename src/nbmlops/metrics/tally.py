@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from . import stats
-from .metrics import EPSILON
-from .spec import THRESHOLD
+from ..spec import THRESHOLD
+from . import intervals
+from .scores import EPSILON
 
 RELIABILITY_BINS = 10  # tenths of the predicted probability, as verdict's curve
 
@@ -149,15 +149,15 @@ class Tally:
         above = (m - np.cumsum(pos) + 0.5 * pos) / m
         return below, above, m, n
 
-    def roc_auc(self) -> stats.Estimate:
+    def roc_auc(self) -> intervals.Estimate:
         if not self.both_classes:
-            return stats.Estimate(math.nan, math.nan, math.nan, self.rows)
+            return intervals.Estimate(math.nan, math.nan, math.nan, self.rows)
         below, above, m, n = self._ranks()
         auc = float((self.positives * below).sum() / m)
         var = _variance_of_mean(self.positives, below, auc, m) + _variance_of_mean(
             self.negatives, above, auc, n
         )
-        return stats.roc_auc_estimate(auc, var, self.rows)
+        return intervals.roc_auc_estimate(auc, var, self.rows)
 
     def roc_auc_error(self) -> float:
         """The most ROC AUC can differ from its value on unbinned probabilities."""
@@ -169,29 +169,29 @@ class Tally:
         differ = self.lowest < self.highest  # equal probabilities are ties unbinned too
         return float((self.positives * self.negatives)[differ].sum() / (2 * m * n))
 
-    def pr_auc(self) -> stats.Estimate:
+    def pr_auc(self) -> intervals.Estimate:
         """Average precision, a threshold at each occupied bin from the top."""
         if not self.both_classes:
-            return stats.Estimate(math.nan, math.nan, math.nan, self.rows)
+            return intervals.Estimate(math.nan, math.nan, math.nan, self.rows)
         tp = np.cumsum(self.positives[::-1])
         fp = np.cumsum(self.negatives[::-1])
         recall = tp / tp[-1]
         precision = tp / (tp + fp)
         ap = float((np.diff(recall, prepend=0.0) * precision).sum())
-        return stats.pr_auc_estimate(ap, int(tp[-1]), self.rows)
+        return intervals.pr_auc_estimate(ap, int(tp[-1]), self.rows)
 
-    def brier(self) -> stats.Estimate:
+    def brier(self) -> intervals.Estimate:
         n = self.rows - self.unlabelled
         mean = self.errors / n
         sd = math.sqrt(max(self.errors_squared - n * mean**2, 0.0) / (n - 1)) if n > 1 else math.nan
-        return stats.mean_estimate(mean, sd, n)
+        return intervals.mean_estimate(mean, sd, n)
 
-    def estimates(self) -> dict[str, stats.Estimate]:
+    def estimates(self) -> dict[str, intervals.Estimate]:
         """As `verdict.estimates` gives them from every row."""
         return {"roc_auc": self.roc_auc(), "pr_auc": self.pr_auc(), "brier": self.brier()}
 
     def metrics(self) -> dict[str, float]:
-        """As `metrics.classification_metrics` gives them from every row."""
+        """As `scores.classification_metrics` gives them from every row."""
         n, tp, fp, fn = self.rows, self.tp, self.fp, self.fn
         return {
             "roc_auc": self.roc_auc().value,

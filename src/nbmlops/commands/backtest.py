@@ -1,7 +1,7 @@
 """`make backtest`: replay the retraining policies of the env file's `backtest` block over the
 last build's labelled periods, and write the backtest's page and JSON file.
 
-    python -m nbmlops.tools.backtest --env env.yaml [--policies never,on-fail] [--workers 2]
+    python -m nbmlops.commands.backtest --env env.yaml [--policies never,on-fail] [--workers 2]
         [--label-delay N]
 """
 
@@ -24,10 +24,10 @@ from ..settings import (
     backtest_policies,
 )
 from ..spec import FeatureSpec
-from ..training import backtest
+from ..training import replay
 
 
-def prepare(layout: Layout, workers: int) -> tuple[backtest.Backtest, list[str]]:
+def prepare(layout: Layout, workers: int) -> tuple[replay.Backtest, list[str]]:
     """The backtest of the build's data, candidates and gates that the env file names."""
     env = layout.env
     inputs = [layout.product("ingest", k) for k in ("train", "holdout", "batches")]
@@ -38,15 +38,15 @@ def prepare(layout: Layout, workers: int) -> tuple[backtest.Backtest, list[str]]
                           f"`make build` with {layout.env_file.name} first")  # fmt: skip
     spec = FeatureSpec.read(spec_file)
     train, holdout, batches = (pd.read_parquet(p) for p in inputs)
-    periods, skipped = backtest.Periods.from_windows(train, holdout, batches, spec)
+    periods, skipped = replay.Periods.from_windows(train, holdout, batches, spec)
     data = DataSettings.from_params(env["data"], layout.env_file.name)
     gate_spec = gates.of_env(env)
-    trainer = backtest.Trainer(
+    trainer = replay.Trainer(
         periods, spec, layout.candidates, int(env["seed"]), data.holdout_periods,
         gate_spec["selection_metric"], workers,
         CalibrationSettings.from_params(env.get("calibration"), layout.env_file.name),
     )  # fmt: skip
-    bt = backtest.Backtest(periods, spec, trainer, gate_spec, data.reference_periods,
+    bt = replay.Backtest(periods, spec, trainer, gate_spec, data.reference_periods,
                            int(env.get("monitor_max_rows") or 0))  # fmt: skip
     return bt, skipped
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="env.yaml", help="the env file (default: env.yaml)")
     parser.add_argument("--policies", help="comma-separated names (default: every policy)")
-    parser.add_argument("--workers", type=int, default=backtest.default_workers(),
+    parser.add_argument("--workers", type=int, default=replay.default_workers(),
                         help="processes that train candidates at once")  # fmt: skip
     parser.add_argument("--label-delay", type=int, default=None,
                         help="also replay every policy with each period's labels known N "
@@ -80,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             policies = {n: policies[n] for n in wanted}
         bt, skipped = prepare(layout, args.workers)
         try:
-            result = backtest.run(bt, policies, label_delay=delay)
+            result = replay.run(bt, policies, label_delay=delay)
         finally:
             bt.trainer.close()
     except PipelineError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
     result.skipped = skipped
-    from ..reports.backtest import backtest_page
+    from ..reports.backtestpage import backtest_page
 
     out = Path(args.out) if args.out else layout.reports / BACKTEST_PAGES
     storage.write_json(out / "backtest.json", result.to_json())

@@ -2,7 +2,7 @@
 `POST /feedback`; each model's live performance per window, and each shadow against the
 champion on the same records, as a page and a JSON file.
 
-    python -m nbmlops.tools.live --env env.yaml [--period D] [--out FOLDER]
+    python -m nbmlops.commands.live --env env.yaml [--period D] [--out FOLDER]
 """
 
 from __future__ import annotations

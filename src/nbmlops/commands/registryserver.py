@@ -1,7 +1,8 @@
 """`make registry-server`: a shared MLflow tracking server backed by PostgreSQL, on loopback.
 
-    python -m nbmlops.tools.registryserver start [--home .registry] [--port 5005] [--pg-port 55432]
-    python -m nbmlops.tools.registryserver stop [--home .registry]
+    python -m nbmlops.commands.registryserver start [--home .registry] [--port 5005]
+                                                    [--pg-port 55432]
+    python -m nbmlops.commands.registryserver stop [--home .registry]
 
 PostgreSQL comes from the machine: the folder in NBMLOPS_PG_BIN, `pg_config --bindir`, or the
 newest /usr/lib/postgresql/*/bin; when none is found, Debian's `postgresql` package is installed
@@ -40,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import storage
-from . import browser
 
 VARIABLE = "NBMLOPS_PG_BIN"
 STATE = "server.json"
@@ -260,9 +260,26 @@ def stop(home: Path, wait_seconds: float = 15.0) -> bool:
     return True
 
 
+def install_command(is_root: bool, has_sudo: bool, package: str) -> list[list[str]] | None:
+    """apt-get's commands for a Debian package, with sudo when not root; None when neither
+    (`make browser` installs Chromium with them too)."""
+    if not (is_root or has_sudo):
+        return None
+    lead = [] if is_root else ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
+    env = ["env", "DEBIAN_FRONTEND=noninteractive"] if is_root else []
+    return [lead + env + ["apt-get", "update", "-qq"],
+            lead + env + ["apt-get", "install", "-y", "-qq", package]]  # fmt: skip
+
+
+def can_sudo() -> bool:
+    if not shutil.which("sudo"):
+        return False
+    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+
+
 def install() -> Path | None:
     """Debian's postgresql through apt-get (sudo when not root); the folder found after."""
-    commands = browser.install_command(os.geteuid() == 0, browser.can_sudo(), "postgresql")
+    commands = install_command(os.geteuid() == 0, can_sudo(), "postgresql")
     if commands is None or not shutil.which("apt-get"):
         return None
     print("installing postgresql (Debian package) for the shared MLflow server", flush=True)

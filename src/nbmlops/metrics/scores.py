@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .spec import THRESHOLD, FeatureSpec
-from .storage import ROW_GROUP_ROWS
+from ..spec import THRESHOLD, FeatureSpec
+from ..storage import ROW_GROUP_ROWS
 
 #: Column names of a scored frame, as evidently's reports read them.
 PROBA = "prediction_proba"

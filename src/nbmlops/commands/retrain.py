@@ -1,9 +1,9 @@
 """`make retrain`, `make propose` and `make follow`: the env's `retraining` policy, as the
 scheduled job applies it.
 
-    python -m nbmlops.tools.retrain retrain --env env.yaml   # build on the latest periods, if due
-    python -m nbmlops.tools.retrain propose --env env.yaml   # a reviewed promotion, if it wins
-    python -m nbmlops.tools.retrain follow --env env.yaml    # the champion follows the baseline
+    python -m nbmlops.commands.retrain retrain --env env.yaml  # build on the latest periods if due
+    python -m nbmlops.commands.retrain propose --env env.yaml  # a reviewed promotion, if it wins
+    python -m nbmlops.commands.retrain follow --env env.yaml   # the champion follows the baseline
 
 The policy is due when the champion has not seen `every` labelled periods (its held-out window
 ends before them), or when the monitor's verdict of the newest batch it served matches

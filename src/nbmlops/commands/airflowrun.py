@@ -1,10 +1,10 @@
 """`make airflow-run`: the pipeline on a real Apache Airflow on this machine, task by task.
 
-    python -m nbmlops.tools.airflowrun --env env.ci.yaml [--venv .airflow/venv] [--home .airflow]
+    python -m nbmlops.commands.airflowrun --env env.ci.yaml [--venv .airflow/venv] [--home .airflow]
 
 Airflow lives in an environment of its own (`.airflow/venv`, from `airflow/requirements.lock`,
 which `make airflow-run` installs), with its metadata in sqlite under `.airflow/home`. The DAG
-comes from the pipeline itself (`nbmlops.tools.engines`): one Airflow task per pipeline task,
+comes from the pipeline itself (`nbmlops.commands.engines`): one Airflow task per pipeline task,
 the pipeline's edges, each task `python -m nbmlops.build.task NAME` in this project's folder
 and environment, in a process of its own. Products, the raw store and the MLflow store are the
 env file's, shared by every task as they are by `make build`.
