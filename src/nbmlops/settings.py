@@ -259,6 +259,14 @@ class RetrainPolicy(Settings):
             raise ConfigError(f"{where}: trigger must be one of {', '.join(TRIGGERS)}, "
                               f"not {self.trigger!r}")  # fmt: skip
 
+    def due_after(self, periods: int) -> bool:
+        """Whether a model this many periods old is due on the clock (`every`)."""
+        return bool(self.every) and periods >= self.every
+
+    def triggered_by(self, status: str) -> bool:
+        """Whether a period's monitoring verdict (pass, warn, fail) triggers a retrain."""
+        return status in {"fail": ("fail",), "warn": ("fail", "warn")}.get(self.trigger, ())
+
     def describe(self) -> str:
         """In words: "every 1 period on the latest 3 periods, 1 period in shadow"."""
         when = [f"every {self.every} period{'s' if self.every != 1 else ''}"] if self.every else []

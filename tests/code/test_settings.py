@@ -134,3 +134,18 @@ def test_a_block_written_as_one_word_is_named_with_its_keys():
                                           r"\(\{method: \.\.\., share: \.\.\., threshold: \.\.\.\}\), "
                                           r"not 'sigmoid'"):  # fmt: skip
         CalibrationSettings.from_params("sigmoid", "env.yaml")
+
+
+@pytest.mark.parametrize(
+    ("params", "age", "status", "due", "triggered"),
+    [({"every": 2}, 1, "fail", False, False), ({"every": 2}, 2, "pass", True, False),
+     ({"trigger": "fail"}, 9, "warn", False, False), ({"trigger": "fail"}, 0, "fail", False, True),
+     ({"trigger": "warn"}, 0, "warn", False, True), ({"trigger": "warn"}, 0, "pass", False, False),
+     ({"every": 1, "trigger": "warn"}, 1, "fail", True, True)],
+)  # fmt: skip
+def test_a_policy_says_when_it_is_due_and_what_triggers_it(params, age, status, due, triggered):
+    """The one home of the rule `make retrain` and the backtest both apply."""
+    from nbmlops.settings import RetrainPolicy
+
+    policy = RetrainPolicy.from_params(params, "env.yaml: retraining")
+    assert policy.due_after(age) is due and policy.triggered_by(status) is triggered

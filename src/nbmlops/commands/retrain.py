@@ -97,7 +97,7 @@ def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
     usable = max(0, len(unseen) - policy.shadow_periods)
     reasons, due = [], False
     if policy.every:
-        due = usable >= policy.every
+        due = policy.due_after(usable)
         reasons.append(f"the champion v{champion} was held out on {held}; a retrain would learn "
                        f"from {usable} labelled period(s) it never saw ({len(unseen)} after it, "
                        f"less {policy.shadow_periods} kept to shadow); the policy retrains "
@@ -106,7 +106,7 @@ def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
         served = [b for b in batches if str(b.get("served_by", "")) == f"v{champion}"]
         if served:
             newest = served[-1]
-            hit = newest["status"] in ({"fail"} if policy.trigger == "fail" else {"fail", "warn"})
+            hit = policy.triggered_by(newest["status"])
             due |= hit
             reasons.append(
                 f"the newest batch it answered, {newest['batch']}, is "

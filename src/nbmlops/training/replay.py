@@ -468,7 +468,7 @@ class Backtest:
                 continue
             labelled = u - r.delay  # a window with a period not seen by the champion
             fresh = r.champion is None or labelled > r.champion.cutoff
-            if u - newest >= r.policy.every and fresh and (guess := self._window(r, labelled)):
+            if r.policy.due_after(u - newest) and fresh and (guess := self._window(r, labelled)):
                 found.append(guess)
                 newest, since, shadowing = u, u, bool(r.policy.shadow_periods)
         return found
@@ -486,11 +486,10 @@ class Backtest:
             if promotion.decide(r.pending_gate, [shadow], needs_evidence=True).allowed:
                 r.champion, r.promoted_at = pending, t
             r.pending = r.pending_gate = None
-        due = bool(r.policy.every) and t - r.newest >= r.policy.every
-        trigger = {"fail": ("fail",), "warn": ("fail", "warn")}.get(r.policy.trigger, ())
+        due = r.policy.due_after(t - r.newest)
         # a verdict of the model that served the last period; a model promoted now starts afresh
         status = self.seen(r)
-        triggered = status in trigger and r.promoted_at != t
+        triggered = r.policy.triggered_by(status) and r.promoted_at != t
         window = None
         if r.pending is None and (due or triggered) and known > r.champion.cutoff:
             window = self._window(r, known)
