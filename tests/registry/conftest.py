@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from nbmlops import storage
+from nbmlops.registry import gates
 from nbmlops.registry import store as registry
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
@@ -16,6 +19,7 @@ from tests import helpers
 
 SPEC = FeatureSpec("y", ["x1", "x2"], ["c"])
 CONTEXT = {"data_sha256": "ab" * 32, "train_window": "w1", "holdout_window": "w2"}
+GATES = "metrics:\n  roc_auc: {floor: 0.5, max_regression: 0.05, min_improvement: 0.005}\n"
 
 
 def make_data(n: int, seed: int) -> pd.DataFrame:
@@ -91,3 +95,33 @@ class Builder:
 @pytest.fixture
 def builder(store, tmp_path):
     return Builder(store, tmp_path / "builds")
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A baseline file yet to be written and a gate file."""
+    (tmp_path / "gates.yaml").write_text(GATES)
+    return tmp_path / "baseline.json", tmp_path / "gates.yaml"
+
+
+def gate_rules(path) -> dict:
+    return gates.load_gates(path, "roc_auc")
+
+
+def model_file(store, version) -> Path:
+    """The model.pkl of a version's own artifacts, on the disk of the embedded store or of the
+    server (whose files the `store` fixture's artifact_root names)."""
+    from urllib.parse import unquote, urlparse
+
+    client = store.client()
+    registered = client.get_model_version(store.model_name, version)
+    model_id = registered.source.removeprefix("models:/")  # the logged model it was made from
+    location = client.get_logged_model(model_id).artifact_location
+    if location.startswith("mlflow-artifacts:"):
+        rel = urlparse(location).path.lstrip("/")
+        folder = Path(store.artifact_root) / rel
+    else:
+        folder = Path(unquote(urlparse(location).path))
+    (path,) = folder.rglob(registry.MODEL_FILE)
+    assert storage.sha256_file(path) == registered.tags["sha256"]
+    return path

@@ -202,18 +202,3 @@ def test_worker_processes_train_the_same_models(result):
     assert parallel.seconds["workers"] == 2
     # the windows the clock was guessed to need, trained early, were all needed
     assert parallel.seconds["guessed_windows_unused"] == 0
-
-
-def test_without_a_build_the_tool_says_what_to_run(tmp_path, capsys):
-    import shutil
-
-    from nbmlops.commands import backtest as tool
-    from tests.conftest import PROJECT
-
-    for name in ("pipeline.yaml", "env.ci.yaml"):
-        shutil.copy(PROJECT / name, tmp_path / name)
-    assert tool.main(["--env", str(tmp_path / "env.ci.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert "no data of a build" in err and "run `make build` with env.ci.yaml first" in err
-    assert tool.main(["--env", str(tmp_path / "env.ci.yaml"), "--policies", "nevr"]) == 2
-    assert "no backtest policy ['nevr']" in capsys.readouterr().err
