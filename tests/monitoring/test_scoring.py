@@ -9,7 +9,9 @@ import pytest
 from nbmlops import storage
 from nbmlops.monitoring import scoring
 from nbmlops.registry import promotion
-from nbmlops.registry import store as registry
+from nbmlops.registry.loading import load_version
+from nbmlops.registry.store import Store
+from nbmlops.registry.versions import NO_HISTORY, set_champion
 from nbmlops.training import evaluation
 from tests.registry.conftest import SPEC, Builder, gate_rules, make_data, model_file
 
@@ -48,7 +50,7 @@ def test_champion_failing_while_scoring_falls_back_per_batch(store, builder, fil
             raise RuntimeError("out of memory")
 
     def loader(version):
-        return Exploding() if version == "2" else registry.load_version(store, version)
+        return Exploding() if version == "2" else load_version(store, version)
 
     windows = {"reference": make_data(100, 7), "b1": make_data(100, 8)}
     result = scoring.score(store, challenger, windows, SPEC, loader=loader)
@@ -83,7 +85,7 @@ def test_the_committed_champion_is_found_by_its_model_file_not_its_number(
     assert scoring.champion_record_note(store, baseline) == (
         f"champion v{first}, the model {baseline.name} records"
     )
-    fresh = registry.Store.from_params({
+    fresh = Store.from_params({
         "tracking_uri": f"sqlite:///{tmp_path}/fresh/mlflow.db",
         "artifact_root": str(tmp_path / "fresh" / "artifacts"), "model_name": store.model_name,
     })  # fmt: skip
@@ -91,13 +93,13 @@ def test_the_committed_champion_is_found_by_its_model_file_not_its_number(
     other.count = 5  # another model file, registered as this store's v1 too
     assert other.register() == first == "1"
     note = scoring.champion_record_note(fresh, baseline)
-    assert "moved" not in note and registry.NO_HISTORY in note and "acting champion" in note
+    assert "moved" not in note and NO_HISTORY in note and "acting champion" in note
     found, why, scored = evaluation.baseline_on_holdout(fresh, baseline, make_data(100, 4), SPEC)
     assert scored is None and found == storage.read_json(baseline)  # the committed figures
-    assert why.endswith(f"this store does not hold it ({registry.NO_HISTORY})")
+    assert why.endswith(f"this store does not hold it ({NO_HISTORY})")
     # an alias that did move is named
     second = builder.register({"linear": {"C": 0.01}})
-    registry.set_champion(store, second, [first, second])
+    set_champion(store, second, [first, second])
     assert "the alias was moved without `make promote`" in scoring.champion_record_note(
         store, baseline
     )
@@ -128,7 +130,7 @@ def test_files_scored_in_chunks_as_frames_are_scored_at_once(store, builder, fil
             return self.model.predict_proba(X)
 
     def loader(version):
-        model = registry.load_version(store, version)
+        model = load_version(store, version)
         return FailsOnItsFifthCall(model) if version == "2" else model
 
     result = scoring.score_files(
@@ -143,8 +145,8 @@ def test_files_scored_in_chunks_as_frames_are_scored_at_once(store, builder, fil
     assert list(result.summary["served_by"]) == ["v2", "v1", "v1"]
 
     # the same rows, whole, by the model that answered each
-    served = {v: registry.load_version(store, v) for v in ("1", "2")}
-    shadow = registry.load_version(store, challenger)
+    served = {v: load_version(store, v) for v in ("1", "2")}
+    shadow = load_version(store, challenger)
     inputs = pd.concat([holdout, b1, b2], ignore_index=True)
     for version, model in served.items():
         rows = got["served_version"] == version

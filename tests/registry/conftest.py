@@ -11,7 +11,8 @@ import pytest
 
 from nbmlops import storage
 from nbmlops.registry import gates
-from nbmlops.registry import store as registry
+from nbmlops.registry.runs import MODEL_FILE, log_candidates, register_challenger
+from nbmlops.registry.store import Store
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import candidates as models
 from nbmlops.training import evaluation
@@ -48,14 +49,14 @@ def store(request, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if getattr(request, "param", None) == SERVER:
         server = request.getfixturevalue("registry_server")
-        return registry.Store.from_params(
+        return Store.from_params(
             {
                 "tracking_uri": server.uri,
                 "artifact_root": str(server.home / "artifacts"),  # the server's; tests look
                 "model_name": f"test-model-{uuid.uuid4().hex[:12]}",
             }
         )
-    return registry.Store.from_params(
+    return Store.from_params(
         {
             "tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
             "artifact_root": str(tmp_path / "mlruns" / "artifacts"),
@@ -72,7 +73,7 @@ class Builder:
         self.holdout = make_data(400, 99)
 
     def register(self, hyperparams: dict | None = None, candidates=("linear",)) -> str:
-        return registry.register_challenger(self.store, self.log(hyperparams, candidates), CONTEXT)
+        return register_challenger(self.store, self.log(hyperparams, candidates), CONTEXT)
 
     def log(self, hyperparams: dict | None = None, candidates=("linear",)) -> dict:
         """Train and log the candidates; returns the best one's run."""
@@ -87,8 +88,8 @@ class Builder:
             models.save(pipeline, record, f"{base}.pkl", f"{base}.json")
             trained[f"train-{name}"] = {"model": f"{base}.pkl", "metrics": f"{base}.json"}
         result = evaluation.evaluate_candidates(trained, self.holdout, SPEC, "roc_auc")
-        runs = registry.log_candidates(self.store, result, CONTEXT, f"b{self.count}",
-                                       self.holdout[SPEC.columns])  # fmt: skip
+        runs = log_candidates(self.store, result, CONTEXT, f"b{self.count}",
+                              self.holdout[SPEC.columns])  # fmt: skip
         return runs[result.best]
 
 
@@ -122,6 +123,11 @@ def model_file(store, version) -> Path:
         folder = Path(store.artifact_root) / rel
     else:
         folder = Path(unquote(urlparse(location).path))
-    (path,) = folder.rglob(registry.MODEL_FILE)
+    (path,) = folder.rglob(MODEL_FILE)
     assert storage.sha256_file(path) == registered.tags["sha256"]
     return path
+
+
+def artifact_folder(store, version) -> Path:
+    """The folder of a version's own artifacts."""
+    return model_file(store, version).parent

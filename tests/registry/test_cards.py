@@ -5,7 +5,7 @@ import re
 import pytest
 
 from nbmlops.registry import promotion
-from nbmlops.registry import store as registry
+from nbmlops.registry.versions import version_details
 from tests.registry.conftest import gate_rules
 
 pytestmark = pytest.mark.both_stores
@@ -19,13 +19,13 @@ def test_model_cards_for_every_version(store, builder, files, tmp_path):
     promotion.promote(store, baseline, gate_rules(gate_file))
     builder.register()
     for version in ("1", "2"):  # evidently's report of each, its scripts inline
-        run = registry.version_details(store, version)["run_id"]
+        run = version_details(store, version)["run_id"]
         store.client().log_text(run, f"<html><head></head><body><script>{'x' * 60_000}</script>"
                                      f"<p>v{version}</p></body>", "reports/performance.html")  # fmt: skip
     written = cards.write_cards(store, tmp_path / "cards", gate_rules(gate_file), str(baseline))
     assert sorted(written) == ["1", "2"]
     page = written["1"].read_text()
-    sha = registry.version_details(store, "1")["tags"]["sha256"]
+    sha = version_details(store, "1")["tags"]["sha256"]
     assert sha in page and "champion" in page and "w1" in page
     reports = sorted((tmp_path / "cards").glob("v*-performance.html"))
     assert len(reports) == 2

@@ -4,7 +4,7 @@ import pytest
 
 from nbmlops import storage
 from nbmlops.registry import promotion
-from nbmlops.registry import store as registry
+from nbmlops.registry.versions import version_details
 from nbmlops.training import evaluation
 from tests.registry.conftest import SPEC, gate_rules, make_data
 
@@ -28,10 +28,10 @@ def test_a_window_held_out_on_the_run_alone_is_found_by_every_reader(store, buil
     version = builder.register()
     client = store.client()
     client.delete_model_version_tag(store.model_name, version, evidence.HOLDOUT_TAG)
-    client.set_tag(registry.version_details(store, version)["run_id"], evidence.HOLDOUT_TAG,
+    client.set_tag(version_details(store, version)["run_id"], evidence.HOLDOUT_TAG,
                    "2024-03")  # fmt: skip
     promotion.promote(store, baseline, gate_rules(gate_file))
-    details = registry.version_details(store, version)
+    details = version_details(store, version)
     assert evidence.HOLDOUT_TAG not in details["tags"]
     assert evidence.held_out_window(details) == "2024-03"  # lastbuild.last_build_evidence's windows
     holdout = make_data(100, 4).assign(**{PERIOD: "2024-03"})

@@ -9,8 +9,15 @@ import pytest
 
 from nbmlops import storage
 from nbmlops.registry import gates, promotion
-from nbmlops.registry import store as registry
-from nbmlops.registry.store import RegistryError
+from nbmlops.registry.errors import RegistryError
+from nbmlops.registry.versions import (
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    champion_history,
+    list_versions,
+    version_metrics,
+)
 from tests.registry.conftest import gate_rules
 
 pytestmark = pytest.mark.both_stores
@@ -21,11 +28,11 @@ def test_promote_first_challenger_writes_baseline(store, builder, files):
     version = builder.register()
     promoted, result = promotion.promote(store, baseline, gate_rules(gate_file))
     assert promoted == version and result.promotable
-    assert registry.alias_version(store, registry.CHAMPION) == version
+    assert alias_version(store, CHAMPION) == version
     content = storage.read_json(baseline)
     assert content["version"] == version
     assert content["metrics"]["roc_auc"] == pytest.approx(
-        registry.version_metrics(store, version)["roc_auc"], abs=1e-6
+        version_metrics(store, version)["roc_auc"], abs=1e-6
     )
 
 
@@ -38,8 +45,8 @@ def test_promotion_refused_without_improvement_leaves_everything(store, builder,
     with pytest.raises(gates.GateError, match="v2 is not promoted") as err:
         promotion.promote(store, baseline, gate_rules(gate_file))
     assert "roc_auc" in str(err.value)
-    assert registry.alias_version(store, registry.CHAMPION) == "1"
-    assert registry.alias_version(store, registry.CHALLENGER) == "2"
+    assert alias_version(store, CHAMPION) == "1"
+    assert alias_version(store, CHALLENGER) == "2"
     assert baseline.read_bytes() == before
 
 
@@ -50,14 +57,14 @@ def test_force_then_rollback(store, builder, files):
     first = storage.read_json(baseline)
     builder.register()
     promotion.promote(store, baseline, gate_rules(gate_file), force=True)
-    assert registry.champion_history(store) == ["1", "2"]
+    assert champion_history(store) == ["1", "2"]
     assert storage.read_json(baseline)["version"] == "2"
     assert promotion.rollback(store, baseline) == ("2", "1")
-    assert registry.alias_version(store, registry.CHAMPION) == "1"
+    assert alias_version(store, CHAMPION) == "1"
     assert storage.read_json(baseline)["metrics"] == first["metrics"]
     with pytest.raises(RegistryError, match="no previous champion"):
         promotion.rollback(store, baseline)
-    assert len(registry.list_versions(store)) == 2  # versions are never deleted
+    assert len(list_versions(store)) == 2  # versions are never deleted
 
 
 def test_promote_without_challenger_or_twice(store, builder, files):
@@ -99,7 +106,7 @@ def test_a_promotion_waits_for_or_stops_at_the_projects_lock(store, builder, fil
         refused = _models_cli(env, "promote", "--force")
         _, err = refused.communicate(timeout=120)
     assert refused.returncode == 1 and "another build of this project is running" in err
-    assert registry.alias_version(store, registry.CHAMPION) is None
+    assert alias_version(store, CHAMPION) is None
     assert not files[0].exists()  # no baseline written
 
 
@@ -111,9 +118,9 @@ def test_two_promotions_at_once_leave_alias_history_and_baseline_agreeing(store,
     both = [_models_cli(env, "promote", version, "--force") for version in ("2", "3")]
     outcomes = [(p.wait(120), p.communicate()[1]) for p in both]
     assert [code for code, _ in outcomes] == [0, 0], outcomes  # one waited for the other
-    history = registry.champion_history(store)
+    history = champion_history(store)
     assert sorted(history) == ["2", "3"]
-    assert registry.alias_version(store, registry.CHAMPION) == history[-1]
+    assert alias_version(store, CHAMPION) == history[-1]
     assert storage.read_json(files[0])["version"] == history[-1]
 
 
@@ -140,17 +147,17 @@ def test_promotion_follows_the_evidence_on_the_rows_both_models_scored(store, bu
     with pytest.raises(gates.GateError, match="the evidence shows it worse") as refused:
         promotion.promote(store, baseline, gate_rules(gate_file), "2", evidence=worse)
     assert "DeLong, paired" in str(refused.value) and "3,000 rows" in str(refused.value)
-    assert registry.alias_version(store, registry.CHAMPION) == "1"
+    assert alias_version(store, CHAMPION) == "1"
     assert storage.read_json(baseline)["version"] == "1"  # nothing moved
     promotion.promote(store, baseline, gate_rules(gate_file), "2", force=True, evidence=worse)
-    assert registry.alias_version(store, registry.CHAMPION) == "2"
+    assert alias_version(store, CHAMPION) == "2"
     better = evidence.compare(y, poor, good, rules, "shadow scoring", ["2024-05"])
     assert better.promotable and better.difference.low > 0
     held_out = gates.GateResult(better.gate.table, True, True)  # the build's own gate
     promotion.promote(
         store, baseline, gate_rules(gate_file), "3", evidence=better, held_out=held_out
     )
-    assert registry.champion_history(store) == ["1", "2", "3"]
+    assert champion_history(store) == ["1", "2", "3"]
     assert storage.read_json(baseline)["version"] == "3"
     # evidence from two sources: one showing it worse is enough to refuse
     builder.register()

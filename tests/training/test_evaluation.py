@@ -5,7 +5,7 @@ import pickle
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from nbmlops.registry.store import IntegrityError
+from nbmlops.registry.errors import IntegrityError
 from nbmlops.training import candidates, evaluation
 from tests import helpers
 from tests.registry.conftest import SPEC, make_data
