@@ -29,19 +29,11 @@ from .. import storage
 from ..errors import ConfigError, PipelineError
 from ..layout import Layout
 from ..locking import project_lock
-from ..registry import evidence, gates, lastbuild, promotion
+from ..registry import evidence, gates, lastbuild, promotion, versions
 from ..registry.errors import IntegrityError, RegistryError
 from ..registry.loading import manifest_sha256
 from ..registry.runs import MANIFEST_TAG
 from ..registry.store import Store, store_errors
-from ..registry.versions import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    champion_history,
-    set_champion,
-    version_details,
-)
 from ..settings import RetrainPolicy
 from ..spec import CONTROL, PERIOD, FeatureSpec, period_after
 
@@ -92,7 +84,7 @@ def is_due(layout: Layout, store: Store, policy: RetrainPolicy) -> Due:
     that the champion never saw (those after its held-out window, less the newest
     `shadow_periods` a retrain keeps for the challenger to shadow), and the monitor's verdict
     of the newest batch the champion answered."""
-    champion = alias_version(store, CHAMPION)
+    champion = versions.alias_version(store, versions.CHAMPION)
     if champion is None:
         return Due(False, ["the registry has no champion yet (`make promote` makes the first; "
                            "the scheduled job needs a shared MLflow store)"], None)  # fmt: skip
@@ -101,7 +93,7 @@ def is_due(layout: Layout, store: Store, policy: RetrainPolicy) -> Due:
         raise ConfigError(f"{tests_file} is missing: run `make build` first")
     batches = [b for b in storage.read_json(tests_file)["batches"] if not b["control"]]
     with store_errors(store, "reading the champion"):
-        details = version_details(store, champion)
+        details = versions.version_details(store, champion)
     held = evidence.held_out_window(details)
     end = evidence.window_end(held)
     unseen = [p for p in labelled_periods(layout) if period_after(p, end)]
@@ -181,7 +173,7 @@ def retrain(env_file: str) -> int:
 def decided(layout: Layout, store: Store, policy: RetrainPolicy) -> Due:
     """What `retrain` decided on this data for this champion, or a fresh decision."""
     path = Path(layout.env["products"]) / DECISION
-    champion = alias_version(store, CHAMPION)
+    champion = versions.alias_version(store, versions.CHAMPION)
     if path.is_file():
         found = storage.read_json(path)
         if found.get("champion") == champion and found.get("snapshot") == snapshot_of(layout):
@@ -202,7 +194,7 @@ def propose(env_file: str, output: Path | None) -> int:
     print(found)
     if not found.due:
         return 0
-    challenger = alias_version(store, CHALLENGER)
+    challenger = versions.alias_version(store, versions.CHALLENGER)
     if challenger is None or challenger == found.champion:
         print("nothing to propose: the challenger is the champion")
         return 0
@@ -257,7 +249,7 @@ def follow(env_file: str) -> int:
         return 0
     version = str(record["version"])
     client = store.client()
-    champion = alias_version(store, CHAMPION, client)
+    champion = versions.alias_version(store, versions.CHAMPION, client)
     if champion == version:
         print(f"the champion is v{version}, as {env['baseline']} records")
         return 0
@@ -271,7 +263,7 @@ def follow(env_file: str) -> int:
 
     try:
         with store_errors(store, f"reading v{version}"):
-            details = version_details(store, version, client)
+            details = versions.version_details(store, version, client)
     except MlflowException:
         raise RegistryError(
             f"{env['baseline']} names v{version}, which {store.model_name!r} in this store does "
@@ -284,9 +276,9 @@ def follow(env_file: str) -> int:
             f"{env['baseline']} names v{version} with files hashed {str(recorded)[:16]}…, "
             f"but the registry's v{version} has {str(actual)[:16]}…; refusing to serve it"
         )
-    history = champion_history(store, client)
+    history = versions.champion_history(store, client)
     with project_lock(env, "champion change"):
-        set_champion(store, version, history + [version], expected=history)
+        versions.set_champion(store, version, history + [version], expected=history)
     print(f"the champion moved from v{champion} to v{version}, as {env['baseline']} records")
     return 0
 

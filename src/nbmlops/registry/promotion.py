@@ -7,21 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..storage import write_json
-from . import gates
+from . import gates, versions
 from .errors import RegistryError
 from .evidence import Evidence
 from .loading import manifest_sha256
 from .runs import MANIFEST_TAG
 from .store import Store
-from .versions import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    champion_history,
-    set_champion,
-    version_details,
-    version_metrics,
-)
 
 
 @dataclass(frozen=True)
@@ -61,7 +52,7 @@ def decide(held_out: gates.GateResult, evidence: list[Evidence],
 
 def baseline_for(store: Store, version: str) -> dict:
     """The baseline file's content for a version: its identity and held-out metrics."""
-    details = version_details(store, version)
+    details = versions.version_details(store, version)
     return {
         "model": store.model_name,
         "version": details["version"],
@@ -94,16 +85,16 @@ def promote(
     The registry moves first; the baseline file is rewritten only after the alias moved.
     """
     client = store.client()
-    version = str(version or alias_version(store, CHALLENGER, client) or "")
+    version = str(version or versions.alias_version(store, versions.CHALLENGER, client) or "")
     if not version:
         raise RegistryError(f"model {store.model_name!r} has no challenger; run `make build` first")
-    current = alias_version(store, CHAMPION, client)
-    history = champion_history(store, client)  # written only if still this
+    current = versions.alias_version(store, versions.CHAMPION, client)
+    history = versions.champion_history(store, client)  # written only if still this
     if current == version:
         raise RegistryError(f"v{version} is already the champion")
     result = held_out
     if result is None:
-        metrics = version_metrics(store, version, client)
+        metrics = versions.version_metrics(store, version, client)
         baseline = gates.load_baseline(baseline_file)
         result = gates.check(metrics, baseline, gate_spec)
     found = [evidence] if isinstance(evidence, Evidence) else list(evidence or [])
@@ -114,18 +105,18 @@ def promote(
             f"held-out gate:\n{result}" + "".join(f"\n{e}" for e in found)
         )
     content = baseline_for(store, version)
-    set_champion(store, version, history + [version], expected=history)
+    versions.set_champion(store, version, history + [version], expected=history)
     write_json(baseline_file, content)
     return version, result
 
 
 def rollback(store: Store, baseline_file: str | Path) -> tuple[str, str]:
     """Move `champion` back to the previous champion; returns (from, to)."""
-    history = champion_history(store)
+    history = versions.champion_history(store)
     if len(history) < 2:
         raise RegistryError(f"model {store.model_name!r} has no previous champion to roll back to")
     previous, current = history[-2], history[-1]
     content = baseline_for(store, previous)
-    set_champion(store, previous, history[:-1], expected=history)
+    versions.set_champion(store, previous, history[:-1], expected=history)
     write_json(baseline_file, content)
     return current, previous
