@@ -9,6 +9,7 @@ import pytest
 from nbmlops.settings import CalibrationSettings, RetrainPolicy
 from nbmlops.spec import BATCH, CONTROL, PERIOD, FeatureSpec
 from nbmlops.training import replay
+from nbmlops.training.trainer import Periods, Trainer
 
 SPEC = FeatureSpec("churned", ["usage", "tenure"], ["plan"])
 WEEKS = [f"2024-W{w:02d}" for w in range(1, 11)]
@@ -50,13 +51,13 @@ def replayed(data: pd.DataFrame, workers: int = 1, policies=POLICIES,
            label_delay: int = 0) -> replay.Result:  # fmt: skip
     train, holdout = data[data[PERIOD] < "2024-W03"], data[data[PERIOD] == "2024-W03"]
     batches = data[data[PERIOD] > "2024-W03"].assign(**{BATCH: lambda d: d[PERIOD], CONTROL: ""})
-    periods, _ = replay.Periods.from_windows(train, holdout, batches, SPEC)
+    periods, _ = Periods.from_windows(train, holdout, batches, SPEC)
     logreg = {"name": "logreg", "estimator": "sklearn.linear_model.LogisticRegression",
               "params": {"class_weight": "balanced"}}  # fmt: skip
     # the policies' logic, each model fitted on its whole window: a calibration slice holds
     # back the newest rows, which slows the adaptation to a change these tests time
     whole = CalibrationSettings(method="none", threshold=0.5)
-    trainer = replay.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
+    trainer = Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
     try:
         bt = replay.Backtest(periods, SPEC, trainer, GATES, reference_periods=3)
         return replay.run(bt, policies, progress=lambda _: None, label_delay=label_delay)
