@@ -21,7 +21,8 @@ import pandas as pd
 
 from nbmlops import html, session, storage
 from nbmlops.registry import gates
-from nbmlops.registry.store import Store, environment_tags
+from nbmlops.registry.runs import environment_tags
+from nbmlops.registry.store import Store
 from nbmlops.settings import candidate_grid
 from nbmlops.spec import FeatureSpec
 from nbmlops.training import evaluation

@@ -80,12 +80,13 @@ def test_a_py_notebook_opens_as_a_notebook_on_a_double_click(lab):
 def _state(build) -> dict[str, str]:
     """sha256 of every file of the build's products and reports, and its registry's versions."""
     from nbmlops import storage
-    from nbmlops.registry import store as registry
+    from nbmlops.registry.store import Store
+    from nbmlops.registry.versions import list_versions
 
     files = {str(p): storage.sha256_file(p) for folder in (build.products, build.reports)
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "build.lock"}  # fmt: skip
-    store = registry.Store.from_params(build.layout.env["mlflow"])
-    return files | {"registry": registry.list_versions(store).to_json()}
+    store = Store.from_params(build.layout.env["mlflow"])
+    return files | {"registry": list_versions(store).to_json()}
 
 
 @pytest.mark.parametrize("name", ["features.py", "evaluate.py"])

@@ -107,7 +107,9 @@ def test_a_users_project_on_airflow_and_another_share_one_registry_server(
     import threading
     import time
 
-    from nbmlops.registry import store as registry
+    from nbmlops.registry.runs import MODEL_NAME_TAG, register_candidate
+    from nbmlops.registry.store import Store
+    from nbmlops.registry.versions import CHALLENGER, CHAMPION, alias_version, list_versions
     from tests.conftest import patients_env, ploomber_build
     from tests.helpers import breast_cancer_frame
     from tests.serving.server import Server
@@ -136,18 +138,18 @@ def test_a_users_project_on_airflow_and_another_share_one_registry_server(
     assert result["dag_id"] == "nbmlops-patients" and len(states) == 10
     assert not (flights / "mlruns").exists() and not (patients / "mlruns").exists()
 
-    def on_server(model: str) -> registry.Store:
-        return registry.Store(uri, str(registry_server.home / "artifacts"), model)
+    def on_server(model: str) -> Store:
+        return Store(uri, str(registry_server.home / "artifacts"), model)
 
     theirs, ci = on_server("patients"), on_server("flight-delay-ci")
     best = json.loads((patients / "products/patients/models/best.json").read_text())
-    assert registry.alias_version(theirs, registry.CHALLENGER) == str(best["version"])
-    assert registry.alias_version(ci, registry.CHALLENGER) is not None
+    assert alias_version(theirs, CHALLENGER) == str(best["version"])
+    assert alias_version(ci, CHALLENGER) is not None
     client = theirs.client()
     for store in (theirs, ci):  # each version's runs are its own project's
-        for version in registry.list_versions(store)["version"]:
+        for version in list_versions(store)["version"]:
             run = client.get_run(client.get_model_version(store.model_name, str(version)).run_id)
-            assert run.data.tags[registry.MODEL_NAME_TAG] == store.model_name
+            assert run.data.tags[MODEL_NAME_TAG] == store.model_name
     card = (patients / "reports/patients/models" / f"v{best['version']}.md").read_text()
     assert card.startswith(f"# Model card: patients v{best['version']}")
 
@@ -159,13 +161,13 @@ def test_a_users_project_on_airflow_and_another_share_one_registry_server(
 
     first = models("promote")  # no baseline yet: the held-out gate alone
     assert first.returncode == 0, first.stdout + first.stderr
-    champion = registry.alias_version(theirs, registry.CHAMPION)
+    champion = alias_version(theirs, CHAMPION)
     assert champion == str(best["version"])
     build = client.get_run(client.get_model_version("patients", champion).run_id).data.tags
-    newer = registry.register_candidate(theirs, build["build_id"],
-                                        next(c["name"] for c in Layout.from_env(
-                                            patients / env_file).candidates
-                                             if c["name"] != build["candidate"]))  # fmt: skip
+    newer = register_candidate(theirs, build["build_id"],
+                               next(c["name"] for c in Layout.from_env(
+                                   patients / env_file).candidates
+                                    if c["name"] != build["candidate"]))  # fmt: skip
     with Server(patients, env_file=env_file, latency_budget_ms=2000,
                 environ={"MLFLOW_TRACKING_URI": uri}) as server:  # fmt: skip
         assert server.get("/models").json()["serving"]["champion"] == champion

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from nbmlops import storage
-from nbmlops.registry import store as registry
+from nbmlops.registry.store import Store
+from nbmlops.registry.versions import list_versions
 from tests.conftest import BYO_ENV, make_build
 from tests.helpers import breast_cancer_frame
 
@@ -31,8 +32,8 @@ def state(project) -> dict[str, str]:
             rel = str(path.relative_to(project))
             if path.is_file() and rel not in VOLATILE:
                 files[rel] = storage.sha256_file(path)
-    store = registry.Store.from_params(_env(project)["mlflow"])
-    files["registry"] = registry.list_versions(store).to_json()
+    store = Store.from_params(_env(project)["mlflow"])
+    files["registry"] = list_versions(store).to_json()
     return files
 
 

@@ -11,7 +11,14 @@ import pytest
 
 from nbmlops import storage
 from nbmlops.envfile import load_env
-from nbmlops.registry import store as registry
+from nbmlops.registry.store import Store
+from nbmlops.registry.versions import (
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    champion_history,
+    list_versions,
+)
 from tests.conftest import BIN, PROJECT, ploomber_build, run_env
 from tests.helpers import HOSTILE, HOSTILE_COLUMN
 
@@ -158,11 +165,11 @@ def test_delay_rate_moves_across_months(ci_build):
 
 
 def _registry_state(build):
-    store = registry.Store.from_params(_env(build)["mlflow"])
+    store = Store.from_params(_env(build)["mlflow"])
     return (
-        registry.alias_version(store, registry.CHAMPION),
-        registry.champion_history(store),
-        registry.list_versions(store)["version"].tolist(),
+        alias_version(store, CHAMPION),
+        champion_history(store),
+        list_versions(store)["version"].tolist(),
         (build.project / "model" / "baseline.ci.json").read_bytes(),
     )
 
@@ -191,8 +198,8 @@ def test_the_ci_sample_runs_each_notebook_in_a_fresh_kernel(ci_build):
 
 def test_build_registers_challenger_and_writes_cards(ci_build):
     best = storage.read_json(ci_build.products / "models" / "best.json")
-    store = registry.Store.from_params(_env(ci_build)["mlflow"])
-    assert registry.alias_version(store, registry.CHALLENGER) == best["version"]
+    store = Store.from_params(_env(ci_build)["mlflow"])
+    assert alias_version(store, CHALLENGER) == best["version"]
     card = ci_build.reports / "models" / f"v{best['version']}.html"
     text = card.read_text()
     assert best["sha256"] in text and "2013-01" in text and "lock" in text

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from nbmlops import storage
 from nbmlops.layout import Layout
-from nbmlops.registry import store as registry
+from nbmlops.registry.loading import load_version
 from nbmlops.registry.store import Store
 from nbmlops.spec import FeatureSpec
 from tests.conftest import PROJECT, copy_project, patients_env, ploomber_build
@@ -82,8 +82,8 @@ def test_rebuilds_rerun_exactly_what_a_change_affects(tmp_path):
     assert "texture_per_smoothness" in spec.model_numeric
     assert "texture_per_smoothness" not in spec.columns
     best = storage.read_json(products / "models" / "best.json")
-    model = registry.load_version(Store.from_params(Layout.from_env(env).env["mlflow"]),
-                                  str(best["version"]))  # as the service loads it  # fmt: skip
+    model = load_version(Store.from_params(Layout.from_env(env).env["mlflow"]),
+                         str(best["version"]))  # as the service loads it  # fmt: skip
     holdout = pd.read_parquet(products / "data" / "holdout.parquet")
     proba = model.predict_proba(holdout[spec.columns])[:, 1]  # no derived column given
     assert roc_auc_score(holdout[spec.target], proba) == pytest.approx(best["holdout"]["roc_auc"])

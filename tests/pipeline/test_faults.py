@@ -19,7 +19,9 @@ import pytest
 
 from nbmlops import storage
 from nbmlops.envfile import load_env
-from nbmlops.registry import store as registry
+from nbmlops.registry.loading import load_version
+from nbmlops.registry.store import Store
+from nbmlops.registry.versions import CHALLENGER, alias_version, list_versions
 from tests.conftest import BIN, copy_project, ploomber_build, run_env
 from tests.pipeline.test_build import ran_tasks
 
@@ -138,11 +140,11 @@ def test_killed_in_every_task_then_rebuilt_whole_and_builds_never_overlap(tmp_pa
     done = ploomber_build(project)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert _whole(project) > 30
-    store = registry.Store.from_params(load_env(project / "env.ci.yaml")["mlflow"])
-    versions = registry.list_versions(store)
+    store = Store.from_params(load_env(project / "env.ci.yaml")["mlflow"])
+    versions = list_versions(store)
     assert len(versions) >= 1 and versions["sha256"].str.len().eq(12).all()
-    challenger = registry.alias_version(store, registry.CHALLENGER)
-    assert registry.load_version(store, challenger) is not None  # hash verified on load
+    challenger = alias_version(store, CHALLENGER)
+    assert load_version(store, challenger) is not None  # hash verified on load
     after_faults = _results(project)
 
     # The same project rebuilt from scratch. A second build started meanwhile is refused;

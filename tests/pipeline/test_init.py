@@ -9,7 +9,8 @@ import pytest
 
 from nbmlops import storage
 from nbmlops.envfile import load_env
-from nbmlops.registry import store as registry
+from nbmlops.registry.store import Store
+from nbmlops.registry.versions import list_versions
 from tests.conftest import BIN, copy_project, ploomber_build, run_env
 from tests.helpers import breast_cancer_frame, credit_frame, sensor_frame
 from tests.pipeline.test_build import ran_tasks
@@ -39,8 +40,8 @@ def state(project, env_file: str) -> dict[str, str]:
         for path in sorted(p for p in (project / env[key]).rglob("*") if p.is_file()):
             if path.name != VOLATILE:
                 files[str(path.relative_to(project))] = storage.sha256_file(path)
-    store = registry.Store.from_params(env["mlflow"])
-    files["registry"] = registry.list_versions(store).to_json()
+    store = Store.from_params(env["mlflow"])
+    files["registry"] = list_versions(store).to_json()
     return files
 
 

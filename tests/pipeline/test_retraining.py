@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from nbmlops import storage
-from nbmlops.registry import store as registry
+from nbmlops.registry.store import Store
+from nbmlops.registry.versions import CHALLENGER, CHAMPION, alias_version, champion_history
 from nbmlops.settings import StoreSettings
 from tests.conftest import copy_project, ploomber_build, run_env
 
@@ -73,7 +74,7 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     assert "retraining: {window: 2," in (project / ENV).read_text()
     built = ploomber_build(project, env_file=ENV)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
-    store = registry.Store.from_params(vars(StoreSettings(
+    store = Store.from_params(vars(StoreSettings(
         tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db",
         artifact_root=str(project / "mlruns" / "artifacts"), model_name="churn")))  # fmt: skip
     baseline = project / "model" / "baseline.churn.json"
@@ -95,7 +96,7 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     windows = storage.read_json(project / "products" / "churn" / "data" / "features.json")
     assert windows["windows"] == {"train": "2024-05 … 2024-06", "holdout": "2024-07",
                                   "batches": ["2024-08"]}  # fmt: skip
-    assert registry.alias_version(store, registry.CHALLENGER) == "2"
+    assert alias_version(store, CHALLENGER) == "2"
     gated = storage.read_json(project / "reports" / "churn" / "metrics.json")
     assert gated["gate_against"] == "1"  # v1 scored on July, a month it never saw
     decision = storage.read_json(project / "products" / "churn" / "retrain.json")
@@ -113,12 +114,12 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     assert record["version"] == "2" and record["manifest_sha256"]
     text = (project / "reports" / "churn" / "proposal.md").read_text()
     assert text.startswith("# Promote churn v2 to champion") and "DeLong, paired" in text
-    assert registry.alias_version(store, registry.CHAMPION) == "1"  # only the file changed
+    assert alias_version(store, CHAMPION) == "1"  # only the file changed
 
     moved = tool(project, "follow")
     assert moved.returncode == 0 and "moved from v1 to v2" in moved.stdout
-    assert registry.alias_version(store, registry.CHAMPION) == "2"
-    assert registry.champion_history(store) == ["1", "2"]
+    assert alias_version(store, CHAMPION) == "2"
+    assert champion_history(store) == ["1", "2"]
 
     # no new data since: the new champion is not retrained again
     quiet = tool(project, "retrain")
@@ -129,7 +130,7 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     storage.write_json(baseline, record | {"version": "1"})
     tampered = tool(project, "follow")
     assert tampered.returncode == 2 and "refusing to serve it" in tampered.stderr
-    assert registry.alias_version(store, registry.CHAMPION) == "2"
+    assert alias_version(store, CHAMPION) == "2"
 
 
 @pytest.mark.parametrize("target", ["retrain", "propose", "follow"])

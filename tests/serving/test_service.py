@@ -22,7 +22,10 @@ import pytest
 from nbmlops import storage
 from nbmlops.data.batches import read_current_batch
 from nbmlops.records import read_archive
-from nbmlops.registry import store as registry
+from nbmlops.registry.loading import load_version
+from nbmlops.registry.runs import register_candidate
+from nbmlops.registry.store import Store
+from nbmlops.registry.versions import CHALLENGER, set_champion, version_details
 from nbmlops.serving.payload import RequestContract
 from nbmlops.settings import DataSettings
 from nbmlops.spec import FeatureSpec
@@ -44,18 +47,18 @@ def served(ci_build, tmp_path_factory):
         shutil.copy2(ci_build.products / "data" / name, data / name)
     (root / "mlruns").mkdir()
     shutil.copy2(ci_build.project / "mlruns" / "mlflow.db", root / "mlruns" / "mlflow.db")
-    store = registry.Store(f"sqlite:///{root}/mlruns/mlflow.db",
-                           str(ci_build.project / "mlruns" / "artifacts"), "flight-delay-ci")  # fmt: skip
+    store = Store(f"sqlite:///{root}/mlruns/mlflow.db",
+                  str(ci_build.project / "mlruns" / "artifacts"), "flight-delay-ci")  # fmt: skip
     client = store.client()
     first = client.get_model_version(store.model_name, "1")
     build = client.get_run(first.run_id).data.tags["build_id"]
     others = [c for c in ci_build.candidates if c != first.tags["candidate"]]
     assert others, "the service's tests need a second candidate in env.ci.yaml"
-    fallback, challenger = (registry.register_candidate(store, build, c)
+    fallback, challenger = (register_candidate(store, build, c)
                             for c in dict.fromkeys([others[0], others[-1]]))  # fmt: skip
-    registry.set_champion(store, fallback, [fallback])
-    registry.set_champion(store, "1", [fallback, "1"])
-    client.set_registered_model_alias(store.model_name, registry.CHALLENGER, challenger)
+    set_champion(store, fallback, [fallback])
+    set_champion(store, "1", [fallback, "1"])
+    client.set_registered_model_alias(store.model_name, CHALLENGER, challenger)
     spec = FeatureSpec.from_dict(storage.read_json(data / "features.json"))
     holdout = pd.read_parquet(data / "holdout.parquet").head(200)
     return {"root": root, "store": store, "spec": spec, "holdout": holdout,
@@ -68,7 +71,7 @@ def _records(served, n: int, start: int = 0) -> list[dict]:
 
 
 def _proba(served, version: str, records: list[dict]) -> np.ndarray:
-    model = registry.load_version(served["store"], version)
+    model = load_version(served["store"], version)
     frame = RequestContract(served["spec"]).frame(records)
     return model.predict_proba(frame[served["spec"].columns])[:, 1]
 
@@ -92,7 +95,7 @@ def test_answers_come_from_the_champion_and_match_its_model(served):
     expected = _proba(served, "1", records)
     assert body["probability"] == pytest.approx(expected[0], abs=1e-6)
     # the decision at the threshold chosen with the model and logged with its run
-    details = registry.version_details(served["store"], "1")
+    details = version_details(served["store"], "1")
     threshold = float(details["params"]["decision_threshold"])
     assert threshold != 0.5 and body["prediction"] == int(expected[0] >= threshold)
     got = [p["probability"] for p in many.json()["predictions"]]
@@ -210,7 +213,7 @@ def test_champion_moves_under_traffic_without_one_failed_request(served):
         try:
             for i in range(moves):
                 version, before = (other, "1") if i % 2 == 0 else ("1", other)
-                registry.set_champion(store, version, [before, version])
+                set_champion(store, version, [before, version])
                 deadline = time.monotonic() + 20
                 while server.get("/models").json()["serving"]["champion"] != version:
                     assert time.monotonic() < deadline, f"move {i + 1} to v{version} not seen"
@@ -261,7 +264,7 @@ def test_a_champion_that_cannot_be_loaded_leaves_the_old_one_serving(served):
     record = _records(served, 1)[0]
     try:
         with Server(served["root"], latency_budget_ms=2000) as server:  # who answers, not how fast
-            registry.set_champion(store, str(bad), ["1", str(bad)])
+            set_champion(store, str(bad), ["1", str(bad)])
             deadline = time.monotonic() + 30
             while not (server.get("/models").json()["registry_error"] or "").count("sha256"):
                 assert time.monotonic() < deadline, "the load failure was not reported"
@@ -270,7 +273,7 @@ def test_a_champion_that_cannot_be_loaded_leaves_the_old_one_serving(served):
             models = server.get("/models").json()
             text = server.get("/metrics").text
     finally:
-        registry.set_champion(store, "1", [served["fallback"], "1"])
+        set_champion(store, "1", [served["fallback"], "1"])
     assert (answer["role"], answer["model_version"]) == ("champion", "1")
     assert (
         models["serving"]["champion"] == "1" and "refusing to load it" in models["registry_error"]

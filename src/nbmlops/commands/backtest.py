@@ -25,6 +25,7 @@ from ..settings import (
 )
 from ..spec import FeatureSpec
 from ..training import replay
+from ..training.trainer import Periods, Trainer, default_workers
 
 
 def prepare(layout: Layout, workers: int) -> tuple[replay.Backtest, list[str]]:
@@ -38,10 +39,10 @@ def prepare(layout: Layout, workers: int) -> tuple[replay.Backtest, list[str]]:
                           f"`make build` with {layout.env_file.name} first")  # fmt: skip
     spec = FeatureSpec.read(spec_file)
     train, holdout, batches = (pd.read_parquet(p) for p in inputs)
-    periods, skipped = replay.Periods.from_windows(train, holdout, batches, spec)
+    periods, skipped = Periods.from_windows(train, holdout, batches, spec)
     data = DataSettings.from_params(env["data"], layout.env_file.name)
     gate_spec = gates.of_env(env)
-    trainer = replay.Trainer(
+    trainer = Trainer(
         periods, spec, layout.candidates, int(env["seed"]), data.holdout_periods,
         gate_spec["selection_metric"], workers,
         CalibrationSettings.from_params(env.get("calibration"), layout.env_file.name),
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="env.yaml", help="the env file (default: env.yaml)")
     parser.add_argument("--policies", help="comma-separated names (default: every policy)")
-    parser.add_argument("--workers", type=int, default=replay.default_workers(),
+    parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes that train candidates at once")  # fmt: skip
     parser.add_argument("--label-delay", type=int, default=None,
                         help="also replay every policy with each period's labels known N "

@@ -29,8 +29,11 @@ from .. import storage
 from ..errors import ConfigError, PipelineError
 from ..layout import Layout
 from ..locking import project_lock
-from ..registry import evidence, gates, lastbuild, promotion
-from ..registry import store as registry
+from ..registry import evidence, gates, lastbuild, promotion, versions
+from ..registry.errors import IntegrityError, RegistryError
+from ..registry.loading import manifest_sha256
+from ..registry.runs import MANIFEST_TAG
+from ..registry.store import Store, store_errors
 from ..settings import RetrainPolicy
 from ..spec import CONTROL, PERIOD, FeatureSpec, period_after
 
@@ -76,12 +79,12 @@ def labelled_periods(layout: Layout) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
+def is_due(layout: Layout, store: Store, policy: RetrainPolicy) -> Due:
     """What the policy says of the last build: the labelled periods a retrain would learn from
     that the champion never saw (those after its held-out window, less the newest
     `shadow_periods` a retrain keeps for the challenger to shadow), and the monitor's verdict
     of the newest batch the champion answered."""
-    champion = registry.alias_version(store, registry.CHAMPION)
+    champion = versions.alias_version(store, versions.CHAMPION)
     if champion is None:
         return Due(False, ["the registry has no champion yet (`make promote` makes the first; "
                            "the scheduled job needs a shared MLflow store)"], None)  # fmt: skip
@@ -89,8 +92,8 @@ def is_due(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
     if not tests_file.is_file():
         raise ConfigError(f"{tests_file} is missing: run `make build` first")
     batches = [b for b in storage.read_json(tests_file)["batches"] if not b["control"]]
-    with registry.store_errors(store, "reading the champion"):
-        details = registry.version_details(store, champion)
+    with store_errors(store, "reading the champion"):
+        details = versions.version_details(store, champion)
     held = evidence.held_out_window(details)
     end = evidence.window_end(held)
     unseen = [p for p in labelled_periods(layout) if period_after(p, end)]
@@ -139,7 +142,7 @@ def snapshot_of(layout: Layout) -> str:
 
 def retrain(env_file: str) -> int:
     layout = Layout.from_env(env_file)
-    store = registry.Store.from_params(layout.env["mlflow"], env_file)
+    store = Store.from_params(layout.env["mlflow"], env_file)
     policy = policy_of(layout)
     found = is_due(layout, store, policy)
     print(found, flush=True)
@@ -167,10 +170,10 @@ def retrain(env_file: str) -> int:
     return code
 
 
-def decided(layout: Layout, store: registry.Store, policy: RetrainPolicy) -> Due:
+def decided(layout: Layout, store: Store, policy: RetrainPolicy) -> Due:
     """What `retrain` decided on this data for this champion, or a fresh decision."""
     path = Path(layout.env["products"]) / DECISION
-    champion = registry.alias_version(store, registry.CHAMPION)
+    champion = versions.alias_version(store, versions.CHAMPION)
     if path.is_file():
         found = storage.read_json(path)
         if found.get("champion") == champion and found.get("snapshot") == snapshot_of(layout):
@@ -185,13 +188,13 @@ def propose(env_file: str, output: Path | None) -> int:
     both models scored; the registry stays as it is."""
     layout = Layout.from_env(env_file)
     env = layout.env
-    store = registry.Store.from_params(env["mlflow"], env_file)
+    store = Store.from_params(env["mlflow"], env_file)
     policy = policy_of(layout)
     found = decided(layout, store, policy)
     print(found)
     if not found.due:
         return 0
-    challenger = registry.alias_version(store, registry.CHALLENGER)
+    challenger = versions.alias_version(store, versions.CHALLENGER)
     if challenger is None or challenger == found.champion:
         print("nothing to propose: the challenger is the champion")
         return 0
@@ -239,43 +242,43 @@ def follow(env_file: str) -> int:
     """Move the champion to the version the committed baseline file names, if it differs."""
     layout = Layout.from_env(env_file)
     env = layout.env
-    store = registry.Store.from_params(env["mlflow"], env_file)
+    store = Store.from_params(env["mlflow"], env_file)
     record = gates.load_baseline(env["baseline"])
     if record is None:
         print(f"{env['baseline']} names no champion yet")
         return 0
     version = str(record["version"])
     client = store.client()
-    champion = registry.alias_version(store, registry.CHAMPION, client)
+    champion = versions.alias_version(store, versions.CHAMPION, client)
     if champion == version:
         print(f"the champion is v{version}, as {env['baseline']} records")
         return 0
     recorded = record.get("manifest_sha256")
     if not recorded:
-        raise registry.IntegrityError(
+        raise IntegrityError(
             f"{env['baseline']} names v{version} but records no hashes of its files (it was "
             "written before they were kept); promote it with `make promote VERSION=...`"
         )
     from mlflow.exceptions import MlflowException
 
     try:
-        with registry.store_errors(store, f"reading v{version}"):
-            details = registry.version_details(store, version, client)
+        with store_errors(store, f"reading v{version}"):
+            details = versions.version_details(store, version, client)
     except MlflowException:
-        raise registry.RegistryError(
+        raise RegistryError(
             f"{env['baseline']} names v{version}, which {store.model_name!r} in this store does "
             "not hold: the scheduled job needs the shared store the promotion was made in "
             "(MLFLOW_TRACKING_URI)"
         ) from None
-    actual = registry.manifest_sha256(details["tags"].get(registry.MANIFEST_TAG, ""))
+    actual = manifest_sha256(details["tags"].get(MANIFEST_TAG, ""))
     if recorded != actual:
-        raise registry.IntegrityError(
+        raise IntegrityError(
             f"{env['baseline']} names v{version} with files hashed {str(recorded)[:16]}…, "
             f"but the registry's v{version} has {str(actual)[:16]}…; refusing to serve it"
         )
-    history = registry.champion_history(store, client)
+    history = versions.champion_history(store, client)
     with project_lock(env, "champion change"):
-        registry.set_champion(store, version, history + [version], expected=history)
+        versions.set_champion(store, version, history + [version], expected=history)
     print(f"the champion moved from v{champion} to v{version}, as {env['baseline']} records")
     return 0
 

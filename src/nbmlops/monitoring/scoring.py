@@ -21,8 +21,11 @@ from .. import storage
 from ..calibration import threshold_of
 from ..metrics.scores import CHUNK_ROWS, predict_proba
 from ..metrics.tally import Tally
-from ..registry import store as registry
-from ..registry.store import Store
+from ..registry.errors import RegistryError
+from ..registry.loading import load_version
+from ..registry.runs import version_with_hash
+from ..registry.store import Store, store_errors
+from ..registry.versions import CHAMPION, NO_HISTORY, alias_version, champion_history
 from ..spec import BATCH, FeatureSpec
 from ..storage import TMP, read_json, sha256_file
 
@@ -46,8 +49,8 @@ class ShadowResult:
 
 def _candidates(store: Store, challenger: str) -> list[Scorer]:
     """Models allowed to answer, in order: champion, then earlier champions, newest first."""
-    history = registry.champion_history(store)
-    champion = registry.alias_version(store, registry.CHAMPION)
+    history = champion_history(store)
+    champion = alias_version(store, CHAMPION)
     if champion is None:
         return [Scorer(challenger, "acting champion (no champion yet)")]
     earlier = [v for v in reversed(history) if v != champion]
@@ -58,10 +61,10 @@ class _Scoring:
     """The serving queue and the shadow challenger, scoring one piece of a window at a time."""
 
     def __init__(self, store: Store, challenger: str, spec: FeatureSpec, loader=None):
-        self.loader = loader or (lambda version: registry.load_version(store, version))
-        with registry.store_errors(store, "reading the champion"):
+        self.loader = loader or (lambda version: load_version(store, version))
+        with store_errors(store, "reading the champion"):
             self.queue = _candidates(store, challenger)
-            champion = registry.alias_version(store, registry.CHAMPION)
+            champion = alias_version(store, CHAMPION)
         self.result = ShadowResult(pd.DataFrame(), champion=champion, challenger=challenger)
         self.shadow = _load(challenger, self.loader, self.result.events, "challenger")
         self.spec = spec
@@ -198,7 +201,7 @@ def _serve(queue: list[Scorer], loader, rows, spec, events, window: str):
         queue.pop(0)
         if queue:
             events.append(f"{window}: falling back to v{queue[0].version}")
-    raise registry.RegistryError(
+    raise RegistryError(
         "no model could score: champion and every earlier champion failed: " + "; ".join(events)
     )
 
@@ -210,17 +213,17 @@ def champion_record_note(store: Store, champion_record: str | Path) -> str:
     numbers its own versions from 1). The build reruns scoring when that file changes, as it
     does with every promotion and rollback; a champion moved by other means is named here."""
     path = Path(champion_record)
-    champion = registry.alias_version(store, registry.CHAMPION)
+    champion = alias_version(store, CHAMPION)
     shown = f"v{champion}" if champion else "none"
     if not path.is_file():
         return (f"no committed champion record ({path.name}); the registry's champion is "
                 f"{'v' + champion if champion else 'none yet'}")  # fmt: skip
     record = read_json(path)
     named = f"v{record.get('version', '')}"
-    holding = registry.version_with_hash(store, str(record.get("sha256", "")))
+    holding = version_with_hash(store, str(record.get("sha256", "")))
     if holding is None and champion is None:
         return (f"{path.name} records {named} as champion, a model this store does not hold "
-                f"({registry.NO_HISTORY}); the challenger answers as acting champion")  # fmt: skip
+                f"({NO_HISTORY}); the challenger answers as acting champion")  # fmt: skip
     if holding is None:
         return (f"warning: {path.name} records {named} as champion, a model this store does "
                 f"not hold; the registry's champion is {shown}")  # fmt: skip

@@ -10,9 +10,9 @@ import pandas as pd
 from .. import html, storage
 from ..spec import THRESHOLD
 from . import gates
-from . import store as registry
 from .evidence import held_out_window
 from .store import Store
+from .versions import list_versions, version_details
 
 PURPOSE = (
     "Predicts the probability that {target!r} is positive (decision threshold {threshold}) "
@@ -49,12 +49,12 @@ def write_cards(store: Store, folder: str | Path, gate_spec: dict, baseline_file
     import mlflow
 
     client = store.client()
-    versions = registry.list_versions(store)["version"].astype(str).tolist()
+    versions = list_versions(store)["version"].astype(str).tolist()
     baseline = gates.load_baseline(baseline_file)
     staging = storage.staging_dir(folder)
     cards = {}
     for version in versions:
-        details = registry.version_details(store, version, client)
+        details = version_details(store, version, client)
         gate = gates.check(details["metrics"], baseline, gate_spec)
         facts = card_facts(details)
         features = feature_lines(details["run_tags"])

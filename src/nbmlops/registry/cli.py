@@ -14,7 +14,9 @@ from ..envfile import load_env
 from ..errors import PipelineError
 from ..locking import project_lock
 from . import cards, gates, lastbuild, promotion
-from . import store as registry
+from .errors import RegistryError
+from .store import Store, store_errors
+from .versions import CHALLENGER, CHAMPION, alias_version, list_versions, version_details
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         env = load_env(args.env)
-        store = registry.Store.from_params(env["mlflow"], args.env)
-        with registry.store_errors(store, f"running `{args.command}`"):
+        store = Store.from_params(env["mlflow"], args.env)
+        with store_errors(store, f"running `{args.command}`"):
             _run(args, env, store)
     except (PipelineError, gates.GateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -43,19 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args, env: dict, store: registry.Store) -> None:
+def _run(args, env: dict, store: Store) -> None:
     """One subcommand against the store."""
     if args.command == "list":
         print(f"{store.model_name} @ {store.tracking_uri}")
-        print(registry.list_versions(store).to_string(index=False))
+        print(list_versions(store).to_string(index=False))
     elif args.command == "show":
-        version = args.version or registry.alias_version(store, registry.CHAMPION)
+        version = args.version or alias_version(store, CHAMPION)
         if version is None:
-            raise registry.RegistryError("no champion yet; name a version")
-        print(json.dumps(registry.version_details(store, version), indent=2, default=str))
+            raise RegistryError("no champion yet; name a version")
+        print(json.dumps(version_details(store, version), indent=2, default=str))
     elif args.command == "promote":
         with project_lock(env, "promotion"):
-            version = str(args.version or registry.alias_version(store, registry.CHALLENGER) or "")
+            version = str(args.version or alias_version(store, CHALLENGER) or "")
             shadow = lastbuild.last_build_evidence(args.env, store, version) if version else None
             print(shadow if shadow is not None else "no shadow evidence: no build scored it")
             live = (

@@ -11,10 +11,11 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..spec import BATCH
 from . import evidence, gates
-from . import store as registry
+from .store import Store
+from .versions import CHAMPION, alias_version, version_details
 
 
-def last_build_evidence(env_file: str, store: registry.Store, version: str):
+def last_build_evidence(env_file: str, store: Store, version: str):
     """The last build's shadow scoring of `version` beside the champion, or None when that
     build scored no such pair (no build yet, another challenger, another champion)."""
     import pandas as pd
@@ -34,7 +35,7 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     if not all(path.is_file() for path in files.values()):
         return None
     shadow = read_json(files["shadow"])
-    champion = registry.alias_version(store, registry.CHAMPION)
+    champion = alias_version(store, CHAMPION)
     if champion is None:
         return evidence.no_evidence("no champion to compare with: the first promotion rests on "
                                     "the held-out gate")  # fmt: skip
@@ -48,7 +49,7 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
     batches = pq.read_table(files["batches"], columns=[BATCH, CONTROL],
                             read_dictionary=[BATCH, CONTROL]).to_pandas()  # fmt: skip
     real = [str(b) for b in pd.unique(batches.loc[batches[CONTROL] == "", BATCH])]
-    windows = [evidence.held_out_window(registry.version_details(store, v))
+    windows = [evidence.held_out_window(version_details(store, v))
                for v in (version, champion)]  # fmt: skip
     spec = FeatureSpec.read(files["spec"])
     columns = [BATCH, spec.target, "served_proba", "challenger_proba", "served_role",
@@ -59,12 +60,12 @@ def last_build_evidence(env_file: str, store: registry.Store, version: str):
                                     gates.of_env(layout.env))  # fmt: skip
 
 
-def live_labels_evidence(env_file: str, env: dict, store: registry.Store, version: str):
+def live_labels_evidence(env_file: str, env: dict, store: Store, version: str):
     """The scoring service's archive and labels as evidence for `version` against the
     champion, or None when there is no champion or no service archive."""
     from ..settings import ServingSettings
 
-    champion = registry.alias_version(store, registry.CHAMPION)
+    champion = alias_version(store, CHAMPION)
     if champion is None or not env.get("serving"):
         return None
     folder = Path(env_file).resolve().parent / ServingSettings.from_params(env["serving"]).archive
@@ -77,7 +78,7 @@ def live_labels_evidence(env_file: str, env: dict, store: registry.Store, versio
 GATE_COLUMNS = ["metric", "baseline", "challenger", "delta", "allowed", "status"]
 
 
-def last_build_gate(env_file: str, version: str, store: registry.Store) -> gates.GateResult | None:
+def last_build_gate(env_file: str, version: str, store: Store) -> gates.GateResult | None:
     """The held-out gate the last build's evaluate task applied to `version`, against the
     current champion scored on the same held-out rows; None when that build registered another
     version or gated it against another champion (or the committed metrics)."""
@@ -95,7 +96,7 @@ def last_build_gate(env_file: str, version: str, store: registry.Store) -> gates
     found = read_json(path)
     if str(found.get("version")) != version:
         return None
-    champion = registry.alias_version(store, registry.CHAMPION)
+    champion = alias_version(store, CHAMPION)
     if champion is None or found.get("gate_against") != champion:
         return None
     table = pd.DataFrame(found["gate"])[GATE_COLUMNS]

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..storage import write_json
-from . import gates
-from . import store as registry
+from . import gates, versions
+from .errors import RegistryError
 from .evidence import Evidence
-from .store import RegistryError, Store
+from .loading import manifest_sha256
+from .runs import MANIFEST_TAG
+from .store import Store
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def decide(held_out: gates.GateResult, evidence: list[Evidence],
 
 def baseline_for(store: Store, version: str) -> dict:
     """The baseline file's content for a version: its identity and held-out metrics."""
-    details = registry.version_details(store, version)
+    details = versions.version_details(store, version)
     return {
         "model": store.model_name,
         "version": details["version"],
@@ -58,7 +60,7 @@ def baseline_for(store: Store, version: str) -> dict:
         "run_id": details["run_id"],
         "sha256": details["tags"].get("sha256", ""),
         # every file of the version, pinned where the store's writers cannot change it unseen
-        "manifest_sha256": registry.manifest_sha256(details["tags"].get(registry.MANIFEST_TAG, "")),
+        "manifest_sha256": manifest_sha256(details["tags"].get(MANIFEST_TAG, "")),
         "git_commit": details["tags"].get("git_commit", ""),
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": {k: round(v, 6) for k, v in sorted(details["metrics"].items())},
@@ -83,16 +85,16 @@ def promote(
     The registry moves first; the baseline file is rewritten only after the alias moved.
     """
     client = store.client()
-    version = str(version or registry.alias_version(store, registry.CHALLENGER, client) or "")
+    version = str(version or versions.alias_version(store, versions.CHALLENGER, client) or "")
     if not version:
         raise RegistryError(f"model {store.model_name!r} has no challenger; run `make build` first")
-    current = registry.alias_version(store, registry.CHAMPION, client)
-    history = registry.champion_history(store, client)  # written only if still this
+    current = versions.alias_version(store, versions.CHAMPION, client)
+    history = versions.champion_history(store, client)  # written only if still this
     if current == version:
         raise RegistryError(f"v{version} is already the champion")
     result = held_out
     if result is None:
-        metrics = registry.version_metrics(store, version, client)
+        metrics = versions.version_metrics(store, version, client)
         baseline = gates.load_baseline(baseline_file)
         result = gates.check(metrics, baseline, gate_spec)
     found = [evidence] if isinstance(evidence, Evidence) else list(evidence or [])
@@ -103,18 +105,18 @@ def promote(
             f"held-out gate:\n{result}" + "".join(f"\n{e}" for e in found)
         )
     content = baseline_for(store, version)
-    registry.set_champion(store, version, history + [version], expected=history)
+    versions.set_champion(store, version, history + [version], expected=history)
     write_json(baseline_file, content)
     return version, result
 
 
 def rollback(store: Store, baseline_file: str | Path) -> tuple[str, str]:
     """Move `champion` back to the previous champion; returns (from, to)."""
-    history = registry.champion_history(store)
+    history = versions.champion_history(store)
     if len(history) < 2:
         raise RegistryError(f"model {store.model_name!r} has no previous champion to roll back to")
     previous, current = history[-2], history[-1]
     content = baseline_for(store, previous)
-    registry.set_champion(store, previous, history[:-1], expected=history)
+    versions.set_champion(store, previous, history[:-1], expected=history)
     write_json(baseline_file, content)
     return current, previous

@@ -12,7 +12,8 @@ import pandas as pd
 from .. import html, storage
 from ..layout import BACKTEST_PAGES, BENCH_PAGES, LIVE_PAGES, LOAD_PAGES
 from ..registry import cards, gates
-from ..registry import store as registry
+from ..registry.store import Store, store_errors
+from ..registry.versions import list_versions
 from ..spec import FeatureSpec
 
 
@@ -108,11 +109,11 @@ def write_index(
     from ..monitoring import drift, verdict
 
     products = _products(upstream)
-    store = registry.Store.from_params(mlflow)
-    with registry.store_errors(store, "writing the model cards"):
+    store = Store.from_params(mlflow)
+    with store_errors(store, "writing the model cards"):
         cards.write_cards(store, product["cards"], gates.load_gates(gates_file, selection_metric),
                           baseline_file, assets)  # fmt: skip
-        versions = registry.list_versions(store)
+        versions = list_versions(store)
     root = Path(str(product["index"])).parent
     notebook_pages = notebooks_to_html(
         {name: str(p["nb"]) for name, p in products.items() if "nb" in p},

@@ -26,8 +26,9 @@ import pandas as pd
 import sklearn
 
 from ..calibration import threshold_of
-from ..registry import store as registry
+from ..registry import versions
 from ..registry.compiled import Compiled, agrees
+from ..registry.loading import load_serving
 from ..registry.store import Store
 from ..spec import THRESHOLD
 from .fused import fuse
@@ -313,7 +314,7 @@ class ModelCache:
 
     def get(self, version: str) -> Loaded:
         if version not in self._models:
-            model, compiled, note = registry.load_serving(self.store, version)
+            model, compiled, note = load_serving(self.store, version)
             self._models[version] = serving_form(version, model, compiled, note, self.sample)
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
@@ -337,9 +338,9 @@ def serving_form(
 
 def wanted(aliases: dict[str, str], history: list[str], shadow_aliases: list[str]):
     """(answering version, role, fallback version, {shadow alias: version}) from the registry."""
-    champion = aliases.get(registry.CHAMPION)
+    champion = aliases.get(versions.CHAMPION)
     if champion is None:
-        answering, role = aliases.get(registry.CHALLENGER), ACTING
+        answering, role = aliases.get(versions.CHALLENGER), ACTING
     else:
         answering, role = champion, CHAMPION
     earlier = [v for v in reversed(history) if v != champion] if champion else []
@@ -370,7 +371,7 @@ class Watcher(threading.Thread):
         """One look at the registry; True when the served set changed."""
         self._client = self._client or self.store.client()
         found = self._client.get_registered_model(self.store.model_name)
-        history = json.loads(found.tags.get(registry.HISTORY_TAG, "[]"))
+        history = json.loads(found.tags.get(versions.HISTORY_TAG, "[]"))
         aliases = {alias: str(version) for alias, version in found.aliases.items()}
         answering, role, fallback, shadows = wanted(aliases, [str(v) for v in history],
                                                     self.shadow_aliases)  # fmt: skip

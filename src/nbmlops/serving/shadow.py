@@ -14,7 +14,8 @@ import os
 import queue
 import time
 
-from ..registry.store import Store, alias_version
+from ..registry.store import Store
+from ..registry.versions import alias_version
 from .archive import Archive, ArchiveSettings
 
 STOP = None

@@ -39,7 +39,10 @@ import yaml
 
 from ..errors import ConfigError
 from ..layout import LOAD_PAGES, Layout
-from ..registry import store as registry
+from ..registry.loading import load_serving
+from ..registry.runs import register_candidate
+from ..registry.store import Store
+from ..registry.versions import CHALLENGER, CHAMPION, set_champion
 from ..serving.payload import RequestContract
 from ..spec import FeatureSpec
 from .bench import publish
@@ -145,15 +148,15 @@ class Drill:
     def __init__(self, env_file: Path, scratch: Path, records: int = 1000):
         layout = Layout.from_env(env_file)
         env = layout.env
-        uri = registry.Store.from_params(env["mlflow"], str(env_file)).tracking_uri
+        uri = Store.from_params(env["mlflow"], str(env_file)).tracking_uri
         if not uri.startswith("sqlite:///"):
             raise ConfigError(f"make load moves aliases in a copy of the embedded store; "
                               f"{uri} is not one (unset MLFLOW_TRACKING_URI)")  # fmt: skip
         self.scratch = scratch
         db = scratch / "mlflow.db"
         shutil.copy2(uri.removeprefix("sqlite:///"), db)
-        self.store = registry.Store(f"sqlite:///{db}", env["mlflow"]["artifact_root"],
-                                    env["mlflow"]["model_name"])  # fmt: skip
+        self.store = Store(f"sqlite:///{db}", env["mlflow"]["artifact_root"],
+                           env["mlflow"]["model_name"])  # fmt: skip
         raw = yaml.safe_load(env_file.read_text(encoding="utf-8"))
         raw["mlflow"] = {"tracking_uri": self.store.tracking_uri,
                          "artifact_root": self.store.artifact_root,
@@ -177,7 +180,7 @@ class Drill:
         client = self.store.client()
         found = client.get_registered_model(self.store.model_name)
         aliases = {a: str(v) for a, v in found.aliases.items()}
-        champion = aliases.get(registry.CHAMPION) or aliases.get(registry.CHALLENGER)
+        champion = aliases.get(CHAMPION) or aliases.get(CHALLENGER)
         if champion is None:
             raise ConfigError(f"model {self.store.model_name!r} has no version; run a build")
         versions = [str(v.version) for v in
@@ -188,13 +191,13 @@ class Drill:
             build = meta.tags.get("build_id") or client.get_run(meta.run_id).data.tags["build_id"]
             for name in self.candidates:
                 if name != meta.tags.get("candidate"):
-                    others.append(registry.register_candidate(self.store, build, name))
+                    others.append(register_candidate(self.store, build, name))
         if not others:
             raise ConfigError(f"the load test serves a fallback and a shadow beside the champion: "
                               f"{self.store.model_name!r} has one version and the env file one "
                               "candidate; declare a second candidate and build")  # fmt: skip
-        registry.set_champion(self.store, champion, [others[0], champion])
-        client.set_registered_model_alias(self.store.model_name, registry.CHALLENGER, others[-1])
+        set_champion(self.store, champion, [others[0], champion])
+        client.set_registered_model_alias(self.store.model_name, CHALLENGER, others[-1])
         return champion, others[0]
 
     def serve(self, name: str, *args: str, **serving) -> Process:
@@ -230,7 +233,7 @@ def move_champion(drill: Drill, server: Process, moves: int, limit: float = 20.0
     for i in range(moves):
         version, before = ((drill.other, drill.champion) if i % 2 == 0
                            else (drill.champion, drill.other))  # fmt: skip
-        registry.set_champion(drill.store, version, [before, version])
+        set_champion(drill.store, version, [before, version])
         moved = time.perf_counter()
         while _models(server.url).get("serving", {}).get("champion") != version:
             if time.perf_counter() - moved > limit:
@@ -292,7 +295,7 @@ def call_times(drill: Drill, calls: int = 300) -> dict:
     from ..serving.fused import Fused, fuse
     from ..serving.rendezvous import check_rows, serving_form
 
-    model, compiled, note = registry.load_serving(drill.store, drill.champion)
+    model, compiled, note = load_serving(drill.store, drill.champion)
     spec = FeatureSpec.read(Layout.from_env(drill.env_file).product("features", "spec"))
     records = json.loads(drill.payload.read_text())
     frame = RequestContract(spec).frame(records)[spec.columns]
@@ -417,7 +420,7 @@ def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill
         print(f"champion moved {moves} times under load: {result['swaps']}", flush=True)
     finally:
         server.stop()
-    registry.set_champion(drill.store, drill.champion, [drill.other, drill.champion])
+    set_champion(drill.store, drill.champion, [drill.other, drill.champion])
     server = drill.serve("fallback", "--drill-latency-ms", str(drill_ms))
     try:
         load("champion slowed (fallback answers)", server, "locust", expect_role="fallback")

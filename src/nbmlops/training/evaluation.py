@@ -20,8 +20,12 @@ from ..metrics.scores import classification_metrics, predict_proba, scored_frame
 from ..monitoring import drift
 from ..monitoring.rules import MonitorRules
 from ..registry import gates
-from ..registry import store as registry
+from ..registry.errors import RegistryError
 from ..registry.evidence import held_out_window, window_end
+from ..registry.loading import load_version
+from ..registry.runs import log_candidates, log_report, register_challenger, version_with_hash
+from ..registry.store import Store, store_errors
+from ..registry.versions import NO_HISTORY, version_details
 from ..spec import PERIOD, FeatureSpec, period_after
 from . import candidates
 
@@ -77,7 +81,7 @@ def evaluate_candidates(
 
 
 def baseline_on_holdout(
-    store: registry.Store, baseline_file: str | Path, holdout: pd.DataFrame, spec: FeatureSpec
+    store: Store, baseline_file: str | Path, holdout: pd.DataFrame, spec: FeatureSpec
 ) -> tuple[dict | None, str, str | None]:
     """The committed champion's metrics on this build's held-out rows, where they come from,
     and the version scored (None when the committed metrics stand).
@@ -98,10 +102,10 @@ def baseline_on_holdout(
     committed = f"the committed metrics of v{named} (on its own held-out window)"
     try:
         # the version holding the committed model file, whatever its number in this store
-        version = registry.version_with_hash(store, str(record.get("sha256", "")))
+        version = version_with_hash(store, str(record.get("sha256", "")))
         if version is None:
-            return record, f"{committed}: this store does not hold it ({registry.NO_HISTORY})", None
-        details = registry.version_details(store, version)
+            return record, f"{committed}: this store does not hold it ({NO_HISTORY})", None
+        details = version_details(store, version)
         held = held_out_window(details)
         periods = list(dict.fromkeys(holdout[PERIOD].astype(str))) if PERIOD in holdout else []
         first = periods[0] if periods else ""
@@ -118,11 +122,11 @@ def baseline_on_holdout(
                 f"these rows ({first}), so it may have learnt them"
             )
             return record, why, None
-        model = registry.load_version(store.pinned_by(baseline_file, version), version)
+        model = load_version(store.pinned_by(baseline_file, version), version)
         found = classification_metrics(
             holdout[spec.target], predict_proba(model, holdout, spec), threshold_of(model)
         )
-    except (registry.RegistryError, MlflowException) as exc:  # IntegrityError too
+    except (RegistryError, MlflowException) as exc:  # IntegrityError too
         return record, f"{committed}: it cannot be scored here ({exc})", None
     except (ValueError, KeyError, TypeError) as exc:  # e.g. a feature set changed since
         return record, f"{committed}: it cannot score these rows ({exc})", None
@@ -234,7 +238,7 @@ def track_and_register(
     holdout: pd.DataFrame,
     spec: FeatureSpec,
     gate: gates.GateResult,
-    store: registry.Store,
+    store: Store,
     context: dict,
 ) -> Registered:
     """Log every candidate to MLflow, then, if the gates pass, register the best as challenger.
@@ -251,20 +255,16 @@ def track_and_register(
             Path(tmp) / "evaluation.html", evaluation_page(result, gate)
         )
         start = time.perf_counter()
-        with registry.store_errors(store, "logging the candidates", "No version was registered."):
-            runs = registry.log_candidates(
-                store, result, context, session.build_id(), holdout[spec.columns]
-            )
+        with store_errors(store, "logging the candidates", "No version was registered."):
+            runs = log_candidates(store, result, context, session.build_id(), holdout[spec.columns])
             best_run = runs[result.best]
             for run in runs.values():
-                registry.log_report(store, run["run_id"], comparison)
-            registry.log_report(store, best_run["run_id"], report)
+                log_report(store, run["run_id"], comparison)
+            log_report(store, best_run["run_id"], report)
         gate.raise_if_failed()
-        with registry.store_errors(store, "looking for an identical model"):
-            matched = registry.version_with_hash(store, best_run["sha256"]) is not None
-        version = registry.register_challenger(
-            store, best_run, {**context, "candidate": result.best}
-        )
+        with store_errors(store, "looking for an identical model"):
+            matched = version_with_hash(store, best_run["sha256"]) is not None
+        version = register_challenger(store, best_run, {**context, "candidate": result.best})
         tracking_seconds = time.perf_counter() - start
         performance_page = report.read_text(encoding="utf-8")
     best = {

@@ -3,6 +3,7 @@ site that builds with no broken link."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -21,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 # not --quiet: it hides the warnings that strict mode counts
 MKDOCS = [sys.executable, "-m", "mkdocs", "build"]
+#: A test the docs cite: `tests/part/test_x.py`, with `::test_name` or not, or a folder of tests.
+CITED_PATH = re.compile(r"(?<![\w/.])(tests/[\w/.-]*\w/?)(?:::(\w+))?")
+#: A test file or a test named alone: `test_x.py`, `test_name`.
+CITED_NAME = re.compile(r"`(test_\w+)(\.py)?`")
 
 
 def _blocks(text: str, language: str) -> list[str]:
@@ -41,6 +46,35 @@ def test_the_readme_is_short_and_links_every_page_of_the_docs():
     assert len(text.splitlines()) <= 150
     linked = set(re.findall(r"\]\(docs/([\w-]+\.md)\)", text))
     assert linked == {p.name for p in (ROOT / "docs").glob("*.md")}
+
+
+def _tests_defined(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+
+
+def test_every_test_the_docs_and_readme_cite_exists():
+    """A test moved, renamed or split leaves no page pointing at nothing."""
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    test_files = sorted((ROOT / "tests").rglob("test_*.py"))
+    defined = set().union(*map(_tests_defined, test_files))
+    missing, cited = [], 0
+    for page in pages:
+        text = page.read_text()
+        for path, name in CITED_PATH.findall(text):
+            cited += 1
+            if not (ROOT / path).exists():
+                missing.append(f"{page.name}: {path}")
+            elif name and name not in _tests_defined(ROOT / path):
+                missing.append(f"{page.name}: {path}::{name}")
+        for name, file in CITED_NAME.findall(text):
+            cited += 1
+            if file and not any(f.name == name + file for f in test_files):
+                missing.append(f"{page.name}: {name}{file}")
+            if not file and name not in defined:
+                missing.append(f"{page.name}: {name}")
+    assert cited > 40
+    assert not missing, f"the docs cite tests that do not exist: {missing}"
 
 
 def test_every_command_the_readme_shows_exists():

@@ -9,6 +9,7 @@ import pytest
 from nbmlops.settings import CalibrationSettings, RetrainPolicy
 from nbmlops.spec import BATCH, CONTROL, PERIOD, FeatureSpec
 from nbmlops.training import replay
+from nbmlops.training.trainer import Periods, Trainer
 
 SPEC = FeatureSpec("churned", ["usage", "tenure"], ["plan"])
 WEEKS = [f"2024-W{w:02d}" for w in range(1, 11)]
@@ -50,13 +51,13 @@ def replayed(data: pd.DataFrame, workers: int = 1, policies=POLICIES,
            label_delay: int = 0) -> replay.Result:  # fmt: skip
     train, holdout = data[data[PERIOD] < "2024-W03"], data[data[PERIOD] == "2024-W03"]
     batches = data[data[PERIOD] > "2024-W03"].assign(**{BATCH: lambda d: d[PERIOD], CONTROL: ""})
-    periods, _ = replay.Periods.from_windows(train, holdout, batches, SPEC)
+    periods, _ = Periods.from_windows(train, holdout, batches, SPEC)
     logreg = {"name": "logreg", "estimator": "sklearn.linear_model.LogisticRegression",
               "params": {"class_weight": "balanced"}}  # fmt: skip
     # the policies' logic, each model fitted on its whole window: a calibration slice holds
     # back the newest rows, which slows the adaptation to a change these tests time
     whole = CalibrationSettings(method="none", threshold=0.5)
-    trainer = replay.Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
+    trainer = Trainer(periods, SPEC, [logreg], 0, 1, "roc_auc", workers, whole)
     try:
         bt = replay.Backtest(periods, SPEC, trainer, GATES, reference_periods=3)
         return replay.run(bt, policies, progress=lambda _: None, label_delay=label_delay)
@@ -202,18 +203,3 @@ def test_worker_processes_train_the_same_models(result):
     assert parallel.seconds["workers"] == 2
     # the windows the clock was guessed to need, trained early, were all needed
     assert parallel.seconds["guessed_windows_unused"] == 0
-
-
-def test_without_a_build_the_tool_says_what_to_run(tmp_path, capsys):
-    import shutil
-
-    from nbmlops.commands import backtest as tool
-    from tests.conftest import PROJECT
-
-    for name in ("pipeline.yaml", "env.ci.yaml"):
-        shutil.copy(PROJECT / name, tmp_path / name)
-    assert tool.main(["--env", str(tmp_path / "env.ci.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert "no data of a build" in err and "run `make build` with env.ci.yaml first" in err
-    assert tool.main(["--env", str(tmp_path / "env.ci.yaml"), "--policies", "nevr"]) == 2
-    assert "no backtest policy ['nevr']" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from nbmlops.commands import registryserver
-from nbmlops.registry import store as registry
+from nbmlops.registry.store import Store
 from nbmlops.tools.loadtest import free_port
 
 
@@ -50,7 +50,7 @@ def test_a_registry_server_keeps_its_models_across_a_restart(tmp_path, monkeypat
         no_password = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
         refused = subprocess.run(psql, env=no_password, capture_output=True, text=True)
         assert refused.returncode != 0 and "password" in refused.stderr
-        store = registry.Store(server.uri, str(home / "artifacts"), "kept")
+        store = Store(server.uri, str(home / "artifacts"), "kept")
         store.client().create_registered_model("kept")
         assert registryserver.stop(home)
         assert not registryserver.healthy(server.uri)
