@@ -110,9 +110,9 @@ def test_a_users_project_on_airflow_and_another_share_one_registry_server(
     from nbmlops.registry.runs import MODEL_NAME_TAG, register_candidate
     from nbmlops.registry.store import Store
     from nbmlops.registry.versions import CHALLENGER, CHAMPION, alias_version, list_versions
+    from tests.code.serving.server import Server
     from tests.conftest import patients_env, ploomber_build
     from tests.helpers import breast_cancer_frame
-    from tests.serving.server import Server
 
     uri = registry_server.uri
     env_file = "env.patients.yaml"

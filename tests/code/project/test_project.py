@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 #: What a hard-coded path looks like: a folder, a file with a data or model extension.
 PATH = re.compile(r"(^\.{0,2}/|(^|/)(products|reports|data|mlruns)/|\.(parquet|csv|json|pkl|ipynb|"

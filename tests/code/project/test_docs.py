@@ -18,7 +18,7 @@ from nbmlops.commands.engines import task_graph
 from nbmlops.reports.index import DOCS_FOLDER, write_front_page
 from nbmlops.storage import write_json
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 README = ROOT / "README.md"
 # not --quiet: it hides the warnings that strict mode counts
 MKDOCS = [sys.executable, "-m", "mkdocs", "build"]

@@ -13,7 +13,7 @@ from nbmlops.registry.loading import load_version
 from nbmlops.registry.store import Store
 from nbmlops.registry.versions import NO_HISTORY, set_champion
 from nbmlops.training import evaluation
-from tests.registry.conftest import SPEC, Builder, gate_rules, make_data, model_file
+from tests.code.registry.conftest import SPEC, Builder, gate_rules, make_data, model_file
 
 pytestmark = pytest.mark.both_stores
 

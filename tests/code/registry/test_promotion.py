@@ -18,7 +18,7 @@ from nbmlops.registry.versions import (
     list_versions,
     version_metrics,
 )
-from tests.registry.conftest import gate_rules
+from tests.code.registry.conftest import gate_rules
 
 pytestmark = pytest.mark.both_stores
 

@@ -6,7 +6,7 @@ from nbmlops import storage
 from nbmlops.registry import promotion
 from nbmlops.registry.versions import version_details
 from nbmlops.training import evaluation
-from tests.registry.conftest import SPEC, gate_rules, make_data
+from tests.code.registry.conftest import SPEC, gate_rules, make_data
 
 pytestmark = pytest.mark.both_stores
 

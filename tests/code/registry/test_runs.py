@@ -23,7 +23,7 @@ from nbmlops.registry.versions import (
     list_versions,
     version_details,
 )
-from tests.registry.conftest import SPEC, artifact_folder, model_file
+from tests.code.registry.conftest import SPEC, artifact_folder, model_file
 
 pytestmark = pytest.mark.both_stores
 

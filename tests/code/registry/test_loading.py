@@ -16,7 +16,7 @@ from nbmlops.registry.versions import version_details
 from nbmlops.serving.rendezvous import ModelCache, check_rows
 from nbmlops.training import candidates as models
 from tests import helpers
-from tests.registry.conftest import SPEC, artifact_folder, gate_rules, make_data, model_file
+from tests.code.registry.conftest import SPEC, artifact_folder, gate_rules, make_data, model_file
 
 pytestmark = pytest.mark.both_stores
 

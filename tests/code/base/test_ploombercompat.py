@@ -15,7 +15,7 @@ def test_the_pipelines_function_tasks_are_short_for_ploombers_differ():
     from ploomber.spec import DAGSpec
     from ploomber.tasks import PythonCallable
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     dag = DAGSpec(str(root / "pipeline.yaml"), env=str(root / "env.ci.yaml")).to_dag()
     functions = [t.source.primitive for t in dag.values() if isinstance(t, PythonCallable)]
     assert functions, "the pipeline has a function task (the index)"
@@ -44,7 +44,7 @@ def test_ploombers_private_parts_are_used_in_one_module_and_no_frame_is_walked()
 
     public = {"ploomber", "ploomber.spec", "ploomber.constants", "ploomber.exceptions",
               "ploomber.executors", "ploomber.tasks", "ploomber.products"}  # fmt: skip
-    package = Path(__file__).resolve().parents[2] / "src" / "nbmlops"
+    package = Path(__file__).resolve().parents[3] / "src" / "nbmlops"
     for path in package.rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"currentframe|_getframe|f_back|f_locals", text), path

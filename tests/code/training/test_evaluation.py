@@ -8,7 +8,7 @@ from sklearn.dummy import DummyClassifier
 from nbmlops.registry.errors import IntegrityError
 from nbmlops.training import candidates, evaluation
 from tests import helpers
-from tests.registry.conftest import SPEC, make_data
+from tests.code.registry.conftest import SPEC, make_data
 
 
 def test_a_candidate_file_changed_after_training_is_refused(tmp_path):

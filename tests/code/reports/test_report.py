@@ -86,7 +86,7 @@ def test_an_acting_champion_has_no_shadow_figures():
 
 def test_a_failed_step_is_named_with_its_last_lines_and_pytest_counts(tmp_path):
     lines = [f"line {i}" for i in range(30)] + [
-        "FAILED tests/base/test_x.py::test_y - assert 1 == 2",
+        "FAILED tests/code/base/test_x.py::test_y - assert 1 == 2",
         "========== 1 failed, 12 passed in 3.21s ==========",
     ]  # fmt: skip
     (tmp_path / "lint.log").write_text("All checks passed!\n")
@@ -100,7 +100,7 @@ def test_a_failed_step_is_named_with_its_last_lines_and_pytest_counts(tmp_path):
     assert verdict(text).startswith("❌ **fail** · build ✅ build B2 · gates ✅ 1 of 1 pass · "
                                     "tests ❌ 1 of 2 steps fail (test-fast: 1 failed, 12 passed)")  # fmt: skip
     block = text.split("<summary>test-fast: the last lines</summary>")[1].split("</details>")[0]
-    assert "FAILED tests/base/test_x.py::test_y" in block and "line 16" not in block
+    assert "FAILED tests/code/base/test_x.py::test_y" in block and "line 16" not in block
     assert "| nbval | skipped | 0 | – |" in text
 
 

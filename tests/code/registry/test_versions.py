@@ -5,7 +5,7 @@ import pytest
 from nbmlops.registry import promotion
 from nbmlops.registry.errors import RegistryError
 from nbmlops.registry.versions import CHAMPION, alias_version, champion_history, set_champion
-from tests.registry.conftest import gate_rules
+from tests.code.registry.conftest import gate_rules
 
 pytestmark = pytest.mark.both_stores
 

@@ -6,7 +6,7 @@ import pytest
 
 from nbmlops.registry import promotion
 from nbmlops.registry.versions import version_details
-from tests.registry.conftest import gate_rules
+from tests.code.registry.conftest import gate_rules
 
 pytestmark = pytest.mark.both_stores
 

@@ -29,7 +29,7 @@ from nbmlops.registry.versions import CHALLENGER, set_champion, version_details
 from nbmlops.serving.payload import RequestContract
 from nbmlops.settings import DataSettings
 from nbmlops.spec import FeatureSpec
-from tests.serving.server import Server
+from tests.code.serving.server import Server
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("build")]
 
