@@ -53,7 +53,7 @@ def test_a_promotion_takes_the_lock_a_build_of_the_same_env_takes(tmp_path):
 
     lock = project_lock({"products": str(tmp_path), "build_lock_wait": "5"}, "proposal")
     assert (lock.path, lock.wait_seconds, lock.what) == (tmp_path / "build.lock", 5.0, "proposal")
-    assert "{{products}}/build.lock" in (Path(__file__).parents[2] / "pipeline.yaml").read_text()
+    assert "{{products}}/build.lock" in (Path(__file__).parents[3] / "pipeline.yaml").read_text()
     holder = _holder(lock.path, 30)
     try:
         with pytest.raises(ProjectLocked, match="another build .* this proposal stopped"):
