@@ -2,14 +2,14 @@
 # # Score batches: champion answers, challenger in shadow
 # Each batch (and the held-out reference) is scored by the champion from the registry;
 # the challenger scores the same rows beside it. If the champion cannot be loaded or fails,
-# the previous champion answers and the output says so. Scored rows are archived immutably.
+# the previous champion answers and the output says so. Scored rows are kept immutably.
 # Files are read and written in chunks, so a batch of any size takes the memory of one chunk.
 
 # %% tags=["parameters"]
 upstream = ["ingest", "features", "evaluate"]
 product = None
 mlflow = {}
-archive_dir = "data/scored"
+scored_store = "data/scored"
 champion_record = "model/baseline.json"
 monitor_reference = "holdout"
 
@@ -20,7 +20,7 @@ from nbmlops.registry.store import Store
 from nbmlops.spec import REFERENCE, TRAINING, FeatureSpec
 
 product = session.outputs(product, "score")  # a scratch folder when run outside a build
-archive_dir = session.folder(archive_dir, product)
+scored_store = session.folder(scored_store, product)
 spec = FeatureSpec.read(upstream["features"]["spec"])
 best = storage.read_json(upstream["evaluate"]["best"])
 sources = [(REFERENCE, upstream["ingest"]["holdout"])]
@@ -30,7 +30,7 @@ sources.append((None, upstream["ingest"]["batches"]))  # one window per batch
 store = Store.from_params(mlflow).pinned_by(champion_record)
 print(scoring.champion_record_note(store, champion_record))
 result = scoring.score_files(
-    store, best["version"], sources, spec, product["scores"], archive_dir
+    store, best["version"], sources, spec, product["scores"], scored_store
 )  # fmt: skip
 print("\n".join(result.events) or "no fallback needed")
 
@@ -38,6 +38,6 @@ print("\n".join(result.events) or "no fallback needed")
 storage.write_json(
     product["shadow"],
     {"champion": result.champion, "challenger": result.challenger, "events": result.events,
-     "archive": str(result.archive), "batches": result.summary.to_dict(orient="records")},
+     "scored_file": str(result.scored_file), "batches": result.summary.to_dict(orient="records")},
 )  # fmt: skip
 result.summary

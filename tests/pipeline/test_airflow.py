@@ -55,7 +55,7 @@ def _decisions(project: Path) -> dict:
         "data": read(products / "data" / "manifest.json")["sha256"],
         "candidates": candidates,
         "best": {k: best[k] for k in ("model", "version", "sha256", "holdout")},
-        "served": (shadow["champion"], shadow["challenger"], Path(shadow["archive"]).name),
+        "served": (shadow["champion"], shadow["challenger"], Path(shadow["scored_file"]).name),
         "monitoring": [(b["batch"], b["status"], b["drift_share"]) for b in tests["batches"]],
     }
 

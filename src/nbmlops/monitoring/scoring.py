@@ -2,7 +2,7 @@
 
 If the champion cannot be loaded (missing or tampered artifact) or fails while scoring, the
 previous champion answers instead, and every row says which version answered and why.
-Scored inputs and outputs are archived immutably, named by their content hash.
+Scored inputs and outputs are kept immutably in the scored store, named by their content hash.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class ShadowResult:
     champion: str | None = None
     challenger: str | None = None
     summary: pd.DataFrame | None = None  # per window (`summarize`), from `score_files`
-    archive: Path | None = None  # the archived scored rows, from `score_files`
+    scored_file: Path | None = None  # the scored rows as kept, from `score_files`
 
 
 def _candidates(store: Store, challenger: str) -> list[Scorer]:
@@ -110,7 +110,7 @@ def score(
 
 
 def _schema(sources: list[tuple[str | None, Path]], spec: FeatureSpec):
-    """The archive's columns: the inputs' types, made one across the source files, then scores."""
+    """The kept rows' columns: the inputs' types, made one across the source files, then scores."""
     import pyarrow as pa
 
     from . import stream
@@ -132,7 +132,7 @@ def score_files(
     sources: list[tuple[str | None, Path]],
     spec: FeatureSpec,
     scores_path: str | Path,
-    archive_dir: str | Path,
+    scored_store: str | Path,
     chunk_rows: int = CHUNK_ROWS,
     loader=None,
 ) -> ShadowResult:
@@ -140,20 +140,20 @@ def score_files(
 
     `sources` are (window, file): the whole file as one window, or, with no window name, one
     window per batch of the file. The scores are written to `scores_path` and the scored rows
-    (inputs beside every model's output) to the archive, each piece as it is scored; the
-    result holds the per-window summary (`summarize`) and the archive file, not the scores.
+    (inputs beside every model's output) to a file of the scored store, each piece as it is
+    scored; the result holds the per-window summary (`summarize`) and that file, not the scores.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from . import stream
 
-    archive_schema, scores_schema = _schema(sources, spec)
+    rows_schema, scores_schema = _schema(sources, spec)
     scoring = _Scoring(store, challenger, spec, loader)
     summary = _Summaries(spec)
-    with storage.atomic_path(scores_path) as tmp, _archive_file(archive_dir) as (archive, final):
+    with storage.atomic_path(scores_path) as tmp, _scored_file(scored_store) as (kept, final):
         with pq.ParquetWriter(tmp, scores_schema) as scores, \
-                pq.ParquetWriter(archive, archive_schema) as rows:  # fmt: skip
+                pq.ParquetWriter(kept, rows_schema) as rows:  # fmt: skip
             for source, path in sources:
                 for name, piece in stream.pieces(path, spec.columns, source, chunk_rows,
                                                  optional=(spec.target,)):  # fmt: skip
@@ -161,8 +161,8 @@ def score_files(
                     summary.add(out)
                     scores.write_table(pa.Table.from_pandas(out, scores_schema))
                     both = pd.concat([piece[spec.columns].reset_index(drop=True), out], axis=1)
-                    rows.write_table(pa.Table.from_pandas(both, archive_schema))
-        scoring.result.archive = final()
+                    rows.write_table(pa.Table.from_pandas(both, rows_schema))
+        scoring.result.scored_file = final()
     scoring.result.summary = summary.done()
     return scoring.result
 
@@ -299,10 +299,10 @@ class _Summaries:
 
 
 @contextmanager
-def _archive_file(folder: str | Path):
-    """(a file to write the scored rows to, a function that archives it once written).
+def _scored_file(folder: str | Path):
+    """(a file to write the scored rows to, a function that keeps it once written).
 
-    The archive keeps each content once, read-only, as `<sha256>.parquet`; the file being
+    The scored store keeps each content once, read-only, as `<sha256>.parquet`; the file being
     written has a name the build's sweep removes if the write is interrupted (storage.TMP)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -323,8 +323,8 @@ def _archive_file(folder: str | Path):
         tmp.unlink(missing_ok=True)
 
 
-def archive(scored_inputs: pd.DataFrame, folder: str | Path) -> Path:
+def keep_scored(scored_inputs: pd.DataFrame, folder: str | Path) -> Path:
     """Write the scored rows once, read-only, as `<sha256>.parquet`; keep an identical one."""
-    with _archive_file(folder) as (tmp, final):
+    with _scored_file(folder) as (tmp, final):
         scored_inputs.to_parquet(tmp, index=False)
         return final()

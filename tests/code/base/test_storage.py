@@ -95,7 +95,7 @@ def test_an_interrupted_archive_write_of_scored_rows_is_swept(tmp_path):
         "def slow(self, path, **kw):\n"
         "    open(path, 'wb').write(b'half'); print('writing', flush=True); time.sleep(60)\n"
         "pd.DataFrame.to_parquet = slow\n"
-        "scoring.archive(pd.DataFrame({'a': [1]}), sys.argv[1])\n"
+        "scoring.keep_scored(pd.DataFrame({'a': [1]}), sys.argv[1])\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "scored")],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip

@@ -159,9 +159,10 @@ def test_files_scored_in_chunks_as_frames_are_scored_at_once(store, builder, fil
     pd.testing.assert_frame_equal(result.summary, scoring.summarize(got, SPEC))
     assert np.isnan(result.summary["served_roc_auc"].iloc[2])  # no labels: no metric
 
-    archived = pd.read_parquet(result.archive)
+    archived = pd.read_parquet(result.scored_file)
     assert (
-        result.archive.parent == tmp_path / "archive" and not result.archive.stat().st_mode & 0o222
+        result.scored_file.parent == tmp_path / "archive"
+        and not result.scored_file.stat().st_mode & 0o222
     )
     assert archived["x2"].dtype == float and archived["x2"].iloc[0] == holdout["x2"].iloc[0]
     assert archived["c"].iloc[230 + 410 : 230 + 510].isna().all()
@@ -173,8 +174,8 @@ def test_files_scored_in_chunks_as_frames_are_scored_at_once(store, builder, fil
 
 def test_archive_is_content_addressed_and_read_only(tmp_path):
     df = make_data(30, 1)
-    first = scoring.archive(df, tmp_path)
-    again = scoring.archive(df, tmp_path)
+    first = scoring.keep_scored(df, tmp_path)
+    again = scoring.keep_scored(df, tmp_path)
     assert first == again and len(list(tmp_path.iterdir())) == 1
     assert not first.stat().st_mode & 0o222
-    assert scoring.archive(make_data(30, 2), tmp_path) != first
+    assert scoring.keep_scored(make_data(30, 2), tmp_path) != first
