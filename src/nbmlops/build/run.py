@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+import yaml
+
 from .. import session
 from ..envfile import NEW_KEYS
 from ..layout import Layout, stopped_record
@@ -131,12 +133,15 @@ def _watched(layout: Layout | None, env_file: str) -> dict | None:
     except Exception:  # noqa: BLE001 - a pipeline without the record: Ploomber decides each time
         return None
     read = unchanged.read_inputs(inputs)
+    tasks = yaml.safe_load(layout.pipeline.read_text(encoding="utf-8")).get("tasks") or []
+    notebooks = [str(layout.pipeline.parent / t["source"]) for t in tasks
+                 if str(t.get("source", "")).endswith((".py", ".ipynb"))]  # fmt: skip
     pattern = layout.env.get("current_batches")
     patterns = [pattern] if isinstance(pattern, str) else list(pattern or [])
     return {"project": str(layout.pipeline.parent),
             "outputs": [str(Path(layout.env["products"]).resolve()), str(layout.reports)],
             "files": sorted({*unchanged.env_files(layout.env), str(Path(env_file).resolve()),
-                             str(layout.pipeline), *read}),
+                             str(layout.pipeline), *read, *notebooks}),
             "globs": [[str(layout.pipeline.parent), p] for p in patterns if p]}  # fmt: skip
 
 
@@ -145,7 +150,7 @@ def _remember(kept_file: Path, record: _Record, args: list[str], tasks: list[str
     """Keep the files as this build left them, for the next `make build` to compare."""
     layout = record.layout
     where = _watched(layout, str(layout.env_file))
-    if where is None:
+    if where is None or not unchanged.path_free(args, layout.env):
         return
     hashed = unchanged.hashed_at(layout.executor_file("inputs"))
     fields = {"build_id": record.build_id, "args": args, "cwd": os.getcwd(),

@@ -5,9 +5,10 @@ were then: the size and modification time of every file of the project (its note
 pipeline.yaml, the env files, the package, the user's features, contracts and gates), of
 every file of the env's products and reports folders, of each file an env value names (the
 data source), of each file the build's inputs record lists (`inputs.py`) and of each file the
-`current_batches` glob matches. The next `make build` with the same arguments compares them
-with the files as they are now, the project's lock free: when not one differs, no task can be
-stale, and the build ends there, without importing Ploomber (2.7 s). Anything else, a file
+`current_batches` glob matches, and each notebook pipeline.yaml names. The next `make build`
+with the same arguments compares them with the files as they are now, the project's lock free:
+when not one differs, no task can be stale, and the build ends there in about 0.4 s, without
+importing Ploomber. Links are followed: a link pointed elsewhere differs. Anything else, a file
 touched, added or removed, a build running, another argument, goes to Ploomber as before, so a
 wrong guess costs time, never a stale product.
 
@@ -45,6 +46,35 @@ def record_path(log: Path) -> Path:
     return log.with_name(log.stem + ".unchanged.json")
 
 
+def overrides(args: list[str]) -> dict[tuple[str, ...], str]:
+    """The `--env--KEY VALUE` overrides of `args`, by key path (a `--` in KEY nests)."""
+    found, i = {}, 0
+    while i < len(args):
+        name, _, value = args[i].partition("=")
+        if not value and i + 1 < len(args):
+            value, i = args[i + 1], i + 1
+        found[tuple(name.removeprefix("--env--").split("--"))] = value
+        i += 1
+    return found
+
+
+def path_free(args: list[str], env: dict) -> bool:
+    """Whether no override names a file or folder, or replaces a value that does: what such
+    a build reads is not what the env file says, so it is not decided here."""
+
+    def pathlike(value) -> bool:
+        text = str(value)
+        return any(c in text for c in "/*~\\") or (bool(text) and Path(text).exists())
+
+    for key, value in overrides(args).items():
+        current = env
+        for part in key:
+            current = current.get(part) if isinstance(current, dict) else None
+        if pathlike(value) or isinstance(current, dict | list) or pathlike(current or ""):
+            return False
+    return True
+
+
 def decidable(args: list[str]) -> bool:
     """Whether a build with these arguments may be decided here: env overrides alone (a
     forced, partial or debugged build goes to Ploomber)."""
@@ -56,28 +86,37 @@ def decidable(args: list[str]) -> bool:
     return i == len(args)
 
 
-def _walk(folder: Path, top: bool = False) -> Iterator[Path]:
+def _walk(folder: Path, top: bool = False, visited: set[str] | None = None) -> Iterator[Path]:
+    """Every file under `folder`, a linked folder followed once (where its files are edited,
+    Ploomber would see it)."""
+    visited = set() if visited is None else visited
+    real = os.path.realpath(folder)
+    if real in visited:
+        return
+    visited.add(real)
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
+        if entry.is_dir():
             if entry.name.startswith(".") or entry.name in SKIPPED:
                 continue
             if top and entry.name in SKIPPED_AT_TOP:
                 continue
-            yield from _walk(Path(entry.path))
+            yield from _walk(Path(entry.path), visited=visited)
         elif not UNCOMPARED.search(entry.name):
             yield Path(entry.path)
 
 
 def _stat(path: Path) -> list[int]:
+    """Size, modification and change times, and inode of the file a path leads to: a link
+    pointed elsewhere, or a file put back with its old time (`cp -p`), differs."""
     try:
         found = os.stat(path)
     except OSError:
-        return [-1, -1]  # missing: a file that appears later differs
-    return [found.st_size, found.st_mtime_ns]
+        return [-1, -1, -1, -1]  # missing: a file that appears later differs
+    return [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino]
 
 
 def snapshot(where: dict) -> dict[str, list[int]]:
@@ -118,7 +157,8 @@ def lock_free(path: str | Path) -> bool:
 
 def env_files(env: dict) -> list[str]:
     """Every file an env value names (the data source, the contract, the gates, the baseline,
-    the derived features): strings that are paths of existing files."""
+    the derived features): strings that are paths of existing files, as named (a link) and
+    where they lead."""
     found: list[str] = []
 
     def visit(value) -> None:
@@ -131,7 +171,7 @@ def env_files(env: dict) -> list[str]:
         elif isinstance(value, str) and "\n" not in value and len(value) < 4096:
             try:
                 if Path(value).is_file():
-                    found.append(str(Path(value).resolve()))
+                    found.extend([str(Path(value).absolute()), str(Path(value).resolve())])
             except OSError:
                 pass
 
@@ -188,13 +228,14 @@ def remember(record_file: Path, fields: dict, watched: tuple[dict, dict[str, lis
     for name in (fields["env_file"], fields["pipeline"]):
         if VOLATILE.search(Path(name).read_text(encoding="utf-8")):
             return False
-    where_then, then = watched
-    if sources(snapshot(where_then), where["outputs"]) != sources(then, where["outputs"]):
-        return False
-    seen = snapshot(where)
-    first = {p: s for p, s in sources(seen, where["outputs"]).items() if p not in then}
-    if any(hashed.get(p) != s for p, s in first.items()):
-        return False
+    _, then = watched
+    seen = snapshot(where)  # one look, compared and kept: nothing changes between the two
+    now, before = sources(seen, where["outputs"]), sources(then, where["outputs"])
+    if any(now.get(p) != s for p, s in before.items()):
+        return False  # changed, or gone, while the build ran
+    first = {p: s for p, s in now.items() if p not in before}
+    if any(hashed.get(p) != s[:2] for p, s in first.items()):
+        return False  # appeared while the build ran, or changed after the build hashed it
     write_json(record_file, fields | {"where": where, "seen": seen})
     return True
 

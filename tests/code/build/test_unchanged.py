@@ -22,7 +22,8 @@ def _project(root: Path) -> tuple[dict, dict]:
         "notebooks/train.py": "# %%\nx = 1\n", "model/gates.yaml": "roc_auc: {min: 0.5}\n",
         "products/x/model.pkl": "model", "products/x/build.lock": "", "reports/x/index.html": "<p>",
         "reports/x/build.json": "{}", "products/other/model.pkl": "theirs",
-        "incoming/2024-01.csv": "a\n1\n", "logs/build-x.log": "", "mlruns/mlflow.db": "",
+        "data/incoming/2024-01.csv": "a\n1\n", "logs/build-x.log": "", "mlruns/mlflow.db": "",
+        "data/2024-05.csv": "a\n1\n", "data/2024-06.csv": "a\n2\n",
         ".git/HEAD": "ref", "src/pkg/__pycache__/m.pyc": "",
     }  # fmt: skip
     for name, text in files.items():
@@ -30,10 +31,16 @@ def _project(root: Path) -> tuple[dict, dict]:
         (root / name).write_text(text)
     outside = root.parent / f"{root.name}-data.csv"
     outside.write_text("a,b\n1,2\n")
+    (root / "data" / "current.csv").symlink_to("2024-05.csv")  # the source, a link to a month
+    shared = root.parent / f"{root.name}-shared"  # notebooks kept elsewhere, linked in
+    (shared / "score.py").parent.mkdir()
+    (shared / "score.py").write_text("# %%\ny = 1\n")
+    (root / "notebooks" / "shared").symlink_to(shared)
+    named = unchanged.env_files({"source": str(root / "data" / "current.csv")})
     where = {"project": str(root),
              "outputs": [str(root / "products" / "x"), str(root / "reports" / "x")],
-             "files": [str(outside), str(root / "env.x.yaml")],
-             "globs": [[str(root), "incoming/*.csv"]]}  # fmt: skip
+             "files": [str(outside), str(root / "env.x.yaml"), *named],
+             "globs": [[str(root), "data/incoming/*.csv"]]}  # fmt: skip
     fields = {"build_id": "B1", "args": [], "cwd": str(root),
               "env_file": str((root / "env.x.yaml").resolve()),
               "pipeline": str(root / "pipeline.yaml"), "tasks": ["ingest", "train-rf"],
@@ -62,6 +69,20 @@ def _later(path: Path, text: str | None = None) -> None:
     os.utime(path, ns=(later, later))
 
 
+def _relink(link: Path) -> None:
+    """Point the link at another month of the same size."""
+    link.unlink()
+    link.symlink_to("2024-06.csv")
+
+
+def _put_back(path: Path) -> None:
+    """Replace a file with another of the same size and modification time (`cp -p`)."""
+    found = path.stat()
+    path.unlink()
+    path.write_text("roc_auc: {min: 0.6}\n")
+    os.utime(path, ns=(found.st_atime_ns, found.st_mtime_ns))
+
+
 def _decided(root: Path, record: Path, args: list[str] | None = None) -> bool:
     return unchanged.up_to_date(record, str(root / "env.x.yaml"), args or []) is not None
 
@@ -81,7 +102,8 @@ def test_nothing_changed_is_decided_and_what_no_task_reads_changes_nothing(proje
     "change",
     ["edit a notebook", "touch a notebook", "a new file in the project", "a product deleted",
      "a product rewritten", "a new batch file", "the data outside changed", "a report deleted",
-     "the env file touched"],
+     "the env file touched", "the data's link pointed elsewhere", "a linked notebook edited",
+     "a file put back with its old time"],
 )  # fmt: skip
 def test_every_change_a_task_could_read_goes_to_ploomber(project, change):
     root, record = project
@@ -92,10 +114,15 @@ def test_every_change_a_task_could_read_goes_to_ploomber(project, change):
         "a new file in the project": lambda: (root / "notebooks/score.py").write_text("# %%\n"),
         "a product deleted": lambda: (root / "products/x/model.pkl").unlink(),
         "a product rewritten": lambda: _later(root / "products/x/model.pkl", "model"),
-        "a new batch file": lambda: (root / "incoming/2024-02.csv").write_text("a\n2\n"),
+        "a new batch file": lambda: (root / "data/incoming/2024-02.csv").write_text("a\n2\n"),
         "the data outside changed": lambda: _later(outside, "a,b\n1,3\n"),
         "a report deleted": lambda: (root / "reports/x/index.html").unlink(),
         "the env file touched": lambda: _later(root / "env.x.yaml"),
+        "the data's link pointed elsewhere": lambda: _relink(root / "data" / "current.csv"),
+        "a linked notebook edited": lambda: _later(
+            root.parent / "project-shared" / "score.py", "# %%\ny = 2\n"
+        ),
+        "a file put back with its old time": lambda: _put_back(root / "model" / "gates.yaml"),
     }[change]()
     assert not _decided(root, record)
 
@@ -148,9 +175,30 @@ def test_a_change_while_the_build_ran_or_a_volatile_value_keeps_no_record(tmp_pa
     assert not record.exists()
 
 
-def test_the_files_an_env_names_are_compared(tmp_path):
-    data = tmp_path / "churn.csv"
+def test_the_files_an_env_names_are_compared_as_named_and_where_they_lead(tmp_path):
+    data, contract = tmp_path / "churn.csv", tmp_path / "contracts" / "churn.yaml"
+    contract.parent.mkdir()
     data.write_text("a\n")
-    env = {"source": str(data), "data": {"contract": str(tmp_path / "missing.yaml")},
+    contract.write_text("columns: {}\n")
+    link = tmp_path / "current.csv"
+    link.symlink_to(data)
+    env = {"source": str(link), "data": {"contract": str(contract), "other": "missing.yaml"},
            "candidates": [{"name": "rf"}], "products": str(tmp_path)}  # fmt: skip
-    assert unchanged.env_files(env) == [str(data.resolve())]
+    assert unchanged.env_files(env) == [str(link), str(data), str(contract), str(contract)]
+
+
+@pytest.mark.parametrize(
+    ("args", "free"),
+    [([], True), (["--env--seed", "2"], True), (["--env--notebook_executor=papermill"], True),
+     (["--env--current_batches", "data/incoming/*.csv"], False),
+     (["--env--gates", "gates.other.yaml"], False), (["--env--products", "out"], False),
+     (["--env--data--split", "latest"], True), (["--env--data", "x"], False)],
+)  # fmt: skip
+def test_an_override_that_names_or_replaces_a_path_is_not_decided_here(tmp_path, args, free):
+    (tmp_path / "gates.other.yaml").write_text("metrics: {}\n")
+    env = {"seed": 1, "notebook_executor": "papermill", "current_batches": None,
+           "gates": str(tmp_path / "gates.yaml"), "products": str(tmp_path / "products"),
+           "data": {"split": "first"}}  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        assert unchanged.path_free(args, env) is free
