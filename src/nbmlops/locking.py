@@ -31,6 +31,21 @@ def project_lock(env: dict, what: str) -> ProjectLock:
                        what=what)  # fmt: skip
 
 
+def lock_free(path: str | Path) -> bool:
+    """Whether no build, promotion or rollback holds the project's lock now."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return True  # no lock file: nothing ever held it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing releases it
+    return True
+
+
 class ProjectLocked(PipelineError):
     """Another build, promotion or rollback of the same project holds the lock."""
 

@@ -115,7 +115,9 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
         return _nothing_to_do(env_file, args, kept, started)
     unchanged.forget(kept_file)
     record = _Record(env_file, args)
-    watched = _watched(record.layout, env_file) if unchanged.decidable(args) else None
+    layout = record.layout
+    decidable = layout and unchanged.decidable(args) and unchanged.path_free(args, layout.env)
+    watched = _watched(layout, env_file) if decidable else None
     before = unchanged.snapshot(watched) if watched else {}
     code, failure, tasks = _build(env_file, args, ploomber, record.build_id)
     record.finish(code, failure)
@@ -150,7 +152,7 @@ def _remember(kept_file: Path, record: _Record, args: list[str], tasks: list[str
     """Keep the files as this build left them, for the next `make build` to compare."""
     layout = record.layout
     where = _watched(layout, str(layout.env_file))
-    if where is None or not unchanged.path_free(args, layout.env):
+    if where is None:
         return
     hashed = unchanged.hashed_at(layout.executor_file("inputs"))
     fields = {"build_id": record.build_id, "args": args, "cwd": os.getcwd(),

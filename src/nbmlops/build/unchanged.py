@@ -20,12 +20,12 @@ the top-level `products`, `reports` and `data` folders.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..locking import lock_free
 from ..storage import read_json, write_json
 
 #: Folders under the project no task reads (besides those whose name starts with a dot).
@@ -138,21 +138,6 @@ def sources(seen: dict[str, list[int]], outputs: Iterable[str]) -> dict[str, lis
     """`seen` without the files under `outputs`: what the build reads."""
     roots = tuple(str(Path(o)) + os.sep for o in outputs)
     return {p: s for p, s in seen.items() if not p.startswith(roots)}
-
-
-def lock_free(path: str | Path) -> bool:
-    """Whether no build, promotion or rollback holds the project's lock now."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return True  # no lock file: nothing ever held it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)  # closing releases it
-    return True
 
 
 def env_files(env: dict) -> list[str]:
