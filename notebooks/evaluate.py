@@ -20,6 +20,7 @@ assets = None  # the project's folder of scripts and styles its pages share (Non
 import pandas as pd
 
 from nbmlops import html, session, storage
+from nbmlops.monitoring import rules
 from nbmlops.registry import gates
 from nbmlops.registry.runs import environment_tags
 from nbmlops.registry.store import Store
@@ -34,7 +35,7 @@ pd.DataFrame(declared).set_index("name")
 # %%
 spec = FeatureSpec.read(upstream["features"]["spec"])
 holdout = pd.read_parquet(upstream["ingest"]["holdout"])
-gate_spec = evaluation.load_gates(resources_["gates"], selection_metric)
+gate_spec = rules.gate_file(resources_["gates"], selection_metric)
 result = evaluation.evaluate_candidates(
     upstream["train-*"], holdout, spec, selection_metric, [c["name"] for c in declared]
 )

@@ -82,7 +82,7 @@ def test_retrain_propose_follow_on_a_users_data(tmp_path):
     # no champion yet: nothing is due, nothing is built
     first = tool(project, "retrain")
     assert first.returncode == 0 and "the registry has no champion yet" in first.stdout
-    promoted = subprocess.run([sys.executable, "-m", "nbmlops.registry.cli", "--env", ENV,
+    promoted = subprocess.run([sys.executable, "-m", "nbmlops.commands.models", "--env", ENV,
                                "promote", "--force"], cwd=project, env=run_env(ENV),
                               capture_output=True, text=True)  # fmt: skip
     assert promoted.returncode == 0, promoted.stderr

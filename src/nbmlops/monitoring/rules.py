@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..registry.gates import read_rules
+from ..registry.gates import load_gates, read_rules
 
 #: The metrics a labelled monitored batch is judged on, when the gate file has a rule for them.
 JUDGED = ("roc_auc", "pr_auc", "brier")
@@ -68,3 +68,12 @@ class MonitorRules:
                 "monitoring.unseen_share between 0 and 1"
             )
         return rules
+
+
+def gate_file(path: str | Path, selection_metric: str | None) -> dict:
+    """The whole gate file, checked: the promotion gates (`registry.gates`) and the monitor's
+    rules. The evaluate task and `nbmlops-models promote` read it so, so a promotion never
+    writes a baseline beside a gate file the next build refuses."""
+    spec = load_gates(path, selection_metric)
+    MonitorRules.from_gates(spec, str(path))
+    return spec

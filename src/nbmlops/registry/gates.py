@@ -61,9 +61,13 @@ def read_rules(path: str | Path) -> dict:
     return spec
 
 
-def load_gates(path: str | Path, selection_metric: str) -> dict:
+def load_gates(path: str | Path, selection_metric: str | None) -> dict:
     """The gate file's rules, with the env's `selection_metric` (the metric that picks the
     best candidate, and that promotion asks a `min_improvement` of) as `selection_metric`."""
+    if selection_metric is None:
+        raise ConfigError("env file: no `selection_metric`: name the metric that picks the best "
+                          "candidate, e.g. `selection_metric: roc_auc` (it was `primary_metric` "
+                          "in the gate file)")  # fmt: skip
     spec = read_rules(path)
     check_selection_metric(selection_metric)
     if selection_metric not in spec["metrics"]:
@@ -76,11 +80,7 @@ def load_gates(path: str | Path, selection_metric: str) -> dict:
 
 def of_env(env: dict) -> dict:
     """The gates an env file names (`gates`), picked by its `selection_metric`."""
-    if "selection_metric" not in env:
-        raise ConfigError("env file: no `selection_metric`: name the metric that picks the best "
-                          "candidate, e.g. `selection_metric: roc_auc` (it was `primary_metric` "
-                          "in the gate file)")  # fmt: skip
-    return load_gates(env["gates"], env["selection_metric"])
+    return load_gates(env["gates"], env.get("selection_metric"))
 
 
 def load_baseline(path: str | Path) -> dict | None:

@@ -18,7 +18,6 @@ from ..errors import ConfigError
 from ..layout import stopped_record
 from ..metrics.scores import classification_metrics, predict_proba, scored_frame
 from ..monitoring import drift
-from ..monitoring.rules import MonitorRules
 from ..registry import gates
 from ..registry.errors import RegistryError
 from ..registry.evidence import held_out_window, window_end
@@ -202,14 +201,6 @@ def data_tags(manifest: dict, spec: FeatureSpec) -> dict[str, object]:
         "derived_by": (f"{spec.derived['file']}:{spec.derived['function']} "
                        f"sha256 {spec.derived['sha256'][:16]}" if spec.derived else ""),
     }  # fmt: skip
-
-
-def load_gates(path: str | Path, selection_metric: str) -> dict:
-    """The gate file for the evaluate task: the promotion gates (`registry.gates`) and the
-    monitor's rules, both checked before anything is registered."""
-    spec = gates.load_gates(path, selection_metric)
-    MonitorRules.from_gates(spec, str(path))
-    return spec
 
 
 def evaluation_page(result: Evaluation, gate: gates.GateResult) -> str:

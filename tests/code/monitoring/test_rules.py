@@ -4,9 +4,9 @@ by the evaluate task before anything registers; the promotion commands do not ne
 import pytest
 
 from nbmlops.errors import ConfigError
+from nbmlops.monitoring import rules
 from nbmlops.monitoring.rules import MonitorRules
 from nbmlops.registry import gates
-from nbmlops.training import evaluation
 
 
 def test_monitoring_rules_come_from_the_gate_file_and_are_checked(tmp_path):
@@ -32,7 +32,7 @@ def test_the_evaluate_task_refuses_a_bad_monitoring_block_the_promotion_gates_ig
                     "monitoring: {drift_share: 2}\n")  # fmt: skip
     assert gates.load_gates(path, "roc_auc")["monitoring"] == {"drift_share": 2}
     with pytest.raises(ConfigError, match=r"gates.yaml: monitoring.drift_share must be between"):
-        evaluation.load_gates(path, "roc_auc")
+        rules.gate_file(path, "roc_auc")
     path.write_text("metrics:\n  roc_auc: {floor: 0.5}\nmonitoring: [drift_share]\n")
     with pytest.raises(ConfigError, match="gates.yaml: `monitoring:` must be a mapping"):
         gates.load_gates(path, "roc_auc")

@@ -92,7 +92,7 @@ def _models_cli(env: Path, *args: str):
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-m", "nbmlops.registry.cli", "--env", str(env),
+    return subprocess.Popen([sys.executable, "-m", "nbmlops.commands.models", "--env", str(env),
                              *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -108,6 +108,26 @@ def test_a_promotion_waits_for_or_stops_at_the_projects_lock(store, builder, fil
     assert refused.returncode == 1 and "another build of this project is running" in err
     assert alias_version(store, CHAMPION) is None
     assert not files[0].exists()  # no baseline written
+
+
+def test_a_promotion_refuses_a_gate_file_the_next_build_would_refuse(store, builder, files,
+                                                                     tmp_path):  # fmt: skip
+    """`nbmlops-models promote` checks the monitor's rules too, so it never writes a baseline
+    beside a gate file the evaluate task stops at."""
+    builder.register()
+    env = _env_file(store, files, tmp_path)
+    good = files[1].read_text()
+    files[1].write_text(good + "monitoring: {drift_share: 2}\n")
+    refused = _models_cli(env, "promote", "--force")
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 1
+    assert err.strip().splitlines()[0].endswith("monitoring.drift_share must be between 0 and 1, "
+                                                "not 2.0")  # fmt: skip
+    assert alias_version(store, CHAMPION) is None and not files[0].exists()
+    files[1].write_text(good)
+    promoted = _models_cli(env, "promote", "--force")
+    assert promoted.wait(120) == 0, promoted.communicate()[1]
+    assert alias_version(store, CHAMPION) == "1"
 
 
 def test_two_promotions_at_once_leave_alias_history_and_baseline_agreeing(store, builder, files,

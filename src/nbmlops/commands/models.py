@@ -13,10 +13,11 @@ import sys
 from ..envfile import load_env
 from ..errors import PipelineError
 from ..locking import project_lock
-from . import cards, gates, lastbuild, promotion
-from .errors import RegistryError
-from .store import Store, store_errors
-from .versions import CHALLENGER, CHAMPION, alias_version, list_versions, version_details
+from ..monitoring.rules import gate_file
+from ..registry import cards, gates, lastbuild, promotion
+from ..registry.errors import RegistryError
+from ..registry.store import Store, store_errors
+from ..registry.versions import CHALLENGER, CHAMPION, alias_version, list_versions, version_details
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +57,7 @@ def _run(args, env: dict, store: Store) -> None:
             raise RegistryError("no champion yet; name a version")
         print(json.dumps(version_details(store, version), indent=2, default=str))
     elif args.command == "promote":
+        rules = gate_file(env["gates"], env.get("selection_metric"))  # before anything is read
         with project_lock(env, "promotion"):
             version = str(args.version or alias_version(store, CHALLENGER) or "")
             shadow = lastbuild.last_build_evidence(args.env, store, version) if version else None
@@ -68,7 +70,7 @@ def _run(args, env: dict, store: Store) -> None:
             held_out = lastbuild.last_build_gate(args.env, version, store)
             found = [e for e in (shadow, live) if e is not None]
             version, result = promotion.promote(
-                store, env["baseline"], gates.of_env(env), args.version, args.force, found, held_out
+                store, env["baseline"], rules, args.version, args.force, found, held_out
             )
         where = ("the last build's, against the champion on the same rows" if held_out else
                  "against the committed baseline")  # fmt: skip
