@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from nbmlops.metrics.scores import PROBA, classification_metrics, scored_frame
-from nbmlops.monitoring import drift as monitoring
+from nbmlops.monitoring import drift
 from nbmlops.spec import FeatureSpec
 
 SPEC = FeatureSpec("y", ["x1", "x2"], ["c"])
@@ -32,16 +32,14 @@ def reference():
 
 
 def test_batch_from_reference_shows_no_drift(tmp_path, reference):
-    row = monitoring.batch_report(reference, _scored(2000, seed=2), SPEC, tmp_path / "r.html", 0.5)
+    row = drift.batch_report(reference, _scored(2000, seed=2), SPEC, tmp_path / "r.html", 0.5)
     assert row["drift_share"] == 0 and not row["dataset_drift"] and not row["prediction_drift"]
     assert (tmp_path / "r.html").stat().st_size > 10_000
     assert row["tests_total"] > 0
 
 
 def test_shifted_batch_shows_feature_and_prediction_drift(tmp_path, reference):
-    row = monitoring.batch_report(
-        reference, _scored(2000, 1.0, seed=3), SPEC, tmp_path / "r.html", 0.3
-    )
+    row = drift.batch_report(reference, _scored(2000, 1.0, seed=3), SPEC, tmp_path / "r.html", 0.3)
     assert row["drifted_features"] == ["x1"]
     assert row["drift_share"] == pytest.approx(1 / 3)
     assert row["dataset_drift"] and row["prediction_drift"]
@@ -50,15 +48,15 @@ def test_shifted_batch_shows_feature_and_prediction_drift(tmp_path, reference):
 
 def test_unlabelled_batch_gets_drift_only(tmp_path, reference):
     batch = _scored(500, seed=4).assign(y=np.nan)
-    row = monitoring.batch_report(reference, batch, SPEC, tmp_path / "r.html", 0.5)
-    assert not monitoring.has_labels(batch, SPEC)
+    row = drift.batch_report(reference, batch, SPEC, tmp_path / "r.html", 0.5)
+    assert not drift.has_labels(batch, SPEC)
     assert "drift_share" in row
 
 
 def test_a_labelled_batch_of_one_class_gets_drift_and_no_performance(tmp_path, reference):
     batch = _scored(300, seed=5).assign(y=0)  # every label 0: a rare class that did not occur
-    row = monitoring.batch_report(reference, batch, SPEC, tmp_path / "r.html", 0.5)
-    assert monitoring.has_labels(batch, SPEC) and not monitoring.both_classes(batch, SPEC)
+    row = drift.batch_report(reference, batch, SPEC, tmp_path / "r.html", 0.5)
+    assert drift.has_labels(batch, SPEC) and not drift.both_classes(batch, SPEC)
     assert row["drift_share"] == 0 and (tmp_path / "r.html").is_file()
     assert math.isnan(classification_metrics(batch["y"], batch[PROBA])["roc_auc"])
 
@@ -92,7 +90,7 @@ def test_hostile_category_cannot_close_the_reports_script_block(tmp_path, refere
     hostile = "</script><script>window.__pwned=1</script>"
     current = _scored(500, seed=3)
     current.loc[:99, "c"] = hostile
-    monitoring.batch_report(reference, current, SPEC, tmp_path / "r.html", 0.5)
+    drift.batch_report(reference, current, SPEC, tmp_path / "r.html", 0.5)
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert hostile not in page and "window.__pwned" in page  # present, as data
     scripts = _scripts(page)  # as a browser splits them: a script ends at the first </script
@@ -112,7 +110,7 @@ def test_hostile_category_cannot_close_the_reports_script_block(tmp_path, refere
 def test_batch_pages_share_evidentlys_scripts_link_back_and_stay_small(tmp_path, reference):
     pages = tmp_path / "batches"
     for k in (1, 2):
-        monitoring.batch_report(reference, _scored(2000, seed=10 + k), SPEC,
+        drift.batch_report(reference, _scored(2000, seed=10 + k), SPEC,
                                 pages / f"batch-{k}.html", 0.5, summary="../index.html")  # fmt: skip
     shared = list((pages / "assets").iterdir())
     assert sorted(p.suffix for p in shared) == [".css", ".js"]  # written once for both pages
@@ -140,8 +138,8 @@ def test_a_compacted_page_holds_the_same_plots():
 
     ref, cur = _scored(1500, seed=20), _scored(1500, 0.3, seed=21)
     snapshot = Report([DataDriftPreset(columns=SPEC.columns)]).run(
-        current_data=monitoring._dataset(cur, SPEC, False),
-        reference_data=monitoring._dataset(ref, SPEC, False),
+        current_data=drift._dataset(cur, SPEC, False),
+        reference_data=drift._dataset(ref, SPEC, False),
     )
     raw = snapshot.get_html_str(as_iframe=False)
     small = html.compact_report_data(raw)
@@ -192,10 +190,10 @@ def test_unknown_report_layout_is_refused():
 @pytest.mark.parametrize("shift", [0.0, 0.5], ids=["same", "shifted"])
 def test_drift_on_a_sample_decides_as_on_the_full_batch(tmp_path, reference, shift):
     full = _scored(60_000, shift=shift, seed=7)
-    sample = monitoring.sample_rows(full, 10_000, seed=1)
-    assert len(sample) == 10_000 and monitoring.sample_rows(full, 0) is full
-    on_full = monitoring.batch_report(reference, full, SPEC, tmp_path / "full.html", 0.5)
-    on_sample = monitoring.batch_report(reference, sample, SPEC, tmp_path / "sample.html", 0.5)
+    sample = drift.sample_rows(full, 10_000, seed=1)
+    assert len(sample) == 10_000 and drift.sample_rows(full, 0) is full
+    on_full = drift.batch_report(reference, full, SPEC, tmp_path / "full.html", 0.5)
+    on_sample = drift.batch_report(reference, sample, SPEC, tmp_path / "sample.html", 0.5)
     assert on_sample["drifted_features"] == on_full["drifted_features"]
     assert on_sample["prediction_drift"] == on_full["prediction_drift"]
     for column, score in on_full["drift_scores"].items():
@@ -220,6 +218,6 @@ def test_drift_without_a_page_is_the_drift_of_the_page(tmp_path, rows):
     reference = frame(rows, 0.0, 1)
     for shift, seed in ((0.0, 2), (0.3, 3), (1.0, 4)):
         batch = frame(rows // 2, shift, seed)
-        paged = monitoring.batch_report(reference, batch, spec, tmp_path / "r.html", 0.3)
-        assert monitoring.batch_report(reference, batch, spec, None, 0.3) == paged
+        paged = drift.batch_report(reference, batch, spec, tmp_path / "r.html", 0.3)
+        assert drift.batch_report(reference, batch, spec, None, 0.3) == paged
     assert paged["drifted_features"] and paged["prediction_drift"]  # the last batch drifts

@@ -7,7 +7,7 @@ from nbmlops.errors import ConfigError
 from nbmlops.metrics.scores import classification_metrics, predict_proba
 from nbmlops.settings import candidate_grid
 from nbmlops.spec import FeatureSpec
-from nbmlops.training import candidates as models
+from nbmlops.training import candidates
 from tests import helpers
 
 
@@ -28,7 +28,7 @@ def data():
 def test_each_candidate_learns_a_simple_signal(data, name):
     df, spec = data
     train, test = df.iloc[:1000], df.iloc[1000:]
-    pipeline, seconds = models.fit(helpers.model(name, spec, seed=1), train, spec)
+    pipeline, seconds = candidates.fit(helpers.model(name, spec, seed=1), train, spec)
     proba = predict_proba(pipeline, test, spec)
     assert ((proba >= 0) & (proba <= 1)).all() and seconds > 0
     assert classification_metrics(test["y"], proba)["roc_auc"] > 0.75
@@ -37,22 +37,22 @@ def test_each_candidate_learns_a_simple_signal(data, name):
 @pytest.mark.parametrize("name", sorted(helpers.KINDS))
 def test_unseen_category_scores_without_error(data, name):
     df, spec = data
-    pipeline, _ = models.fit(helpers.model(name, spec), df, spec)
+    pipeline, _ = candidates.fit(helpers.model(name, spec), df, spec)
     unseen = pd.DataFrame({"x": [0.1], "c": ["never-seen"], "y": [0]})
     assert predict_proba(pipeline, unseen, spec).shape == (1,)
 
 
 def test_the_preparation_follows_the_estimators_kind_unless_declared(data):
     _, spec = data
-    kinds = {name: models.preparation(c, models.estimator_class(c))
+    kinds = {name: candidates.preparation(c, candidates.estimator_class(c))
              for name in helpers.KINDS for c in [helpers.declared(name)]}  # fmt: skip
     assert kinds == {"linear": "onehot", "boosting": "native", "forest": "ordinal",
                      "extra-trees": "ordinal"}  # fmt: skip
     knn = {"name": "knn", "estimator": "sklearn.neighbors.KNeighborsClassifier", "params": {}}
-    assert models.preparation(knn, models.estimator_class(knn)) == "onehot"
-    pipeline = models.build(knn | {"prep": "ordinal"}, spec)
+    assert candidates.preparation(knn, candidates.estimator_class(knn)) == "onehot"
+    pipeline = candidates.build(knn | {"prep": "ordinal"}, spec)
     assert type(pipeline.named_steps["prep"].transformers[1][1]).__name__ == "OrdinalEncoder"
-    boosting = models.build(helpers.declared("boosting"), spec).named_steps["model"]
+    boosting = candidates.build(helpers.declared("boosting"), spec).named_steps["model"]
     assert list(boosting.categorical_features) == [False, True]  # told which columns are codes
 
 
@@ -61,21 +61,23 @@ def test_an_estimator_that_takes_any_keyword_is_checked_as_far_as_it_lists_them(
     declared = {"name": "kw", "estimator": "tests.helpers.KeywordClassifier", "params": {}}
     with pytest.raises(ConfigError, match=r"candidates.kw.params: KeywordClassifier takes no "
                                           r"parameter 'n_estimator' \(did you mean 'n_estimators'\?\)"):  # fmt: skip
-        models.build(declared | {"params": {"n_estimator": 5}}, spec)
+        candidates.build(declared | {"params": {"n_estimator": 5}}, spec)
     with pytest.warns(UserWarning, match=r"lists no parameter \['verbose'\]; it takes any keyword"):
-        pipeline = models.build(declared | {"params": {"n_estimators": 5, "verbose": -1}}, spec)
-    fitted, _ = models.fit(pipeline, df, spec)
+        pipeline = candidates.build(declared | {"params": {"n_estimators": 5, "verbose": -1}}, spec)
+    fitted, _ = candidates.fit(pipeline, df, spec)
     assert fitted.named_steps["model"].get_params() == {"n_estimators": 5, "verbose": -1}
     assert predict_proba(fitted, df, spec).shape == (len(df),)
 
 
 def test_the_seed_reaches_the_estimator_unless_the_candidate_sets_it(data):
     _, spec = data
-    assert models.build(helpers.declared("forest"), spec, 7).named_steps["model"].random_state == 7
+    assert (
+        candidates.build(helpers.declared("forest"), spec, 7).named_steps["model"].random_state == 7
+    )
     fixed = helpers.declared("forest", random_state=1)
-    assert models.build(fixed, spec, 7).named_steps["model"].random_state == 1
+    assert candidates.build(fixed, spec, 7).named_steps["model"].random_state == 1
     knn = {"name": "knn", "estimator": "sklearn.neighbors.KNeighborsClassifier", "params": {}}
-    assert "random_state" not in models.build(knn, spec, 7).named_steps["model"].get_params()
+    assert "random_state" not in candidates.build(knn, spec, 7).named_steps["model"].get_params()
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,7 @@ def test_a_wrong_declaration_is_one_line_naming_the_candidate(data, change, mess
     _, spec = data
     candidate = helpers.declared("forest") | change
     with pytest.raises(ConfigError, match=message) as caught:
-        models.build(candidate, spec, 0, "env.yaml: candidates")
+        candidates.build(candidate, spec, 0, "env.yaml: candidates")
     assert "\n" not in str(caught.value)
 
 
@@ -155,7 +157,7 @@ def test_metrics_on_perfect_and_inverted_scores():
 
 def test_compare_orders_by_the_selection_metric_direction():
     scores = {"a": {"roc_auc": 0.7, "brier": 0.2}, "b": {"roc_auc": 0.8, "brier": 0.25}}
-    assert models.compare(scores, "roc_auc")["model"].tolist() == ["b", "a"]
-    assert models.compare(scores, "brier")["model"].tolist() == ["a", "b"]
+    assert candidates.compare(scores, "roc_auc")["model"].tolist() == ["b", "a"]
+    assert candidates.compare(scores, "brier")["model"].tolist() == ["a", "b"]
     with pytest.raises(ConfigError, match="selection_metric 'auc' is not a metric"):
-        models.compare(scores, "auc")
+        candidates.compare(scores, "auc")
