@@ -19,6 +19,8 @@ SEGMENTS = ".segments"
 SEGMENT_PREFIX, SEGMENT_SUFFIX, FILE_PREFIX = "segment-", ".jsonl", "requests-"
 LABELS_FILE = "labels.jsonl"
 KEY = ["request_id", "record"]
+#: When a record was answered: a time in UTC as the reader returns it.
+RECEIVED_AT = "received_at"
 #: A label's outcome, and when it arrived.
 OUTCOME, LABELLED_AT = "outcome", "labelled_at"
 
@@ -40,7 +42,8 @@ def _json_lines(path: Path) -> list[dict]:
 
 def read_archive(folder: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Every archived record of the folder, once: the Parquet files and the segments not yet
-    compacted (a segment compacted while it was read appears in both; the key keeps one)."""
+    compacted (a segment compacted while it was read appears in both; the key keeps one).
+    `received_at` is a time in UTC from either."""
     folder = Path(folder)
     # segments first: one compacted meanwhile is then found as its Parquet file
     rows = [r for p in sorted((folder / SEGMENTS).glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
@@ -49,6 +52,8 @@ def read_archive(folder: str | Path, columns: list[str] | None = None) -> pd.Dat
               for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]  # fmt: skip
     if rows:
         segment = pd.DataFrame(rows)
+        if RECEIVED_AT in segment:  # seconds in a segment; a time in UTC in a Parquet file
+            segment[RECEIVED_AT] = pd.to_datetime(segment[RECEIVED_AT], unit="s", utc=True)
         frames.append(segment[[c for c in columns if c in segment]] if columns else segment)
     if not frames:
         return pd.DataFrame(columns=columns or KEY)

@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Self
 
 from .errors import ConfigError
+from .metrics.sequential import LOSSES
 from .spec import METRICS
 
 #: Where a block's values came from, when the caller cannot name the env file.
@@ -54,13 +55,18 @@ class Settings:
             raise ConfigError(
                 f"{where}: `{cls.block}` needs {[f'{cls.block}.{k}' for k in missing]}"
             )
-        settings = cls(**cls._normalise(params))
+        settings = cls(**cls._nested(cls._normalise(params), where))
         settings._check(where)
         return settings
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
         """Values as the fields hold them (a YAML list as a tuple, ...)."""
+        return params
+
+    @classmethod
+    def _nested(cls, params: dict[str, Any], where: str) -> dict[str, Any]:
+        """Blocks inside the block, built (and checked) as blocks of their own."""
         return params
 
     def _check(self, where: str) -> None:
@@ -168,6 +174,39 @@ class StoreSettings(Settings):
 
 
 @dataclass(frozen=True)
+class ExperimentSettings(Settings):
+    """The `serving.experiment` block: a canary or an A/B test of a registry alias."""
+
+    block: ClassVar[str] = "serving.experiment"
+
+    share: float  # of the records the alias answers (0: none, the experiment is off)
+    alias: str = "challenger"  # the registry alias that answers them
+    key: str | None = None  # a request field: the same value always gets the same arm
+    metric: str = "brier"  # the per-record loss the arms are compared on
+    confidence: float = 0.95  # of the sequential test, valid at every look
+    min_gain: float = 0.05  # the share of the champion's loss the canary must save to be worth it
+    min_labels: int = 300  # labels in each arm before any decision (the variances come from them)
+    check_seconds: float = 30.0  # how often the service reads the labels and decides
+    max_p99_ms: float | None = None  # the canary's latency limit (None: the champion's deadline)
+
+    def _check(self, where: str) -> None:
+        if isinstance(self.share, bool) or not 0 <= self.share < 1:
+            raise ConfigError(f"{where}: serving.experiment.share must be at least 0 and below "
+                              f"1, not {self.share!r}")  # fmt: skip
+        if self.metric not in LOSSES:
+            raise ConfigError(f"{where}: serving.experiment.metric must be one of "
+                              f"{', '.join(LOSSES)}, not {self.metric!r}")  # fmt: skip
+        if not 0.5 <= self.confidence < 1 or not 0 <= self.min_gain < 1:
+            raise ConfigError(f"{where}: serving.experiment.confidence must be in [0.5, 1) and "
+                              "min_gain in [0, 1)")  # fmt: skip
+        if self.min_labels < 2 or self.check_seconds <= 0 or (self.max_p99_ms or 1) <= 0:
+            raise ConfigError(f"{where}: serving.experiment.min_labels must be at least 2, "
+                              "check_seconds and max_p99_ms positive")  # fmt: skip
+        if not self.alias or not isinstance(self.alias, str):
+            raise ConfigError(f"{where}: serving.experiment.alias must name a registry alias")
+
+
+@dataclass(frozen=True)
 class ServingSettings(Settings):
     """The env file's `serving` block."""
 
@@ -194,12 +233,19 @@ class ServingSettings(Settings):
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")  # Host header names
     token_env: str = "NBMLOPS_SERVING_TOKEN"  # when this variable is set, a bearer token
     docs: bool = False  # FastAPI's /docs and /openapi.json
+    experiment: ExperimentSettings | None = None  # a canary or A/B test (docs/serving.md)
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
         for key in ("shadows", "allowed_hosts"):
             if key in params:
                 params[key] = tuple(params[key] or ())
+        return params
+
+    @classmethod
+    def _nested(cls, params: dict[str, Any], where: str) -> dict[str, Any]:
+        if params.get("experiment") is not None:
+            params["experiment"] = ExperimentSettings.from_params(params["experiment"], where)
         return params
 
     def _check(self, where: str) -> None:
@@ -454,7 +500,14 @@ def candidate_grid(candidates: Mapping[str, Any] | None, where: str | None = Non
 #: The env file's blocks, by key.
 BLOCKS: dict[str, type[Settings]] = {
     s.block: s
-    for s in (DataSettings, StoreSettings, ServingSettings, CalibrationSettings, FeatureSettings)
+    for s in (
+        DataSettings,
+        StoreSettings,
+        ServingSettings,
+        ExperimentSettings,
+        CalibrationSettings,
+        FeatureSettings,
+    )
 }
 
 

@@ -62,13 +62,11 @@ def _run(args, env: dict, store: Store) -> None:
             version = str(args.version or alias_version(store, CHALLENGER) or "")
             shadow = lastbuild.last_build_evidence(args.env, store, version) if version else None
             print(shadow if shadow is not None else "no shadow evidence: no build scored it")
-            live = (
-                lastbuild.live_labels_evidence(args.env, env, store, version) if version else None
-            )
-            if live is not None:
-                print(live)
+            live = lastbuild.live_labels_evidence(args.env, env, store, version) if version else []
+            for found in live:
+                print(found)
             held_out = lastbuild.last_build_gate(args.env, version, store)
-            found = [e for e in (shadow, live) if e is not None]
+            found = [e for e in (shadow, *live) if e is not None]
             version, result = promotion.promote(
                 store, env["baseline"], rules, args.version, args.force, found, held_out
             )

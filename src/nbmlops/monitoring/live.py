@@ -3,7 +3,9 @@
 Per window of answer time, every model that scored the labelled records is judged on them with
 95 % intervals: the champion and the fallback on the records each answered, and every shadow
 on every record it scored. Each shadow is also set against the champion on the very records
-both scored (DeLong's paired difference): the evidence a promotion rests on.
+both scored (DeLong's paired difference): the evidence a promotion rests on. An online
+experiment's canary is judged on the records it answered, and its sequential test's decision
+is shown with the labels each arm has and how many more it needs (`nbmlops.abtest`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import html
+from .. import abtest, html
 from ..metrics import intervals
 from ..records import KEY, OUTCOME, read_archive, read_labels
+from ..settings import ExperimentSettings
 
 SERVED = "served_proba"
 
@@ -28,6 +31,7 @@ class Live:
     counts: dict
     models: pd.DataFrame  # window, model, rows, positives, metrics with intervals
     paired: pd.DataFrame  # window, shadow, rows, difference with interval, p-value
+    experiments: pd.DataFrame  # canary against champion: decision, labels per arm, figures
 
 
 def _shadows(archive: pd.DataFrame) -> list[str]:
@@ -45,8 +49,12 @@ def _figures(window: str, model: str, y: np.ndarray, p: np.ndarray) -> dict:
 
 
 def live_performance(archive: pd.DataFrame, labels: pd.DataFrame, period: str = "D",
-                     contradicting: int = 0) -> Live:  # fmt: skip
-    """Every model's figures per window of `period` (pandas period codes) and over all."""
+                     contradicting: int = 0,
+                     experiment: ExperimentSettings | None = None) -> Live:  # fmt: skip
+    """Every model's figures per window of `period` (pandas period codes) and over all, and
+    each online experiment's test under `experiment`'s rules (the env's, or the defaults)."""
+    rules = experiment or ExperimentSettings.from_params({"share": 0})
+    tests = pd.DataFrame([e.summary() for e in abtest.experiments(archive, labels, rules)])
     joined = archive.merge(labels[[*KEY, OUTCOME]], on=KEY, how="inner")
     joined[OUTCOME] = joined[OUTCOME].astype(int)
     known = set(map(tuple, archive[KEY].astype({"record": int}).to_numpy().tolist()))
@@ -55,8 +63,8 @@ def live_performance(archive: pd.DataFrame, labels: pd.DataFrame, period: str = 
                   (str(r), int(i)) not in known for r, i in labels[KEY].itertuples(index=False))),
               "contradicting_labels": contradicting}  # fmt: skip
     if joined.empty:
-        return Live(counts, pd.DataFrame(), pd.DataFrame())
-    when = pd.to_datetime(joined["received_at"], unit="s", utc=True).dt.tz_convert(None)
+        return Live(counts, pd.DataFrame(), pd.DataFrame(), tests)
+    when = pd.to_datetime(joined["received_at"], utc=True).dt.tz_convert(None)
     joined["window"] = when.dt.to_period(period).astype(str)
     models, paired = [], []
     groups = [("all", joined)] + list(joined.groupby("window", sort=True))
@@ -80,13 +88,13 @@ def live_performance(archive: pd.DataFrame, labels: pd.DataFrame, period: str = 
                                "champion_roc_auc": d.a, "shadow_roc_auc": d.b,
                                "difference": d.difference, "low": d.low, "high": d.high,
                                "p_value": d.p_value})  # fmt: skip
-    return Live(counts, pd.DataFrame(models), pd.DataFrame(paired))
+    return Live(counts, pd.DataFrame(models), pd.DataFrame(paired), tests)
 
 
-def read_live(folder, period: str = "D") -> Live:
+def read_live(folder, period: str = "D", experiment: ExperimentSettings | None = None) -> Live:
     """`live_performance` of an archive folder and its labels file."""
     labels, contradicting = read_labels(folder)
-    return live_performance(read_archive(folder), labels, period, contradicting)
+    return live_performance(read_archive(folder), labels, period, contradicting, experiment)
 
 
 def _interval(row, name: str) -> str:
@@ -113,6 +121,17 @@ def live_page(live: Live, title: str = "Live performance", home: str = "../index
             "Boyd's, Brier by the normal approximation."
         ),  # fmt: skip
     ]
+    if not live.experiments.empty:
+        body += [
+            html.heading("Online experiments: the canary against the champion"),
+            html.table(live.experiments),
+            html.para(
+                "The loss difference is the champion's mean loss minus the canary's (above 0: "
+                "the canary is better), with its always-valid interval (mSPRT): the decision "
+                "may be read after every label. labels_needed is how many more labels, at "
+                "today's split, would stop the test if today's figures held."
+            ),  # fmt: skip
+        ]
     if not live.paired.empty:
         body += [
             html.heading("Shadow minus champion on the same records (DeLong, paired)"),

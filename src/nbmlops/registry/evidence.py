@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..metrics import intervals
+from .. import abtest
+from ..metrics import intervals, sequential
 from ..metrics.scores import classification_metrics
 from ..records import KEY, OUTCOME, read_archive, read_labels
+from ..settings import ExperimentSettings
 from ..spec import BATCH, THRESHOLD, period_after
 from . import gates
 
@@ -34,6 +36,11 @@ class Evidence:
     rows: int
     gate: gates.GateResult | None  # None: too few rows of both classes to judge
     difference: intervals.PairedDifference | None
+
+    @property
+    def judged(self) -> bool:
+        """Enough rows of both classes to judge on."""
+        return self.gate is not None
 
     @property
     def promotable(self) -> bool:
@@ -133,8 +140,47 @@ def live_evidence(folder, champion: str, challenger: str, gate_spec: dict) -> Ev
         proba = column.removesuffix("_version") + "_proba"
         mine = rows[(rows[column].astype(str) == challenger) & rows[proba].notna()]
         if len(mine):
-            when = pd.to_datetime(mine["received_at"], unit="s").dt.date.astype(str)
+            when = pd.to_datetime(mine["received_at"], utc=True).dt.date.astype(str)
             days = [when.min(), when.max()] if when.min() != when.max() else [when.min()]
             return compare(mine[OUTCOME].astype(int), mine["served_proba"],
                            mine[proba].astype(float), gate_spec, source, days)  # fmt: skip
     return no_evidence(f"{source}: no labelled record scored by v{challenger} beside v{champion}")
+
+
+@dataclass
+class ExperimentEvidence:
+    """The online experiment's decision on the records each arm answered (`nbmlops.abtest`):
+    judged once the sequential test stops, either way."""
+
+    found: abtest.Experiment
+
+    @property
+    def judged(self) -> bool:
+        return self.found.decision != sequential.GO_ON
+
+    @property
+    def promotable(self) -> bool:
+        return self.found.decision == sequential.CHALLENGER
+
+    @property
+    def worse(self) -> bool:
+        return self.found.decision == sequential.WORSE
+
+    def __str__(self) -> str:
+        r, e = self.found.result, self.found
+        figures = (f"difference {r.difference:+.4f} [{r.low:+.4f}, {r.high:+.4f}]"
+                   if r.low > -float("inf") else "no interval yet")  # fmt: skip
+        more = f"; about {r.labels_needed:,} more labels" if r.labels_needed else ""
+        return (f"online experiment: canary v{e.canary} against champion v{e.champion}: "
+                f"{r.canary.n:,} + {r.champion.n:,} labels, loss {figures} (mSPRT, "
+                f"always valid): {r.decision}{more}")  # fmt: skip
+
+
+def experiment_evidence(folder, champion: str, challenger: str,
+                        settings: ExperimentSettings) -> ExperimentEvidence | None:  # fmt: skip
+    """The experiment of `challenger` as the canary beside `champion`, or None when the
+    archive holds none."""
+    labels, _ = read_labels(folder)
+    found = [e for e in abtest.experiments(read_archive(folder), labels, settings)
+             if e.canary == challenger and e.champion == champion]  # fmt: skip
+    return ExperimentEvidence(found[0]) if found else None

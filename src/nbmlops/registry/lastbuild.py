@@ -60,18 +60,24 @@ def last_build_evidence(env_file: str, store: Store, version: str):
                                     gates.of_env(layout.env))  # fmt: skip
 
 
-def live_labels_evidence(env_file: str, env: dict, store: Store, version: str):
+def live_labels_evidence(env_file: str, env: dict, store: Store, version: str) -> list:
     """The scoring service's archive and labels as evidence for `version` against the
-    champion, or None when there is no champion or no service archive."""
-    from ..settings import ServingSettings
+    champion: its shadow scores beside the champion's answers, and its online experiment
+    when it answered as the canary; empty when there is no champion or no service archive."""
+    from ..settings import ExperimentSettings, ServingSettings
 
     champion = alias_version(store, CHAMPION)
     if champion is None or not env.get("serving"):
-        return None
-    folder = Path(env_file).resolve().parent / ServingSettings.from_params(env["serving"]).archive
+        return []
+    serving = ServingSettings.from_params(env["serving"], env_file)
+    folder = Path(env_file).resolve().parent / serving.archive
     if not folder.is_dir():
-        return None
-    return evidence.live_evidence(folder, champion, version, gates.of_env(env))
+        return []
+    rules = serving.experiment or ExperimentSettings.from_params({"share": 0}, env_file)
+    found = evidence.experiment_evidence(folder, champion, version, rules)
+    return [evidence.live_evidence(folder, champion, version, gates.of_env(env))] + (
+        [found] if found else []
+    )
 
 
 #: The gate table's columns, in the order `gates.check` writes them.

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..storage import write_json
 from . import gates, versions
 from .errors import RegistryError
-from .evidence import Evidence
+from .evidence import Evidence, ExperimentEvidence
 from .loading import manifest_sha256
 from .runs import MANIFEST_TAG
 from .store import Store
@@ -23,16 +23,17 @@ class Decision:
     why: str
 
 
-def decide(held_out: gates.GateResult, evidence: list[Evidence],
+def decide(held_out: gates.GateResult, evidence: list[Evidence | ExperimentEvidence],
            needs_evidence: bool = False) -> Decision:  # fmt: skip
     """The promotion rule, for `make promote`, `make propose` and the backtest.
 
-    With evidence judged on rows both models scored, the version must pass the held-out gate,
+    With evidence judged on rows both models scored (or, in an online experiment, on the
+    records each answered, once its test stopped), the version must pass the held-out gate,
     be worse on none of those rows and pass and improve on some; without, it must pass and
     improve on the held-out gate. Evidence of too few rows to judge counts as none;
     `needs_evidence` (a scheduled promotion) refuses a version without any.
     """
-    judged = [e for e in evidence if e.gate is not None]
+    judged = [e for e in evidence if e.judged]
     if not judged:
         if needs_evidence:
             return Decision(False, "no evidence judged on the rows both models scored")
@@ -46,7 +47,8 @@ def decide(held_out: gates.GateResult, evidence: list[Evidence],
         return Decision(False, "the evidence shows it worse than the champion")
     if not any(e.promotable for e in judged):
         return Decision(False, "it must pass the gates and improve the selection metric by the "
-                               "gate's min_improvement on the rows both models scored")  # fmt: skip
+                               "gate's min_improvement on the rows both models scored, or win "
+                               "its online experiment")  # fmt: skip
     return Decision(True, "it passes the held-out gate and wins on the rows both models scored")
 
 

@@ -33,7 +33,10 @@ from ..registry.store import Store
 from ..spec import THRESHOLD
 from .fused import fuse
 
-CHAMPION, FALLBACK, ACTING = "champion", "fallback", "acting champion"
+CHAMPION, FALLBACK, ACTING, CANARY = "champion", "fallback", "acting champion", "canary"
+#: The arm of a record the canary was to answer and the champion did (it had no answer in
+#: time): in neither arm of the test, which would otherwise be biased by the records it missed.
+CANARY_MISSED = "canary missed"
 #: Why the fallback answered (a metric label; the answer's reason adds the detail).
 OVER_BUDGET, ERROR = "over budget", "error"
 BREAKER_OPEN = "breaker open after repeated champion failures"
@@ -61,15 +64,17 @@ class ModelSet:
     fallback: Loaded | None
     shadows: dict[str, Loaded] = field(default_factory=dict)  # alias -> version scored beside
     generation: int = 0
+    canary: Loaded | None = None  # answers the experiment's share (serving.experiment)
 
     def versions(self) -> dict[str, str | None]:
         found = {self.role: self.answering.version,
                  FALLBACK: self.fallback.version if self.fallback else None}  # fmt: skip
+        found |= {CANARY: self.canary.version} if self.canary else {}
         return found | {alias: m.version for alias, m in self.shadows.items()}
 
     def forms(self) -> dict[str, dict[str, str]]:
         """Per loaded version, the form that scores it and, when not compiled, why."""
-        loaded = [self.answering, self.fallback, *self.shadows.values()]
+        loaded = [self.answering, self.fallback, self.canary, *self.shadows.values()]
         return {m.version: {"form": m.form} | ({"why_not_compiled": m.note} if m.note else {})
                 for m in loaded if m is not None}  # fmt: skip
 
@@ -85,6 +90,7 @@ class Answer:
     shadows: dict[str, str] = field(default_factory=dict)  # alias -> version, for the archive
     batch_rows: int = 1  # rows of the model call that answered (requests scored together)
     threshold: float = THRESHOLD  # the answering model's decision threshold
+    arm: str = CHAMPION  # the experiment's arm: the champion's, or the canary's
 
 
 class Breaker:
@@ -215,7 +221,8 @@ class Router:
 
     def __init__(self, to_frame: Callable[[list[dict]], pd.DataFrame], columns: list[str],
                  budget_ms: float, reserve_ms: float, breaker: Breaker | None = None,
-                 champion_delay_ms: float = 0.0, fallback_deadline_ms: float = 1000.0):  # fmt: skip
+                 champion_delay_ms: float = 0.0, fallback_deadline_ms: float = 1000.0,
+                 on_canary: Callable[[float], None] = lambda ms: None):  # fmt: skip
         if reserve_ms >= budget_ms:
             raise ValueError(f"fallback_reserve_ms ({reserve_ms}) must be below "
                              f"latency_budget_ms ({budget_ms})")  # fmt: skip
@@ -225,17 +232,33 @@ class Router:
         self.breaker = breaker or Breaker()
         self.delay = champion_delay_ms / 1000
         self.models: ModelSet | None = None
+        self.on_canary = on_canary  # the canary's wait for each answer (inf: none in time)
         self._champion = Batcher("champion", to_frame)
         self._fallback = Batcher("fallback", to_frame)
+        self._canary = Batcher("canary", to_frame)
 
     def swap(self, models: ModelSet) -> None:
         self.models = models  # one reference assignment: readers see the old set or the new one
 
-    async def answer(self, records: list[dict]) -> Answer:
+    async def answer(self, records: list[dict], canary: bool = False) -> Answer:
+        """The records' answer: the canary's when `canary` and one is loaded (the champion's
+        within the rest of the budget when it has none in the champion's deadline), else the
+        champion's or the fallback's."""
         models = self.models  # this request's view, whatever the watcher does meanwhile
         if models is None:
             raise NoModel("no model is loaded yet")
         shadows = {alias: m.version for alias, m in models.shadows.items()}
+        if canary and models.canary is not None:
+            found = await self._ask_canary(models.canary, records)
+            if found is not None:
+                proba, ms, rows = found
+                return Answer(proba, models.canary.version, CANARY, ms, shadows=shadows,
+                              batch_rows=rows, threshold=models.canary.threshold,
+                              arm=CANARY)  # fmt: skip
+            answer = await self._second(models.answering, records, shadows, models.role,
+                                        "canary over budget or failed", OVER_BUDGET)  # fmt: skip
+            answer.arm = CANARY_MISSED
+            return answer
         cause = reason = BREAKER_OPEN
         # Without a fallback there is nothing to answer in the champion's place: wait for it.
         deadline = self.deadline if models.fallback is not None else None
@@ -260,22 +283,46 @@ class Router:
         if models.fallback is None:
             raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "
                           "champion is registered as fallback")  # fmt: skip
-        try:  # the fallback's own deadline: a hung fallback is not waited on
-            job = self._fallback.submit(models.fallback.model, records)
+        return await self._second(models.fallback, records, shadows, FALLBACK, reason, cause)
+
+    async def _ask_canary(self, canary: Loaded, records: list[dict]):
+        """The canary's (proba, ms, rows) within the champion's deadline, or None."""
+        start = time.perf_counter()
+        try:
+            job = self._canary.submit(canary.model, records)
+            found = await asyncio.wait_for(asyncio.wrap_future(job), self.deadline)
+        except Exception as exc:  # noqa: BLE001 - a canary's failure is the champion's to answer
+            if not isinstance(exc, TimeoutError):
+                print(f"canary v{canary.version} failed: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            self.on_canary(float("inf"))
+            return None
+        self.on_canary((time.perf_counter() - start) * 1000)
+        return found
+
+    async def _second(self, second: Loaded, records: list[dict], shadows: dict, role: str,
+                      reason: str, cause: str) -> Answer:  # fmt: skip
+        """The answer of the model that stands in (the fallback for the champion, the
+        champion for the canary), within its own deadline: a hung one is not waited on."""
+        batcher = self._fallback if role == FALLBACK else self._champion
+        try:
+            job = batcher.submit(second.model, records)
             proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job),
                                                      self.fallback_deadline)  # fmt: skip
         except Overloaded as exc:
             raise NoModel(f"overloaded: {exc}; try again shortly") from None
         except TimeoutError:
-            raise NoModel(f"no answer: the champion {reason}, and the fallback "
-                          f"v{models.fallback.version} had none within its deadline of "
+            first = f"the champion {reason}" if role == FALLBACK else reason
+            raise NoModel(f"no answer: {first}, and the {role} "
+                          f"v{second.version} had none within its deadline of "
                           f"{self.fallback_deadline * 1000:.0f} ms") from None  # fmt: skip
-        return Answer(proba, models.fallback.version, FALLBACK, ms, reason, cause, shadows, rows,
-                      models.fallback.threshold)  # fmt: skip
+        return Answer(proba, second.version, role, ms, reason, cause, shadows, rows,
+                      second.threshold)  # fmt: skip
 
     def close(self) -> None:
         self._champion.close()
         self._fallback.close()
+        self._canary.close()
 
 
 def score_records(model, records: list[dict], to_frame: Callable) -> np.ndarray:
@@ -354,10 +401,10 @@ class Watcher(threading.Thread):
     def __init__(self, store: Store, router: Router, shadow_aliases: list[str],
                  poll_seconds: float, on_swap: Callable[[ModelSet], None] = lambda m: None,
                  on_error: Callable[[str], None] = lambda e: None,
-                 sample: pd.DataFrame | None = None):  # fmt: skip
+                 sample: pd.DataFrame | None = None, canary_alias: str | None = None):  # fmt: skip
         super().__init__(name="registry-watcher", daemon=True)
         self.store, self.router, self.poll = store, router, poll_seconds
-        self.shadow_aliases = shadow_aliases
+        self.shadow_aliases, self.canary_alias = shadow_aliases, canary_alias
         self.cache = ModelCache(store, check_rows(router.columns, sample))
         self.on_swap, self.on_error = on_swap, on_error
         self.key: tuple | None = None
@@ -376,7 +423,10 @@ class Watcher(threading.Thread):
         answering, role, fallback, shadows = wanted(aliases, [str(v) for v in history],
                                                     self.shadow_aliases)  # fmt: skip
         self.last_poll = time.time()
-        key = (answering, role, fallback, tuple(sorted(shadows.items())))
+        # a canary only beside a champion, and never the champion itself
+        canary = aliases.get(self.canary_alias) if role == CHAMPION and self.canary_alias else None
+        canary = canary if canary != answering else None
+        key = (answering, role, fallback, tuple(sorted(shadows.items())), canary)
         if key == self.key:
             return False
         if answering is None:
@@ -387,6 +437,7 @@ class Watcher(threading.Thread):
             self.cache.get(fallback) if fallback else None,
             {alias: self.cache.get(v) for alias, v in shadows.items()},
             generation=self.swaps + 1,
+            canary=self.cache.get(canary) if canary else None,
         )  # fmt: skip
         self.router.swap(models)
         self.key, self.swaps = key, self.swaps + 1

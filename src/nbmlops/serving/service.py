@@ -36,12 +36,13 @@ from ..registry.store import Store
 from ..settings import ServingSettings
 from ..spec import FeatureSpec
 from .archive import ArchiveSettings
+from .canary import Canary
 from .connection import with_deadline
 from .feedback import Feedback, items_of
 from .guard import Guard, redact_uri, without_paths
 from .metrics import Metrics
 from .payload import InvalidRequest, RequestContract
-from .rendezvous import Breaker, ModelSet, NoModel, Router, Watcher
+from .rendezvous import CHAMPION, Breaker, ModelSet, NoModel, Router, Watcher
 from .shadow import ShadowProcess
 
 CHECK_ROWS = 64
@@ -66,15 +67,22 @@ class Service:
         self.contract = RequestContract(spec, contract, settings.max_text_chars)
         self.token = os.environ.get(settings.token_env) or None
         self.metrics = Metrics()
+        experiment = settings.experiment
+        self.canary = Canary(experiment, settings.archive) if experiment else None
+        timed = self.canary.answered if self.canary else lambda ms: None
+        if self.canary:  # read when /metrics is, so a rollback shows at once
+            self.metrics.canary_share.set_function(lambda: self.canary.share)
         self.router = Router(self.contract.frame, spec.columns, settings.latency_budget_ms,
                              settings.fallback_reserve_ms,
                              Breaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
                              champion_delay_ms=drill_latency_ms,
-                             fallback_deadline_ms=settings.fallback_deadline_ms)  # fmt: skip
+                             fallback_deadline_ms=settings.fallback_deadline_ms,
+                             on_canary=timed)  # fmt: skip
         self.watcher = Watcher(store, self.router, list(settings.shadows), settings.poll_seconds,
                                on_swap=self._swapped,
                                on_error=lambda e: self.metrics.registry_errors.inc(),
-                               sample=self.contract.frame(sample) if sample else None)  # fmt: skip
+                               sample=self.contract.frame(sample) if sample else None,
+                               canary_alias=experiment.alias if experiment else None)  # fmt: skip
         self._archive = ArchiveSettings(settings.archive, settings.rotate_rows,
                                         settings.rotate_seconds,
                                         settings.archive_sync_seconds)  # fmt: skip
@@ -85,6 +93,7 @@ class Service:
         self.started = time.time()
         self._stop = threading.Event()
         self._pump = threading.Thread(target=self._pump_reports, name="metrics", daemon=True)
+        self._judge = threading.Thread(target=self._judge_canary, name="experiment", daemon=True)
 
     def start(self) -> None:
         # Libraries and models are hundreds of thousands of long-lived objects; a full collection
@@ -96,10 +105,14 @@ class Service:
         self.shadow.start()
         self.watcher.start()
         self._pump.start()
+        if self.canary:
+            self._judge.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._pump.join(5)
+        if self._judge.is_alive():
+            self._judge.join(5)
         self.watcher.stop()
         for report in self.shadow.stop():
             self.metrics.take(report)
@@ -127,7 +140,19 @@ class Service:
 
     def _swapped(self, models: ModelSet) -> None:
         gc.freeze()  # the new models are long-lived too
+        if self.canary:
+            champion = models.answering.version if models.role == CHAMPION else None
+            self.canary.follow(champion, models.canary.version if models.canary else None)
         self.metrics.swapped(models)
+
+    def _judge_canary(self) -> None:
+        """The experiment's test on the labels so far, every `check_seconds`."""
+        while not self._stop.wait(self.canary.settings.check_seconds):
+            try:
+                self.canary.check_labels()
+                self.canary.last_error = None
+            except Exception as exc:  # noqa: BLE001 - the test waits for readable files
+                self.canary.last_error = without_paths(f"{type(exc).__name__}: {exc}")
 
     def _pump_reports(self) -> None:
         while not self._stop.wait(0.25):
@@ -135,6 +160,8 @@ class Service:
                 self.metrics.take(report)
             self.metrics.breaker_open.set(self.router.breaker.state != "closed")
             self.metrics.archive_backlog.set(self.shadow.backlog_bytes())
+            if self.canary:
+                self.canary.check_latency(self.router.deadline * 1000)
             if not self.shadow.alive():
                 self._restart_shadow("stopped")
             elif time.monotonic() - self.shadow.heard > (
@@ -171,7 +198,7 @@ class Service:
             "shadow_scoring": self.settings.shadow,
             "archive": Path(self.settings.archive).name,
             "fields": [f.name for f in self.contract.fields],
-        }
+        } | ({"experiment": self.canary.describe()} if self.canary else {})
 
     async def predict(self, body: bytes) -> tuple[int, dict]:
         """(HTTP status, JSON body) for one /predict request."""
@@ -187,33 +214,52 @@ class Service:
         except InvalidRequest as exc:
             self.metrics.requests.labels("invalid").inc()
             return 422, {"detail": exc.problems}
+        arms = self.canary.arms(records) if self.canary else [False] * len(records)
+        groups = [[i for i, a in enumerate(arms) if a == flag] for flag in (False, True)]
+        groups = [(g, flag) for g, flag in zip(groups, (False, True), strict=True) if g]
         try:
-            answer = await self.router.answer(records)
+            answers = await asyncio.gather(*(
+                self.router.answer(records if len(groups) == 1 else [records[i] for i in g],
+                                   canary=flag) for g, flag in groups))  # fmt: skip
         except NoModel as exc:
             self.metrics.requests.labels("unavailable").inc()
             return 503, {"detail": str(exc)}
-        request_id = uuid.uuid4().hex
-        message = {"request_id": request_id, "received_at": time.time(), "records": records,
-                   "proba": answer.proba.tolist(), "version": answer.version, "role": answer.role,
-                   "model_ms": answer.model_ms, "batch_rows": answer.batch_rows,
-                   "reason": answer.reason,
-                   "shadows": answer.shadows}  # fmt: skip
-        if self.shadow.send(message, len(body)):
-            self.feedback.answered(request_id, len(records))  # labels join archived records
-        else:
-            self.metrics.shadow_dropped.inc()
-            self.metrics.archive_dropped.inc(len(records))
+        request_id, received = uuid.uuid4().hex, time.time()
+        results: list[dict] = [{} for _ in records]
+        kept = True
         m = self.metrics
+        for (group, _), answer in zip(groups, answers, strict=True):
+            mine = [records[i] for i in group] if len(groups) > 1 else records
+            message = {"request_id": request_id, "received_at": received, "records": mine,
+                       "indices": group, "proba": answer.proba.tolist(),
+                       "version": answer.version, "role": answer.role, "arm": answer.arm,
+                       "threshold": answer.threshold, "model_ms": answer.model_ms,
+                       "batch_rows": answer.batch_rows, "reason": answer.reason,
+                       "shadows": answer.shadows}  # fmt: skip
+            if not self.shadow.send(message, len(body) * len(group) // len(records)):
+                kept = False
+                m.shadow_dropped.inc()
+                m.archive_dropped.inc(len(group))
+            m.answers.labels(answer.role, answer.version).inc()
+            m.model_latency.labels(answer.role).observe(answer.model_ms / 1000)
+            if answer.cause:
+                m.fallbacks.labels(answer.cause).inc()
+            for i, p in zip(group, answer.proba, strict=True):
+                results[i] = {"prediction": int(p >= answer.threshold),
+                              "probability": round(float(p), 6)}  # fmt: skip
+                if self.canary and many:
+                    results[i] |= {"model_version": answer.version, "arm": answer.arm}
+        if kept:
+            self.feedback.answered(request_id, len(records))  # labels join archived records
         m.requests.labels("ok").inc()
         m.records.inc(len(records))
-        m.answers.labels(answer.role, answer.version).inc()
-        m.model_latency.labels(answer.role).observe(answer.model_ms / 1000)
-        if answer.cause:
-            m.fallbacks.labels(answer.cause).inc()
-        results = [{"prediction": int(p >= answer.threshold), "probability": round(float(p), 6)}
-                   for p in answer.proba]  # fmt: skip
-        out = {"request_id": request_id, "model_version": answer.version, "role": answer.role,
-               "fallback_reason": answer.reason}  # fmt: skip
+        first = answers[0]
+        out = {"request_id": request_id, "model_version": first.version, "role": first.role,
+               "fallback_reason": first.reason}  # fmt: skip
+        if len(answers) > 1:  # each record names its own model and arm
+            out |= {"model_version": None, "role": "experiment", "fallback_reason": None}
+        elif self.canary:
+            out["arm"] = first.arm
         out |= {"predictions": results} if many else results[0]
         m.latency.observe(time.perf_counter() - start)
         return 200, out

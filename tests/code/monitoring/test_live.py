@@ -25,7 +25,9 @@ def test_live_figures_per_window_and_model(tmp_path):
         "served_proba": np.clip(y * 0.3 + rng.random(n) * 0.7, 0, 1),
         "challenger_version": "3", "challenger_proba": np.clip(y * 0.5 + rng.random(n) * 0.5, 0, 1),
     })  # fmt: skip
-    archive.iloc[:300].to_parquet(tmp_path / "requests-a.parquet")
+    # as the service keeps them: a time in UTC in a Parquet file, seconds in a segment
+    when = pd.to_datetime(archive["received_at"], unit="s", utc=True)
+    archive.iloc[:300].assign(received_at=when).to_parquet(tmp_path / "requests-a.parquet")
     (tmp_path / SEGMENTS).mkdir()
     rows = archive.iloc[280:].to_dict(orient="records")  # overlaps the file: read once
     (tmp_path / SEGMENTS / "segment-b.jsonl").write_text(

@@ -27,7 +27,7 @@ from nbmlops.registry.runs import register_candidate
 from nbmlops.registry.store import Store
 from nbmlops.registry.versions import CHALLENGER, set_champion, version_details
 from nbmlops.serving.payload import RequestContract
-from nbmlops.settings import DataSettings
+from nbmlops.settings import DataSettings, ServingSettings
 from nbmlops.spec import FeatureSpec
 from tests.code.serving.server import Server
 
@@ -728,3 +728,95 @@ def test_live_labels_end_to_end_equal_a_computation_by_hand(served, tmp_path):
     assert found.difference.difference == pytest.approx(paired["difference"])
     assert "DeLong, paired" in str(found) and "151 rows" in str(found)
     assert evidence.live_evidence(archive, "1", "99", rules).gate is None  # never shadowed
+
+
+def _wait_json(server, path: str, check, seconds: float = 30.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = server.get(path).json()
+        if check(found):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never showed it in {seconds:.0f} s: {found}")
+
+
+def test_a_canary_answers_its_share_by_key_and_a_worse_one_is_rolled_back(served, tmp_path):
+    """A 30 % canary keyed on `distance`: each answer names its arm and the archive keeps it;
+    a record's arm never changes; the canary's answers are the challenger's. Labels that make
+    the canary worse roll it back within a check, and a restarted service keeps it so."""
+    archive = tmp_path / "archive"
+    records = _records(served, 200)
+    experiment = {"share": 0.3, "key": "distance", "min_labels": 20, "check_seconds": 0.5}
+    with Server(served["root"], archive=str(archive), latency_budget_ms=2000,
+                experiment=experiment) as server:  # fmt: skip
+        answers = [server.post(r).json() for r in records]
+        arms = [a["arm"] for a in answers]
+        assert set(arms) == {"champion", "canary"} and 0.2 <= arms.count("canary") / 200 <= 0.4
+        for record, arm in zip(records, arms, strict=True):  # the same key, the same arm
+            same = [a for r, a in zip(records, arms, strict=True)
+                    if r["distance"] == record["distance"]]  # fmt: skip
+            assert set(same) == {arm}
+        canary = [i for i, a in enumerate(arms) if a == "canary"]
+        assert {answers[i]["model_version"] for i in canary} == {served["challenger"]}
+        assert {answers[i]["role"] for i in canary} == {"canary"}
+        expected = _proba(served, served["challenger"], [records[i] for i in canary])
+        assert [answers[i]["probability"] for i in canary] == pytest.approx(expected, abs=1e-6)
+        mixed = server.post(records[:20]).json()  # one request, both arms: split, put back
+        assert mixed["role"] == "experiment" and mixed["model_version"] is None
+        assert [p["arm"] for p in mixed["predictions"]] == arms[:20]
+        assert [p["probability"] for p in mixed["predictions"]] == pytest.approx(
+            [a["probability"] for a in answers[:20]], abs=1e-6)  # fmt: skip
+        models = server.get("/models").json()
+        assert models["serving"]["canary"] == served["challenger"]
+        assert models["experiment"]["share"] == 0.3
+        # labels that make the canary wrong and the champion right
+        labels = [{"request_id": a["request_id"],
+                   "outcome": int((a["probability"] >= 0.5) != (a["arm"] == "canary"))}
+                  for a in answers]  # fmt: skip
+        assert server.client.post("/feedback", json=labels).json()["accepted"] == 200
+        found = _wait_json(server, "/models", lambda m: m["experiment"]["share"] == 0)
+        assert "it is worse on" in found["experiment"]["rolled_back"]
+        assert found["experiment"]["test"]["decision"].startswith("stop for the champion")
+        after = [server.post(r).json()["arm"] for r in records[:50]]
+        assert set(after) == {"champion"}
+        assert _metric(server.get("/metrics").text, "nbmlops_canary_share") == 0
+    rows = _archived(archive)
+    by_request = {a["request_id"]: a["arm"] for a in answers}
+    single = rows[rows["request_id"].isin(by_request)]
+    assert single["served_arm"].tolist() == single["request_id"].map(by_request).tolist()
+    split = rows[rows["request_id"] == mixed["request_id"]].sort_values("record")
+    assert split["record"].tolist() == list(range(20))
+    assert split["served_arm"].tolist() == arms[:20]
+    with Server(served["root"], archive=str(archive), latency_budget_ms=2000,
+                experiment=experiment) as server:  # fmt: skip
+        again = server.get("/models").json()["experiment"]
+        assert again["share"] == 0 and "it is worse on" in again["rolled_back"]
+    # `make live` and `make promote` read the same decision from the same files
+    from nbmlops.commands import live
+    from nbmlops.registry import evidence, promotion
+
+    out = tmp_path / "live"
+    assert live.main(["--env", str(served["root"] / "env.serve.yaml"), "--out", str(out)]) == 0
+    (test,) = storage.read_json(out / "live.json")["experiments"]
+    assert test["decision"] == "stop for the champion: the canary is worse"
+    assert (test["canary"], test["champion"]) == (f"v{served['challenger']}", "v1")
+    assert test["labels_canary"] == sum(a == "canary" for a in arms)
+    assert "Online experiments: the canary against the champion" in (out / "index.html").read_text()
+    settings = ServingSettings.from_params({"experiment": experiment}, "env").experiment
+    found = evidence.experiment_evidence(archive, "1", served["challenger"], settings)
+    assert found.judged and found.worse and "mSPRT" in str(found)
+    held_out = promotion.gates.GateResult(pd.DataFrame(), True, True)
+    decision = promotion.decide(held_out, [found])
+    assert not decision.allowed and "worse" in decision.why
+
+
+def test_a_canary_over_its_latency_limit_is_rolled_back_and_no_request_fails(served, tmp_path):
+    records = _records(served, 200)
+    experiment = {"share": 0.5, "max_p99_ms": 0.001}  # no model answers that fast
+    with Server(served["root"], archive=str(tmp_path / "archive"), latency_budget_ms=2000,
+                experiment=experiment) as server:  # fmt: skip
+        codes = [server.post(records[i % 200]).status_code for i in range(400)]
+        found = _wait_json(server, "/models", lambda m: m["experiment"]["share"] == 0, 10)
+    assert codes == [200] * 400
+    assert "p99 latency over its last" in found["experiment"]["rolled_back"]
+    assert "over its limit of 0.001 ms" in found["experiment"]["rolled_back"]
