@@ -37,8 +37,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..abtest import CANARY_ARM
 from ..errors import ConfigError
 from ..layout import LOAD_PAGES, Layout
+from ..records import read_archive
 from ..registry.loading import load_serving
 from ..registry.runs import register_candidate
 from ..registry.store import Store
@@ -375,6 +377,19 @@ def curve_figure(result: dict) -> str:
     return out
 
 
+#: The canary run's declared share of records.
+CANARY_SHARE = 0.1
+
+
+def served_shares(folder: Path) -> dict:
+    """Records of the archive by the arm that answered them, and the canary's share."""
+    arms = read_archive(folder, ["request_id", "record", "served_arm"])["served_arm"]
+    counts = {str(k): int(v) for k, v in arms.value_counts().items()}
+    share = counts.get(CANARY_ARM, 0) / max(1, len(arms))
+    return {"records": len(arms), "arms": counts, "canary_share": round(share, 4),
+            "declared_share": CANARY_SHARE}  # fmt: skip
+
+
 def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill_ms: float,
         scratch: Path, rates=RATES, curve_seconds: int = 10) -> dict:  # fmt: skip
     drill = Drill(env_file, scratch)
@@ -408,6 +423,14 @@ def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill
             server.stop()
         if name == "shadow on":
             result["archive"] = archive_size(scratch / "archive", answered)
+    shutil.rmtree(scratch / "archive", ignore_errors=True)
+    server = drill.serve("canary", experiment={"share": CANARY_SHARE})
+    try:
+        load(f"canary {CANARY_SHARE:.0%}", server)
+    finally:
+        server.stop()
+    result["canary"] = served_shares(scratch / "archive")
+    print(f"canary: {result['canary']}", flush=True)
     baseline = drill.mlflow_serve()
     try:
         load("mlflow models serve", baseline, fmt="mlflow")
@@ -456,6 +479,8 @@ def markdown(result: dict) -> str:
     slow = result["runs"]["champion slowed (fallback answers)"]
     moves = result["runs"]["champion moves"]
     swaps = result["swaps"]
+    canary = result["canary"]
+    canary_run = f"canary {canary['declared_share']:.0%}"
     checks = [
         (f"p99 with one shadow at {result['rate']:g} req/s", f"{on['p99_ms']:g} ms",
          f"≤ {TARGET_P99_MS:g} ms", on["p99_ms"] <= TARGET_P99_MS and on["failures"] == 0),
@@ -477,6 +502,13 @@ def markdown(result: dict) -> str:
          slow["p99_ms"] <= result["budget_ms"]),
         ("archive per million requests", f"{result['archive']['mb_per_million_requests']} MB",
          "", None),
+        (f"{canary['declared_share']:.0%} canary: p99, failed requests",
+         f"{runs[canary_run]['p99_ms']:g} ms, {runs[canary_run]['failures']}",
+         f"≤ {result['budget_ms']:g} ms, 0",
+         runs[canary_run]["p99_ms"] <= result["budget_ms"] and runs[canary_run]["failures"] == 0),
+        ("canary: the share of records it answered", f"{canary['canary_share']:.2%}",
+         f"{canary['declared_share']:.0%} ± 1 point",
+         abs(canary["canary_share"] - canary["declared_share"]) <= 0.01),
     ]  # fmt: skip
     calls = result["call_ms"]
     curves = result["saturation"]["curves"]

@@ -21,7 +21,7 @@ def test_load_harness_runs_every_scenario_on_a_registry_copy(ci_build, tmp_path)
     assert db.read_bytes() == before  # moves happened in the copy
     runs = result["runs"]
     assert list(runs) == ["shadow on", "shadow on, locust", "GET /health", "GET /health, locust",
-                          "shadow off", "mlflow models serve", "champion moves",
+                          "shadow off", "canary 10%", "mlflow models serve", "champion moves",
                           "champion slowed (fallback answers)"]  # fmt: skip
     for name, run in runs.items():
         assert run["requests"] >= 20 and run["failures"] == 0, (name, run["failure_kinds"])
@@ -33,6 +33,10 @@ def test_load_harness_runs_every_scenario_on_a_registry_copy(ci_build, tmp_path)
     assert result["swaps"]["swaps_served"] >= 5 and "error" not in result["swaps"]
     archive = result["archive"]  # every record the service answered, archived
     assert archive["records"] == archive["records_answered"] >= runs["shadow on"]["requests"]
+    canary = result["canary"]  # every record answered by one arm, the canary's near its share
+    assert canary["records"] == runs["canary 10%"]["requests"]
+    assert set(canary["arms"]) <= {"champion", "canary"} and canary["arms"].get("canary", 0) > 0
+    assert 0 < canary["canary_share"] < 0.3
     text = loadtest.markdown(result)
     assert "| failed requests while champion moved 4 times | 0 | 0 | yes |" in text
     assert "| champion slowed by 300 ms: answers not from the fallback | 0 | 0 | yes |" in text
