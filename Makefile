@@ -22,7 +22,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	docs serve load backtest retrain propose follow live ci-as-user airflow-run registry-server registry-server-stop postgres
+	docs serve load backtest retrain propose follow live label-queue label-send ci-as-user airflow-run registry-server registry-server-stop postgres
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -87,6 +87,13 @@ follow: setup ## move the registry's champion to the version the committed basel
 
 live: setup ## live performance of every model from the service's archive and the labels sent to /feedback
 	$(BIN)/python -m nbmlops.commands.live --env $(ENV_FILE)
+
+label-queue: setup ## queue serving.label_sample of the answered records for labelling (stratified); writes label-queue.csv beside the archive
+	$(BIN)/python -m nbmlops.commands.labels queue --env $(ENV_FILE)
+
+label-send: setup ## post a filled-in label-queue.csv (FILE=..., URL=http://127.0.0.1:8000) to the service's /feedback
+	@test -n "$(FILE)" || { echo "make label-send needs FILE=path/to/label-queue.csv" >&2; exit 2; }
+	$(BIN)/python -m nbmlops.commands.labels send $(FILE) $(if $(URL),--url $(URL))
 
 serve: setup ## the scoring service on the registry's champion (ENV=ci for the CI model); Ctrl-C stops it
 	$(BIN)/nbmlops-serve --env $(ENV_FILE)

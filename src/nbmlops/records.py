@@ -48,16 +48,28 @@ def read_archive(folder: str | Path, columns: list[str] | None = None) -> pd.Dat
     # segments first: one compacted meanwhile is then found as its Parquet file
     rows = [r for p in sorted((folder / SEGMENTS).glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
             for r in _json_lines(p)]  # fmt: skip
-    frames = [pd.read_parquet(p, columns=columns)
-              for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]  # fmt: skip
+    frames = [_read_file(p, columns) for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]
     if rows:
         segment = pd.DataFrame(rows)
         if RECEIVED_AT in segment:  # seconds in a segment; a time in UTC in a Parquet file
             segment[RECEIVED_AT] = pd.to_datetime(segment[RECEIVED_AT], unit="s", utc=True)
-        frames.append(segment[[c for c in columns if c in segment]] if columns else segment)
+        frames.append(segment.reindex(columns=columns) if columns else segment)
     if not frames:
         return pd.DataFrame(columns=columns or KEY)
     return pd.concat(frames, ignore_index=True).drop_duplicates(KEY, keep="first")
+
+
+def _read_file(path: Path, columns: list[str] | None) -> pd.DataFrame:
+    """One archive file; of `columns`, those it has (a file written before a column existed
+    lacks it: the reader gives it as missing)."""
+    if columns is None:
+        return pd.read_parquet(path)
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in columns if c in present]).reindex(
+        columns=columns
+    )
 
 
 def read_labels(folder: str | Path) -> tuple[pd.DataFrame, int]:

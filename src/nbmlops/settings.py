@@ -184,7 +184,7 @@ class ExperimentSettings(Settings):
     key: str | None = None  # a request field: the same value always gets the same arm
     metric: str = "brier"  # the per-record loss the arms are compared on
     confidence: float = 0.95  # of the sequential test, valid at every look
-    min_gain: float = 0.05  # the share of the champion's loss the canary must save to be worth it
+    min_gain: float = 0.02  # the share of the champion's loss the canary must save to be worth it
     min_labels: int = 300  # labels in each arm before any decision (the variances come from them)
     check_seconds: float = 30.0  # how often the service reads the labels and decides
     max_p99_ms: float | None = None  # the canary's latency limit (None: the champion's deadline)
@@ -234,6 +234,7 @@ class ServingSettings(Settings):
     token_env: str = "NBMLOPS_SERVING_TOKEN"  # when this variable is set, a bearer token
     docs: bool = False  # FastAPI's /docs and /openapi.json
     experiment: ExperimentSettings | None = None  # a canary or A/B test (docs/serving.md)
+    label_sample: float = 0.0  # the share of answered records `make label-queue` queues
 
     @classmethod
     def _normalise(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +259,9 @@ class ServingSettings(Settings):
                     "fallback_deadline_ms", "request_read_seconds")  # fmt: skip
         if any(getattr(self, key) <= 0 for key in positive):
             raise ConfigError(f"{where}: serving.{', '.join(positive)} must be positive")
+        if isinstance(self.label_sample, bool) or not 0 <= self.label_sample <= 1:
+            raise ConfigError(f"{where}: serving.label_sample is a share of the answered "
+                              f"records, from 0 to 1, not {self.label_sample!r}")  # fmt: skip
 
 
 #: When monitoring of the last period makes a policy retrain: never, on a failing period, or

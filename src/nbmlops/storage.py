@@ -72,6 +72,21 @@ def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, text)
 
 
+def append_json_lines(path: str | Path, rows: list[dict]) -> None:
+    """Rows as whole JSON lines at the end of a file, in one write, synced to the disk before
+    it returns: a reader never sees half a line from here, and a crash keeps what returned."""
+    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+    data = text.encode("utf-8")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

@@ -2,7 +2,8 @@
 ratio test (mSPRT) on the difference of two means, as an always-valid confidence sequence.
 
 Each labelled record gives a loss (its Brier score, say). The test follows d = mean loss of the
-champion's records minus that of the canary's (d > 0: the canary loses less). With a normal
+champion's records minus that of the canary's (d > 0: the canary loses less), and stops when
+its interval lies wholly on one side of the least saving worth a promotion. With a normal
 mixture of width `tau` over d, the set
 
     d_hat ± sqrt(V (V + tau²) / tau² · (log((V + tau²) / V) + 2 log(1 / alpha))),
@@ -28,7 +29,7 @@ import numpy as np
 TAU_SDS = 0.1
 #: The outcomes of the test.
 CHALLENGER, WORSE, NOT_BETTER, GO_ON = (
-    "stop for the challenger",
+    "stop for the challenger: the canary is better by min_gain",
     "stop for the champion: the canary is worse",
     "stop for the champion: the canary is not better by min_gain",
     "go on",
@@ -80,14 +81,14 @@ def radius(v: float, tau2: float, alpha: float) -> float:
     return math.sqrt(v * (v + tau2) / tau2 * (math.log((v + tau2) / v) + 2 * math.log(1 / alpha)))
 
 
-def decide(champion: Arm, canary: Arm, confidence: float = 0.95, min_gain: float = 0.01,
-         min_labels: int = 30) -> Sequence:  # fmt: skip
-    """The decision on two arms' losses so far.
+def decide(champion: Arm, canary: Arm, confidence: float = 0.95, min_gain: float = 0.02,
+         min_labels: int = 300) -> Sequence:  # fmt: skip
+    """The decision on two arms' losses so far, with m = `min_gain` times the champion's mean
+    loss (the least saving worth a promotion).
 
-    Stop for the challenger when the whole interval is above 0; for the champion when it is
-    wholly below 0 (worse) or wholly below `min_gain` times the champion's mean loss (not
-    better by enough to be worth a promotion); else go on. No decision before `min_labels`
-    labels in each arm (the variances are estimated from them).
+    Stop for the champion when the whole interval is below 0 (the canary is worse) or below m
+    (not better by enough); for the challenger when it is wholly above m; else go on. No
+    decision before `min_labels` units in each arm (the variances are estimated from them).
     """
     d = champion.mean - canary.mean if champion.n and canary.n else math.nan
     if min(champion.n, canary.n) < max(min_labels, 2):
@@ -101,8 +102,8 @@ def decide(champion: Arm, canary: Arm, confidence: float = 0.95, min_gain: float
     r = radius(v, tau2, alpha)
     margin = min_gain * champion.mean
     low, high = d - r, d + r
-    decision = (CHALLENGER if low > 0 else WORSE if high < 0 else
-                NOT_BETTER if high < margin else GO_ON)  # fmt: skip
+    decision = (WORSE if high < 0 else NOT_BETTER if high < margin else
+                CHALLENGER if low > margin else GO_ON)  # fmt: skip
     needed = None
     if decision == GO_ON:
         needed = _labels_needed(d, v, tau2, alpha, margin, champion.n + canary.n)
@@ -111,12 +112,12 @@ def decide(champion: Arm, canary: Arm, confidence: float = 0.95, min_gain: float
 
 def _labels_needed(d: float, v: float, tau2: float, alpha: float, margin: float,
                    n: int) -> int | None:  # fmt: skip
-    """More labels, in both arms at today's split, until the interval would clear 0 or fall
-    below the margin if the estimate and the variances held; None past a hundredfold."""
+    """More labels, in both arms at today's split, until the interval would clear the margin
+    either way if the estimate and the variances held; None past a hundredfold."""
 
     def stops(m: float) -> bool:
         r = radius(v / m, tau2, alpha)
-        return d - r > 0 or d + r < 0 or d + r < margin
+        return d - r > margin or d + r < margin
 
     if not stops(100.0):
         return None

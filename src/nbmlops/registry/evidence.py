@@ -150,30 +150,36 @@ def live_evidence(folder, champion: str, challenger: str, gate_spec: dict) -> Ev
 @dataclass
 class ExperimentEvidence:
     """The online experiment's decision on the records each arm answered (`nbmlops.abtest`):
-    judged once the sequential test stops, either way."""
+    judged once the sequential test stops, either way, or once the service rolled the canary
+    back. It refuses a promotion when it stopped for the champion (worse, or not better by
+    `min_gain`) or the canary was rolled back (worse, or too slow)."""
 
     found: abtest.Experiment
+    rolled_back: str | None = None  # why, when the service rolled it back
 
     @property
     def judged(self) -> bool:
-        return self.found.decision != sequential.GO_ON
+        return self.found.decision != sequential.GO_ON or self.rolled_back is not None
 
     @property
     def promotable(self) -> bool:
-        return self.found.decision == sequential.CHALLENGER
+        return self.found.decision == sequential.CHALLENGER and self.rolled_back is None
 
     @property
     def worse(self) -> bool:
-        return self.found.decision == sequential.WORSE
+        return (self.found.decision in (sequential.WORSE, sequential.NOT_BETTER)
+                or self.rolled_back is not None)  # fmt: skip
 
     def __str__(self) -> str:
         r, e = self.found.result, self.found
         figures = (f"difference {r.difference:+.4f} [{r.low:+.4f}, {r.high:+.4f}]"
                    if r.low > -float("inf") else "no interval yet")  # fmt: skip
         more = f"; about {r.labels_needed:,} more labels" if r.labels_needed else ""
+        back = f"; rolled back by the service: {self.rolled_back}" if self.rolled_back else ""
         return (f"online experiment: canary v{e.canary} against champion v{e.champion}: "
-                f"{r.canary.n:,} + {r.champion.n:,} labels, loss {figures} (mSPRT, "
-                f"always valid): {r.decision}{more}")  # fmt: skip
+                f"{r.canary.n:,} + {r.champion.n:,} {e.unit} labels, champion's loss minus "
+                f"the canary's {figures} (mSPRT, always valid): "
+                f"{r.decision}{more}{back}")  # fmt: skip
 
 
 def experiment_evidence(folder, champion: str, challenger: str,
@@ -183,4 +189,6 @@ def experiment_evidence(folder, champion: str, challenger: str,
     labels, _ = read_labels(folder)
     found = [e for e in abtest.experiments(read_archive(folder), labels, settings)
              if e.canary == challenger and e.champion == champion]  # fmt: skip
-    return ExperimentEvidence(found[0]) if found else None
+    if not found:
+        return None
+    return ExperimentEvidence(found[0], abtest.rolled_back(folder, champion, challenger))

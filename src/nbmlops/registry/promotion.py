@@ -44,7 +44,9 @@ def decide(held_out: gates.GateResult, evidence: list[Evidence | ExperimentEvide
     if not held_out.passed:
         return Decision(False, "it fails the held-out gate")
     if any(e.worse for e in judged):
-        return Decision(False, "the evidence shows it worse than the champion")
+        return Decision(False, "the evidence shows it worse than the champion (or its "
+                               "online experiment stopped for the champion, or the service "
+                               "rolled it back)")  # fmt: skip
     if not any(e.promotable for e in judged):
         return Decision(False, "it must pass the gates and improve the selection metric by the "
                                "gate's min_improvement on the rows both models scored, or win "

@@ -7,13 +7,15 @@ long as that version runs (and a new version draws afresh). A controller reads t
 labels every `check_seconds` and decides with the sequential test (`nbmlops.abtest`); when the
 canary is worse with the stated confidence, or its p99 latency over its last answers breaks
 its limit, the share goes to 0 at once, and `experiment.json` in the archive folder keeps the
-rollback, so a restarted service does not route to that version again. Promotion stays a
-command (`make promote`).
+rollback: a restarted service does not route to that version again (beside the same champion
+for a worse canary, beside any for a slow one), and `make promote` refuses it. Promotion stays
+a command.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import threading
 import time
@@ -23,16 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from .. import abtest, storage
+from ..abtest import LABELS, LATENCY, STATE_FILE, read_rollbacks, rolled_back
 from ..metrics import sequential
 from ..records import read_archive, read_labels
 from ..settings import ExperimentSettings
 
-STATE_FILE = "experiment.json"
 #: Canary answers the latency rule looks at, and how many it needs first.
 LATENCY_WINDOW, LATENCY_MIN = 1000, 100
-#: The archive's columns the controller reads.
-COLUMNS = ["request_id", "record", "received_at", "served_arm", "served_version",
-           "served_proba", "served_threshold"]  # fmt: skip
+#: The wait counted for an answer the canary never gave (ms): over any limit, and finite, so
+#: a percentile of many of them is this, not NaN.
+MISSED_MS = 1e9
+#: The archive's columns the controller reads (and the key's).
+COLUMNS = ["request_id", "record", "received_at", "served_arm", "served_proba",
+           "served_threshold", *abtest.PAIR]  # fmt: skip
 
 
 def draw(value, alias: str, version: str) -> float:
@@ -58,36 +63,40 @@ class Canary:
 
     def follow(self, champion: str | None, canary: str | None) -> None:
         """The registry's versions now: a new canary version starts afresh, unless the state
-        file says it was rolled back against this champion."""
+        file says it was rolled back (for its labels beside this champion, or for its
+        latency)."""
         if (champion, canary) == (self.champion, self.version):
             return
         with self._lock:
             self.champion, self.version = champion, canary
             self._ms.clear()
             self.last, self.rolled_back = None, None
-            state = storage.read_json(self.folder / STATE_FILE) if self._state_exists() else {}
-            same = state.get("canary") == canary and state.get("champion") == champion
-            if same and state.get("rolled_back"):
-                self.rolled_back = state["rolled_back"]
+            if canary is not None:
+                self.rolled_back = rolled_back(self.folder, champion, canary)
             on = canary is not None and champion is not None and canary != champion
             self.share = self.settings.share if on and not self.rolled_back else 0.0
 
-    def _state_exists(self) -> bool:
-        return (self.folder / STATE_FILE).is_file()
-
-    def arms(self, records: list[dict]) -> list[bool]:
-        """Per record, whether the canary answers it."""
-        share = self.share
+    def assign(self, records: list[dict], keys: list | None = None,
+               ) -> tuple[list[bool], tuple[str, str] | None]:  # fmt: skip
+        """Per record, whether the canary answers it (by its key's value: the record's field,
+        or `keys` when the key is not one of the models' fields); and the experiment's
+        (champion, canary) versions while one runs, which the archive keeps with each
+        record."""
+        with self._lock:
+            share, version, champion = self.share, self.version, self.champion
         if share <= 0:
-            return [False] * len(records)
-        key, alias, version = self.settings.key, self.settings.alias, self.version
+            return [False] * len(records), None
+        key, alias = self.settings.key, self.settings.alias
         if key is None:
-            return [self._random.random() < share for _ in records]
-        return [draw(r.get(key), alias, version) < share for r in records]
+            arms = [self._random.random() < share for _ in records]
+        else:
+            values = keys if keys is not None else [r[key] for r in records]
+            arms = [draw(v, alias, version) < share for v in values]
+        return arms, (champion, version)
 
     def answered(self, ms: float) -> None:
         """The canary's time for an answer (inf: none within its deadline, or an error)."""
-        self._ms.append(ms)
+        self._ms.append(ms if math.isfinite(ms) else MISSED_MS)
 
     def limit_ms(self, deadline_ms: float) -> float:
         return self.settings.max_p99_ms or deadline_ms
@@ -95,41 +104,51 @@ class Canary:
     def check_latency(self, deadline_ms: float) -> None:
         if self.share <= 0 or len(self._ms) < LATENCY_MIN:
             return
+        version, champion = self.version, self.champion
         p99 = float(np.percentile(np.asarray(self._ms), 99))
         limit = self.limit_ms(deadline_ms)
-        if p99 > limit:
-            shown = "no answer" if p99 == float("inf") else f"{p99:.1f} ms"
-            self.roll_back(f"its p99 latency over its last {len(self._ms)} answers is {shown}, "
-                           f"over its limit of {limit:g} ms")  # fmt: skip
+        if not p99 <= limit:
+            shown = "no answer or an error" if p99 >= MISSED_MS else f"{p99:.1f} ms"
+            why = (f"its p99 latency over its last {len(self._ms)} answers is {shown}, over its "
+                   f"limit of {limit:g} ms")  # fmt: skip
+            self.roll_back(why, version, champion, LATENCY)
 
     def check_labels(self) -> abtest.Experiment | None:
         """The test on the labels so far; a canary worse with the stated confidence is
         rolled back."""
         version, champion = self.version, self.champion
-        if version is None or champion is None:
-            return None
+        if version is None or champion is None or self.share <= 0:
+            return self.last  # nothing is routed to it: nothing new to decide
         labels, _ = read_labels(self.folder)
-        archive = read_archive(self.folder, COLUMNS)
+        key = [self.settings.key] if self.settings.key else []
+        archive = read_archive(self.folder, COLUMNS + key)
         found = [e for e in abtest.experiments(archive, labels, self.settings)
                  if e.canary == version and e.champion == champion]  # fmt: skip
         self.last = found[0] if found else None
-        if self.last is not None and self.last.decision == sequential.WORSE and self.share > 0:
+        if self.last is not None and self.last.decision == sequential.WORSE:
             r = self.last.result
-            self.roll_back(f"it is worse on {r.canary.n:,} + {r.champion.n:,} labels: loss "
-                           f"difference {r.difference:+.4f} [{r.low:+.4f}, {r.high:+.4f}] at "
-                           f"{self.settings.confidence:.0%} confidence")  # fmt: skip
+            self.roll_back(f"it is worse on {r.canary.n:,} + {r.champion.n:,} labels: its loss "
+                           f"is higher by {-r.difference:.4f} (between {-r.high:.4f} and "
+                           f"{-r.low:.4f} at {self.settings.confidence:.0%} confidence)",
+                           version, champion, LABELS)  # fmt: skip
         return self.last
 
-    def roll_back(self, why: str) -> None:
+    def roll_back(self, why: str, version: str | None, champion: str | None, kind: str) -> None:
+        """Share 0 for `version` beside `champion`, kept on disk; nothing when the registry
+        has moved on since the check that asks for it."""
         with self._lock:
-            if self.share <= 0:
+            if self.share <= 0 or (version, champion) != (self.version, self.champion):
                 return
             self.share = 0.0
             self.rolled_back = why
-            storage.write_json(self.folder / STATE_FILE, {
-                "canary": self.version, "champion": self.champion, "rolled_back": why,
-                "at": time.time()})  # fmt: skip
-        print(f"canary v{self.version} rolled back: {why}", flush=True)
+            try:
+                kept = read_rollbacks(self.folder)
+            except (OSError, ValueError):  # unreadable: replaced by what is known now
+                kept = []
+            kept.append({"canary": version, "champion": champion, "kind": kind, "why": why,
+                         "at": time.time()})  # fmt: skip
+            storage.write_json(self.folder / STATE_FILE, {"rollbacks": kept})
+        print(f"canary v{version} rolled back: {why}", flush=True)
 
     def describe(self) -> dict:
         out = {"alias": self.settings.alias, "canary": self.version, "champion": self.champion,

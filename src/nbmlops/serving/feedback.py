@@ -23,12 +23,12 @@ sent after a restart is seen.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+from .. import storage
 from ..records import KEY, LABELLED_AT, LABELS_FILE, OUTCOME, read_archive, read_labels
 
 STATUSES = ("accepted", "unknown", "duplicate", "contradicts", "invalid", "unwritable")
@@ -126,16 +126,7 @@ class Feedback:
 
     def _append(self, rows: list[dict]) -> None:
         """One write of whole lines, then a sync: a label answered `accepted` is on the disk."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
-        data = text.encode("utf-8")
-        fd = os.open(self.folder / LABELS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            while data:
-                data = data[os.write(fd, data) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        storage.append_json_lines(self.folder / LABELS_FILE, rows)
 
 
 def archived_requests(folder: Path) -> dict[str, int]:

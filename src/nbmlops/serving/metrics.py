@@ -62,6 +62,9 @@ class Metrics:
                              ["role"], registry=r)  # fmt: skip
         self.breaker_open = Gauge("nbmlops_breaker_open", "1 while the champion is skipped",
                                   registry=r)  # fmt: skip
+        self.canary_misses = Counter("nbmlops_canary_misses", "Records the canary was to "
+                                     "answer and had no answer for in time (or failed): the "
+                                     "champion answered", registry=r)  # fmt: skip
         self.canary_share = Gauge("nbmlops_canary_share", "The share of records routed to the "
                                   "experiment's canary (0 after a rollback)",
                                   registry=r)  # fmt: skip

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..spec import FeatureSpec
 
 MAX_RECORDS = 1000
@@ -58,7 +59,7 @@ class RequestContract:
     """The fields a request needs, from the feature spec and the data contract."""
 
     def __init__(self, spec: FeatureSpec, contract: dict | None = None,
-                 max_text_chars: int = 1000):  # fmt: skip
+                 max_text_chars: int = 1000, key: str | None = None):  # fmt: skip
         columns: dict[str, dict] = {}
         for i, table in enumerate((contract or {}).get("tables", {}).values()):
             for name, column in (table.get("columns") or {}).items():
@@ -73,6 +74,22 @@ class RequestContract:
         # the model derives these from the fields: a value sent for one would be ignored
         self.derived = frozenset(spec.derived_columns)
         self.derived_by = spec.derived.get("file", "")
+        # an online experiment's key (`serving.experiment.key`): required in every record and
+        # never null, else its records would all draw one arm; a model's field, or one of its
+        # own that the models never see (`key_values`)
+        self.key = key
+        self.key_field = None
+        if key is not None:
+            if key in self.derived:
+                raise ConfigError(f"serving.experiment.key: {key!r} is derived by the model; "
+                                  "name a field the request sends")  # fmt: skip
+            found = next((f for f in self.fields if f.name == key), None)
+            if found is not None and found.nullable:
+                raise ConfigError(f"serving.experiment.key: the field {key!r} may be null in a "
+                                  "request (the contract allows missing values); records "
+                                  "without it would all draw one arm. Name a field that is "
+                                  "never missing (max_missing: 0)")  # fmt: skip
+            self.key_field = Field(key, False, nullable=False) if found is None else None
 
     def records(self, body: bytes) -> tuple[list[dict], bool]:
         """The request's records, checked and normalised, and whether it sent a list.
@@ -111,6 +128,8 @@ class RequestContract:
                                          "model_type"))  # fmt: skip
                 continue
             out.append({f.name: self._value(f, item, where, problems) for f in self.fields})
+            if self.key_field is not None:
+                out[-1][self.key] = self._value(self.key_field, item, where, problems)
             for name in self.derived.intersection(item):
                 problems.append(_problem([*where, name], f"field {name!r} is derived by the "
                                          f"model ({self.derived_by}) from the others; do not "
@@ -171,6 +190,13 @@ class RequestContract:
                                           f"contract's values {sorted(f.allowed)}",
                                      "enum"))  # fmt: skip
         return text
+
+    def key_values(self, records: list[dict]) -> list | None:
+        """The experiment key's values, taken out of the records when the key is not one of
+        the models' fields (None when it is, or there is no key)."""
+        if self.key_field is None:
+            return None
+        return [r.pop(self.key) for r in records]
 
     def frame(self, records: list[dict]) -> pd.DataFrame:
         """Checked records as the frame the models take (numeric as float64, categories as str)."""

@@ -34,8 +34,9 @@ from ..spec import THRESHOLD
 from .fused import fuse
 
 CHAMPION, FALLBACK, ACTING, CANARY = "champion", "fallback", "acting champion", "canary"
-#: The arm of a record the canary was to answer and the champion did (it had no answer in
-#: time): in neither arm of the test, which would otherwise be biased by the records it missed.
+#: The cause of an answer the canary was to give and the champion (or the fallback) gave: the
+#: canary had none in time, or failed. The record stays in the canary's arm, with the answer
+#: its user got (the test compares what each arm's users got, misses included).
 CANARY_MISSED = "canary missed"
 #: Why the fallback answered (a metric label; the answer's reason adds the detail).
 OVER_BUDGET, ERROR = "over budget", "error"
@@ -255,9 +256,8 @@ class Router:
                 return Answer(proba, models.canary.version, CANARY, ms, shadows=shadows,
                               batch_rows=rows, threshold=models.canary.threshold,
                               arm=CANARY)  # fmt: skip
-            answer = await self._second(models.answering, records, shadows, models.role,
-                                        "canary over budget or failed", OVER_BUDGET)  # fmt: skip
-            answer.arm = CANARY_MISSED
+            answer = await self._stand_in(models, records, shadows)
+            answer.arm = CANARY
             return answer
         cause = reason = BREAKER_OPEN
         # Without a fallback there is nothing to answer in the champion's place: wait for it.
@@ -283,7 +283,8 @@ class Router:
         if models.fallback is None:
             raise NoModel(f"v{models.answering.version} failed ({reason}) and no earlier "
                           "champion is registered as fallback")  # fmt: skip
-        return await self._second(models.fallback, records, shadows, FALLBACK, reason, cause)
+        return await self._fallback_answer(models.fallback, records, shadows, reason, cause,
+                                           f"the champion {reason}")  # fmt: skip
 
     async def _ask_canary(self, canary: Loaded, records: list[dict]):
         """The canary's (proba, ms, rows) within the champion's deadline, or None."""
@@ -300,24 +301,40 @@ class Router:
         self.on_canary((time.perf_counter() - start) * 1000)
         return found
 
-    async def _second(self, second: Loaded, records: list[dict], shadows: dict, role: str,
-                      reason: str, cause: str) -> Answer:  # fmt: skip
-        """The answer of the model that stands in (the fallback for the champion, the
-        champion for the canary), within its own deadline: a hung one is not waited on."""
-        batcher = self._fallback if role == FALLBACK else self._champion
+    async def _stand_in(self, models: ModelSet, records: list[dict], shadows: dict) -> Answer:
+        """The champion's answer for the canary's (not counted by the breaker: the champion
+        did not fail), or the fallback's when the champion fails too."""
+        reason = "the canary had no answer in time or failed"
         try:
-            job = batcher.submit(second.model, records)
+            job = self._champion.submit(models.answering.model, records)
+            proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job),
+                                                     self.fallback_deadline)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - the fallback answers in the champion's place
+            if models.fallback is None:
+                raise NoModel(f"{reason}, and the champion v{models.answering.version} too "
+                              f"({type(exc).__name__}); no earlier champion is registered as "
+                              "fallback") from None  # fmt: skip
+            why = f"{reason}, and the champion too ({type(exc).__name__})"
+            return await self._fallback_answer(models.fallback, records, shadows, why, ERROR,
+                                               why)  # fmt: skip
+        return Answer(proba, models.answering.version, models.role, ms, reason, CANARY_MISSED,
+                      shadows, rows, models.answering.threshold)  # fmt: skip
+
+    async def _fallback_answer(self, fallback: Loaded, records: list[dict], shadows: dict,
+                               reason: str, cause: str, what_failed: str) -> Answer:  # fmt: skip
+        """The fallback's answer, within its own deadline: a hung fallback is not waited on."""
+        try:
+            job = self._fallback.submit(fallback.model, records)
             proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job),
                                                      self.fallback_deadline)  # fmt: skip
         except Overloaded as exc:
             raise NoModel(f"overloaded: {exc}; try again shortly") from None
         except TimeoutError:
-            first = f"the champion {reason}" if role == FALLBACK else reason
-            raise NoModel(f"no answer: {first}, and the {role} "
-                          f"v{second.version} had none within its deadline of "
-                          f"{self.fallback_deadline * 1000:.0f} ms") from None  # fmt: skip
-        return Answer(proba, second.version, role, ms, reason, cause, shadows, rows,
-                      second.threshold)  # fmt: skip
+            raise NoModel(f"no answer: {what_failed}, and the fallback v{fallback.version} had "
+                          f"none within its deadline of {self.fallback_deadline * 1000:.0f} "
+                          "ms") from None  # fmt: skip
+        return Answer(proba, fallback.version, FALLBACK, ms, reason, cause, shadows, rows,
+                      fallback.threshold)  # fmt: skip
 
     def close(self) -> None:
         self._champion.close()

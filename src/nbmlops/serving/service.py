@@ -42,7 +42,7 @@ from .feedback import Feedback, items_of
 from .guard import Guard, redact_uri, without_paths
 from .metrics import Metrics
 from .payload import InvalidRequest, RequestContract
-from .rendezvous import CHAMPION, Breaker, ModelSet, NoModel, Router, Watcher
+from .rendezvous import CANARY_MISSED, CHAMPION, Breaker, ModelSet, NoModel, Router, Watcher
 from .shadow import ShadowProcess
 
 CHECK_ROWS = 64
@@ -64,7 +64,8 @@ class Service:
                  settings: ServingSettings, drill_latency_ms: float = 0.0,
                  sample: list[dict] | None = None):  # fmt: skip
         self.store, self.settings = store, settings
-        self.contract = RequestContract(spec, contract, settings.max_text_chars)
+        key = settings.experiment.key if settings.experiment else None
+        self.contract = RequestContract(spec, contract, settings.max_text_chars, key)
         self.token = os.environ.get(settings.token_env) or None
         self.metrics = Metrics()
         experiment = settings.experiment
@@ -214,7 +215,9 @@ class Service:
         except InvalidRequest as exc:
             self.metrics.requests.labels("invalid").inc()
             return 422, {"detail": exc.problems}
-        arms = self.canary.arms(records) if self.canary else [False] * len(records)
+        keys = self.contract.key_values(records)  # a key of the experiment's own: not the models'
+        arms, pair = (self.canary.assign(records, keys) if self.canary else
+                      ([False] * len(records), None))  # fmt: skip
         groups = [[i for i, a in enumerate(arms) if a == flag] for flag in (False, True)]
         groups = [(g, flag) for g, flag in zip(groups, (False, True), strict=True) if g]
         try:
@@ -230,25 +233,30 @@ class Service:
         m = self.metrics
         for (group, _), answer in zip(groups, answers, strict=True):
             mine = [records[i] for i in group] if len(groups) > 1 else records
+            if keys is not None:  # the archive keeps the key, for the test's units
+                mine = [r | {self.contract.key: keys[i]} for r, i in zip(mine, group, strict=True)]
             message = {"request_id": request_id, "received_at": received, "records": mine,
                        "indices": group, "proba": answer.proba.tolist(),
                        "version": answer.version, "role": answer.role, "arm": answer.arm,
                        "threshold": answer.threshold, "model_ms": answer.model_ms,
                        "batch_rows": answer.batch_rows, "reason": answer.reason,
-                       "shadows": answer.shadows}  # fmt: skip
+                       "shadows": answer.shadows, "experiment": pair}  # fmt: skip
             if not self.shadow.send(message, len(body) * len(group) // len(records)):
                 kept = False
                 m.shadow_dropped.inc()
                 m.archive_dropped.inc(len(group))
             m.answers.labels(answer.role, answer.version).inc()
             m.model_latency.labels(answer.role).observe(answer.model_ms / 1000)
-            if answer.cause:
+            if answer.cause == CANARY_MISSED:
+                m.canary_misses.inc()
+            elif answer.cause:
                 m.fallbacks.labels(answer.cause).inc()
             for i, p in zip(group, answer.proba, strict=True):
                 results[i] = {"prediction": int(p >= answer.threshold),
                               "probability": round(float(p), 6)}  # fmt: skip
-                if self.canary and many:
-                    results[i] |= {"model_version": answer.version, "arm": answer.arm}
+                if len(groups) > 1:
+                    results[i] |= {"model_version": answer.version, "role": answer.role,
+                                   "arm": answer.arm, "fallback_reason": answer.reason}  # fmt: skip
         if kept:
             self.feedback.answered(request_id, len(records))  # labels join archived records
         m.requests.labels("ok").inc()
@@ -258,7 +266,7 @@ class Service:
                "fallback_reason": first.reason}  # fmt: skip
         if len(answers) > 1:  # each record names its own model and arm
             out |= {"model_version": None, "role": "experiment", "fallback_reason": None}
-        elif self.canary:
+        elif self.canary:  # an experiment is declared: the arm, "champion" while it is off
             out["arm"] = first.arm
         out |= {"predictions": results} if many else results[0]
         m.latency.observe(time.perf_counter() - start)

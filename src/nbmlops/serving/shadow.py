@@ -25,8 +25,9 @@ TERM_SECONDS = 10.0
 
 
 def archive_rows(message: dict, shadow_out: dict[str, dict]) -> list[dict]:
-    """One archive row per record: inputs, the answer (with the experiment's arm and the
-    answering model's threshold), and every shadow's output and latency. A request split
+    """One archive row per record: inputs, the answer (the answering model's threshold; while
+    an experiment runs, its champion and canary versions and the record's arm), and every
+    shadow's output and latency. A request split
     between the arms comes as one message per arm, each with its records' places (`indices`).
 
     A latency is that of the model call that scored the record; `*_batch_rows` says how many
@@ -34,12 +35,14 @@ def archive_rows(message: dict, shadow_out: dict[str, dict]) -> list[dict]:
     """
     rows = []
     indices = message.get("indices") or range(len(message["records"]))
+    pair = message.get("experiment") or (None, None)  # champion and canary, while one runs
     for i, (index, record) in enumerate(zip(indices, message["records"], strict=True)):
         row = {"request_id": message["request_id"], "record": index,
                "received_at": message["received_at"], **record,
                "served_version": message["version"], "served_role": message["role"],
                "served_arm": message.get("arm", "champion"),
                "served_threshold": message.get("threshold"),
+               "experiment_champion": pair[0], "experiment_canary": pair[1],
                "served_proba": float(message["proba"][i]), "served_ms": message["model_ms"],
                "served_batch_rows": message["batch_rows"],
                "fallback_reason": message["reason"]}  # fmt: skip

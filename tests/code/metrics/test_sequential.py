@@ -56,10 +56,12 @@ def test_looking_after_every_25_labels_stops_wrongly_no_more_often_than_alpha():
 
 
 def test_a_better_canary_is_found_and_an_equal_one_is_stopped_for_the_champion():
-    better = [_run(s, better=True, labels=60_000) for s in range(40)]
+    """A canary 8.6 % better (Brier 0.128 against 0.140) is found; one no better is stopped
+    for the champion once the interval rules out a 5 % saving, and almost never promoted."""
+    better = [_run(s, better=True, labels=60_000, min_gain=0.0) for s in range(40)]
     assert sum(d == sq.CHALLENGER for d, _ in better) >= 36
-    same = [_run(s, better=False, labels=60_000) for s in range(40)]
-    assert sum(d == sq.CHALLENGER for d, _ in same) <= 4
+    same = [_run(s, better=False, labels=100_000, look=50, min_gain=0.05) for s in range(40)]
+    assert sum(d == sq.CHALLENGER for d, _ in same) <= 2
     assert sum(d == sq.NOT_BETTER for d, _ in same) >= 20
 
 

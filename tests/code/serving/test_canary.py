@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from nbmlops import abtest
+from nbmlops.abtest import LABELS, LATENCY, STATE_FILE
 from nbmlops.metrics import sequential
 from nbmlops.records import LABELS_FILE
-from nbmlops.serving.canary import LATENCY_MIN, STATE_FILE, Canary, draw
+from nbmlops.serving.canary import LATENCY_MIN, Canary, draw
 from nbmlops.settings import ExperimentSettings
 
 
@@ -23,22 +24,24 @@ def _canary(tmp_path, **kw) -> Canary:
 def test_a_key_keeps_its_arm_and_the_shares_come_out_as_declared(tmp_path):
     canary = _canary(tmp_path, key="customer")
     records = [{"customer": f"c{i}"} for i in range(20_000)]
-    first = canary.arms(records)
-    assert canary.arms(records) == first  # the same customers, the same arms
+    first, pair = canary.assign(records)
+    assert pair == ("1", "2") and canary.assign(records)[0] == first  # the same key, the same arm
     assert abs(np.mean(first) - 0.1) < 0.01
-    assert canary.arms([{"customer": "c7"}] * 5) == [first[7]] * 5
+    assert canary.assign([{"customer": "c7"}] * 5)[0] == [first[7]] * 5
+    keys = [r["customer"] for r in records]  # a key the models do not take comes apart
+    assert canary.assign([{}] * len(keys), keys)[0] == first
     canary.follow("1", "3")  # a new version draws afresh
-    again = canary.arms(records)
+    again = canary.assign(records)[0]
     assert abs(np.mean(again) - 0.1) < 0.01 and again != first
     unkeyed = _canary(tmp_path)
-    assert abs(np.mean(unkeyed.arms([{}] * 20_000)) - 0.1) < 0.01
+    assert abs(np.mean(unkeyed.assign([{}] * 20_000)[0]) - 0.1) < 0.01
     assert 0 <= draw("x", "challenger", "2") < 1
 
 
 def test_no_canary_beside_no_champion_or_as_the_champion_itself(tmp_path):
     canary = _canary(tmp_path)
     canary.follow(None, "2")
-    assert canary.share == 0 and not any(canary.arms([{}] * 100))
+    assert canary.share == 0 and canary.assign([{}] * 100) == ([False] * 100, None)
     canary.follow("2", "2")
     assert canary.share == 0
     canary.follow("2", "3")
@@ -54,12 +57,36 @@ def test_a_slow_canary_is_rolled_back_and_stays_so_after_a_restart(tmp_path):
     canary.answered(float("inf"))
     canary.check_latency(35.0)
     assert canary.share == 0 and "over its limit of 20 ms" in canary.rolled_back
-    state = json.loads((tmp_path / STATE_FILE).read_text())
-    assert (state["canary"], state["champion"]) == ("2", "1")
+    (state,) = json.loads((tmp_path / STATE_FILE).read_text())["rollbacks"]
+    assert (state["canary"], state["champion"], state["kind"]) == ("2", "1", LATENCY)
     restarted = _canary(tmp_path)
     assert restarted.share == 0 and restarted.rolled_back == canary.rolled_back
+    restarted.follow("5", "2")  # too slow beside any champion
+    assert restarted.share == 0
     restarted.follow("1", "4")  # another version is another experiment
     assert restarted.share == 0.1 and restarted.rolled_back is None
+
+
+def test_a_canary_that_never_answers_is_rolled_back(tmp_path):
+    canary = _canary(tmp_path)
+    for _ in range(LATENCY_MIN * 3):  # every answer missed: the p99 is not NaN
+        canary.answered(float("inf"))
+    canary.check_latency(35.0)
+    assert canary.share == 0 and "no answer or an error" in canary.rolled_back
+
+
+def test_a_check_made_for_one_canary_never_rolls_back_the_next(tmp_path):
+    canary = _canary(tmp_path)
+    canary.follow("1", "3")  # the registry moved on while a check of v2 ran
+    canary.roll_back("v2 was worse", "2", "1", LABELS)
+    assert canary.share == 0.1 and canary.rolled_back is None
+    assert not (tmp_path / STATE_FILE).exists()
+
+
+def test_an_unreadable_state_file_keeps_the_canary_off_and_says_why(tmp_path):
+    (tmp_path / STATE_FILE).write_text("{torn")
+    canary = _canary(tmp_path)
+    assert canary.share == 0 and "experiment.json cannot be read" in canary.rolled_back
 
 
 def _archive(n: int, canary_loss: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -72,26 +99,44 @@ def _archive(n: int, canary_loss: float, seed: int = 0) -> tuple[pd.DataFrame, p
                             "received_at": pd.to_datetime(1000 + np.arange(n), unit="s", utc=True),
                             "served_arm": arm,
                             "served_version": np.where(arm == "canary", "2", "1"),
-                            "served_proba": proba, "served_threshold": 0.5})  # fmt: skip
+                            "served_proba": proba, "served_threshold": 0.5,
+                            "experiment_champion": "1", "experiment_canary": "2"})  # fmt: skip
     labels = pd.DataFrame({"request_id": archive["request_id"], "record": 0, "outcome": y})
     return archive, labels
 
 
-def test_the_test_reads_each_arm_over_the_time_both_ran(tmp_path):
+def test_each_experiment_is_its_pair_and_each_arm_what_its_users_got():
     archive, labels = _archive(2000, 0.9)
-    before = archive.head(500).assign(served_arm="champion", served_version="1",
-                                      received_at=lambda f: f["received_at"] - pd.Timedelta("1h"))  # fmt: skip
-    before["request_id"] = "old" + before["request_id"]
-    wider = pd.concat([before, archive], ignore_index=True)
-    more = pd.concat([labels, before[["request_id", "record"]].assign(outcome=1)])
     settings = ExperimentSettings.from_params({"share": 0.3}, "env.yaml")
-    (found,) = abtest.experiments(wider, more, settings)
-    assert (found.champion, found.canary) == ("1", "2")
-    served = archive[archive["served_arm"] == "canary"]["received_at"]
-    during = archive["received_at"].between(served.min(), served.max())
-    champion = archive[during & (archive["served_arm"] == "champion")]
-    assert found.result.champion.n == len(champion) < 2000 - len(served)  # not before or after
-    assert found.decision == sequential.WORSE
+    # records answered with no experiment running (before it, after a rollback) are in none
+    outside = archive.head(300).assign(experiment_champion=None, experiment_canary=None)
+    outside["request_id"] = "out" + outside["request_id"]
+    # the canary beside another champion is another experiment
+    other = archive.head(300).assign(experiment_champion="4", served_arm="champion")
+    other["request_id"] = "other" + other["request_id"]
+    # a record the canary missed: the champion answered it, in the canary's arm
+    missed = archive.head(50).assign(served_arm="canary", served_version="1", served_proba=0.99)
+    missed["request_id"] = "missed" + missed["request_id"]
+    wider = pd.concat([archive, outside, other, missed], ignore_index=True)
+    more = pd.concat([labels] + [f[["request_id", "record"]].assign(outcome=0)
+                                 for f in (outside, other, missed)])  # fmt: skip
+    found = {(e.champion, e.canary): e for e in abtest.experiments(wider, more, settings)}
+    assert set(found) == {("1", "2"), ("4", "2")}
+    test = found[("1", "2")]
+    canary = (archive["served_arm"] == "canary").sum()
+    assert test.result.canary.n == canary + 50 and test.result.champion.n == 2000 - canary
+    assert test.decision == sequential.WORSE and test.unit == "record"
+
+
+def test_with_a_key_each_key_value_counts_once():
+    archive, labels = _archive(2000, 0.1)
+    archive["customer"] = [f"c{i % 100}" for i in range(2000)]
+    settings = ExperimentSettings.from_params({"share": 0.3, "key": "customer"}, "env.yaml")
+    (found,) = abtest.experiments(archive, labels, settings)
+    per_arm = archive.groupby("served_arm")["customer"].nunique()
+    assert found.unit == "customer"
+    assert (found.result.canary.n, found.result.champion.n) == (per_arm["canary"],
+                                                                per_arm["champion"])  # fmt: skip
 
 
 def test_the_service_s_check_rolls_a_worse_canary_back_from_the_files(tmp_path):
@@ -107,3 +152,5 @@ def test_the_service_s_check_rolls_a_worse_canary_back_from_the_files(tmp_path):
     better = Canary(ExperimentSettings.from_params({"share": 0.1}, "env.yaml"), tmp_path)
     better.follow("1", "5")  # no record of v5 yet: nothing to decide
     assert better.check_labels() is None and better.share == 0.1
+    better.follow("1", "2")  # rolled back beside v1: off, and its test is not read again
+    assert better.share == 0 and better.check_labels() is None

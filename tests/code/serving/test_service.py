@@ -764,6 +764,8 @@ def test_a_canary_answers_its_share_by_key_and_a_worse_one_is_rolled_back(served
         mixed = server.post(records[:20]).json()  # one request, both arms: split, put back
         assert mixed["role"] == "experiment" and mixed["model_version"] is None
         assert [p["arm"] for p in mixed["predictions"]] == arms[:20]
+        assert [p["role"] for p in mixed["predictions"]] == [
+            "canary" if a == "canary" else "champion" for a in arms[:20]]  # fmt: skip
         assert [p["probability"] for p in mixed["predictions"]] == pytest.approx(
             [a["probability"] for a in answers[:20]], abs=1e-6)  # fmt: skip
         models = server.get("/models").json()
@@ -787,6 +789,11 @@ def test_a_canary_answers_its_share_by_key_and_a_worse_one_is_rolled_back(served
     split = rows[rows["request_id"] == mixed["request_id"]].sort_values("record")
     assert split["record"].tolist() == list(range(20))
     assert split["served_arm"].tolist() == arms[:20]
+    during = rows[rows["request_id"].isin([a["request_id"] for a in answers])]
+    assert set(during["experiment_canary"]) == {served["challenger"]}
+    assert set(during["experiment_champion"]) == {"1"}
+    later = rows[~rows["request_id"].isin([*by_request, mixed["request_id"]])]
+    assert len(later) == 50 and later["experiment_canary"].isna().all()  # after the rollback
     with Server(served["root"], archive=str(archive), latency_budget_ms=2000,
                 experiment=experiment) as server:  # fmt: skip
         again = server.get("/models").json()["experiment"]
@@ -800,7 +807,8 @@ def test_a_canary_answers_its_share_by_key_and_a_worse_one_is_rolled_back(served
     (test,) = storage.read_json(out / "live.json")["experiments"]
     assert test["decision"] == "stop for the champion: the canary is worse"
     assert (test["canary"], test["champion"]) == (f"v{served['challenger']}", "v1")
-    assert test["labels_canary"] == sum(a == "canary" for a in arms)
+    canary_keys = {r["distance"] for r, a in zip(records, arms, strict=True) if a == "canary"}
+    assert test["unit"] == "distance" and test["labels_canary"] == len(canary_keys)
     assert "Online experiments: the canary against the champion" in (out / "index.html").read_text()
     settings = ServingSettings.from_params({"experiment": experiment}, "env").experiment
     found = evidence.experiment_evidence(archive, "1", served["challenger"], settings)
@@ -820,3 +828,37 @@ def test_a_canary_over_its_latency_limit_is_rolled_back_and_no_request_fails(ser
     assert codes == [200] * 400
     assert "p99 latency over its last" in found["experiment"]["rolled_back"]
     assert "over its limit of 0.001 ms" in found["experiment"]["rolled_back"]
+
+
+def test_records_drawn_for_labelling_come_back_through_feedback(served, tmp_path, capsys):
+    """`make label-queue` over a live archive, the CSV filled in with the true outcomes, and
+    `make label-send`: every filled row is accepted, and the queue is then empty."""
+    from nbmlops.commands import labels
+
+    archive = tmp_path / "archive"
+    records = _records(served, 200)
+    truth = served["holdout"]["late"].iloc[:200].astype(int).tolist()
+    env = str(served["root"] / "env.serve.yaml")
+    with Server(served["root"], archive=str(archive), latency_budget_ms=2000,
+                label_sample=0.1) as server:  # fmt: skip
+        outcome = {}
+        for start in range(0, 200, 10):
+            answer = server.post(records[start : start + 10]).json()
+            outcome |= {(answer["request_id"], i): truth[start + i] for i in range(10)}
+        _wait_for(lambda: len(read_archive(archive, ["request_id", "record"])) == 200, 30,
+                  "every answer in the archive")  # fmt: skip
+        assert labels.main(["queue", "--env", env]) == 0
+        table = pd.read_csv(archive / "label-queue.csv", dtype={"served_version": str})
+        assert 15 <= len(table) <= 25 and set(table["served_version"]) == {"1"}
+        assert set(table["score_decile"]) == set(range(1, 11))  # every decile is asked
+        table["outcome"] = [outcome[(r, i)] for r, i in zip(table["request_id"], table["record"],
+                                                           strict=True)]  # fmt: skip
+        table.to_csv(archive / "label-queue.csv", index=False)
+        sent = labels.main(["send", str(archive / "label-queue.csv"), "--url", server.url])
+        assert sent == 0 and f"accepted {len(table)}" in capsys.readouterr().out
+        assert labels.main(["queue", "--env", env]) == 0
+        assert "0 wait for an outcome" in capsys.readouterr().out
+    found = [json.loads(line) for line in (archive / "labels.jsonl").read_text().splitlines()]
+    assert {(r["request_id"], r["record"]): r["outcome"] for r in found} == {
+        (r, i): outcome[(r, i)] for r, i in zip(table["request_id"], table["record"], strict=True)
+    }
