@@ -33,6 +33,7 @@ import yaml
 
 from .. import session
 from ..envfile import NEW_KEYS
+from ..errors import PipelineError
 from ..layout import Layout, stopped_record
 from ..locking import WAITING
 from ..ploombercompat import (
@@ -119,11 +120,35 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
     decidable = layout and unchanged.decidable(args) and unchanged.path_free(args, layout.env)
     watched = _watched(layout, env_file) if decidable else None
     before = unchanged.snapshot(watched) if watched else {}
+    away = _registry_away(layout) if layout and unchanged.decidable(args) else None
+    if away is not None:  # a whole build would train, then fail at evaluate: fail now
+        print(f"\nbuild failed before any task ran:\n{away}", file=sys.stderr)
+        record.finish(2, Failure("", away, "RegistryError"))
+        return 2
     code, failure, tasks = _build(env_file, args, ploomber, record.build_id)
     record.finish(code, failure)
     if code == 0 and watched and tasks:
         _remember(kept_file, record, args, tasks, (watched, before))
     return code
+
+
+def _registry_away(layout: Layout) -> str | None:
+    """Why the env's shared registry cannot be reached, or None (an embedded store, or a
+    server that answers its health check within a few seconds)."""
+    from ..registry.errors import RegistryError
+    from ..registry.store import Store, is_server_uri, probe_server
+
+    try:
+        uri = Store.from_params(layout.env.get("mlflow"), str(layout.env_file)).tracking_uri
+    except PipelineError:
+        return None  # a bad block is the build's own error to report, task by task
+    if not is_server_uri(uri) or uri.startswith("databricks"):
+        return None
+    try:
+        probe_server(uri)
+    except RegistryError as exc:
+        return f"{exc}; nothing was built"
+    return None
 
 
 def _watched(layout: Layout | None, env_file: str) -> dict | None:

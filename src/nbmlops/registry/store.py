@@ -76,7 +76,7 @@ class Store(StoreSettings):
                 ) from exc
             _check_database(database)
         elif self.tracking_uri.startswith(("http://", "https://")):
-            _probe_server(self.tracking_uri)
+            probe_server(self.tracking_uri)
         # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a build
         # started from a notebook or a test) would inherit; keep the process environment as it was.
         exported = os.environ.get(URI_VARIABLE)
@@ -145,7 +145,7 @@ def _check_database(path: Path) -> None:
         )
 
 
-def _probe_server(uri: str, timeout: float = 5.0) -> None:
+def probe_server(uri: str, timeout: float = 5.0) -> None:
     """Fail fast on an unreachable tracking server (MLflow itself retries for minutes)."""
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):

@@ -427,14 +427,22 @@ class Watcher(threading.Thread):
         self.key: tuple | None = None
         self.swaps = 0
         self.last_error: str | None = None
-        self.last_poll: float | None = None
+        self.last_poll: float | None = None  # when the registry last answered (time.time)
+        self._asking_since: float | None = None  # a look in flight (time.monotonic)
+        self._answered_at: float | None = None  # its last answer (time.monotonic)
+        self.registry_error: str | None = None  # why its last look got no answer
         self._stop = threading.Event()
         self._client = None
 
     def check(self) -> bool:
         """One look at the registry; True when the served set changed."""
-        self._client = self._client or self.store.client()
-        found = self._client.get_registered_model(self.store.model_name)
+        try:
+            self._client = self._client or self.store.client()
+            found = self._client.get_registered_model(self.store.model_name)
+        except Exception as exc:
+            self.registry_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.registry_error, self._answered_at = None, time.monotonic()
         history = json.loads(found.tags.get(versions.HISTORY_TAG, "[]"))
         aliases = {alias: str(version) for alias, version in found.aliases.items()}
         answering, role, fallback, shadows = wanted(aliases, [str(v) for v in history],
@@ -463,13 +471,29 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop.is_set():
+            self._asking_since = time.monotonic()
             try:
                 self.check()
                 self.last_error = None
             except Exception as exc:  # noqa: BLE001 - keep serving the current set; retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.on_error(self.last_error)
+            self._asking_since = None
             self._stop.wait(self.poll)
+
+    def unreachable(self) -> str | None:
+        """Why the registry counts as unreachable, or None: its last look failed, or a look
+        has had no answer for `max(5 s, 3 polls)` (a registry that hangs)."""
+        patience = max(5.0, 3 * self.poll)
+        asking = self._asking_since
+        if asking is not None and time.monotonic() - asking > patience:
+            return f"no answer from the registry for {time.monotonic() - asking:.0f} s"
+        error = self.registry_error
+        if error is not None:
+            since = (f" for {time.monotonic() - self._answered_at:.0f} s"
+                     if self._answered_at is not None else "")  # fmt: skip
+            return f"no answer from the registry{since} ({error.splitlines()[0][:200]})"
+        return None
 
     def stop(self) -> None:
         self._stop.set()

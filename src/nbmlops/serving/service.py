@@ -171,6 +171,8 @@ class Service:
                 self._restart_shadow("stuck")
 
     def ready(self) -> tuple[bool, str]:
+        """Whether the service answers, and why (not). A registry that cannot be reached does
+        not make it unready: it answers with the models it loaded, and says so."""
         if self.router.models is None:
             return False, without_paths(self.watcher.last_error) or "loading models"
         if not self.shadow.alive():
@@ -179,6 +181,13 @@ class Service:
             return False, "the shadow and archive process is starting"
         if self.shadow.error:
             return False, without_paths(self.shadow.error)
+        away = self.watcher.unreachable()
+        if away is not None:
+            loaded = ", ".join(f"{role} v{v}" for role, v in self.router.models.versions().items()
+                               if v)  # fmt: skip
+            return True, (f"ready; the registry is unreachable ({without_paths(away)}): "
+                          f"answering with the models loaded ({loaded}); its aliases are read "
+                          "again as soon as it answers")  # fmt: skip
         return True, "ready"
 
     def describe(self) -> dict:
@@ -191,7 +200,8 @@ class Service:
             "generation": models.generation if models else 0,
             "swaps": self.watcher.swaps,
             "last_registry_poll": self.watcher.last_poll,
-            "registry_error": without_paths(self.watcher.last_error),
+            "registry_reachable": self.watcher.unreachable() is None,
+            "registry_error": without_paths(self.watcher.unreachable() or self.watcher.last_error),
             "breaker": self.router.breaker.state,
             "latency_budget_ms": self.settings.latency_budget_ms,
             "champion_deadline_ms": round(self.router.deadline * 1000, 3),
@@ -351,7 +361,9 @@ def create_app(service: Service):
     @app.get("/ready")
     async def ready():
         ok, why = service.ready()
-        return JSONResponse({"ready": ok, "reason": why}, status_code=200 if ok else 503)
+        registry = "unreachable" if service.watcher.unreachable() else "reachable"
+        return JSONResponse({"ready": ok, "reason": why, "registry": registry},
+                            status_code=200 if ok else 503)  # fmt: skip
 
     @app.get("/models")
     async def models():
@@ -407,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A registry that stops answering is waited on for seconds, not MLflow's minutes of
+    # retries: the watcher says so and looks again at its next poll.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     try:
         service = service_from_env(args.env, overrides, args.drill_latency_ms)
     except PipelineError as exc:

@@ -88,3 +88,34 @@ def test_a_failure_without_a_traceback_shows_its_last_lines(tmp_path, capsys):
     said = capsys.readouterr()
     assert "error: unrecognized arguments: --env--x" in said.out
     assert said.err.strip().startswith("build failed; full log:")
+
+
+def test_a_build_against_a_registry_that_does_not_answer_fails_before_any_task(
+    tmp_path, capsys, monkeypatch
+):
+    """A whole build would train every candidate and only then fail at evaluate; it fails
+    first, in one line, and Ploomber is never started."""
+    import json
+    import shutil
+
+    from nbmlops.build import run
+    from nbmlops.tools.loadtest import free_port
+    from tests.conftest import PROJECT
+
+    for name in ("pipeline.yaml", "env.ci.yaml"):
+        shutil.copy2(PROJECT / name, tmp_path / name)
+    started = tmp_path / "ploomber-started"
+    fake = tmp_path / "ploomber"
+    fake.write_text(f"#!{sys.executable}\nopen({str(started)!r}, 'w').close()\n")
+    fake.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    assert run.run(str(tmp_path / "env.ci.yaml"), [], str(fake)) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said[0] == "build failed before any task ran:"
+    assert "cannot be reached" in said[1] and said[1].endswith("nothing was built")
+    assert len(said) == 2 and not started.exists()
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.rglob("build.json")]
+    assert (record["status"], record["kind"]) == ("failed", "RegistryError")
+    assert run.run(str(tmp_path / "env.ci.yaml"), ["--partially", "ingest"], str(fake)) != 2
+    assert started.exists()  # a partial build does not need the registry: Ploomber decides

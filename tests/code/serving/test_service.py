@@ -87,7 +87,8 @@ def test_answers_come_from_the_champion_and_match_its_model(served):
         one = server.post(records[0])
         many = server.post(records)
         assert server.get("/health").status_code == 200
-        assert server.get("/ready").json() == {"ready": True, "reason": "ready"}
+        assert server.get("/ready").json() == {"ready": True, "reason": "ready",
+                                               "registry": "reachable"}  # fmt: skip
         models = server.get("/models").json()
     assert one.status_code == 200 and many.status_code == 200
     body = one.json()
