@@ -7,8 +7,9 @@ from pathlib import Path
 import httpx
 import yaml
 
+from nbmlops import storage
 from nbmlops.tools.loadtest import Process, free_port
-from tests.conftest import BIN, run_env
+from tests.conftest import BIN, PROJECT, run_env
 
 
 class Server:
@@ -42,3 +43,26 @@ class Server:
 
     def post_raw(self, raw: bytes, kind: str = "application/json", **headers) -> httpx.Response:
         return self.client.post("/predict", content=raw, headers={"content-type": kind} | headers)
+
+
+def synthetic_project(root: Path, store, env_name: str = "env.synthetic.yaml") -> Path:
+    """A project folder whose env file points at `store` (where tests.code.registry's Builder
+    registers models of its synthetic data), with that data's feature spec and held-out rows
+    where a build leaves them: what the service needs besides the registry."""
+    import shutil
+
+    from tests.code.registry.conftest import SPEC, make_data
+
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in ("contracts", "model"):  # the contract and the gate files
+        shutil.copytree(PROJECT / folder, root / folder)
+    env = yaml.safe_load((PROJECT / "env.ci.yaml").read_text())
+    env["mlflow"] = {"tracking_uri": store.tracking_uri, "artifact_root": store.artifact_root,
+                     "model_name": store.model_name}  # fmt: skip
+    env["baseline"] = str(root / "baseline.json")
+    (root / env_name).write_text(yaml.safe_dump(env))
+    data = root / "products" / "ci" / "data"
+    data.mkdir(parents=True)
+    storage.write_json(data / "features.json", SPEC.to_dict())
+    make_data(200, 5).to_parquet(data / "holdout.parquet")
+    return root / env_name

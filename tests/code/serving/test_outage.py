@@ -7,24 +7,21 @@ one line and writes nothing."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-import yaml
 
-from nbmlops import storage
 from nbmlops.commands import registryserver
 from nbmlops.registry.store import Store
 from nbmlops.registry.versions import CHALLENGER, set_champion
 from nbmlops.serving.payload import RequestContract
 from nbmlops.tools.loadtest import free_port
 from tests.code.registry.conftest import SPEC, Builder, make_data
-from tests.code.serving.server import Server
-from tests.conftest import PROJECT, run_env
+from tests.code.serving.server import Server, synthetic_project
+from tests.conftest import run_env
 
 
 def _wait(check, seconds: float, what: str):
@@ -54,18 +51,7 @@ def project(tmp_path, monkeypatch):
     set_champion(store, first, [first])
     store.client().set_registered_model_alias(store.model_name, CHALLENGER, second)
     root = tmp_path / "project"
-    root.mkdir()
-    for folder in ("contracts", "model"):  # the contract and the gate files
-        shutil.copytree(PROJECT / folder, root / folder)
-    env = yaml.safe_load((PROJECT / "env.ci.yaml").read_text())
-    env["mlflow"] = {"tracking_uri": server.uri, "artifact_root": str(home / "artifacts"),
-                     "model_name": store.model_name}  # fmt: skip
-    env["baseline"] = str(root / "baseline.json")
-    (root / "env.outage.yaml").write_text(yaml.safe_dump(env))
-    data = root / "products" / "ci" / "data"
-    data.mkdir(parents=True)
-    storage.write_json(data / "features.json", SPEC.to_dict())
-    make_data(200, 5).to_parquet(data / "holdout.parquet")
+    synthetic_project(root, store, "env.outage.yaml")
     yield {"root": root, "server": server, "bindir": bindir, "store": store,
            "versions": (first, second)}  # fmt: skip
     registryserver.stop(home)
