@@ -25,7 +25,7 @@ RECEIVED_AT = "received_at"
 OUTCOME, LABELLED_AT = "outcome", "labelled_at"
 
 
-def _json_lines(path: Path) -> list[dict]:
+def json_lines(path: Path) -> list[dict]:
     """Every whole JSON line of a file; a line cut off by a crash is left out."""
     rows = []
     try:
@@ -47,7 +47,7 @@ def read_archive(folder: str | Path, columns: list[str] | None = None) -> pd.Dat
     folder = Path(folder)
     # segments first: one compacted meanwhile is then found as its Parquet file
     rows = [r for p in sorted((folder / SEGMENTS).glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
-            for r in _json_lines(p)]  # fmt: skip
+            for r in json_lines(p)]  # fmt: skip
     frames = [_read_file(p, columns) for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]
     if rows:
         segment = pd.DataFrame(rows)
@@ -75,7 +75,7 @@ def _read_file(path: Path, columns: list[str] | None) -> pd.DataFrame:
 def read_labels(folder: str | Path) -> tuple[pd.DataFrame, int]:
     """The first label of each record, and how many later lines contradicted a first one
     (a repeat of the same outcome is not counted)."""
-    rows = _json_lines(Path(folder) / LABELS_FILE)
+    rows = json_lines(Path(folder) / LABELS_FILE)
     frame = pd.DataFrame(rows, columns=[*KEY, OUTCOME, LABELLED_AT])
     first = frame.drop_duplicates(KEY, keep="first")
     merged = frame.merge(first, on=KEY, suffixes=("", "_first"))

@@ -73,16 +73,24 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def append_json_lines(path: str | Path, rows: list[dict]) -> None:
-    """Rows as whole JSON lines at the end of a file, in one write, synced to the disk before
-    it returns: a reader never sees half a line from here, and a crash keeps what returned."""
+    """Rows as whole JSON lines at the end of a file, synced to the disk before it returns.
+    All or nothing: a write that fails part way (a full disk) is cut back to where the file
+    ended, so no half line is left for the next append to run into."""
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
     data = text.encode("utf-8")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut off before: end it
+            data = b"\n" + data
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
 

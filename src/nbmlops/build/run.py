@@ -120,7 +120,8 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
     decidable = layout and unchanged.decidable(args) and unchanged.path_free(args, layout.env)
     watched = _watched(layout, env_file) if decidable else None
     before = unchanged.snapshot(watched) if watched else {}
-    away = _registry_away(layout) if layout and unchanged.decidable(args) else None
+    partial = any(a in ("-p", "--partially") or a.startswith("--partially=") for a in args)
+    away = _registry_away(layout) if layout and not partial else None
     if away is not None:  # a whole build would train, then fail at evaluate: fail now
         print(f"\nbuild failed before any task ran:\n{away}", file=sys.stderr)
         record.finish(2, Failure("", away, "RegistryError"))
@@ -133,8 +134,10 @@ def run(env_file: str, args: list[str], ploomber: str) -> int:
 
 
 def _registry_away(layout: Layout) -> str | None:
-    """Why the env's shared registry cannot be reached, or None (an embedded store, or a
-    server that answers its health check within a few seconds)."""
+    """Why the env's shared registry cannot be used, or None (an embedded store, or a server
+    that answers a registry query within seconds). Its health check alone answers without
+    its database or its credentials: a query is asked too, without MLflow's minutes of
+    retries."""
     from ..registry.errors import RegistryError
     from ..registry.store import Store, is_server_uri, probe_server
 
@@ -148,6 +151,23 @@ def _registry_away(layout: Layout) -> str | None:
         probe_server(uri)
     except RegistryError as exc:
         return f"{exc}; nothing was built"
+    quick = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    kept = {k: os.environ.get(k) for k in quick}
+    os.environ.update({k: os.environ.get(k) or v for k, v in quick.items()})
+    try:
+        from mlflow import MlflowClient
+
+        MlflowClient(uri).search_registered_models(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the build would meet it later
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return (f"MLflow tracking server {uri} answers, but not a registry query "
+                f"({type(exc).__name__}: {first}); nothing was built")  # fmt: skip
+    finally:
+        for k, v in kept.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return None
 
 

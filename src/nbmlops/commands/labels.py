@@ -53,12 +53,20 @@ def filled(path: Path) -> list[dict]:
     naming the first rows whose outcome is neither empty, 0 nor 1."""
     import pandas as pd
 
-    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    # text as written (ids keep their leading zeros); a spreadsheet's UTF-8 mark is skipped
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     missing = [c for c in [*KEY, OUTCOME] if c not in rows]
     if missing:
         raise DataError(Problem(str(path), None, f"no column(s) {missing}; send the file "
                                 "`make label-queue` wrote"))  # fmt: skip
     given = rows[rows[OUTCOME].str.strip() != ""]
+    place = pd.to_numeric(given["record"].str.strip(), errors="coerce")
+    torn = given[place.isna() | (place < 0) | (place % 1 != 0)]
+    if len(torn):
+        shown = ", ".join(f"row {i + 2}: {v!r}" for i, v in torn["record"].head(5).items())
+        raise DataError(Problem(str(path), "record", f"must be the record's place, a whole "
+                                f"number; {len(torn)} row(s) are not ({shown}); nothing was "
+                                "sent"))  # fmt: skip
     value = pd.to_numeric(given[OUTCOME].str.strip(), errors="coerce")
     bad = given[~value.isin([0, 1])]
     if len(bad):
@@ -68,7 +76,7 @@ def filled(path: Path) -> list[dict]:
                                 f"({shown}); nothing was sent"))  # fmt: skip
     return [
         {"request_id": r, "record": int(i), OUTCOME: int(o)}
-        for r, i, o in zip(given["request_id"], given["record"], value, strict=True)
+        for r, i, o in zip(given["request_id"], place, value, strict=True)
     ]
 
 
@@ -88,9 +96,11 @@ def send(path: Path, url: str, token_env: str) -> int:
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 found = json.loads(answer.read())
-        except (urllib.error.URLError, OSError) as exc:
+            if not isinstance(found, dict) or not {"counts", "results"} <= set(found):
+                raise ValueError(f"not the service's answer: {str(found)[:80]!r}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
             sent = sum(counts.values())
-            why = getattr(exc, "reason", exc)
+            why = getattr(exc, "reason", None) or exc
             raise PipelineError(f"{url}/feedback: {why}; {sent:,} of {len(items):,} label(s) "
                                 "were answered before it; send the file again (those come "
                                 "back as duplicates)") from None  # fmt: skip

@@ -1,25 +1,27 @@
 """Label sampling: which answered records a person is asked to label (`serving.label_sample`).
 
 Outcomes that arrive on their own come from whichever records someone happened to check; an
-estimate built on them can lean any way. Here a declared share of the answered records is
-drawn at random, stratified: within each model that answered (version and arm) and each decile
-of its scores, the same share, so every stratum is represented as it was served and the
-labelled records' mean loss is an unbiased estimate of the model's without weights. Within a
-stratum the records are taken in the order of a seeded hash of their key, so the draw is the
-same each time it is made.
+estimate built on them can lean any way. Here each answered record is drawn with the same
+probability, `share`, by a seeded hash of its key (Poisson sampling): every model that
+answered (version and arm) and every decile of its scores is drawn at that rate, so the
+labelled records' mean loss is an unbiased estimate of each model's without weights, and a
+record's draw never changes as more arrive. The strata are counted for the report: each shows
+how many it answered, queued and got labelled. (Rounding a share per stratum instead would
+give a small stratum none, or twice its share.)
 
 The queue is kept in the archive folder: `label-queue.jsonl` (appended, never rewritten)
 records each record once it is queued, so a record asked for stays asked for as more arrive,
 and `label-queue.csv` lists those still without an outcome, with their inputs and an empty
-`outcome` column to fill in with 0 or 1 and send to `POST /feedback`
-(`nbmlops-labels send`). The files stay beside the archive: they hold request data, which the
-reports site does not publish.
+`outcome` column to fill in with 0 or 1 and send to `POST /feedback` (`make label-send`). A
+new draw keeps the outcomes already typed into the CSV and not yet sent. Text that a
+spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) is written with a `'` before
+it. The files stay beside the archive: they hold request data, which the reports site does
+not publish.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import storage
-from ..records import KEY, OUTCOME, read_archive, read_labels
+from ..records import KEY, OUTCOME, json_lines, read_archive, read_labels
 
 QUEUE_LOG, QUEUE_CSV = "label-queue.jsonl", "label-queue.csv"
 #: The archive's columns that describe the answer rather than the request; each shadow alias
@@ -79,15 +81,37 @@ def answer_columns(archive: pd.DataFrame) -> set[str]:
 
 def read_queued(folder: Path) -> pd.DataFrame:
     """The records queued so far (request_id, record)."""
-    path = folder / QUEUE_LOG
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()] if path.is_file() else []  # fmt: skip
+    rows = json_lines(folder / QUEUE_LOG)  # a line cut off by a crash is left out
     return pd.DataFrame(rows, columns=KEY).astype({"request_id": str, "record": int})
 
 
+def typed_in(csv: Path) -> dict[tuple[str, int], str]:
+    """The outcomes a person has typed into the queue's CSV so far, by record."""
+    if not csv.is_file():
+        return {}
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if not {*KEY, OUTCOME} <= set(table.columns):
+        return {}
+    given = table[table[OUTCOME].str.strip() != ""]
+    return {(r, int(i)): o for r, i, o in zip(given["request_id"], given["record"],
+                                               given[OUTCOME], strict=True)
+            if str(i).strip().lstrip("-").isdigit()}  # fmt: skip
+
+
+def _safe_for_spreadsheets(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text a spreadsheet would run as a formula, with a `'` before it (shown, never read)."""
+    out = frame.copy()
+    for column in out.select_dtypes(include=object).columns:
+        text = out[column].astype("string")
+        risky = text.str.match(r"^[=+\-@]").fillna(False).astype(bool)
+        out.loc[risky, column] = "'" + text[risky]
+    return out
+
+
 def draw(folder: str | Path, share: float, seed: int = 0) -> Queue:
-    """Queue `share` of each stratum's answered records (those queued before count), append
-    the new ones to the log, and rewrite the CSV of queued records without an outcome."""
+    """Queue the records the hash draws at `share` (those queued before stay), append the new
+    ones to the log, and rewrite the CSV of queued records without an outcome, keeping what
+    was typed into it."""
     folder = Path(folder)
     archive = read_archive(folder)
     csv = folder / QUEUE_CSV
@@ -105,14 +129,8 @@ def draw(folder: str | Path, share: float, seed: int = 0) -> Queue:
     keys = list(zip(frame["request_id"], frame["record"], strict=True))
     frame["queued"] = [k in queued for k in keys]
     frame["labelled"] = [k in labelled for k in keys]
-    frame["order"] = _hash(frame[KEY], seed)
-    new = []
-    for _, part in frame.groupby(["served_version", "served_arm", DECILE]):
-        want = int(np.floor(share * len(part) + 0.5))
-        more = want - int(part["queued"].sum())
-        if more > 0:
-            new.append(part[~part["queued"]].nsmallest(more, "order")[KEY])
-    added = pd.concat(new, ignore_index=True) if new else pd.DataFrame(columns=KEY)
+    drawn = _hash(frame[KEY], seed) / 2.0**64 < share
+    added = frame.loc[drawn & ~frame["queued"].to_numpy(), KEY]
     if len(added):
         rows = [{"request_id": r, "record": int(i)} for r, i in added.itertuples(index=False)]
         storage.append_json_lines(folder / QUEUE_LOG, rows)
@@ -120,7 +138,11 @@ def draw(folder: str | Path, share: float, seed: int = 0) -> Queue:
         frame["queued"] |= np.array([k in now for k in keys])
     waiting = frame[frame["queued"] & ~frame["labelled"]]
     inputs = [c for c in archive.columns if c not in {*KEY} | answer_columns(archive)]
-    shown = waiting[[*KEY, "served_version", "served_arm", DECILE, *inputs]].assign(**{OUTCOME: ""})
+    typed = typed_in(csv)
+    shown = _safe_for_spreadsheets(waiting[[*KEY, "served_version", "served_arm", DECILE,
+                                            *inputs]])  # fmt: skip
+    shown[OUTCOME] = [typed.get(k, "") for k in zip(shown["request_id"], shown["record"],
+                                                    strict=True)]  # fmt: skip
     storage.write_text(csv, shown.sort_values(KEY).to_csv(index=False))
     table = (frame.groupby(["served_version", "served_arm", DECILE])
              .agg(answered=("record", "size"), queued=("queued", "sum"),

@@ -94,8 +94,11 @@ class Canary:
             arms = [draw(v, alias, version) < share for v in values]
         return arms, (champion, version)
 
-    def answered(self, ms: float) -> None:
-        """The canary's time for an answer (inf: none within its deadline, or an error)."""
+    def answered(self, ms: float, version: str | None = None) -> None:
+        """The canary's time for an answer (inf: none within its deadline, or an error); a
+        time of a version this one replaced (an answer in flight at the swap) is left out."""
+        if version is not None and version != self.version:
+            return
         self._ms.append(ms if math.isfinite(ms) else MISSED_MS)
 
     def limit_ms(self, deadline_ms: float) -> float:

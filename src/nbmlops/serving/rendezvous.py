@@ -223,7 +223,7 @@ class Router:
     def __init__(self, to_frame: Callable[[list[dict]], pd.DataFrame], columns: list[str],
                  budget_ms: float, reserve_ms: float, breaker: Breaker | None = None,
                  champion_delay_ms: float = 0.0, fallback_deadline_ms: float = 1000.0,
-                 on_canary: Callable[[float], None] = lambda ms: None):  # fmt: skip
+                 on_canary: Callable[[float, str], None] = lambda ms, version: None):  # fmt: skip
         if reserve_ms >= budget_ms:
             raise ValueError(f"fallback_reserve_ms ({reserve_ms}) must be below "
                              f"latency_budget_ms ({budget_ms})")  # fmt: skip
@@ -234,6 +234,7 @@ class Router:
         self.delay = champion_delay_ms / 1000
         self.models: ModelSet | None = None
         self.on_canary = on_canary  # the canary's wait for each answer (inf: none in time)
+        # and the version that kept it waiting
         self._champion = Batcher("champion", to_frame)
         self._fallback = Batcher("fallback", to_frame)
         self._canary = Batcher("canary", to_frame)
@@ -296,9 +297,9 @@ class Router:
             if not isinstance(exc, TimeoutError):
                 print(f"canary v{canary.version} failed: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)  # fmt: skip
-            self.on_canary(float("inf"))
+            self.on_canary(float("inf"), canary.version)
             return None
-        self.on_canary((time.perf_counter() - start) * 1000)
+        self.on_canary((time.perf_counter() - start) * 1000, canary.version)
         return found
 
     async def _stand_in(self, models: ModelSet, records: list[dict], shadows: dict) -> Answer:
@@ -442,7 +443,9 @@ class Watcher(threading.Thread):
         except Exception as exc:
             self.registry_error = f"{type(exc).__name__}: {exc}"
             raise
+        # it answered: loading a new version (seconds, off the answer path) is not a wait on it
         self.registry_error, self._answered_at = None, time.monotonic()
+        self._asking_since = None
         history = json.loads(found.tags.get(versions.HISTORY_TAG, "[]"))
         aliases = {alias: str(version) for alias, version in found.aliases.items()}
         answering, role, fallback, shadows = wanted(aliases, [str(v) for v in history],

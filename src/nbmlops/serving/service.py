@@ -42,7 +42,7 @@ from .feedback import Feedback, items_of
 from .guard import Guard, redact_uri, without_paths
 from .metrics import Metrics
 from .payload import InvalidRequest, RequestContract
-from .rendezvous import CANARY_MISSED, CHAMPION, Breaker, ModelSet, NoModel, Router, Watcher
+from .rendezvous import CANARY, CANARY_MISSED, CHAMPION, Breaker, ModelSet, NoModel, Router, Watcher
 from .shadow import ShadowProcess
 
 CHECK_ROWS = 64
@@ -70,7 +70,7 @@ class Service:
         self.metrics = Metrics()
         experiment = settings.experiment
         self.canary = Canary(experiment, settings.archive) if experiment else None
-        timed = self.canary.answered if self.canary else lambda ms: None
+        timed = self.canary.answered if self.canary else lambda ms, version: None
         if self.canary:  # read when /metrics is, so a rollback shows at once
             self.metrics.canary_share.set_function(lambda: self.canary.share)
         self.router = Router(self.contract.frame, spec.columns, settings.latency_budget_ms,
@@ -170,9 +170,10 @@ class Service:
             ):
                 self._restart_shadow("stuck")
 
-    def ready(self) -> tuple[bool, str]:
-        """Whether the service answers, and why (not). A registry that cannot be reached does
-        not make it unready: it answers with the models it loaded, and says so."""
+    def ready(self, away: str | None = None) -> tuple[bool, str]:
+        """Whether the service answers, and why (not). A registry that cannot be reached
+        (`away`: why, as the watcher says) does not make it unready: it answers with the
+        models it loaded, and says so."""
         if self.router.models is None:
             return False, without_paths(self.watcher.last_error) or "loading models"
         if not self.shadow.alive():
@@ -181,7 +182,6 @@ class Service:
             return False, "the shadow and archive process is starting"
         if self.shadow.error:
             return False, without_paths(self.shadow.error)
-        away = self.watcher.unreachable()
         if away is not None:
             loaded = ", ".join(f"{role} v{v}" for role, v in self.router.models.versions().items()
                                if v)  # fmt: skip
@@ -192,6 +192,7 @@ class Service:
 
     def describe(self) -> dict:
         models = self.router.models
+        away = self.watcher.unreachable()
         return {
             "model_name": self.store.model_name,
             "registry": redact_uri(self.store.tracking_uri),
@@ -200,8 +201,8 @@ class Service:
             "generation": models.generation if models else 0,
             "swaps": self.watcher.swaps,
             "last_registry_poll": self.watcher.last_poll,
-            "registry_reachable": self.watcher.unreachable() is None,
-            "registry_error": without_paths(self.watcher.unreachable() or self.watcher.last_error),
+            "registry_reachable": away is None,
+            "registry_error": without_paths(away or self.watcher.last_error),
             "breaker": self.router.breaker.state,
             "latency_budget_ms": self.settings.latency_budget_ms,
             "champion_deadline_ms": round(self.router.deadline * 1000, 3),
@@ -241,7 +242,11 @@ class Service:
         results: list[dict] = [{} for _ in records]
         kept = True
         m = self.metrics
-        for (group, _), answer in zip(groups, answers, strict=True):
+        for (group, flag), answer in zip(groups, answers, strict=True):
+            # a swap between the draw and the answer: the canary's records answered by no
+            # canary, or by another version than the pair names, belong to no experiment
+            other = answer.role == CANARY and pair is not None and answer.version != pair[1]
+            moved = flag and (answer.arm != CANARY or other)
             mine = [records[i] for i in group] if len(groups) > 1 else records
             if keys is not None:  # the archive keeps the key, for the test's units
                 mine = [r | {self.contract.key: keys[i]} for r, i in zip(mine, group, strict=True)]
@@ -250,7 +255,8 @@ class Service:
                        "version": answer.version, "role": answer.role, "arm": answer.arm,
                        "threshold": answer.threshold, "model_ms": answer.model_ms,
                        "batch_rows": answer.batch_rows, "reason": answer.reason,
-                       "shadows": answer.shadows, "experiment": pair}  # fmt: skip
+                       "shadows": answer.shadows,
+                       "experiment": None if moved else pair}  # fmt: skip
             if not self.shadow.send(message, len(body) * len(group) // len(records)):
                 kept = False
                 m.shadow_dropped.inc()
@@ -360,8 +366,9 @@ def create_app(service: Service):
 
     @app.get("/ready")
     async def ready():
-        ok, why = service.ready()
-        registry = "unreachable" if service.watcher.unreachable() else "reachable"
+        away = service.watcher.unreachable()  # once: the reason and the field agree
+        ok, why = service.ready(away)
+        registry = "unreachable" if away else "reachable"
         return JSONResponse({"ready": ok, "reason": why, "registry": registry},
                             status_code=200 if ok else 503)  # fmt: skip
 

@@ -106,3 +106,31 @@ def test_an_interrupted_archive_write_of_scored_rows_is_swept(tmp_path):
     assert len(left) == 1 and left[0].name.startswith(".incoming.")
     assert storage.sweep_partial_writes([tmp_path / "scored"]) == left
     assert not list((tmp_path / "scored").iterdir())
+
+
+def test_an_append_is_all_or_nothing_and_ends_a_line_cut_off_before(tmp_path):
+    """A write that fails part way (here: a file-size limit, as a full disk would) leaves the
+    file as it was; an append after a line a crash cut off starts on a line of its own."""
+    import subprocess
+    import sys
+
+    from nbmlops.records import json_lines
+
+    path = tmp_path / "labels.jsonl"
+    path.write_text('{"a": 1}\n{"a": ')  # the second line was cut off
+    storage.append_json_lines(path, [{"a": 2}])
+    assert json_lines(path) == [{"a": 1}, {"a": 2}]
+    size = path.stat().st_size
+    child = (
+        "import resource, signal, sys\n"
+        "from nbmlops import storage\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size + 1000}, {size + 1000}))\n"
+        "try:\n"
+        f"    storage.append_json_lines({str(path)!r}, [{{'a': 'x' * 100}}] * 500)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert done.stdout.strip() == "27", done.stderr  # EFBIG: it failed part way
+    assert path.stat().st_size == size and json_lines(path) == [{"a": 1}, {"a": 2}]

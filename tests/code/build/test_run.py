@@ -119,3 +119,38 @@ def test_a_build_against_a_registry_that_does_not_answer_fails_before_any_task(
     assert (record["status"], record["kind"]) == ("failed", "RegistryError")
     assert run.run(str(tmp_path / "env.ci.yaml"), ["--partially", "ingest"], str(fake)) != 2
     assert started.exists()  # a partial build does not need the registry: Ploomber decides
+
+
+def test_a_registry_that_answers_its_health_check_but_no_query_stops_the_build_too(
+    tmp_path, capsys, monkeypatch
+):
+    """MLflow's /health answers without its database: a build asks a real query first."""
+    import http.server
+    import shutil
+    import threading
+
+    from nbmlops.build import run
+    from tests.conftest import PROJECT
+
+    class HalfAlive(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            self.send_response(200 if self.path == "/health" else 500)
+            self.end_headers()
+            self.wfile.write(b"OK" if self.path == "/health" else b"database is down")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HalfAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("pipeline.yaml", "env.ci.yaml"):
+            shutil.copy2(PROJECT / name, tmp_path / name)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}")
+        assert run.run(str(tmp_path / "env.ci.yaml"), ["--force"], "/nonexistent") == 2
+    finally:
+        server.shutdown()
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said[0] == "build failed before any task ran:"
+    assert "answers, but not a registry query" in said[1] and said[1].endswith("nothing was built")

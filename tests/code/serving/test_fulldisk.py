@@ -48,6 +48,16 @@ def _fill(folder: Path) -> Path:
     return ballast
 
 
+def _raw_rows(folder: Path) -> int:
+    """Rows as written, duplicates included: the Parquet files' and the segments' lines."""
+    import pyarrow.parquet as pq
+
+    from nbmlops.records import SEGMENTS, json_lines
+
+    files = sum(pq.read_metadata(p).num_rows for p in folder.glob("requests-*.parquet"))
+    return files + sum(len(json_lines(p)) for p in (folder / SEGMENTS).glob("*.jsonl"))
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -97,7 +107,8 @@ def test_a_full_archive_disk_keeps_every_answered_record_until_space_returns(pro
         _wait(lambda: len(read_archive(seen, ["request_id", "record"])) == 120, 30,
               "records answered during the outage never reached the disk")  # fmt: skip
         kept = read_archive(seen, ["request_id", "record", "served_version"])
-        assert sorted(kept["request_id"]) == sorted(answered)  # each once
+        assert sorted(kept["request_id"]) == sorted(answered)
+        assert _raw_rows(seen) == 120  # each once on the disk, not only once as read
         assert set(kept["served_version"].astype(str)) == {version}
         assert server.client.post("/feedback", json=label).json()["accepted"] == 1
         text = server.get("/metrics").text
