@@ -185,12 +185,14 @@ class Drill:
         champion = aliases.get(CHAMPION) or aliases.get(CHALLENGER)
         if champion is None:
             raise ConfigError(f"model {self.store.model_name!r} has no version; run a build")
-        versions = [str(v.version) for v in
-                    client.search_model_versions(f"name='{self.store.model_name}'")]  # fmt: skip
-        others = [v for v in versions if v != champion]
+        meta = client.get_model_version(self.store.model_name, champion)
+        build = meta.tags.get("build_id") or client.get_run(meta.run_id).data.tags["build_id"]
+        # versions of the champion's own build: one of an older build may take other inputs
+        # (a feature since derived in the model) and could not score today's requests
+        found = client.search_model_versions(f"name='{self.store.model_name}'")
+        others = [str(v.version) for v in found
+                  if str(v.version) != champion and _build_of(client, v) == build]  # fmt: skip
         if not others:
-            meta = client.get_model_version(self.store.model_name, champion)
-            build = meta.tags.get("build_id") or client.get_run(meta.run_id).data.tags["build_id"]
             for name in self.candidates:
                 if name != meta.tags.get("candidate"):
                     others.append(register_candidate(self.store, build, name))
@@ -223,6 +225,11 @@ class Drill:
         return Process([str(BIN / "mlflow"), "models", "serve", "-m", model, "--env-manager",
                         "local", "-h", "127.0.0.1", "-p", str(port)], port, "/ping",
                        self.scratch / "mlflow-serve.log", env)  # fmt: skip
+
+
+def _build_of(client, version) -> str | None:
+    """The build that registered a version (its tag, else its run's)."""
+    return version.tags.get("build_id") or client.get_run(version.run_id).data.tags.get("build_id")
 
 
 def _models(url: str) -> dict:
