@@ -22,7 +22,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: help setup init build test test-fast test-pipeline lint lab plot lock clean clean-products \
 	models promote rollback mlflow-ui nbval gates comment monitor-latest browser ci bench export-argo export-airflow \
-	docs serve load backtest retrain propose follow live label-queue label-send ci-as-user airflow-run registry-server registry-server-stop postgres
+	docs serve load soak backtest retrain propose follow live label-queue label-send ci-as-user airflow-run registry-server registry-server-stop postgres
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -100,6 +100,9 @@ serve: setup ## the scoring service on the registry's champion (ENV=ci for the C
 
 load: setup ## load test of the scoring service (open-loop client and locust, on loopback; ENV=ci for the CI model); writes reports/load/
 	$(BIN)/python -m nbmlops.tools.loadtest --env $(ENV_FILE)
+
+soak: setup ## the scoring service for MINUTES (30) at RATE (300) req/s with a shadow, a canary and labels: memory, p99 and the archive checked; writes reports/soak/
+	$(BIN)/python -m nbmlops.tools.soak --env $(ENV_FILE) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(RATE),--rate $(RATE))
 
 export-argo: setup ## Argo Workflows Workflow of the pipeline in argo/ (IMAGE=registry/name:tag, built from Dockerfile; CLAIM=the shared volume claim)
 	@test -n "$(IMAGE)" || { echo "make export-argo needs IMAGE=registry/name:tag (the image built from Dockerfile)" >&2; exit 2; }

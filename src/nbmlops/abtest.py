@@ -16,6 +16,8 @@ its records' mean loss.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import pandas as pd
 
 from . import storage
 from .metrics import sequential
-from .records import KEY, OUTCOME
+from .records import KEY, LABELS_FILE, OUTCOME, Finder
 from .settings import ExperimentSettings
 
 #: `served_arm` of a record: the champion's arm or the canary's.
@@ -50,12 +52,18 @@ class Experiment:
         return self.result.decision
 
     def summary(self) -> dict:
+        """The test as JSON can hold it: a figure not known yet (no labels in an arm, no
+        interval before `min_labels`) is None, never NaN or infinity."""
         r = self.result
+
+        def known(x: float) -> float | None:
+            return float(x) if math.isfinite(x) else None
+
         return {"champion": f"v{self.champion}", "canary": f"v{self.canary}",
                 "decision": r.decision, "unit": self.unit, "labels_champion": r.champion.n,
-                "labels_canary": r.canary.n, "loss_champion": r.champion.mean,
-                "loss_canary": r.canary.mean, "difference": r.difference,
-                "low": r.low, "high": r.high,
+                "labels_canary": r.canary.n, "loss_champion": known(r.champion.mean),
+                "loss_canary": known(r.canary.mean), "difference": known(r.difference),
+                "low": known(r.low), "high": known(r.high),
                 "labels_needed": r.labels_needed}  # fmt: skip
 
 
@@ -83,14 +91,116 @@ def experiments(archive: pd.DataFrame, labels: pd.DataFrame,
     return [e for _, e in sorted(found, key=lambda f: f[0], reverse=True)]
 
 
-def _arm(rows: pd.DataFrame, settings: ExperimentSettings, key: str | None) -> sequential.Arm:
+def _losses(rows: pd.DataFrame, settings: ExperimentSettings) -> pd.Series:
+    """Each labelled record's loss under the experiment's metric, at its served threshold."""
     threshold = rows["served_threshold"].astype(float) if "served_threshold" in rows else 0.5
-    loss = pd.Series(sequential.losses(rows[OUTCOME].astype(int),
+    return pd.Series(sequential.losses(rows[OUTCOME].astype(int),
                                        rows["served_proba"].astype(float), settings.metric,
                                        threshold), index=rows.index)  # fmt: skip
+
+
+def _arm(rows: pd.DataFrame, settings: ExperimentSettings, key: str | None) -> sequential.Arm:
+    loss = _losses(rows, settings)
     if key is not None:  # one unit per key value: its records' mean loss
         loss = loss.groupby(rows[key].astype(str)).mean()
     return sequential.Arm.of(loss.to_numpy())
+
+
+#: The archive's columns an experiment's test reads (and the key's, when there is one).
+COLUMNS = ["request_id", "record", "received_at", "served_arm", "served_proba",
+           "served_threshold", *PAIR]  # fmt: skip
+#: Checks a label whose archived record is not found yet waits before it is let go (a record
+#: still on its way to the archive is found at the next one).
+PENDING_CHECKS = 20
+
+
+class Running:
+    """One experiment's test kept up to date as labels arrive, for the service: each check
+    reads the labels file's new lines only, and the archived records of those labels only
+    (`records.Finder`); each arm is kept as running sums (with a key, per key value). Memory
+    grows with the experiment's labels, never with the requests answered, and the decision is
+    the one `experiments` reaches on the same files."""
+
+    def __init__(self, folder: str | Path, settings: ExperimentSettings, champion: str,
+                 canary: str):  # fmt: skip
+        self.folder, self.settings = Path(folder), settings
+        self.champion, self.canary = champion, canary
+        self.finder = Finder(self.folder)
+        self.offset = 0  # bytes of the labels file read
+        self.counted: set[tuple[str, int]] = set()  # labels of this experiment, counted
+        self.pending: dict[tuple[str, int], list[int]] = {}  # (outcome, checks waited)
+        self.arms = {CHAMPION_ARM: sequential.Arm(), CANARY_ARM: sequential.Arm()}
+        self.units: dict[str, dict[str, list[float]]] = {CHAMPION_ARM: {}, CANARY_ARM: {}}
+
+    def update(self) -> Experiment:
+        """Take the labels that arrived since the last call; the test as it stands."""
+        for row in self._new_labels():
+            label = (str(row["request_id"]), int(row["record"]))
+            if label not in self.counted and label not in self.pending:  # the first stands
+                self.pending[label] = [int(row[OUTCOME]), 0]
+        if self.pending:
+            self._match()
+        key = self.settings.key
+        if key:
+            arms = [sequential.Arm.of([t / n for t, n in self.units[arm].values()])
+                    for arm in (CHAMPION_ARM, CANARY_ARM)]  # fmt: skip
+        else:
+            arms = [self.arms[CHAMPION_ARM], self.arms[CANARY_ARM]]
+        result = sequential.decide(*arms, self.settings.confidence, self.settings.min_gain,
+                                   self.settings.min_labels)  # fmt: skip
+        return Experiment(self.champion, self.canary, result, key or "record")
+
+    def _new_labels(self) -> list[dict]:
+        """The whole lines appended to the labels file since the last read."""
+        path = self.folder / LABELS_FILE
+        try:
+            with path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self.offset += len(whole)
+        out = []
+        for line in whole.splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut off by a crash
+                continue
+        return out
+
+    def _match(self) -> None:
+        """Count the pending labels whose records this experiment answered."""
+        key = self.settings.key
+        rows = self.finder.rows({r for r, _ in self.pending}, COLUMNS + ([key] if key else []))
+        rows["record"] = rows["record"].astype(int)
+        rows["request_id"] = rows["request_id"].astype(str)
+        keys = list(rows[KEY].itertuples(index=False, name=None))
+        rows = rows[[k in self.pending for k in keys]]  # a request's other records: not labelled
+        found = set(rows[KEY].itertuples(index=False, name=None))
+        for label, waited in list(self.pending.items()):  # not archived yet: wait, then go
+            if label not in found:
+                waited[1] += 1
+                if waited[1] > PENDING_CHECKS:
+                    del self.pending[label]
+        outcomes = {k: self.pending.pop(k)[0] for k in found}  # of this experiment or not
+        mine = rows[(rows[PAIR[0]].astype(str) == self.champion)
+                    & (rows[PAIR[1]].astype(str) == self.canary)].copy()  # fmt: skip
+        if mine.empty:
+            return
+        mine[OUTCOME] = [outcomes[k] for k in mine[KEY].itertuples(index=False, name=None)]
+        loss = _losses(mine, self.settings)
+        for arm in (CHAMPION_ARM, CANARY_ARM):
+            of = mine["served_arm"] == arm
+            if key:
+                units = self.units[arm]
+                for value, x in zip(mine.loc[of, key].astype(str), loss[of], strict=True):
+                    unit = units.setdefault(value, [0.0, 0])
+                    unit[0] += x
+                    unit[1] += 1
+            else:
+                self.arms[arm] += sequential.Arm.of(loss[of].to_numpy())
+        self.counted.update(mine[KEY].itertuples(index=False, name=None))
 
 
 def read_rollbacks(folder: str | Path) -> list[dict]:

@@ -16,8 +16,9 @@ from .envfile import load_env
 from .errors import ConfigError
 
 PIPELINE = "pipeline.yaml"
-#: Folders under the env's `reports` that `make bench` and `make load` write, and the index links.
-BENCH_PAGES, LOAD_PAGES = "bench", "load"
+#: Folders under the env's `reports` that `make bench`, `make load` and `make soak` write, and
+#: the index links.
+BENCH_PAGES, LOAD_PAGES, SOAK_PAGES = "bench", "load", "soak"
 #: Folders under the env's `reports` that `make backtest` and `make live` write, and the
 #: index links.
 BACKTEST_PAGES, LIVE_PAGES = "backtest", "live"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import html, storage
-from ..layout import BACKTEST_PAGES, BENCH_PAGES, LIVE_PAGES, LOAD_PAGES
+from ..layout import BACKTEST_PAGES, BENCH_PAGES, LIVE_PAGES, LOAD_PAGES, SOAK_PAGES
 from ..registry import cards, gates
 from ..registry.store import Store, store_errors
 from ..registry.versions import list_versions
@@ -137,12 +137,14 @@ def write_index(
     candidates = pd.DataFrame(metrics["candidates"]).T.reset_index(names="model")
     batch_table = pd.DataFrame(tests["batches"])
     monitoring_dir = Path(products["monitor"]["summary"]).parent
-    # Written by `make bench`, `make load`, `make backtest` and `make live`, when they have run.
+    # Written by `make bench`, `make load`, `make soak`, `make backtest` and `make live`, when
+    # they have run.
     measured = [
         (root / BACKTEST_PAGES / "index.html", "Backtest of retraining policies (make backtest)"),
         (root / LIVE_PAGES / "index.html", "Live performance from labelled requests (make live)"),
         (root / BENCH_PAGES / "index.html", "Benchmark (make bench)"),
         (root / LOAD_PAGES / "index.html", "Load test of the scoring service (make load)"),
+        (root / SOAK_PAGES / "index.html", "Soak test of the scoring service (make soak)"),
     ]
     bench_link = [(rel(page), label) for page, label in measured if page.is_file()]
     body = [

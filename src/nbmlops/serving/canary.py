@@ -6,7 +6,9 @@ key's value, the alias and the canary's version, so the same value gets the same
 long as that version runs (and a new version draws afresh). A controller reads the archive's
 labels every `check_seconds` and decides with the sequential test (`nbmlops.abtest`); when the
 canary is worse with the stated confidence, or its p99 latency over its last answers breaks
-its limit, the share goes to 0 at once, and `experiment.json` in the archive folder keeps the
+its limit while the champion's, over the same time, did not come near it (a pause of the
+whole process slows both arms alike and is no fault of the canary's), the share goes to 0 at
+once, and `experiment.json` in the archive folder keeps the
 rollback: a restarted service does not route to that version again (beside the same champion
 for a worse canary, beside any for a slow one), and `make promote` refuses it. Promotion stays
 a command.
@@ -25,19 +27,28 @@ from pathlib import Path
 import numpy as np
 
 from .. import abtest, storage
-from ..abtest import LABELS, LATENCY, STATE_FILE, read_rollbacks, rolled_back
+from ..abtest import (
+    CANARY_ARM,
+    CHAMPION_ARM,
+    LABELS,
+    LATENCY,
+    STATE_FILE,
+    read_rollbacks,
+    rolled_back,
+)
 from ..metrics import sequential
-from ..records import read_archive, read_labels
 from ..settings import ExperimentSettings
 
 #: Canary answers the latency rule looks at, and how many it needs first.
 LATENCY_WINDOW, LATENCY_MIN = 1000, 100
+#: The champion's answers kept beside them (for a share as small as 5 %).
+CHAMPION_WINDOW = 20 * LATENCY_WINDOW
+#: A canary over its limit is rolled back when its p99 is also more than this many times the
+#: champion's p99 over the same time.
+SLOWER = 1.5
 #: The wait counted for an answer the canary never gave (ms): over any limit, and finite, so
 #: a percentile of many of them is this, not NaN.
 MISSED_MS = 1e9
-#: The archive's columns the controller reads (and the key's).
-COLUMNS = ["request_id", "record", "received_at", "served_arm", "served_proba",
-           "served_threshold", *abtest.PAIR]  # fmt: skip
 
 
 def draw(value, alias: str, version: str) -> float:
@@ -56,8 +67,10 @@ class Canary:
         self.share = 0.0
         self.rolled_back: str | None = None  # why, when it was
         self.last: abtest.Experiment | None = None
+        self._test: abtest.Running | None = None  # the experiment's test, kept up to date
         self.last_error: str | None = None
-        self._ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._ms: deque[tuple[float, float]] = deque(maxlen=LATENCY_WINDOW)  # (when, ms)
+        self._champion_ms: deque[tuple[float, float]] = deque(maxlen=CHAMPION_WINDOW)
         self._lock = threading.Lock()
         self._random = random.Random()
 
@@ -70,7 +83,10 @@ class Canary:
         with self._lock:
             self.champion, self.version = champion, canary
             self._ms.clear()
-            self.last, self.rolled_back = None, None
+            self._champion_ms.clear()
+            self.last, self.rolled_back, self._test = None, None, None
+            if canary is not None and champion is not None:
+                self._test = abtest.Running(self.folder, self.settings, champion, canary)
             if canary is not None:
                 self.rolled_back = rolled_back(self.folder, champion, canary)
             on = canary is not None and champion is not None and canary != champion
@@ -94,40 +110,53 @@ class Canary:
             arms = [draw(v, alias, version) < share for v in values]
         return arms, (champion, version)
 
-    def answered(self, ms: float, version: str | None = None) -> None:
-        """The canary's time for an answer (inf: none within its deadline, or an error); a
-        time of a version this one replaced (an answer in flight at the swap) is left out."""
-        if version is not None and version != self.version:
+    def waited(self, arm: str, ms: float, version: str | None = None) -> None:
+        """A request's wait for the canary's answer or the champion's, by `arm` (inf: none
+        within the deadline, or an error); a time of a version the experiment no longer runs
+        (an answer in flight at a swap) is left out."""
+        if self.share <= 0:
             return
-        self._ms.append(ms if math.isfinite(ms) else MISSED_MS)
+        kept = (self._ms if arm == CANARY_ARM else self._champion_ms if arm == CHAMPION_ARM
+                else None)  # fmt: skip
+        if kept is None or version != (self.version if arm == CANARY_ARM else self.champion):
+            return
+        kept.append((time.monotonic(), ms if math.isfinite(ms) else MISSED_MS))
 
     def limit_ms(self, deadline_ms: float) -> float:
         return self.settings.max_p99_ms or deadline_ms
 
     def check_latency(self, deadline_ms: float) -> None:
+        """Roll back a canary whose p99 over its last answers is over its limit, unless the
+        champion, over the same time, was nearly as slow (see the module's docstring)."""
         if self.share <= 0 or len(self._ms) < LATENCY_MIN:
             return
         version, champion = self.version, self.champion
-        p99 = float(np.percentile(np.asarray(self._ms), 99))
+        mine = list(self._ms)
+        p99 = float(np.percentile([ms for _, ms in mine], 99))
         limit = self.limit_ms(deadline_ms)
-        if not p99 <= limit:
-            shown = "no answer or an error" if p99 >= MISSED_MS else f"{p99:.1f} ms"
-            why = (f"its p99 latency over its last {len(self._ms)} answers is {shown}, over its "
-                   f"limit of {limit:g} ms")  # fmt: skip
-            self.roll_back(why, version, champion, LATENCY)
+        if p99 <= limit:
+            return
+        since = mine[0][0]
+        theirs = [ms for at, ms in list(self._champion_ms) if at >= since]
+        if len(theirs) >= LATENCY_MIN and p99 <= SLOWER * np.percentile(theirs, 99):
+            return  # both arms slow at once: the process or the machine, not the canary
+        shown = "no answer or an error" if p99 >= MISSED_MS else f"{p99:.1f} ms"
+        why = (f"its p99 latency over its last {len(mine)} answers is {shown}, over its limit "
+               f"of {limit:g} ms")  # fmt: skip
+        if len(theirs) >= LATENCY_MIN:
+            why += f"; the champion's over the same time was {np.percentile(theirs, 99):.1f} ms"
+        self.roll_back(why, version, champion, LATENCY)
 
     def check_labels(self) -> abtest.Experiment | None:
         """The test on the labels so far; a canary worse with the stated confidence is
         rolled back."""
-        version, champion = self.version, self.champion
-        if version is None or champion is None or self.share <= 0:
+        version, champion, test = self.version, self.champion, self._test
+        if test is None or self.share <= 0:
             return self.last  # nothing is routed to it: nothing new to decide
-        labels, _ = read_labels(self.folder)
-        key = [self.settings.key] if self.settings.key else []
-        archive = read_archive(self.folder, COLUMNS + key)
-        found = [e for e in abtest.experiments(archive, labels, self.settings)
-                 if e.canary == version and e.champion == champion]  # fmt: skip
-        self.last = found[0] if found else None
+        found = test.update()
+        if (version, champion) != (self.version, self.champion):
+            return self.last  # the registry moved on meanwhile
+        self.last = found if found.result.champion.n or found.result.canary.n else None
         if self.last is not None and self.last.decision == sequential.WORSE:
             r = self.last.result
             self.roll_back(f"it is worse on {r.canary.n:,} + {r.champion.n:,} labels: its loss "

@@ -14,10 +14,11 @@ before the answer), never written into an archived record. Each item gets its ow
 When the labels file cannot be written, nothing of the body is recorded and the answer is
 503 (counted as `unwritable`), so the sender can send it all again.
 
-The ids of every archived request are known from the archive folder when the service starts,
-from each answer handed to the archive after that, and from the folder again when an unknown
-id comes (another service on the folder may have answered it); labels too, so a duplicate
-sent after a restart is seen.
+The last `RECENT_REQUESTS` requests this process answered are known in memory, with the
+labels they got; an older id (answered before a restart, by another service on the folder, or
+long ago) is looked up in the archive (`records.Finder`, which reads only the files that can
+hold it) and its labels in the labels file, once for all such ids of a body. So memory stays
+flat however long the service runs, and a duplicate sent after a restart is still seen.
 """
 
 from __future__ import annotations
@@ -25,45 +26,61 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 from .. import storage
-from ..records import KEY, LABELLED_AT, LABELS_FILE, OUTCOME, read_archive, read_labels
+from ..records import KEY, LABELLED_AT, LABELS_FILE, OUTCOME, Finder, request_id_of
 
 STATUSES = ("accepted", "unknown", "duplicate", "contradicts", "invalid", "unwritable")
-#: An unknown id makes the archive's ids be read again, at most this often (another service
-#: on the same folder may have answered it).
-REFRESH_SECONDS = 10.0
+#: Requests answered by this process whose sizes and labels are kept in memory.
+RECENT_REQUESTS = 50_000
 #: Outcomes as JSON may spell them: 0 and 1, or false and true (Python's False == 0).
 OUTCOMES = {0: 0, 1: 1}
 
 
 class Feedback:
-    """Request ids answered, labels recorded, and the labels file they go to."""
+    """Requests answered lately and their labels, the archive for older ones, and the labels
+    file the accepted ones go to."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, recent: int = RECENT_REQUESTS):
         self.folder = Path(folder)
         self.lock = threading.Lock()
-        self._refreshed = time.monotonic()
-        self.requests: dict[str, int] = archived_requests(self.folder)
-        labels, _ = read_labels(self.folder)
-        self.labels: dict[tuple[str, int], int] = {
-            (str(r), int(i)): int(o) for r, i, o in labels[[*KEY, OUTCOME]].itertuples(index=False)
-        }
+        self.finder = Finder(self.folder)
+        self.keep = recent
+        # written by the answering thread without the lock: single dict operations only
+        self.recent: OrderedDict[str, int] = OrderedDict()
+        self.labels: dict[str, dict[int, int]] = {}  # of recent requests: record -> outcome
 
     def answered(self, request_id: str, records: int) -> None:
-        self.requests[request_id] = records
+        self.recent[request_id] = records
+        if len(self.recent) > self.keep:
+            self.recent.popitem(last=False)
 
-    def _refresh(self) -> None:
-        """Read the archive's request ids again (at most every REFRESH_SECONDS): another
-        service on the same folder answered them."""
-        if time.monotonic() - self._refreshed < REFRESH_SECONDS:
-            return
-        self._refreshed = time.monotonic()
-        self.requests = archived_requests(self.folder) | self.requests
+    def _look_up(self, ids: set[str]) -> tuple[dict[str, int], dict[str, dict[int, int]]]:
+        """Sizes of the archived requests among `ids`, and their labels in the labels file
+        (the first outcome of each record)."""
+        found = self.finder.rows(ids, KEY)
+        sizes = {str(k): int(v) + 1 for k, v in found.groupby("request_id")["record"].max().items()}
+        labels: dict[str, dict[int, int]] = {}
+        try:
+            with (self.folder / LABELS_FILE).open(encoding="utf-8") as fh:
+                for line in fh:
+                    if request_id_of(line) not in sizes:
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:  # cut off by a crash
+                        continue
+                    labels.setdefault(str(row["request_id"]), {}).setdefault(
+                        int(row["record"]), int(row[OUTCOME])
+                    )
+        except FileNotFoundError:
+            pass
+        return sizes, labels
 
-    def _judge(self, item) -> dict:
+    @staticmethod
+    def _judge(item, sizes: dict[str, int], labels: dict[str, dict[int, int]]) -> dict:
         if not isinstance(item, dict) or "request_id" not in item or OUTCOME not in item:
             return {"status": "invalid",
                     "detail": 'send {"request_id": ..., "outcome": 0 or 1} (and "record" '
@@ -77,16 +94,13 @@ class Feedback:
             return out | {"status": "invalid", "detail": f"outcome must be 0 or 1, not {outcome!r}"}
         if isinstance(record, bool) or not isinstance(record, int) or record < 0:
             return out | {"status": "invalid", "detail": "record must be a whole number >= 0"}
-        size = self.requests.get(request_id)
-        if size is None:
-            self._refresh()
-            size = self.requests.get(request_id)
+        size = sizes.get(request_id)
         if size is None:
             return out | {"status": "unknown", "detail": "no answered request has this id"}
         if record >= size:
             return out | {"status": "unknown",
                           "detail": f"the request held {size} record(s)"}  # fmt: skip
-        value, found = int(OUTCOMES[outcome]), self.labels.get((request_id, record))
+        value, found = int(OUTCOMES[outcome]), labels.get(request_id, {}).get(record)
         if found is None:
             return out | {"status": "accepted", OUTCOME: value}
         if found == value:
@@ -100,9 +114,17 @@ class Feedback:
     def take(self, items: list) -> tuple[list[dict], Counter]:
         """Judge every item, append the accepted ones (synced), and count each status."""
         with self.lock:
+            ids = {str(i["request_id"]) for i in items
+                   if isinstance(i, dict) and "request_id" in i}  # fmt: skip
+            sizes = {i: n for i in ids if (n := self.recent.get(i)) is not None}
+            labels = {i: self.labels[i] for i in sizes if i in self.labels}
+            if older := ids - set(sizes):
+                found, known = self._look_up(older)
+                sizes |= found
+                labels |= known
             results, accepted = [], {}
             for item in items:
-                result = self._judge(item)
+                result = self._judge(item, sizes, labels)
                 key = (result.get("request_id"), result.get("record"))
                 if result["status"] == "accepted" and key in accepted:  # twice in one body
                     same = accepted[key][OUTCOME] == result[OUTCOME]
@@ -121,21 +143,17 @@ class Feedback:
                 results.append(result)
             if accepted:
                 self._append(list(accepted.values()))  # on the disk before it is known
-                self.labels |= {k: row[OUTCOME] for k, row in accepted.items()}
+                for (request_id, record), row in accepted.items():
+                    if request_id in self.recent:
+                        self.labels.setdefault(request_id, {})[record] = row[OUTCOME]
+            # the labels of requests no longer recent go (they are in the labels file)
+            for request_id in [r for r in self.labels if r not in self.recent]:
+                del self.labels[request_id]
         return results, Counter(r["status"] for r in results)
 
     def _append(self, rows: list[dict]) -> None:
         """One write of whole lines, then a sync: a label answered `accepted` is on the disk."""
         storage.append_json_lines(self.folder / LABELS_FILE, rows)
-
-
-def archived_requests(folder: Path) -> dict[str, int]:
-    """Request id to the records it held, for every request archived in the folder."""
-    answered = read_archive(folder, KEY)
-    if not len(answered):
-        return {}
-    sizes = answered.groupby("request_id")["record"].max() + 1
-    return {str(k): int(v) for k, v in sizes.items()}
 
 
 def items_of(body: bytes) -> list:

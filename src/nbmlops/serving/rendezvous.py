@@ -223,7 +223,9 @@ class Router:
     def __init__(self, to_frame: Callable[[list[dict]], pd.DataFrame], columns: list[str],
                  budget_ms: float, reserve_ms: float, breaker: Breaker | None = None,
                  champion_delay_ms: float = 0.0, fallback_deadline_ms: float = 1000.0,
-                 on_canary: Callable[[float, str], None] = lambda ms, version: None):  # fmt: skip
+                 canary_delay_ms: float = 0.0,
+                 on_wait: Callable[[str, float, str], None] = lambda arm, ms, version: None,
+                 ):  # fmt: skip
         if reserve_ms >= budget_ms:
             raise ValueError(f"fallback_reserve_ms ({reserve_ms}) must be below "
                              f"latency_budget_ms ({budget_ms})")  # fmt: skip
@@ -232,9 +234,11 @@ class Router:
         self.deadline = (budget_ms - reserve_ms) / 1000  # the champion's share of the budget
         self.breaker = breaker or Breaker()
         self.delay = champion_delay_ms / 1000
+        self.canary_delay = canary_delay_ms / 1000  # a drill of a slow canary
         self.models: ModelSet | None = None
-        self.on_canary = on_canary  # the canary's wait for each answer (inf: none in time)
-        # and the version that kept it waiting
+        # each wait of a request of the experiment's arms for its model's answer (inf: none
+        # in time), by arm (CANARY, CHAMPION), with the version that kept it waiting
+        self.on_wait = on_wait
         self._champion = Batcher("champion", to_frame)
         self._fallback = Batcher("fallback", to_frame)
         self._canary = Batcher("canary", to_frame)
@@ -265,14 +269,18 @@ class Router:
         deadline = self.deadline if models.fallback is not None else None
         if models.fallback is None or self.breaker.allow():
             delay = self.delay if models.role == CHAMPION else 0.0
+            start = time.perf_counter()
             try:
                 job = self._champion.submit(models.answering.model, records, delay)
                 proba, ms, rows = await asyncio.wait_for(asyncio.wrap_future(job), deadline)
+                self.on_wait(CHAMPION, (time.perf_counter() - start) * 1000,
+                             models.answering.version)  # fmt: skip
                 self.breaker.record(True)
                 return Answer(proba, models.answering.version, models.role, ms,
                               shadows=shadows, batch_rows=rows,
                               threshold=models.answering.threshold)  # fmt: skip
             except TimeoutError:
+                self.on_wait(CHAMPION, float("inf"), models.answering.version)
                 cause = OVER_BUDGET
                 reason = f"{cause} (no answer in {self.deadline * 1000:.0f} ms)"
             except Exception as exc:  # noqa: BLE001 - any champion failure falls back
@@ -291,15 +299,15 @@ class Router:
         """The canary's (proba, ms, rows) within the champion's deadline, or None."""
         start = time.perf_counter()
         try:
-            job = self._canary.submit(canary.model, records)
+            job = self._canary.submit(canary.model, records, self.canary_delay)
             found = await asyncio.wait_for(asyncio.wrap_future(job), self.deadline)
         except Exception as exc:  # noqa: BLE001 - a canary's failure is the champion's to answer
             if not isinstance(exc, TimeoutError):
                 print(f"canary v{canary.version} failed: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)  # fmt: skip
-            self.on_canary(float("inf"), canary.version)
+            self.on_wait(CANARY, float("inf"), canary.version)
             return None
-        self.on_canary((time.perf_counter() - start) * 1000, canary.version)
+        self.on_wait(CANARY, (time.perf_counter() - start) * 1000, canary.version)
         return found
 
     async def _stand_in(self, models: ModelSet, records: list[dict], shadows: dict) -> Answer:

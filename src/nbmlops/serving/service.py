@@ -1,6 +1,7 @@
 """`make serve`: the registry's models behind one HTTP endpoint, in the rendezvous style.
 
     nbmlops-serve --env env.ci.yaml [--port 8000] [--no-shadow] [--drill-latency-ms 200]
+                  [--drill-canary-ms 100]
 
 `POST /predict` takes one record or a list, checked against the request contract (422 naming
 each bad field). The champion answers within `latency_budget_ms`, or the fallback does and the
@@ -18,7 +19,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from ..data import contract as dc
 from ..errors import ConfigError, PipelineError
 from ..layout import Layout
+from ..records import new_request_id
 from ..registry.store import Store
 from ..settings import ServingSettings
 from ..spec import FeatureSpec
@@ -62,7 +63,7 @@ class Service:
 
     def __init__(self, store: Store, spec: FeatureSpec, contract: dict | None,
                  settings: ServingSettings, drill_latency_ms: float = 0.0,
-                 sample: list[dict] | None = None):  # fmt: skip
+                 sample: list[dict] | None = None, drill_canary_ms: float = 0.0):  # fmt: skip
         self.store, self.settings = store, settings
         key = settings.experiment.key if settings.experiment else None
         self.contract = RequestContract(spec, contract, settings.max_text_chars, key)
@@ -70,15 +71,15 @@ class Service:
         self.metrics = Metrics()
         experiment = settings.experiment
         self.canary = Canary(experiment, settings.archive) if experiment else None
-        timed = self.canary.answered if self.canary else lambda ms, version: None
+        timed = self.canary.waited if self.canary else lambda arm, ms, version: None
         if self.canary:  # read when /metrics is, so a rollback shows at once
             self.metrics.canary_share.set_function(lambda: self.canary.share)
         self.router = Router(self.contract.frame, spec.columns, settings.latency_budget_ms,
                              settings.fallback_reserve_ms,
                              Breaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
-                             champion_delay_ms=drill_latency_ms,
+                             champion_delay_ms=drill_latency_ms, canary_delay_ms=drill_canary_ms,
                              fallback_deadline_ms=settings.fallback_deadline_ms,
-                             on_canary=timed)  # fmt: skip
+                             on_wait=timed)  # fmt: skip
         self.watcher = Watcher(store, self.router, list(settings.shadows), settings.poll_seconds,
                                on_swap=self._swapped,
                                on_error=lambda e: self.metrics.registry_errors.inc(),
@@ -90,7 +91,7 @@ class Service:
         self._spec, self._sample = spec.to_dict(), sample or []
         self.shadow = self._shadow_process()
         self.feedback = Feedback(settings.archive)
-        self.drill_latency_ms = drill_latency_ms
+        self.drill_latency_ms, self.drill_canary_ms = drill_latency_ms, drill_canary_ms
         self.started = time.time()
         self._stop = threading.Event()
         self._pump = threading.Thread(target=self._pump_reports, name="metrics", daemon=True)
@@ -207,6 +208,7 @@ class Service:
             "latency_budget_ms": self.settings.latency_budget_ms,
             "champion_deadline_ms": round(self.router.deadline * 1000, 3),
             "drill_latency_ms": self.drill_latency_ms,
+            "drill_canary_ms": self.drill_canary_ms,
             "shadow_scoring": self.settings.shadow,
             "archive": Path(self.settings.archive).name,
             "fields": [f.name for f in self.contract.fields],
@@ -238,7 +240,7 @@ class Service:
         except NoModel as exc:
             self.metrics.requests.labels("unavailable").inc()
             return 503, {"detail": str(exc)}
-        request_id, received = uuid.uuid4().hex, time.time()
+        request_id, received = new_request_id(), time.time()
         results: list[dict] = [{} for _ in records]
         kept = True
         m = self.metrics
@@ -390,8 +392,12 @@ def _too_large(service: Service, limit: int) -> JSONResponse:
                         status_code=413)  # fmt: skip
 
 
-def service_from_env(env_file: str | Path, overrides: dict | None = None,
-                     drill_latency_ms: float = 0.0) -> Service:  # fmt: skip
+def service_from_env(
+    env_file: str | Path,
+    overrides: dict | None = None,
+    drill_latency_ms: float = 0.0,
+    drill_canary_ms: float = 0.0,
+) -> Service:
     """A service on an env file's `mlflow`, `contract` and `serving` and the last build's spec."""
     layout = Layout.from_env(env_file)
     env, where = layout.env, str(env_file)
@@ -407,7 +413,7 @@ def service_from_env(env_file: str | Path, overrides: dict | None = None,
     sample = (RequestContract(spec).example(pd.read_parquet(holdout), CHECK_ROWS)
               if holdout.is_file() else None)  # fmt: skip
     store = Store.from_params(env["mlflow"], where).pinned_by(env.get("baseline"))
-    return Service(store, spec, contract, settings, drill_latency_ms, sample)
+    return Service(store, spec, contract, settings, drill_latency_ms, sample, drill_canary_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="answer and archive only; no shadow scoring")  # fmt: skip
     parser.add_argument("--drill-latency-ms", type=float, default=0.0,
                         help="a drill: delay every champion answer by this much")  # fmt: skip
+    parser.add_argument("--drill-canary-ms", type=float, default=0.0,
+                        help="a drill: delay every canary answer by this much")  # fmt: skip
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in {"host": args.host, "port": args.port, "archive": args.archive,
                                    "shadow": args.shadow}.items() if v is not None}  # fmt: skip
@@ -431,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     try:
-        service = service_from_env(args.env, overrides, args.drill_latency_ms)
+        service = service_from_env(args.env, overrides, args.drill_latency_ms,
+                                   args.drill_canary_ms)  # fmt: skip
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -67,6 +67,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def machine() -> str:
+    return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
@@ -170,15 +174,18 @@ class Drill:
         self.env_file = scratch / "env.load.yaml"
         self.env_file.write_text(yaml.safe_dump(raw))
         self.candidates = [candidate["name"] for candidate in layout.candidates]
-        self.champion, self.other = self._roles()
+        self.champion, self.other, self.shadow = self._roles()
         spec = FeatureSpec.read(layout.product("features", "spec"))
         holdout = pd.read_parquet(layout.product("ingest", "holdout"))
         sample = holdout.sample(min(records, len(holdout)), random_state=0)
         self.payload = scratch / "records.json"
         self.payload.write_text(json.dumps(RequestContract(spec).example(sample, len(sample))))
+        #: each record's true outcome (0 or 1), for labels sent back (`make soak`)
+        self.outcomes = [int(v) for v in sample[spec.target]]
 
-    def _roles(self) -> tuple[str, str]:
-        """Champion with a fallback and a challenger that differ from it, as in production."""
+    def _roles(self) -> tuple[str, str, str]:
+        """Champion with a fallback and a challenger (the shadow) that differ from it, as in
+        production."""
         client = self.store.client()
         found = client.get_registered_model(self.store.model_name)
         aliases = {a: str(v) for a, v in found.aliases.items()}
@@ -202,7 +209,7 @@ class Drill:
                               "candidate; declare a second candidate and build")  # fmt: skip
         set_champion(self.store, champion, [others[0], champion])
         client.set_registered_model_alias(self.store.model_name, CHALLENGER, others[-1])
-        return champion, others[0]
+        return champion, others[0], others[-1]
 
     def serve(self, name: str, *args: str, **serving) -> Process:
         env_file = self.env_file
@@ -400,7 +407,7 @@ def served_shares(folder: Path) -> dict:
 def run(env_file: Path, rate: float, seconds: int, users: int, moves: int, drill_ms: float,
         scratch: Path, rates=RATES, curve_seconds: int = 10) -> dict:  # fmt: skip
     drill = Drill(env_file, scratch)
-    result = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+    result = {"machine": machine(),
               "rate": rate, "seconds": seconds, "users": users, "budget_ms": drill.budget,
               "champion": drill.champion, "fallback": drill.other, "runs": {}}  # fmt: skip
     runs = result["runs"]

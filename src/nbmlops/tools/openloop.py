@@ -10,6 +10,11 @@ figure it reports. This client is one asyncio loop writing raw HTTP/1.1 on keep-
 connections, so what it measures is mostly the server. A request due while every connection is
 busy waits for one, and the wait counts: a slow server cannot hide its queue (no coordinated
 omission). Prints one JSON object with the fields `nbmlops.tools.loadtest.locust` returns.
+
+With `--window S` (the soak, `nbmlops.tools.soak`) it prints one such object per S seconds of
+due times as soon as that window's requests are all answered, each with its `window` number and
+`at` (seconds from the start), and keeps only the windows still open: its own memory stays flat
+however long it runs.
 """
 
 from __future__ import annotations
@@ -61,9 +66,51 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, headers.get("connection") != "close"
 
 
-async def drive(url: str, bodies: list[str], rate: float, seconds: float, connections: int,
-                fmt: str = "nbmlops") -> dict:  # fmt: skip
-    """Send `rate` requests a second for `seconds` over at most `connections` connections."""
+class Windows:
+    """Latencies and failures per window of due times; a window is handed to `report` once
+    every request due in it has its answer (or has failed), and then forgotten."""
+
+    def __init__(self, start: float, seconds: float, report):
+        self.start, self.seconds, self.report = start, seconds, report
+        self.open: dict[int, tuple[list[float], Counter, list[int]]] = {}
+
+    def sent(self, due: float) -> int:
+        k = int((due - self.start) // self.seconds)
+        self.open.setdefault(k, ([], Counter(), [0]))[2][0] += 1
+        return k
+
+    def done(self, k: int, latency: float, failure: str | None, now: float) -> None:
+        latencies, failures, pending = self.open[k]
+        latencies.append(latency)
+        if failure:
+            failures[failure] += 1
+        pending[0] -= 1
+        self.close(now)
+
+    def close(self, now: float, final: bool = False) -> None:
+        """Report, in order, the windows that are over and fully answered."""
+        for k in sorted(self.open):
+            latencies, failures, pending = self.open[k]
+            over = final or now >= self.start + (k + 1) * self.seconds
+            if not over or pending[0]:
+                return
+            del self.open[k]
+            self.report(summary(latencies, failures, self.seconds)
+                        | {"window": k, "at": round((k + 1) * self.seconds, 3)})  # fmt: skip
+
+
+async def drive(
+    url: str,
+    bodies: list[str],
+    rate: float,
+    seconds: float,
+    connections: int,
+    fmt: str = "nbmlops",
+    window: float | None = None,
+    report=None,
+) -> dict:
+    """Send `rate` requests a second for `seconds` over at most `connections` connections;
+    with a `window`, `report` gets each window's figures as it closes (see `Windows`)."""
     host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
     method, path = FORMATS[fmt][:2]
     idle: asyncio.Queue = asyncio.Queue()
@@ -72,8 +119,11 @@ async def drive(url: str, bodies: list[str], rate: float, seconds: float, connec
     latencies: list[float] = []
     failures: Counter = Counter()
     last = [0.0]
+    start = time.perf_counter() + 0.05
+    windows = Windows(start, window, report) if window else None
 
-    async def one(due: float, body: bytes) -> None:
+    async def one(due: float, body: bytes, k: int) -> None:
+        failure = None
         conn = await idle.get()
         keep = False
         try:
@@ -84,26 +134,37 @@ async def drive(url: str, bodies: list[str], rate: float, seconds: float, connec
                 writer.write(_request(method, path, host, body))
                 status, keep = await _answer(reader)
             if status != 200:
-                failures[f"HTTP {status}"] += 1
+                failure = f"HTTP {status}"
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-            failures[type(exc).__name__] += 1
+            failure = type(exc).__name__
         finally:
             if not keep and conn is not None:
                 conn[1].close()
             idle.put_nowait(conn if keep else None)
         now = time.perf_counter()
-        latencies.append(now - due)
         last[0] = max(last[0], now)
+        if windows is not None:
+            windows.done(k, now - due, failure, now)
+            return
+        latencies.append(now - due)
+        if failure:
+            failures[failure] += 1
 
     encoded = cycle([b.encode() for b in bodies])
-    start = time.perf_counter() + 0.05
-    pending = []
+    pending: set = set()
     for i in range(max(1, int(rate * seconds))):
         due = start + i / rate
         if (wait := due - time.perf_counter()) > 0:
             await asyncio.sleep(wait)
-        pending.append(asyncio.ensure_future(one(due, next(encoded))))
-    await asyncio.gather(*pending)
+        k = windows.sent(due) if windows is not None else 0
+        task = asyncio.ensure_future(one(due, next(encoded), k))
+        pending.add(task)  # held until done: a task nobody references may be collected
+        task.add_done_callback(pending.discard)
+    while pending:
+        await asyncio.wait(set(pending))
+    if windows is not None:  # every window was reported
+        windows.close(time.perf_counter(), final=True)
+        return {}
     return summary(latencies, failures, last[0] - start)
 
 
@@ -129,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--format", choices=sorted(FORMATS), default="nbmlops")
+    parser.add_argument("--window", type=float, help="print the figures of every WINDOW seconds")
     args = parser.parse_args(argv)
     bodies = request_bodies(json.loads(args.payload.read_text(encoding="utf-8")), args.format)
     try:
@@ -137,9 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         run = uvloop.run
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn's standard extras
         run = asyncio.run
+
+    def report(figures: dict) -> None:
+        print(json.dumps(figures), flush=True)
+
     result = run(drive(args.url, bodies, args.rate, args.seconds, args.connections,
-                       args.format))  # fmt: skip
-    print(json.dumps(result))
+                       args.format, args.window, report))  # fmt: skip
+    if not args.window:
+        print(json.dumps(result))
     return 0
 
 

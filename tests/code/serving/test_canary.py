@@ -51,10 +51,10 @@ def test_no_canary_beside_no_champion_or_as_the_champion_itself(tmp_path):
 def test_a_slow_canary_is_rolled_back_and_stays_so_after_a_restart(tmp_path):
     canary = _canary(tmp_path, max_p99_ms=20)
     for _ in range(LATENCY_MIN - 1):
-        canary.answered(50.0)
+        canary.waited("canary", 50.0, "2")
     canary.check_latency(35.0)
     assert canary.share == 0.1  # too few answers to judge
-    canary.answered(float("inf"))
+    canary.waited("canary", float("inf"), "2")
     canary.check_latency(35.0)
     assert canary.share == 0 and "over its limit of 20 ms" in canary.rolled_back
     (state,) = json.loads((tmp_path / STATE_FILE).read_text())["rollbacks"]
@@ -67,10 +67,29 @@ def test_a_slow_canary_is_rolled_back_and_stays_so_after_a_restart(tmp_path):
     assert restarted.share == 0.1 and restarted.rolled_back is None
 
 
+def test_a_pause_that_slows_both_arms_rolls_nothing_back_and_a_slow_canary_still_is(tmp_path):
+    canary = _canary(tmp_path)
+    for i in range(3000):  # a pause of the whole process: 2 % of every arm's answers wait
+        slow = 300.0 if i % 50 == 0 else 5.0
+        canary.waited("champion", slow, "1")
+        if i % 3 == 0:
+            canary.waited("canary", slow, "2")
+    canary.waited("champion", 5.0, "7")  # another version's times are left out
+    canary.check_latency(35.0)
+    assert canary.share == 0.1 and canary.rolled_back is None
+    for _ in range(1000):  # then the canary alone is slow, the champion keeps its pace
+        canary.waited("canary", 60.0, "2")
+        canary.waited("champion", 5.0, "1")
+    canary.check_latency(35.0)
+    assert canary.share == 0 and "over its limit of 35 ms" in canary.rolled_back
+    assert "the champion's over the same time was 300.0 ms" not in canary.rolled_back
+    assert "the champion's over the same time was" in canary.rolled_back
+
+
 def test_a_canary_that_never_answers_is_rolled_back(tmp_path):
     canary = _canary(tmp_path)
     for _ in range(LATENCY_MIN * 3):  # every answer missed: the p99 is not NaN
-        canary.answered(float("inf"))
+        canary.waited("canary", float("inf"), "2")
     canary.check_latency(35.0)
     assert canary.share == 0 and "no answer or an error" in canary.rolled_back
 
@@ -154,3 +173,49 @@ def test_the_service_s_check_rolls_a_worse_canary_back_from_the_files(tmp_path):
     assert better.check_labels() is None and better.share == 0.1
     better.follow("1", "2")  # rolled back beside v1: off, and its test is not read again
     assert better.share == 0 and better.check_labels() is None
+
+
+def _write_labels(folder, labels: pd.DataFrame) -> None:
+    with (folder / LABELS_FILE).open("a") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in labels.to_dict(orient="records")))
+
+
+def test_the_service_s_running_test_reaches_what_the_whole_files_give(tmp_path):
+    """Labels arrive in parts (one line half written), records of another experiment and of
+    none are mixed in, some labels come before their records: at each check the running sums
+    give the test `experiments` gives on the whole files."""
+    archive, labels = _archive(3000, 0.25, seed=3)
+    archive["customer"] = [f"c{i % 400}" for i in range(3000)]
+    other = archive.head(500).assign(experiment_champion="4")
+    other["request_id"] = "o" + other["request_id"]
+    every = pd.concat([archive, other], ignore_index=True)
+    every_labels = pd.concat([labels, other[["request_id", "record"]].assign(outcome=1)])
+    every_labels = every_labels.sample(frac=1, random_state=0)  # labels come in any order
+    assert list(every_labels["request_id"]).index("r1") < len(every_labels) // 2  # r1 before
+    for key in (None, "customer"):
+        folder = tmp_path / str(key)
+        folder.mkdir()
+        settings = ExperimentSettings.from_params({"share": 0.3, "key": key, "min_labels": 30},
+                                                  "env.yaml")  # fmt: skip
+        running = abtest.Running(folder, settings, "1", "2")
+        every.iloc[:2000].to_parquet(folder / "requests-0001.parquet")
+        parts = np.array_split(np.arange(len(every_labels)), 4)
+        for i, part in enumerate(parts):
+            if i == 2:  # the rest of the records reach the archive; the line on its way
+                every.iloc[2000:].to_parquet(folder / "requests-0002.parquet")
+                with (folder / LABELS_FILE).open("a") as fh:  # ends: r1 once more
+                    fh.write('ord": 0, "outcome": 1}\n')
+            _write_labels(folder, every_labels.iloc[part])
+            if i == 1:  # a line on its way: not read until it is whole
+                with (folder / LABELS_FILE).open("a") as fh:
+                    fh.write('{"request_id": "r1", "rec')
+            found = running.update()
+            archived = every.iloc[: 2000 if i < 2 else None]
+            shown = every_labels.iloc[np.concatenate(parts[: i + 1])]
+            (whole,) = [e for e in abtest.experiments(archived, shown, settings)
+                        if (e.champion, e.canary) == ("1", "2")]  # fmt: skip
+            a, b = found.result, whole.result
+            assert (a.champion.n, a.canary.n) == (b.champion.n, b.canary.n), (key, i)
+            assert np.isclose(a.difference, b.difference) and a.decision == b.decision
+        assert found.unit == (key or "record") and not running.pending
+        assert len(running.counted) == len(labels)  # every label of this experiment, once

@@ -821,14 +821,16 @@ def test_a_canary_answers_its_share_by_key_and_a_worse_one_is_rolled_back(served
 
 def test_a_canary_over_its_latency_limit_is_rolled_back_and_no_request_fails(served, tmp_path):
     records = _records(served, 200)
-    experiment = {"share": 0.5, "max_p99_ms": 0.001}  # no model answers that fast
-    with Server(served["root"], archive=str(tmp_path / "archive"), latency_budget_ms=2000,
-                experiment=experiment) as server:  # fmt: skip
-        codes = [server.post(records[i % 200]).status_code for i in range(400)]
+    experiment = {"share": 0.3, "max_p99_ms": 25}
+    # the canary slowed by a drill, the champion at its own pace over the same time
+    with Server(served["root"], "--drill-canary-ms", "40", archive=str(tmp_path / "archive"),
+                latency_budget_ms=2000, experiment=experiment) as server:  # fmt: skip
+        codes = [server.post(records[i % 200]).status_code for i in range(500)]
         found = _wait_json(server, "/models", lambda m: m["experiment"]["share"] == 0, 10)
-    assert codes == [200] * 400
-    assert "p99 latency over its last" in found["experiment"]["rolled_back"]
-    assert "over its limit of 0.001 ms" in found["experiment"]["rolled_back"]
+    assert codes == [200] * 500
+    why = found["experiment"]["rolled_back"]
+    assert "p99 latency over its last" in why and "over its limit of 25 ms" in why
+    assert "the champion's over the same time was" in why
 
 
 def test_records_drawn_for_labelling_come_back_through_feedback(served, tmp_path, capsys):
