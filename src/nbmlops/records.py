@@ -122,16 +122,16 @@ class Finder:
         chosen = set(wanted)
         rows = []
         for path in sorted((self.folder / SEGMENTS).glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}")):
-            try:
-                text = path.read_text(encoding="utf-8")
+            try:  # line by line: a segment of a hundred thousand rows is never held whole
+                with path.open(encoding="utf-8") as fh:
+                    for line in fh:
+                        if request_id_of(line) in chosen:
+                            try:
+                                rows.append(json.loads(line))
+                            except json.JSONDecodeError:  # cut off by a crash
+                                continue
             except (FileNotFoundError, NotADirectoryError):  # compacted meanwhile
                 continue
-            for line in text.splitlines():
-                if request_id_of(line) in chosen:
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:  # cut off by a crash
-                        continue
         frames = []
         for path in sorted(self.folder.glob(f"{FILE_PREFIX}*.parquet")):
             span = self._range(path)
