@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +111,10 @@ def _arm(rows: pd.DataFrame, settings: ExperimentSettings, key: str | None) -> s
 #: The archive's columns an experiment's test reads (and the key's, when there is one).
 COLUMNS = ["request_id", "record", "received_at", "served_arm", "served_proba",
            "served_threshold", *PAIR]  # fmt: skip
-#: Checks a label whose archived record is not found yet waits before it is let go (a record
-#: still on its way to the archive is found at the next one).
-PENDING_CHECKS = 20
+#: How long a label whose archived record is not found yet is looked for (a record still on
+#: its way to the archive is found at the next check; one that waited in the service's memory
+#: through a full disk, later): a day.
+PENDING_SECONDS = 86_400.0
 
 
 class Running:
@@ -128,7 +131,7 @@ class Running:
         self.finder = Finder(self.folder)
         self.offset = 0  # bytes of the labels file read
         self.counted: set[tuple[str, int]] = set()  # labels of this experiment, counted
-        self.pending: dict[tuple[str, int], list[int]] = {}  # (outcome, checks waited)
+        self.pending: dict[tuple[str, int], tuple[int, float]] = {}  # (outcome, since)
         self.arms = {CHAMPION_ARM: sequential.Arm(), CANARY_ARM: sequential.Arm()}
         self.units: dict[str, dict[str, list[float]]] = {CHAMPION_ARM: {}, CANARY_ARM: {}}
 
@@ -137,7 +140,7 @@ class Running:
         for row in self._new_labels():
             label = (str(row["request_id"]), int(row["record"]))
             if label not in self.counted and label not in self.pending:  # the first stands
-                self.pending[label] = [int(row[OUTCOME]), 0]
+                self.pending[label] = (int(row[OUTCOME]), time.monotonic())
         if self.pending:
             self._match()
         key = self.settings.key
@@ -155,6 +158,9 @@ class Running:
         path = self.folder / LABELS_FILE
         try:
             with path.open("rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < self.offset:  # an append that failed was cut back: read on from there
+                    self.offset = size
                 fh.seek(self.offset)
                 data = fh.read()
         except FileNotFoundError:
@@ -176,13 +182,12 @@ class Running:
         rows["record"] = rows["record"].astype(int)
         rows["request_id"] = rows["request_id"].astype(str)
         keys = list(rows[KEY].itertuples(index=False, name=None))
-        rows = rows[[k in self.pending for k in keys]]  # a request's other records: not labelled
+        rows = rows.loc[[k in self.pending for k in keys]]  # a request's other records: unlabelled
         found = set(rows[KEY].itertuples(index=False, name=None))
-        for label, waited in list(self.pending.items()):  # not archived yet: wait, then go
-            if label not in found:
-                waited[1] += 1
-                if waited[1] > PENDING_CHECKS:
-                    del self.pending[label]
+        now = time.monotonic()
+        for label, (_, since) in list(self.pending.items()):  # not archived yet: look again
+            if label not in found and now - since > PENDING_SECONDS:
+                del self.pending[label]
         outcomes = {k: self.pending.pop(k)[0] for k in found}  # of this experiment or not
         mine = rows[(rows[PAIR[0]].astype(str) == self.champion)
                     & (rows[PAIR[1]].astype(str) == self.canary)].copy()  # fmt: skip

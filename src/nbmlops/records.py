@@ -156,6 +156,9 @@ class Finder:
             import pyarrow.parquet as pq
 
             meta = pq.ParquetFile(path).metadata
+            if "request_id" not in meta.schema.names:  # not an archive file: nothing to find
+                self._ranges[path.name] = None
+                return None
             column = meta.schema.names.index("request_id")
             spans = []
             for i in range(meta.num_row_groups):

@@ -28,6 +28,13 @@ def _umask() -> int:
     return mask
 
 
+def unit_hash(*parts) -> float:
+    """A number in [0, 1) fixed by `parts` (blake2b of their text, joined by NUL): the same
+    parts draw the same number on any machine, in any process, at any time."""
+    digest = hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()

@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -56,6 +58,8 @@ _ERROR = re.compile(
     rf"^(?:nbmlops(?:\.\w+)*\.)?(?:\x1b\[[\d;]*m)*({'|'.join(OURS)})(?:\x1b\[[\d;]*m)*: (.*)$"
 )
 _ANSI = re.compile(r"\x1b\[[\d;]*m")
+#: A write that found its filesystem full, with the file when the error names it.
+_NO_SPACE = re.compile(r"\[Errno 28\] No space left on device(?:: '([^']*)')?")
 #: A task's line, as the build says it ("[3/10] train-rf: ran in 9.1 s (...)", "ingest: skipped").
 _TASK_LINE = re.compile(r"^(?:\[\d+/\d+\] )?([\w-]+): (?:ran|skipped|failed)\b")
 #: What each content-tracked file is, by its key in pipeline.yaml.
@@ -299,6 +303,10 @@ def _build(
         return 0, None, list(dict.fromkeys(tasks))
     output = b"".join(chunks).decode("utf-8", "replace")
     found = clear_message(output)
+    if full := _no_space(output, env_file):  # whatever raised it: space is what to see to
+        where = f" in task '{full.task}'" if full.task else ""
+        print(f"\nbuild failed{where}:\n{full.message}\n\nfull log: {log}", file=sys.stderr)
+        return code, full, []
     missing = MISSING_PLACEHOLDER.findall(output)
     if found is None and missing:  # an env file without a key the pipeline needs
         hints = [f"{Path(env_file).name}: no `{key}`{NEW_KEYS.get(key.split('.')[0], '')}"
@@ -321,6 +329,38 @@ def _build(
     where = f" in task '{found.task}'" if found.task else ""
     print(f"\nbuild failed{where}:\n{found.message}\n\nfull log: {log}", file=sys.stderr)
     return code, found, []
+
+
+def _no_space(output: str, env_file: str) -> Failure | None:
+    """The failure of a build that found a disk full: the file it could not write (or, when
+    the error names none, the space left where builds write), and what to do; None for any
+    other failure."""
+    found = _NO_SPACE.search(_ANSI.sub("", output))
+    if found is None:
+        return None
+    if found[1]:
+        where = f"writing {found[1]} ({_free(Path(found[1]))} free there now)"
+    else:  # the products' folder, or the temporary folder (Ploomber's and joblib's files)
+        try:
+            products = Path(Layout.from_env(env_file).env["products"])
+        except Exception:  # noqa: BLE001 - then the message goes without it
+            products = None
+        places = [("the products' folder", products)] if products else []
+        places.append(("the temporary folder", Path(tempfile.gettempdir())))
+        where = "(free now: " + ", ".join(f"{name} {_free(at)}" for name, at in places) + ")"
+    message = (f"no space left on device {where}.\n"
+               "Free some space and build again: the task that failed and those after it run "
+               "again. Data, models and figures are written whole or not at all, so none is "
+               "left half-written; the executed notebook of the task that failed keeps what it "
+               "ran before the disk filled.")  # fmt: skip
+    return Failure(_failed_task(output), message, "DiskFull")
+
+
+def _free(path: Path) -> str:
+    """The free space of the filesystem `path` is on (or would be), in MB."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return f"{shutil.disk_usage(path).free / 2**20:.1f} MB"
 
 
 def _said(text: str) -> str | None:

@@ -21,7 +21,6 @@ not publish.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +50,10 @@ class Queue:
     csv: Path
 
 
-def _hash(keys: pd.DataFrame, seed: int) -> np.ndarray:
-    return np.array([int.from_bytes(hashlib.blake2b(f"{seed}\0{r}\0{i}".encode(),
-                                                    digest_size=8).digest(), "big")
-                     for r, i in keys.itertuples(index=False)], dtype=np.uint64)  # fmt: skip
+def _draws(keys: pd.DataFrame, seed: int) -> np.ndarray:
+    """Each record's number in [0, 1), fixed by the seed and its key."""
+    return np.array([storage.unit_hash(seed, r, i) for r, i in keys.itertuples(index=False)],
+                    dtype=float)  # fmt: skip
 
 
 def strata(archive: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +128,7 @@ def draw(folder: str | Path, share: float, seed: int = 0) -> Queue:
     keys = list(zip(frame["request_id"], frame["record"], strict=True))
     frame["queued"] = [k in queued for k in keys]
     frame["labelled"] = [k in labelled for k in keys]
-    drawn = _hash(frame[KEY], seed) / 2.0**64 < share
+    drawn = _draws(frame[KEY], seed) < share
     added = frame.loc[drawn & ~frame["queued"].to_numpy(), KEY]
     if len(added):
         rows = [{"request_id": r, "record": int(i)} for r, i in added.itertuples(index=False)]

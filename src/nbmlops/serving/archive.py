@@ -21,7 +21,7 @@ rows beyond that are dropped and counted, and `error` says why.
 from __future__ import annotations
 
 import fcntl
-import io
+import itertools
 import json
 import os
 import time
@@ -35,6 +35,9 @@ from .. import storage
 from ..records import FILE_PREFIX, SEGMENT_PREFIX, SEGMENT_SUFFIX, SEGMENTS
 
 DEAD_LETTER = "dead-letter.jsonl"
+#: Lines read at once when a segment is compacted, each chunk a row group of its file: the
+#: compaction holds one chunk as Python objects, never a whole segment.
+CHUNK_ROWS = 10_000
 OPENING = "opening-"  # a segment not yet locked by its writer
 
 
@@ -227,41 +230,35 @@ class Archive:
                     return None, 0
             except FileNotFoundError:
                 return None, 0  # compacted by another process while we waited
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                rows, bad = _parse(fh.read())
             target = self.folder / (FILE_PREFIX + path.name.removeprefix(SEGMENT_PREFIX)
                                     .removesuffix(SEGMENT_SUFFIX) + ".parquet")  # fmt: skip
             try:
-                made = self._write_rows(target, rows, bad)
+                with os.fdopen(os.dup(fd), "rb") as fh:
+                    made, rows = self._write_rows(target, fh)
             except OSError as exc:
                 self.compact_error = (f"cannot write the request archive in {self.folder}: "
                                       f"{_why(exc)}")  # fmt: skip
                 return None, 0
             path.unlink()
-            return made, len(rows)
+            return made, rows
         finally:
             os.close(fd)
 
-    def _write_rows(self, target: Path, rows: list[dict], bad: list[bytes]) -> Path | None:
-        """`rows` as one Parquet file; rows it cannot hold, and lines that are not JSON (a
-        line cut short by a kill), into the dead-letter file with the reason."""
-        dead = [{"reason": "not a whole JSON line (cut short when the process was killed?)",
-                 "line": line.decode("ascii", "replace")} for line in bad]  # fmt: skip
-        data = None
-        if rows:
-            try:
-                data = _parquet(rows)
-            except Exception:  # noqa: BLE001 - find the rows Parquet refuses; keep every other
-                good = []
-                for row in rows:
-                    try:
-                        _parquet([row])
-                        good.append(row)
-                    except Exception as exc:  # noqa: BLE001
-                        dead.append({"reason": f"{type(exc).__name__}: {exc}", "row": row})
-                data = _parquet(good) if good else None
-        if data is not None:  # first: a write that fails is retried and adds no dead letter
-            storage.write_bytes(target, data)
+    def _write_rows(self, target: Path, lines) -> tuple[Path | None, int]:
+        """A segment's `lines` as one Parquet file, read CHUNK_ROWS at a time, each chunk a
+        row group; rows Parquet cannot hold, and lines that are not JSON (a line cut short by
+        a kill), into the dead-letter file with the reason. The file and the rows read."""
+        dead, tables, read = [], [], 0
+        while chunk := list(itertools.islice(lines, CHUNK_ROWS)):
+            rows, bad = _parse(chunk)
+            read += len(rows)
+            dead += [{"reason": "not a whole JSON line (cut short when the process was killed?)",
+                      "line": line.decode("ascii", "replace")} for line in bad]  # fmt: skip
+            if rows:
+                tables.append(_table(rows, dead))
+        tables = [t for t in tables if t is not None]
+        if tables:  # first: a write that fails is retried and adds no dead letter
+            _write_tables(target, tables)
             self.counts.files += 1
         if dead:
             with open(self.folder / DEAD_LETTER, "ab") as fh:
@@ -269,13 +266,14 @@ class Archive:
                 fh.flush()
                 os.fsync(fh.fileno())
             self.counts.dead_letter += len(dead)
-        return target if data is not None else None
+        return (target if tables else None), read
 
 
-def _parse(data: bytes) -> tuple[list[dict], list[bytes]]:
-    """The rows of a segment, and the lines that are not JSON objects."""
+def _parse(lines: list[bytes]) -> tuple[list[dict], list[bytes]]:
+    """The rows of a segment's lines, and the lines that are not JSON objects."""
     rows, bad = [], []
-    for line in data.split(b"\n"):
+    for line in lines:
+        line = line.rstrip(b"\n")
         if line:
             try:
                 row = json.loads(line)
@@ -283,6 +281,74 @@ def _parse(data: bytes) -> tuple[list[dict], list[bytes]]:
                 row = None
             (rows.append(row) if isinstance(row, dict) else bad.append(line))
     return rows, bad
+
+
+def _table(rows: list[dict], dead: list[dict]):
+    """Rows as an Arrow table; the rows it cannot hold go to `dead`, with the reason."""
+    try:
+        return _arrow(rows)
+    except Exception:  # noqa: BLE001 - find the rows Parquet refuses; keep every other
+        good = []
+        for row in rows:
+            try:
+                _arrow([row])
+                good.append(row)
+            except Exception as exc:  # noqa: BLE001
+                dead.append({"reason": f"{type(exc).__name__}: {exc}", "row": row})
+        return _arrow(good) if good else None
+
+
+def _arrow(rows: list[dict]):
+    """Archive rows as an Arrow table. A column with no value in these rows has no type yet:
+    the file's schema takes it from the other chunks (a string column if none has one)."""
+    import pyarrow as pa
+
+    df = pd.DataFrame.from_records(rows)
+    df["received_at"] = pd.to_datetime(df["received_at"], unit="s", utc=True)
+    text = df.select_dtypes(include=object).columns
+    df[text] = df[text].astype("string")
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+    for i, name in enumerate(table.column_names):
+        if table.column(i).null_count == len(table):
+            table = table.set_column(i, pa.field(name, pa.null()), pa.nulls(len(table)))
+    return table
+
+
+def _write_tables(target: Path, tables: list) -> None:
+    """Chunks of one segment as one Parquet file, each chunk a row group, synced before it
+    takes its name (the segment is deleted next). The chunks' columns are brought to one
+    schema: a column a chunk lacks is null there, an integer column another chunk holds as
+    floats is floats; types no schema can join (text in one chunk, numbers in another) make
+    the whole segment go as one table, as pandas reads it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+        text = frame.select_dtypes(include=object).columns
+        frame[text] = frame[text].astype("string")
+        tables = [pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)]
+        schema = tables[0].schema
+    schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                        for f in schema])  # fmt: skip
+    with storage.atomic_path(target) as tmp:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for table in tables:
+                writer.write_table(
+                    pa.Table.from_arrays(
+                        [
+                            table.column(f.name).cast(f.type)
+                            if f.name in table.column_names
+                            else pa.nulls(len(table), f.type)
+                            for f in schema
+                        ],
+                        schema=schema,
+                    )
+                )
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
 
 
 def _sync_folder(folder: Path) -> None:
@@ -295,14 +361,3 @@ def _sync_folder(folder: Path) -> None:
 
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
-
-
-def _parquet(rows: list[dict]) -> bytes:
-    """Archive rows as the bytes of a Parquet file."""
-    df = pd.DataFrame.from_records(rows)
-    df["received_at"] = pd.to_datetime(df["received_at"], unit="s", utc=True)
-    text = df.select_dtypes(include=object).columns  # a column of nulls stays a string column
-    df[text] = df[text].astype("string")
-    buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
-    return buffer.getvalue()

@@ -16,7 +16,6 @@ a command.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import threading
@@ -43,8 +42,8 @@ from ..settings import ExperimentSettings
 LATENCY_WINDOW, LATENCY_MIN = 1000, 100
 #: The champion's answers kept beside them (for a share as small as 5 %).
 CHAMPION_WINDOW = 20 * LATENCY_WINDOW
-#: A canary over its limit is rolled back when its p99 is also more than this many times the
-#: champion's p99 over the same time.
+#: A canary over its limit is rolled back when the share of its answers over the limit is
+#: also more than this many times the champion's share over the same time.
 SLOWER = 1.5
 #: The wait counted for an answer the canary never gave (ms): over any limit, and finite, so
 #: a percentile of many of them is this, not NaN.
@@ -53,8 +52,7 @@ MISSED_MS = 1e9
 
 def draw(value, alias: str, version: str) -> float:
     """A number in [0, 1) fixed by a key's value, the alias and the version."""
-    digest = hashlib.blake2b(f"{alias}\0{version}\0{value}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return storage.unit_hash(alias, version, value)
 
 
 class Canary:
@@ -127,24 +125,27 @@ class Canary:
 
     def check_latency(self, deadline_ms: float) -> None:
         """Roll back a canary whose p99 over its last answers is over its limit, unless the
-        champion, over the same time, was nearly as slow (see the module's docstring)."""
+        champion, over the same time, had nearly as large a share of its answers over that
+        limit (see the module's docstring)."""
         if self.share <= 0 or len(self._ms) < LATENCY_MIN:
             return
         version, champion = self.version, self.champion
         mine = list(self._ms)
-        p99 = float(np.percentile([ms for _, ms in mine], 99))
-        limit = self.limit_ms(deadline_ms)
+        ms = np.array([m for _, m in mine])
+        p99, limit = float(np.percentile(ms, 99)), self.limit_ms(deadline_ms)
         if p99 <= limit:
             return
         since = mine[0][0]
-        theirs = [ms for at, ms in list(self._champion_ms) if at >= since]
-        if len(theirs) >= LATENCY_MIN and p99 <= SLOWER * np.percentile(theirs, 99):
+        theirs = np.array([m for at, m in list(self._champion_ms) if at >= since])
+        over = float((ms > limit).mean())
+        known = len(theirs) >= LATENCY_MIN
+        their_over = float((theirs > limit).mean()) if known else 0.0
+        if known and over <= SLOWER * their_over:
             return  # both arms slow at once: the process or the machine, not the canary
         shown = "no answer or an error" if p99 >= MISSED_MS else f"{p99:.1f} ms"
         why = (f"its p99 latency over its last {len(mine)} answers is {shown}, over its limit "
-               f"of {limit:g} ms")  # fmt: skip
-        if len(theirs) >= LATENCY_MIN:
-            why += f"; the champion's over the same time was {np.percentile(theirs, 99):.1f} ms"
+               f"of {limit:g} ms ({over:.1%} of its answers over it")  # fmt: skip
+        why += f", the champion's {their_over:.1%} over the same time)" if known else ")"
         self.roll_back(why, version, champion, LATENCY)
 
     def check_labels(self) -> abtest.Experiment | None:

@@ -63,6 +63,8 @@ class Feedback:
         found = self.finder.rows(ids, KEY)
         sizes = {str(k): int(v) + 1 for k, v in found.groupby("request_id")["record"].max().items()}
         labels: dict[str, dict[int, int]] = {}
+        if not sizes:  # no archived request: no label to look for
+            return sizes, labels
         try:
             with (self.folder / LABELS_FILE).open(encoding="utf-8") as fh:
                 for line in fh:

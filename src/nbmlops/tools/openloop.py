@@ -73,26 +73,28 @@ class Windows:
     def __init__(self, start: float, seconds: float, report):
         self.start, self.seconds, self.report = start, seconds, report
         self.open: dict[int, tuple[list[float], Counter, list[int]]] = {}
+        self.sending = 0  # the window of the request sent last: those before it are whole
 
-    def sent(self, due: float) -> int:
-        k = int((due - self.start) // self.seconds)
+    def sent(self, offset: float) -> int:
+        """The window of a request due `offset` seconds after the start."""
+        k = int(offset / self.seconds + 1e-9)
         self.open.setdefault(k, ([], Counter(), [0]))[2][0] += 1
+        self.sending = k
         return k
 
-    def done(self, k: int, latency: float, failure: str | None, now: float) -> None:
+    def done(self, k: int, latency: float, failure: str | None) -> None:
         latencies, failures, pending = self.open[k]
         latencies.append(latency)
         if failure:
             failures[failure] += 1
         pending[0] -= 1
-        self.close(now)
+        self.close()
 
-    def close(self, now: float, final: bool = False) -> None:
-        """Report, in order, the windows that are over and fully answered."""
+    def close(self, final: bool = False) -> None:
+        """Report, in order, the windows whose every request was sent and answered."""
         for k in sorted(self.open):
             latencies, failures, pending = self.open[k]
-            over = final or now >= self.start + (k + 1) * self.seconds
-            if not over or pending[0]:
+            if not (final or k < self.sending) or pending[0]:
                 return
             del self.open[k]
             self.report(summary(latencies, failures, self.seconds)
@@ -135,20 +137,20 @@ async def drive(
                 status, keep = await _answer(reader)
             if status != 200:
                 failure = f"HTTP {status}"
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is counted, by its kind
             failure = type(exc).__name__
         finally:
             if not keep and conn is not None:
                 conn[1].close()
             idle.put_nowait(conn if keep else None)
-        now = time.perf_counter()
-        last[0] = max(last[0], now)
-        if windows is not None:
-            windows.done(k, now - due, failure, now)
-            return
-        latencies.append(now - due)
-        if failure:
-            failures[failure] += 1
+            now = time.perf_counter()
+            last[0] = max(last[0], now)
+            if windows is not None:
+                windows.done(k, now - due, failure)
+            else:
+                latencies.append(now - due)
+                if failure:
+                    failures[failure] += 1
 
     encoded = cycle([b.encode() for b in bodies])
     pending: set = set()
@@ -156,14 +158,14 @@ async def drive(
         due = start + i / rate
         if (wait := due - time.perf_counter()) > 0:
             await asyncio.sleep(wait)
-        k = windows.sent(due) if windows is not None else 0
+        k = windows.sent(i / rate) if windows is not None else 0
         task = asyncio.ensure_future(one(due, next(encoded), k))
         pending.add(task)  # held until done: a task nobody references may be collected
         task.add_done_callback(pending.discard)
     while pending:
         await asyncio.wait(set(pending))
     if windows is not None:  # every window was reported
-        windows.close(time.perf_counter(), final=True)
+        windows.close(final=True)
         return {}
     return summary(latencies, failures, last[0] - start)
 

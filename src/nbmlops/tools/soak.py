@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -82,11 +83,19 @@ def family(pid: int) -> list[int]:
 
 
 def metric(text: str, name: str) -> float:
-    """One unlabelled sample of a Prometheus text exposition (0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+    """The samples of one metric of a Prometheus text exposition, summed over its labels
+    (0 when absent)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith((name + " ", name + "{")))  # fmt: skip
+
+
+def role(pid: int) -> str:
+    """What a child process of the service is, by its command line."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return f"pid {pid}"
+    return "resource tracker" if "resource_tracker" in cmdline else "shadow and archive"
 
 
 class Labeller(threading.Thread):
@@ -163,6 +172,16 @@ def verdicts(result: dict) -> list[tuple[str, str, str, bool]]:
     out = []
     warm = result["warmup_s"]
     for name, mem in result["rss"].items():
+        if mem["end_mb"] is None:
+            out.append(
+                (
+                    f"RSS of {name}: last tenth / after warm-up",
+                    f"gone before the end / {mem['start_mb']:.0f} MB",
+                    "running",
+                    False,
+                )
+            )
+            continue
         out.append((f"RSS of {name}: last tenth / after warm-up",
                     f"{mem['end_mb']:.0f} / {mem['start_mb']:.0f} MB ({mem['growth']:+.1%}; "
                     f"{mem['slope_mb_per_hour']:+.1f} MB/h)", f"≤ {RSS_GROWTH:+.0%}",
@@ -187,15 +206,20 @@ def verdicts(result: dict) -> list[tuple[str, str, str, bool]]:
     out.append(("failed requests, records dropped by the archive",
                 f"{result['failures']}, {r['dropped']}", "0, 0",
                 result["failures"] == 0 and r["dropped"] == 0))  # fmt: skip
+    out.append(("shadow and archive process restarts", r["shadow_restarts"], "0",
+                r["shadow_restarts"] == 0))  # fmt: skip
     labels = result["labels"]
-    out.append(
-        (
-            "labels posted / accepted",
-            f"{labels['posted']:,} / {labels['accepted']:,}",
-            "all accepted",
-            labels["posted"] > 0 and labels["posted"] == labels["accepted"],
-        )
-    )
+    out.append(("labels posted / accepted", f"{labels['posted']:,} / {labels['accepted']:,}",
+                "all accepted",
+                labels["posted"] > 0 and labels["posted"] == labels["accepted"]))  # fmt: skip
+    e = result["experiment"]
+    test = e.get("test") or {}
+    out.append(("the canary at the end: share, labels in its test, errors",
+                f"{e.get('share')}, {test.get('labels_canary', 0):,}, "
+                f"{e.get('error') or e.get('rolled_back') or 'none'}",
+                f"{result['canary_share']:g}, > 0, none",
+                e.get("share") == result["canary_share"] and test.get("labels_canary", 0) > 0
+                and not e.get("error") and not e.get("rolled_back")))  # fmt: skip
     return out
 
 
@@ -208,7 +232,11 @@ def _memory(samples: list[dict], warm: float, end: float) -> dict:
         after = [mb for t, mb in points if warm <= t <= warm + tenth]
         last = [mb for t, mb in points if t >= end - tenth]
         fit = [(t, mb) for t, mb in points if t >= warm]
-        if not after or not last or len(fit) < 2:
+        if after and not last:  # it ran after the warm-up and was gone at the end
+            out[name] = {"start_mb": round(statistics.median(after), 1), "end_mb": None,
+                         "growth": None, "slope_mb_per_hour": None}  # fmt: skip
+            continue
+        if not after or len(fit) < 2:
             continue
         slope = statistics.linear_regression(*zip(*fit, strict=True)).slope * 3600
         start, stop = statistics.median(after), statistics.median(last)
@@ -298,7 +326,8 @@ def run(env_file: Path, minutes: float, rate: float, canary: float, labelled: fl
         "records": {"answered": answered, "rows": rows, "distinct": distinct,
                     "received": sum(w["requests"] - w["failures"] for w in windows)
                     + labeller.answered,
-                    "dropped": int(metric(text, "nbmlops_archive_dropped_records_total"))},
+                    "dropped": int(metric(text, "nbmlops_archive_dropped_records_total")),
+                    "shadow_restarts": int(metric(text, "nbmlops_shadow_restarts_total"))},
         "labels": {"posted": sum(labeller.statuses.values()) + labeller.failed.get(
                        "feedback HTTP 503", 0),
                    "accepted": labeller.statuses.get("accepted", 0),
@@ -310,12 +339,13 @@ def run(env_file: Path, minutes: float, rate: float, canary: float, labelled: fl
 
 def _sample(server: Process, client: int, start: float, samples: list, stop) -> None:
     """Every SAMPLE_SECONDS: the RSS of each process and the service's counters."""
-    names = {server.proc.pid: "service", client: "load client"}
+    names = {server.proc.pid: "service", client: "load client",
+             os.getpid(): "soak (labels sender)"}  # fmt: skip
     while not stop.wait(SAMPLE_SECONDS):
         rss = {}
-        for pid in family(server.proc.pid) + [client]:
-            if pid not in names:  # the service's children: the shadow and archive process
-                names[pid] = f"shadow and archive (pid {pid})"
+        for pid in [*family(server.proc.pid), client, os.getpid()]:
+            if pid not in names:  # the service's children, by role: a restarted one
+                names[pid] = role(pid)  # goes on in the same series
             if (mb := rss_mb(pid)) is not None:
                 rss[names[pid]] = round(mb, 1)
         text = _get(server.url + "/metrics", timeout=5)[1].decode()

@@ -6,8 +6,6 @@ The test reaches the tmpfs through /proc/PID/root, the service's own view of the
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from nbmlops.registry.versions import set_champion
 from nbmlops.serving.payload import RequestContract
 from tests.code.registry.conftest import SPEC, Builder, make_data
 from tests.code.serving.server import Server, synthetic_project
+from tests.code.smalldisk import check_unshare, fill, mounted
 
 #: The archive's filesystem: small enough to fill at once.
 TMPFS_SIZE = "4m"
@@ -35,19 +34,6 @@ def _wait(check, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _fill(folder: Path) -> Path:
-    """A ballast file that takes every free byte of the filesystem `folder` is on."""
-    ballast = folder / "ballast"
-    with open(ballast, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-    return ballast
-
-
 def _raw_rows(folder: Path) -> int:
     """Rows as written, duplicates included: the Parquet files' and the segments' lines."""
     import pyarrow.parquet as pq
@@ -61,12 +47,7 @@ def _raw_rows(folder: Path) -> int:
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    unshare = shutil.which("unshare")
-    probe = subprocess.run([unshare or "unshare", "-rm", "true"], capture_output=True)
-    assert probe.returncode == 0, (
-        "a full disk is tested on a tmpfs in a mount namespace of the service's own; this "
-        f"machine allows no user namespace (unshare -rm: {probe.stderr.decode().strip()})"
-    )
+    check_unshare()
     store = Store(f"sqlite:///{tmp_path}/mlruns/mlflow.db", str(tmp_path / "mlruns" / "art"),
                   "fulldisk")  # fmt: skip
     version = Builder(store, tmp_path / "builds").register()
@@ -83,14 +64,13 @@ def test_a_full_archive_disk_keeps_every_answered_record_until_space_returns(pro
     records = RequestContract(SPEC).example(make_data(120, 11), 120)
     server = Server(root, env_file=env.name, latency_budget_ms=2000, archive=str(archive),
                     shadow=False)  # fmt: skip
-    mount = f'mount -t tmpfs -o size={TMPFS_SIZE} tmpfs {archive} && exec "$@"'
-    server.args = ["unshare", "-rm", "sh", "-c", mount, "sh", *server.args]
+    server.args = [*mounted(archive, TMPFS_SIZE), *server.args]
     with server:
         seen = Path(f"/proc/{server.process.proc.pid}/root") / archive.relative_to("/")
         answered = [server.post(r).json()["request_id"] for r in records[:40]]
         _wait(lambda: len(read_archive(seen, ["request_id", "record"])) == 40, 30,
               "the first records never reached the archive")  # fmt: skip
-        ballast = _fill(seen)
+        ballast = fill(seen)
         for r in records[40:]:  # answered while nothing can be written
             reply = server.post(r)
             assert reply.status_code == 200

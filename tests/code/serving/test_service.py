@@ -830,7 +830,7 @@ def test_a_canary_over_its_latency_limit_is_rolled_back_and_no_request_fails(ser
     assert codes == [200] * 500
     why = found["experiment"]["rolled_back"]
     assert "p99 latency over its last" in why and "over its limit of 25 ms" in why
-    assert "the champion's over the same time was" in why
+    assert "of its answers over it, the champion's" in why
 
 
 def test_records_drawn_for_labelling_come_back_through_feedback(served, tmp_path, capsys):

@@ -91,3 +91,16 @@ def test_a_server_that_is_gone_is_a_failure_not_a_hang():
                                connections=2, fmt="health"))  # fmt: skip
     assert result["requests"] == 5 and result["failures"] == 5
     assert result["failure_kinds"] == ["5× ConnectionRefusedError"]
+
+
+def test_windowed_runs_report_each_window_once_in_order_and_keep_no_latencies(server):
+    server.delay = 0.02  # answers outlast their window's end: a window waits for them
+    seen = []
+    result = asyncio.run(drive(_url(server), request_bodies([{}], "nbmlops"), rate=100,
+                               seconds=1, connections=4, window=0.25,
+                               report=seen.append))  # fmt: skip
+    assert result == {}  # every figure went to its window
+    assert [w["window"] for w in seen] == [0, 1, 2, 3]
+    assert [w["at"] for w in seen] == [0.25, 0.5, 0.75, 1.0]
+    assert [w["requests"] for w in seen] == [25] * 4 and all(w["failures"] == 0 for w in seen)
+    assert all(w["p50_ms"] >= 20 for w in seen)
