@@ -235,6 +235,7 @@ class Archive:
             try:
                 with os.fdopen(os.dup(fd), "rb") as fh:
                     made, rows = self._write_rows(target, fh)
+                release_memory()  # what the chunks took, once they are gone
             except OSError as exc:
                 self.compact_error = (f"cannot write the request archive in {self.folder}: "
                                       f"{_why(exc)}")  # fmt: skip
@@ -349,6 +350,21 @@ def _write_tables(target: Path, tables: list) -> None:
                 )
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+
+
+def release_memory() -> None:
+    """Give the memory a large piece of work freed back to the operating system: Arrow's pool
+    and the C allocator keep it otherwise, and a process that compacts a segment, or reads
+    the archive, every few minutes would stay as large as its largest such piece."""
+    import ctypes
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+        pass
 
 
 def _sync_folder(folder: Path) -> None:

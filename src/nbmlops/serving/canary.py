@@ -37,6 +37,7 @@ from ..abtest import (
 )
 from ..metrics import sequential
 from ..settings import ExperimentSettings
+from .archive import release_memory
 
 #: Canary answers the latency rule looks at, and how many it needs first.
 LATENCY_WINDOW, LATENCY_MIN = 1000, 100
@@ -155,6 +156,7 @@ class Canary:
         if test is None or self.share <= 0:
             return self.last  # nothing is routed to it: nothing new to decide
         found = test.update()
+        release_memory()
         if (version, champion) != (self.version, self.champion):
             return self.last  # the registry moved on meanwhile
         self.last = found if found.result.champion.n or found.result.canary.n else None
