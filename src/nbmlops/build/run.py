@@ -58,8 +58,10 @@ _ERROR = re.compile(
     rf"^(?:nbmlops(?:\.\w+)*\.)?(?:\x1b\[[\d;]*m)*({'|'.join(OURS)})(?:\x1b\[[\d;]*m)*: (.*)$"
 )
 _ANSI = re.compile(r"\x1b\[[\d;]*m")
-#: A write that found its filesystem full, with the file when the error names it.
-_NO_SPACE = re.compile(r"\[Errno 28\] No space left on device(?:: '([^']*)')?")
+#: An error raised by a write that found its filesystem full, with the file when the error
+#: names it (a warning line that mentions one, from a task that went on, is not one).
+_NO_SPACE = re.compile(r"^\s*[\w.]*(?:Error|Exception)\b.*?\[[Ee]rrno 28\].*?"
+                       r"No space left on device(?:: '([^']*)')?", re.MULTILINE)
 #: A task's line, as the build says it ("[3/10] train-rf: ran in 9.1 s (...)", "ingest: skipped").
 _TASK_LINE = re.compile(r"^(?:\[\d+/\d+\] )?([\w-]+): (?:ran|skipped|failed)\b")
 #: What each content-tracked file is, by its key in pipeline.yaml.

@@ -30,6 +30,31 @@ def test_a_build_failure_of_ours_is_its_message_with_the_task():
     assert clear_message(unexpected) is None  # anything else: the traceback is shown
 
 
+def test_a_full_disk_is_said_as_such_and_a_warning_that_mentions_one_is_not(tmp_path):
+    from nbmlops.build.run import _no_space
+    from tests.conftest import copy_project
+
+    env = copy_project(tmp_path / "project") / "env.ci.yaml"
+    survived = "» [1/3] train: ran in 2 s\ntrain: its CPU seconds were not kept ([Errno 28] No "
+    survived += "space left on device)\n"
+    assert _no_space(survived + GATE_FAILURE, str(env)) is None  # the gates stopped it
+    named = GATE_FAILURE.replace(
+        "nbmlops.registry.gates.GateError: the challenger fails the promotion gates:",
+        f"OSError: [Errno 28] No space left on device: '{tmp_path}/products/m.pkl'",
+    )
+    task, message, kind = _no_space(survived + named, str(env))
+    assert (task, kind) == ("evaluate", "DiskFull")
+    assert message.startswith(f"no space left on device writing {tmp_path}/products/m.pkl (")
+    unnamed = GATE_FAILURE.replace(
+        "nbmlops.registry.gates.GateError: the challenger fails the promotion gates:",
+        "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on "
+        "device",
+    )
+    message = _no_space(unnamed, str(env)).message
+    assert message.startswith("no space left on device (free now: the products' folder ")
+    assert "the temporary folder" in message and "run again" in message
+
+
 #: What a build's process prints: its marked lines among progress bars, a kernel's message,
 #: warnings of two kinds, Ploomber's table; `make build` shows the first and counts the others.
 LOUD = r"""
