@@ -60,11 +60,10 @@ class SmallDisk:
 def fill(folder: Path) -> Path:
     """A ballast file that takes every free byte of the filesystem `folder` is on."""
     ballast = folder / "ballast"
-    with open(ballast, "wb") as fh:
+    with open(ballast, "wb", buffering=0) as fh:  # unbuffered: nothing is left to flush
         try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
+            while fh.write(b"\0" * 65536):
+                pass
         except OSError:
             pass
     return ballast

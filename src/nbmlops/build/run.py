@@ -60,8 +60,11 @@ _ERROR = re.compile(
 _ANSI = re.compile(r"\x1b\[[\d;]*m")
 #: An error raised by a write that found its filesystem full, with the file when the error
 #: names it (a warning line that mentions one, from a task that went on, is not one).
-_NO_SPACE = re.compile(r"^\s*[\w.]*(?:Error|Exception)\b.*?\[[Ee]rrno 28\].*?"
-                       r"No space left on device(?:: '([^']*)')?", re.MULTILINE)
+_NO_SPACE = re.compile(
+    r"^\s*[\w.]*(?:Error|Exception)\b.*?\[[Ee]rrno 28\].*?"
+    r"No space left on device(?:: '([^']*)')?",
+    re.MULTILINE,
+)
 #: A task's line, as the build says it ("[3/10] train-rf: ran in 9.1 s (...)", "ingest: skipped").
 _TASK_LINE = re.compile(r"^(?:\[\d+/\d+\] )?([\w-]+): (?:ran|skipped|failed)\b")
 #: What each content-tracked file is, by its key in pipeline.yaml.
@@ -305,7 +308,8 @@ def _build(
         return 0, None, list(dict.fromkeys(tasks))
     output = b"".join(chunks).decode("utf-8", "replace")
     found = clear_message(output)
-    if full := _no_space(output, env_file):  # whatever raised it: space is what to see to
+    report = output[len(_before_traceback(chunks)) :]  # the failure, not what tasks survived
+    if full := _no_space(report, env_file, _failed_task(output)):  # space is what to see to
         where = f" in task '{full.task}'" if full.task else ""
         print(f"\nbuild failed{where}:\n{full.message}\n\nfull log: {log}", file=sys.stderr)
         return code, full, []
@@ -333,7 +337,7 @@ def _build(
     return code, found, []
 
 
-def _no_space(output: str, env_file: str) -> Failure | None:
+def _no_space(output: str, env_file: str, task: str = "") -> Failure | None:
     """The failure of a build that found a disk full: the file it could not write (or, when
     the error names none, the space left where builds write), and what to do; None for any
     other failure."""
@@ -355,14 +359,17 @@ def _no_space(output: str, env_file: str) -> Failure | None:
                "again. Data, models and figures are written whole or not at all, so none is "
                "left half-written; the executed notebook of the task that failed keeps what it "
                "ran before the disk filled.")  # fmt: skip
-    return Failure(_failed_task(output), message, "DiskFull")
+    return Failure(task or _failed_task(output), message, "DiskFull")
 
 
 def _free(path: Path) -> str:
     """The free space of the filesystem `path` is on (or would be), in MB."""
     while not path.exists() and path != path.parent:
         path = path.parent
-    return f"{shutil.disk_usage(path).free / 2**20:.1f} MB"
+    try:
+        return f"{shutil.disk_usage(path).free / 2**20:.1f} MB"
+    except OSError:  # not ours to read
+        return "unknown"
 
 
 def _said(text: str) -> str | None:

@@ -36,7 +36,8 @@ from ..records import FILE_PREFIX, SEGMENT_PREFIX, SEGMENT_SUFFIX, SEGMENTS
 
 DEAD_LETTER = "dead-letter.jsonl"
 #: Lines read at once when a segment is compacted, each chunk a row group of its file: the
-#: compaction holds one chunk as Python objects, never a whole segment.
+#: compaction holds one chunk as Python objects (and the segment in Arrow's columns, a few
+#: times smaller), never the whole segment as Python objects.
 CHUNK_ROWS = 10_000
 OPENING = "opening-"  # a segment not yet locked by its writer
 
@@ -239,6 +240,10 @@ class Archive:
             except OSError as exc:
                 self.compact_error = (f"cannot write the request archive in {self.folder}: "
                                       f"{_why(exc)}")  # fmt: skip
+                return None, 0
+            except Exception as exc:  # noqa: BLE001 - the segment stays, readable, and is said
+                self.compact_error = (f"cannot compact {path.name} in {self.folder}: "
+                                      f"{type(exc).__name__}: {exc}")  # fmt: skip
                 return None, 0
             path.unlink()
             return made, rows
