@@ -69,13 +69,19 @@ def read_archive(folder: str | Path, columns: list[str] | None = None) -> pd.Dat
             for r in json_lines(p)]  # fmt: skip
     frames = [_read_file(p, columns) for p in sorted(folder.glob(f"{FILE_PREFIX}*.parquet"))]
     if rows:
-        segment = pd.DataFrame(rows)
-        if RECEIVED_AT in segment:  # seconds in a segment; a time in UTC in a Parquet file
-            segment[RECEIVED_AT] = pd.to_datetime(segment[RECEIVED_AT], unit="s", utc=True)
-        frames.append(segment.reindex(columns=columns) if columns else segment)
+        frames.append(_segment_frame(rows, columns))
     if not frames:
         return pd.DataFrame(columns=columns or KEY)
     return pd.concat(frames, ignore_index=True).drop_duplicates(KEY, keep="first")
+
+
+def _segment_frame(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
+    """Rows of segments as a frame (of `columns`, when given), `received_at` as a Parquet file
+    holds it: seconds in a segment, a time in UTC in a file."""
+    segment = pd.DataFrame(rows)
+    if RECEIVED_AT in segment:
+        segment[RECEIVED_AT] = pd.to_datetime(segment[RECEIVED_AT], unit="s", utc=True)
+    return segment.reindex(columns=columns) if columns else segment
 
 
 def _read_file(path: Path, columns: list[str] | None, filters=None) -> pd.DataFrame:
@@ -141,10 +147,7 @@ class Finder:
             if at < len(wanted) and wanted[at] <= span[1]:
                 frames.append(_read_file(path, columns, [("request_id", "in", wanted)]))
         if rows:
-            segment = pd.DataFrame(rows)
-            if RECEIVED_AT in segment:
-                segment[RECEIVED_AT] = pd.to_datetime(segment[RECEIVED_AT], unit="s", utc=True)
-            frames.append(segment.reindex(columns=columns))
+            frames.append(_segment_frame(rows, columns))
         if not frames:
             return pd.DataFrame(columns=columns)
         found = pd.concat(frames, ignore_index=True)
