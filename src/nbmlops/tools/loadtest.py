@@ -193,7 +193,7 @@ class Drill:
         if champion is None:
             raise ConfigError(f"model {self.store.model_name!r} has no version; run a build")
         meta = client.get_model_version(self.store.model_name, champion)
-        build = meta.tags.get("build_id") or client.get_run(meta.run_id).data.tags["build_id"]
+        build = _build_of(client, meta)
         # versions of the champion's own build: one of an older build may take other inputs
         # (a feature since derived in the model) and could not score today's requests
         found = client.search_model_versions(f"name='{self.store.model_name}'")

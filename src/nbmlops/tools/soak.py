@@ -44,8 +44,9 @@ import pandas as pd
 from ..errors import ConfigError
 from ..layout import SOAK_PAGES, Layout
 from ..records import FILE_PREFIX, KEY, SEGMENT_PREFIX, SEGMENT_SUFFIX, SEGMENTS, json_lines
+from ..registry.runs import register_candidate
 from .bench import publish
-from .loadtest import Drill, Process, _get, answered_records, machine
+from .loadtest import Drill, Process, _build_of, _get, answered_records, machine
 
 #: Seconds between two readings of memory and counters.
 SAMPLE_SECONDS = 5.0
@@ -259,10 +260,7 @@ def run(env_file: Path, minutes: float, rate: float, canary: float, labelled: fl
     store = drill.store
     client = store.client()
     champion = client.get_model_version(store.model_name, drill.champion)
-    from ..registry.runs import register_candidate
-
-    build = champion.tags.get("build_id") or client.get_run(champion.run_id).data.tags["build_id"]
-    twin = register_candidate(store, build, champion.tags["candidate"])
+    twin = register_candidate(store, _build_of(client, champion), champion.tags["candidate"])
     client.set_registered_model_alias(store.model_name, CANARY_ALIAS, twin)
     seconds = minutes * 60
     experiment = {"share": canary, "alias": CANARY_ALIAS}
